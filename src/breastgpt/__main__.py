@@ -1,0 +1,3 @@
+from breastgpt.cli import main
+
+main()
