@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's Python environment and point ./.venv at it.
 #
-# The environment is cached outside the checkout, keyed on the dependency files (pyproject.toml and
-# constraints.txt), so a fresh clone — CI included — reuses it when nothing changed. A build is only
+# The environment is cached outside the checkout, keyed on the dependency files (pyproject.toml's dependency
+# lists and constraints.txt), so a fresh clone — CI included — reuses it when nothing changed. A build is only
 # marked usable once it completed (the .complete marker), so an interrupted build is redone, never used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3.11}
 CACHE_ROOT=${BREASTGPT_ENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/breastgpt/envs}
-key=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+# The key covers the dependency lists (not the rest of pyproject.toml), the pins and this script.
+key=$({ "$PYTHON" scripts/list_deps.py --extras test,deepspeed; cat constraints.txt scripts/ensure_env.sh; } | sha256sum | cut -c1-16)
 env_dir="$CACHE_ROOT/py311-$key"
 
 mkdir -p "$CACHE_ROOT"
