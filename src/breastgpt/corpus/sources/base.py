@@ -1,0 +1,154 @@
+"""The contract between source adapters (one module per dataset) and the corpus build.
+
+An adapter reads one dataset exactly as users download it and yields `SourceSample`s, one per image / volume /
+slide, with labels already mapped onto the shared vocabulary (`breastgpt.corpus.labels`). A row it cannot use
+becomes a `SourceProblem` (yielded, never raised) so the build quarantines it and carries on.
+
+Identifiers: `sample_id` is built from dataset image/file ids only — never patient names, DICOM PatientName or
+PatientID. `patient_id` carries the dataset's raw patient id; it is never written out (the build turns it into a
+keyed pseudonym with `breastgpt.deid.Pseudonymizer`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal, Protocol, runtime_checkable
+
+from breastgpt.corpus.labels import LabelError, validate_labels
+
+Modality = Literal["mammography", "ultrasound", "mri", "ct", "pathology"]
+Kind = Literal["image", "volume", "slide"]
+Split = Literal["train", "test", "val"]
+
+MODALITIES: tuple[str, ...] = ("mammography", "ultrasound", "mri", "ct", "pathology")
+KINDS: tuple[str, ...] = ("image", "volume", "slide")
+SPLITS: tuple[str, ...] = ("train", "test", "val")
+_SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class SourceSample:
+    """One unit of media (an image, a volume or a slide, possibly several files of one study) with its labels."""
+
+    source: str
+    sample_id: str  # unique within the source, from dataset file names / image ids, never a person's identifier
+    patient_id: str  # raw dataset patient id: never written out; the build pseudonymises it
+    study_id: str
+    modality: str
+    kind: str
+    media: list[Path]
+    labels: dict[str, Any] = field(default_factory=dict)  # validated vocabulary; boxes in source pixel coordinates
+    masks: list[Path] = field(default_factory=list)
+    report: str | None = None
+    dataset_split: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # non-identifying extras (view, vendor, source columns)
+
+    def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise ValueError(f"{self.source}/{self.sample_id}: modality {self.modality!r} not in {MODALITIES}")
+        if self.kind not in KINDS:
+            raise ValueError(f"{self.source}/{self.sample_id}: kind {self.kind!r} not in {KINDS}")
+        if self.dataset_split is not None and self.dataset_split not in SPLITS:
+            raise ValueError(f"{self.source}/{self.sample_id}: split {self.dataset_split!r} not in {SPLITS}")
+        if not self.sample_id:
+            raise ValueError(f"{self.source}: empty sample_id")
+        validate_labels(self.labels)
+
+
+@dataclass(frozen=True)
+class SourceProblem:
+    """A row or file the adapter could not turn into a sample: the build quarantines it and continues."""
+
+    source: str
+    path: str
+    reason: str
+
+    def as_record(self) -> dict[str, str]:
+        return {"source": self.source, "path": self.path, "reason": self.reason}
+
+
+@runtime_checkable
+class SourceAdapter(Protocol):
+    name: str
+    modality: str
+
+    def discover(self, root: Path) -> Iterator[SourceSample | SourceProblem]:
+        """Yield one `SourceSample` per usable item under `root` and a `SourceProblem` per unusable one."""
+        ...
+
+
+ADAPTERS: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    """Class decorator: add an adapter class to `ADAPTERS` under its `name`."""
+    name = getattr(cls, "name", None)
+    if not name or name in ADAPTERS:
+        raise ValueError(f"adapter {cls.__name__}: missing or duplicate name {name!r}")
+    ADAPTERS[name] = cls
+    return cls
+
+
+def get_adapter(name: str) -> SourceAdapter:
+    """An instance of the adapter registered as `name` (importing all adapter modules first)."""
+    import breastgpt.corpus.sources  # noqa: F401  (registers every adapter module)
+
+    cls = ADAPTERS.get(name)
+    if cls is None:
+        raise KeyError(f"unknown source {name!r}; known sources: {sorted(ADAPTERS)}")
+    return cls()
+
+
+def safe_id(*parts: object) -> str:
+    """Join id parts into a file-system-safe sample id (`a__b__c`), keeping letters, digits, '.', '_' and '-'."""
+    cleaned = [_SAFE_ID.sub("-", str(p)).strip("-") for p in parts if str(p) != ""]
+    return "__".join(cleaned)
+
+
+def hashed_id(source: str, value: str, length: int = 16) -> str:
+    """A stable non-reversible stand-in for a dataset id that may itself be identifying (e.g. accession numbers)."""
+    digest = hashlib.sha256(f"{source}\x00{value}".encode()).hexdigest()
+    return digest[:length]
+
+
+def checked_sample(source: str, where: str | Path, **fields: Any) -> SourceSample | SourceProblem:
+    """Build a `SourceSample`, turning a vocabulary or contract violation into a `SourceProblem` for that row."""
+    try:
+        return SourceSample(source=source, **fields)
+    except (LabelError, ValueError) as exc:
+        return SourceProblem(source, str(where), str(exc))
+
+
+@dataclass(frozen=True)
+class NormaliseLimits:
+    """Geometry bounds for `breastgpt.corpus.normalise.normalise_media` (unknown keys are errors: it is a dataclass)."""
+
+    image_long_side: int = 1024  # 2-D images: long side at most this many pixels after cropping
+    volume_inplane: int = 384  # volumes: in-plane long edge at most this
+    volume_depth: int = 48  # volumes: at most this many slices, and an even count (temporal patch 2)
+    mammo_flip_to: str = "L"  # orient every breast as this side's image (chest wall on the left for "L")
+
+    def __post_init__(self) -> None:
+        if min(self.image_long_side, self.volume_inplane, self.volume_depth) < 2:
+            raise ValueError("NormaliseLimits sizes must be at least 2")
+        if self.mammo_flip_to not in ("L", "R"):
+            raise ValueError(f"NormaliseLimits.mammo_flip_to must be 'L' or 'R', not {self.mammo_flip_to!r}")
+
+
+@dataclass
+class NormalisedMedia:
+    """What `normalise_media` wrote for one sample: content-addressed files and boxes on the 0–1000 grid."""
+
+    kind: str
+    paths: list[str]  # relative to the corpus root (the `out_dir` given to normalise_media)
+    sha256s: list[str]
+    width: int
+    height: int
+    depth: int | None = None
+    boxes_norm1000: list[dict[str, Any]] = field(default_factory=list)  # {'box': [x1,y1,x2,y2(,z1,z2)], 'label'}
+    mask_paths: list[str] = field(default_factory=list)
+    feature_path: str | None = None  # slides: expected feature file (written by breastgpt.pathology)
+    meta: dict[str, Any] = field(default_factory=dict)
