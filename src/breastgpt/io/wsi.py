@@ -1,0 +1,491 @@
+"""Whole-slide image reading: OpenSlide first, tiffslide as fallback, large JPEG/PNG as one-level slides.
+
+Only this module opens slide files. Everything it returns is numpy (H×W×3 uint8, alpha composited on white)
+or plain JSON-ready values. Slides are untrusted bytes: the TIFF structure is checked (tile offsets inside
+the file) before a decoder sees it, every region read is bounded by `ReadLimits.max_region_pixels`, and
+decoder failures surface as the typed errors of `breastgpt.io.errors`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from breastgpt.io.errors import CorruptFileError, LimitExceededError, MissingMetadataError, UnsupportedFormatError
+from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits
+
+READERS = ("openslide", "tiffslide")
+# µm/px outside this range is a wrong tag (72-dpi defaults from image editors give ~353 µm/px), not a slide.
+PLAUSIBLE_MPP = (0.05, 20.0)
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_VENDOR_FORMAT = {"aperio": "svs", "generic-tiff": "tiff", "hamamatsu": "ndpi", "leica": "scn", "mirax": "mrxs",
+                  "philips": "tiff", "trestle": "tif", "ventana": "bif", "dicom": "dicom", "synthetic": "synthetic"}
+_MAX_IFDS_CHECKED = 256
+_PIL_LOCK = threading.Lock()
+
+
+def open_slide(path: str | Path, *, mpp: float | None = None, limits: ReadLimits = DEFAULT_LIMITS,
+               readers: tuple[str, ...] = READERS, require_mpp: bool = True) -> SlideReader:
+    """Open a whole-slide image and resolve its µm/px.
+
+    `mpp` (µm per level-0 pixel) overrides the file's own value; it is required for JPEG/PNG slides, which
+    carry none. `readers` orders the pyramidal backends tried (OpenSlide, then tiffslide). With
+    `require_mpp=False` a slide without µm/px opens with `mpp=None` (for description only; tiling needs it).
+    Raises `UnsupportedFormatError`, `CorruptFileError`, `LimitExceededError` or `MissingMetadataError`.
+    """
+    path = Path(path)
+    kind = _sniff(path)
+    if mpp is not None:
+        _check_user_mpp(path, mpp)
+    if kind in ("jpeg", "png"):
+        if mpp is None:
+            raise MissingMetadataError(path, f"a {kind.upper()} image carries no µm/px",
+                                       "pass --mpp (µm per pixel of the scan) to use it as a one-level slide")
+        backend = _RasterBackend(path, kind, limits)
+        return SlideReader(path, backend, "raster", _pil_version(), kind, (mpp, mpp), "user", limits)
+    if kind == "tiff":
+        _check_tiff_structure(path)
+    backend, name, version = _open_pyramidal(path, kind, readers)
+    file_mpp = _mpp_from_properties(backend.properties)
+    resolved, source = ((mpp, mpp), "user") if mpp is not None else (file_mpp, "file")
+    if resolved is None and require_mpp:
+        backend.close()
+        raise MissingMetadataError(path, "the slide declares no µm/px (no openslide/aperio MPP, no resolution tags)",
+                                   "pass --mpp with the scanner's µm per pixel at level 0")
+    fmt = _VENDOR_FORMAT.get(str(_vendor_of(backend.properties, name)), kind)
+    return SlideReader(path, backend, name, version, fmt, resolved, source if resolved else "none", limits,
+                       file_mpp=file_mpp)
+
+
+class SlideReader:
+    """One open slide: geometry, µm/px, bounded region reads. Use as a context manager or call `close()`."""
+
+    def __init__(self, path: Path, backend: Any, reader: str, reader_version: str, fmt: str,
+                 mpp: tuple[float, float] | None, mpp_source: str, limits: ReadLimits,
+                 file_mpp: tuple[float, float] | None = None) -> None:
+        self.path = path
+        self.reader = reader
+        self.reader_version = reader_version
+        self.format = fmt
+        self.mpp = mpp
+        self.mpp_source = mpp_source
+        self.file_mpp = file_mpp
+        self.limits = limits
+        self._backend = backend
+        self.dimensions: tuple[int, int] = tuple(int(v) for v in backend.dimensions)  # type: ignore[assignment]
+        self.level_count: int = int(backend.level_count)
+        self.level_dimensions: tuple[tuple[int, int], ...] = tuple(
+            (int(w), int(h)) for w, h in backend.level_dimensions)
+        self.level_downsamples: tuple[float, ...] = tuple(float(d) for d in backend.level_downsamples)
+        props = backend.properties
+        self.vendor: str | None = _vendor_of(props, reader)
+        self.objective_power: float | None = _objective_power(props)
+        self.associated_images: tuple[str, ...] = tuple(sorted(_associated_names(backend)))
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> SlideReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    # ------------------------------------------------------------------ geometry
+    def level_mpp(self, level: int) -> tuple[float, float] | None:
+        """µm/px of a pyramid level (level-0 µm/px times the level's downsample)."""
+        if self.mpp is None:
+            return None
+        ds = self.level_downsamples[level]
+        return self.mpp[0] * ds, self.mpp[1] * ds
+
+    def best_level_for_downsample(self, downsample: float) -> int:
+        """The finest level whose downsample does not exceed `downsample` (with a 1 % tolerance)."""
+        best = 0
+        for level, ds in enumerate(self.level_downsamples):
+            if ds <= downsample * 1.01:
+                best = level
+        return best
+
+    # ------------------------------------------------------------------ pixels
+    def read_region(self, location_level0: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """Pixels of `size` (w, h) at `level`, top-left at level-0 `location_level0`; H×W×3 uint8.
+
+        Parts outside the slide are white. Raises `LimitExceededError` above `ReadLimits.max_region_pixels`
+        and `CorruptFileError` when the decoder fails.
+        """
+        backend = self._require_open()
+        w, h = int(size[0]), int(size[1])
+        if not 0 <= level < self.level_count:
+            raise ValueError(f"level {level} out of range 0..{self.level_count - 1} for {self.path}")
+        if w <= 0 or h <= 0:
+            raise ValueError(f"region size must be positive, got {size}")
+        if w * h > self.limits.max_region_pixels:
+            raise LimitExceededError(self.path, f"a {w}×{h} region exceeds {self.limits.max_region_pixels} pixels",
+                                     "read smaller regions or raise ReadLimits.max_region_pixels")
+        ds = self.level_downsamples[level]
+        lw, lh = self.level_dimensions[level]
+        lx, ly = int(math.floor(location_level0[0] / ds)), int(math.floor(location_level0[1] / ds))
+        x0, y0, x1, y1 = max(lx, 0), max(ly, 0), min(lx + w, lw), min(ly + h, lh)
+        out = np.full((h, w, 3), 255, dtype=np.uint8)
+        if x1 <= x0 or y1 <= y0:
+            return out
+        inner_loc = (int(location_level0[0]) + int(round((x0 - lx) * ds)),
+                     int(location_level0[1]) + int(round((y0 - ly) * ds)))
+        pixels = self._decode(backend, inner_loc, level, (x1 - x0, y1 - y0))
+        out[y0 - ly:y1 - ly, x0 - lx:x1 - lx] = pixels
+        return out
+
+    def _decode(self, backend: Any, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        try:
+            region = backend.read_region(location, level, size)
+        except Exception as exc:  # decoders raise many types for bad bytes; all mean the same to the caller
+            raise CorruptFileError(self.path, f"cannot decode region {size} at {location}, level {level} "
+                                              f"({type(exc).__name__}: {exc})",
+                                   "re-export or re-scan the slide; it will be quarantined") from exc
+        return _to_rgb(np.asarray(region))[: size[1], : size[0]]
+
+    def read_downscaled(self, downsample: float) -> np.ndarray:
+        """The whole slide at 1/`downsample` of level 0, read in strips so memory stays bounded."""
+        if downsample < 1:
+            raise ValueError("downsample must be ≥ 1")
+        from PIL import Image
+
+        level = self.best_level_for_downsample(downsample)
+        lds = self.level_downsamples[level]
+        lw, lh = self.level_dimensions[level]
+        out_w = max(1, int(round(self.dimensions[0] / downsample)))
+        out_h = max(1, int(round(self.dimensions[1] / downsample)))
+        factor = lh / out_h
+        rows_per_strip = max(1, int(self.limits.max_region_pixels // max(lw, 1) / max(factor, 1.0)) - 2)
+        strips = []
+        for r0 in range(0, out_h, rows_per_strip):
+            r1 = min(out_h, r0 + rows_per_strip)
+            sy0, sy1 = int(math.floor(r0 * factor)), min(lh, max(int(math.ceil(r1 * factor)), int(r0 * factor) + 1))
+            strip = self.read_region((0, int(round(sy0 * lds))), level, (lw, sy1 - sy0))
+            resized = Image.fromarray(strip).resize((out_w, r1 - r0), Image.Resampling.BOX)
+            strips.append(np.asarray(resized))
+        return np.concatenate(strips, axis=0)
+
+    def thumbnail(self, max_side: int) -> np.ndarray:
+        """The whole slide scaled so its longer side is at most `max_side` pixels."""
+        if max_side <= 0:
+            raise ValueError("max_side must be positive")
+        return self.read_downscaled(max(1.0, max(self.dimensions) / max_side))
+
+    # ------------------------------------------------------------------ description
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready geometry and provenance. No properties are copied: labels, barcodes and scanner user names
+        live there, and the label/macro images are listed by name only, never their contents."""
+        return {
+            "kind": "slide",
+            "format": self.format,
+            "reader": self.reader,
+            "reader_version": self.reader_version,
+            "vendor": self.vendor,
+            "dimensions": list(self.dimensions),
+            "levels": [{"dimensions": list(d), "downsample": ds}
+                       for d, ds in zip(self.level_dimensions, self.level_downsamples, strict=True)],
+            "mpp": list(self.mpp) if self.mpp else None,
+            "mpp_source": self.mpp_source,
+            "objective_power": self.objective_power,
+            "associated_images": list(self.associated_images),
+        }
+
+    def _require_open(self) -> Any:
+        if self._backend is None:
+            raise ValueError(f"{self.path}: slide is closed")
+        return self._backend
+
+
+# ---------------------------------------------------------------------------------------------- opening
+
+def _sniff(path: Path) -> str:
+    if not path.is_file():
+        raise UnsupportedFormatError(path, "no such file", "check the path")
+    if path.stat().st_size == 0:
+        raise CorruptFileError(path, "file is empty (0 bytes)", "re-copy or re-download the slide")
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    if head[:4] in _TIFF_MAGIC:
+        return "tiff"
+    if head[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    return "other"
+
+
+def _check_user_mpp(path: Path, mpp: float) -> None:
+    if not (isinstance(mpp, (int, float)) and PLAUSIBLE_MPP[0] <= mpp <= PLAUSIBLE_MPP[1]):
+        raise ValueError(f"{path}: --mpp {mpp!r} is not a plausible µm/px (expected {PLAUSIBLE_MPP[0]}–"
+                         f"{PLAUSIBLE_MPP[1]}; 0.25 ≈ 40×, 0.5 ≈ 20×)")
+
+
+def _check_tiff_structure(path: Path) -> None:
+    """Parse the IFDs without decoding and refuse tiles or strips that lie outside the file."""
+    import tifffile
+
+    size = path.stat().st_size
+    try:
+        with tifffile.TiffFile(path) as tif:
+            for index, page in enumerate(tif.pages):
+                if index >= _MAX_IFDS_CHECKED:
+                    break
+                _check_page_offsets(path, page, index, size)
+    except CorruptFileError:
+        raise
+    except Exception as exc:  # tifffile raises several types for malformed IFDs
+        raise CorruptFileError(path, f"malformed TIFF structure ({type(exc).__name__}: {exc})",
+                               "re-export or re-download the slide") from exc
+
+
+def _check_page_offsets(path: Path, page: Any, index: int, size: int) -> None:
+    offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+    counts = np.asarray(page.databytecounts, dtype=np.int64)
+    if offsets.shape != counts.shape:
+        raise CorruptFileError(path, f"IFD {index}: {offsets.size} tile offsets but {counts.size} byte counts",
+                               "re-export the slide")
+    present = counts > 0  # zero-length tiles are legal (sparse), they decode as background
+    bad = present & ((offsets < 0) | (offsets + counts > size))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise CorruptFileError(path, f"IFD {index}: {int(bad.sum())} tile(s) point past the end of the "
+                                     f"{size}-byte file (first: tile {first}, offset {int(offsets[first])})",
+                               "the file is truncated or its tile table is damaged; re-copy or re-export it")
+
+
+def _open_pyramidal(path: Path, kind: str, readers: tuple[str, ...]) -> tuple[Any, str, str]:
+    failures: list[str] = []
+    corrupt = False
+    for name in readers:
+        if name not in READERS:
+            raise ValueError(f"unknown slide reader {name!r}; choose from {READERS}")
+        if name == "tiffslide" and kind != "tiff":
+            continue
+        try:
+            return _open_with(name, path)
+        except _Unsupported as exc:
+            failures.append(f"{name}: {exc}")
+        except Exception as exc:  # backend-specific error types
+            corrupt = True
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+    detail = "; ".join(failures) or "no reader accepts this file type"
+    if corrupt and kind == "tiff":
+        raise CorruptFileError(path, f"the slide cannot be opened ({detail})", "re-export or re-download it")
+    raise UnsupportedFormatError(path, f"not a whole-slide format OpenSlide or tiffslide can read ({detail})",
+                                 "convert it to a tiled pyramidal TIFF, or pass a JPEG/PNG with --mpp")
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _open_with(name: str, path: Path) -> tuple[Any, str, str]:
+    if name == "openslide":
+        import openslide
+
+        if openslide.OpenSlide.detect_format(str(path)) is None:
+            raise _Unsupported("format not recognised")
+        try:
+            backend = openslide.OpenSlide(str(path))
+        except openslide.OpenSlideUnsupportedFormatError as exc:
+            raise _Unsupported(str(exc)) from exc
+        return backend, "openslide", f"{openslide.__version__} (library {openslide.__library_version__})"
+    import tiffslide
+
+    return _TiffSlideBackend(tiffslide.TiffSlide(str(path))), "tiffslide", tiffslide.__version__
+
+
+class _TiffSlideBackend:
+    """tiffslide with array output, so the RGB path skips a PIL round-trip."""
+
+    def __init__(self, slide: Any) -> None:
+        self._slide = slide
+        self.dimensions = slide.dimensions
+        self.level_count = slide.level_count
+        self.level_dimensions = slide.level_dimensions
+        self.level_downsamples = slide.level_downsamples
+        self.properties = slide.properties
+
+    @property
+    def associated_images(self) -> Any:
+        return self._slide.associated_images
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        return self._slide.read_region(location, level, size, as_array=True)
+
+    def close(self) -> None:
+        self._slide.close()
+
+
+class _RasterBackend:
+    """A JPEG/PNG decoded once, on first read, after its declared size passed the pixel limit."""
+
+    level_count = 1
+    level_downsamples = (1.0,)
+
+    def __init__(self, path: Path, kind: str, limits: ReadLimits) -> None:
+        self._path = path
+        self._limits = limits
+        self._pixels: np.ndarray | None = None
+        with _pil_guard(limits):
+            from PIL import Image
+
+            try:
+                with Image.open(path) as image:
+                    width, height = image.size
+            except Exception as exc:
+                raise CorruptFileError(path, f"unreadable {kind.upper()} header ({type(exc).__name__}: {exc})",
+                                       "re-export the image") from exc
+        if width * height > limits.max_image_pixels:
+            raise LimitExceededError(path, f"{width}×{height} image exceeds {limits.max_image_pixels} pixels",
+                                     "raise ReadLimits.max_image_pixels if the file is trusted")
+        self.dimensions = (width, height)
+        self.level_dimensions = ((width, height),)
+        self.properties: dict[str, str] = {}
+        self.associated_images: dict[str, Any] = {}
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        pixels = self._load()
+        x, y = location
+        return pixels[y:y + size[1], x:x + size[0]]
+
+    def _load(self) -> np.ndarray:
+        if self._pixels is None:
+            from PIL import Image
+
+            with _pil_guard(self._limits), Image.open(self._path) as image:
+                image.load()
+                self._pixels = _to_rgb(np.asarray(image.convert("RGBA" if "A" in image.mode else "RGB")))
+        return self._pixels
+
+    def close(self) -> None:
+        self._pixels = None
+
+
+@contextmanager
+def _pil_guard(limits: ReadLimits) -> Iterator[None]:
+    """PIL's decompression-bomb check is process-global; align it with our limit for the duration of a call."""
+    from PIL import Image
+
+    with _PIL_LOCK:
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = limits.max_image_pixels
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
+def _pil_version() -> str:
+    import PIL
+
+    return f"pillow {PIL.__version__}"
+
+
+# ---------------------------------------------------------------------------------------------- metadata
+
+def _to_rgb(array: np.ndarray) -> np.ndarray:
+    """RGBA (straight alpha) → RGB on white; grey → RGB."""
+    if array.ndim == 2:
+        return np.repeat(array[..., None], 3, axis=2).astype(np.uint8)
+    if array.shape[2] == 4:
+        rgb = array[..., :3].astype(np.uint32)
+        alpha = array[..., 3:4].astype(np.uint32)
+        return ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+    return np.ascontiguousarray(array[..., :3], dtype=np.uint8)
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def _plausible(mpp: float | None) -> bool:
+    return mpp is not None and PLAUSIBLE_MPP[0] <= mpp <= PLAUSIBLE_MPP[1]
+
+
+def _mpp_from_properties(props: Any) -> tuple[float, float] | None:
+    """µm/px from, in order: the backend's normalised mpp, Aperio `MPP =`, TIFF resolution tags."""
+    for prefix in ("openslide", "tiffslide"):
+        x, y = _float_or_none(props.get(f"{prefix}.mpp-x")), _float_or_none(props.get(f"{prefix}.mpp-y"))
+        if _plausible(x):
+            return (x, y if _plausible(y) else x)  # type: ignore[return-value]
+    description = str(props.get("tiff.ImageDescription", "") or props.get("openslide.comment", "") or "")
+    match = re.search(r"\|\s*MPP\s*=\s*([0-9.eE+-]+)", description)
+    if match and _plausible(_float_or_none(match.group(1))):
+        value = float(match.group(1))
+        return value, value
+    return _mpp_from_resolution(props)
+
+
+def _mpp_from_resolution(props: Any) -> tuple[float, float] | None:
+    unit = str(props.get("tiff.ResolutionUnit", "")).lower()
+    scale = {"centimeter": 10_000.0, "inch": 25_400.0}.get(unit)
+    x = _float_or_none(props.get("tiff.XResolution"))
+    y = _float_or_none(props.get("tiff.YResolution"))
+    if scale is None or x is None:
+        return None
+    mx, my = scale / x, scale / (y or x)
+    return (mx, my) if _plausible(mx) and _plausible(my) else None
+
+
+def _objective_power(props: Any) -> float | None:
+    for key in ("openslide.objective-power", "tiffslide.objective-power", "aperio.AppMag"):
+        value = _float_or_none(props.get(key))
+        if value is not None:
+            return value
+    return None
+
+
+def _vendor_of(props: Any, reader: str) -> str | None:
+    for key in ("openslide.vendor", "tiffslide.vendor"):
+        if props.get(key):
+            return str(props.get(key))
+    return "raster" if reader == "raster" else None
+
+
+def _associated_names(backend: Any) -> list[str]:
+    try:
+        return [str(name) for name in backend.associated_images.keys()]
+    except Exception:  # a damaged associated image must not stop the main image from being read
+        return []
+
+
+def slide_fingerprint(path: str | Path, *, full_hash_max_bytes: int = 2 * 1024**3,
+                      chunk: int = 16 * 1024**2) -> dict[str, Any]:
+    """Identify a slide's bytes: sha256 of the whole file up to `full_hash_max_bytes`; above it, sha256 of
+    the size plus the first, middle and last `chunk` bytes (`method: "partial-sha256"`), because hashing a
+    multi-gigabyte slide on every resume costs minutes of I/O. The partial hash changes with any edit to
+    the header, tile table or file length, which is what re-extraction must notice."""
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        if size <= full_hash_max_bytes:
+            for block in iter(lambda: handle.read(1024 * 1024), b""):
+                digest.update(block)
+            return {"method": "sha256", "sha256": digest.hexdigest(), "size": size}
+        digest.update(str(size).encode())
+        for start in (0, max(0, size // 2 - chunk // 2), max(0, size - chunk)):
+            handle.seek(start)
+            digest.update(handle.read(chunk))
+    return {"method": "partial-sha256", "sha256": digest.hexdigest(), "size": size}
