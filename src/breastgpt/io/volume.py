@@ -1,0 +1,181 @@
+"""3-D volumes: NIfTI, NRRD and DICOM series folders → (Z, Y, X) arrays with spacing and orientation.
+
+Orientation is reported as ITK/DICOM does (LPS patient coordinates, direction cosines of the x, y, z index
+axes as the columns of a 3×3 matrix). NIfTI and NRRD are read with SimpleITK (nibabel as the fallback for NIfTI
+files ITK refuses, e.g. non-orthonormal affines); DICOM series are assembled here from pydicom-decoded slices so
+that every slice passes the same limits and decoder plugins as single images.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from breastgpt.io.errors import CorruptFileError, LimitExceededError, MissingMetadataError, UnsupportedFormatError
+from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits
+
+
+@dataclass
+class Volume:
+    """A scalar volume in (Z, Y, X) index order with physical geometry in millimetres."""
+
+    array: np.ndarray  # (Z, Y, X), modality values (HU for CT)
+    spacing: tuple[float, float, float]  # (z, y, x) mm
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)  # (x, y, z) LPS mm of voxel (0,0,0)
+    direction: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)  # row-major 3×3, ITK convention
+    metadata: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(n) for n in self.array.shape)  # type: ignore[return-value]
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "kind": "volume",
+            **{k: v for k, v in self.metadata.items() if k not in {"kind"}},
+            "dimensions": {"depth": self.shape[0], "height": self.shape[1], "width": self.shape[2]},
+            "spacing_mm": {"z": self.spacing[0], "y": self.spacing[1], "x": self.spacing[2]},
+            "origin_lps_mm": list(self.origin),
+            "direction": list(self.direction),
+            "orientation": orientation_code(self.direction),
+        }
+
+
+def orientation_code(direction: tuple[float, ...]) -> str:
+    """Three-letter code of the patient direction each index axis points to (ITK 'RAI'-style, LPS space)."""
+    matrix = np.asarray(direction, dtype=float).reshape(3, 3)
+    letters = (("L", "R"), ("P", "A"), ("S", "I"))  # + / − along LPS x, y, z
+    code = ""
+    for column in matrix.T:
+        axis = int(np.argmax(np.abs(column)))
+        code += letters[axis][0] if column[axis] > 0 else letters[axis][1]
+    return code
+
+
+def read_volume(path: str | Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> Volume:
+    """Read a NIfTI (.nii/.nii.gz), NRRD (.nrrd/.nhdr) file or a DICOM series folder, by content."""
+    path = Path(path)
+    if path.is_dir():
+        from breastgpt.io.dicom_series import read_dicom_series
+
+        return read_dicom_series(path, limits=limits)
+    if not path.is_file():
+        raise UnsupportedFormatError(path, "no such file or folder", "check the path")
+    if path.stat().st_size == 0:
+        raise CorruptFileError(path, "file is empty (0 bytes)", "re-export or re-download it")
+    fmt = sniff_volume_format(path)
+    if fmt is None:
+        raise UnsupportedFormatError(path, "not a NIfTI or NRRD volume, nor a DICOM series folder",
+                                     "pass a .nii/.nii.gz/.nrrd file or a folder of DICOM slices")
+    try:
+        return _read_with_sitk(path, fmt, limits)
+    except (CorruptFileError, UnsupportedFormatError) as sitk_error:
+        if fmt != "nifti":
+            raise
+        return _read_nifti_with_nibabel(path, limits, sitk_error)
+
+
+def sniff_volume_format(path: Path) -> str | None:
+    """'nifti' or 'nrrd' from the file's first bytes (gzip-compressed NIfTI included), else None."""
+    with path.open("rb") as handle:
+        head = handle.read(352)
+    if head[:2] == b"\x1f\x8b":
+        try:
+            with gzip.open(path, "rb") as handle:
+                head = handle.read(352)
+        except (OSError, EOFError):
+            return None
+    if head[:4] == b"NRRD":
+        return "nrrd"
+    if len(head) >= 348 and (head[344:348] in (b"n+1\x00", b"ni1\x00", b"n+2\x00")
+                             or int.from_bytes(head[:4], "little") in (348, 540)
+                             or int.from_bytes(head[:4], "big") in (348, 540)):
+        return "nifti"
+    return None
+
+
+def _read_with_sitk(path: Path, fmt: str, limits: ReadLimits) -> Volume:
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.SetImageIO("NiftiImageIO" if fmt == "nifti" else "NrrdImageIO")
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise CorruptFileError(path, f"unreadable {fmt.upper()} header ({_first_line(exc)})", "re-export the volume") from exc
+    size = reader.GetSize()
+    _check_volume_limits(path, size, reader.GetNumberOfComponents(), limits)
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        raise CorruptFileError(path, f"{fmt.upper()} data could not be read ({_first_line(exc)})",
+                               "the file may be truncated; re-export or re-download it") from exc
+    if image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() != 3:
+        raise UnsupportedFormatError(path, f"expected a 3-D scalar volume, got {image.GetDimension()}-D with "
+                                     f"{image.GetNumberOfComponentsPerPixel()} components", "split the channels first")
+    spacing = image.GetSpacing()
+    return Volume(
+        array=sitk.GetArrayFromImage(image),
+        spacing=(float(spacing[2]), float(spacing[1]), float(spacing[0])),
+        origin=tuple(float(v) for v in image.GetOrigin()),  # type: ignore[arg-type]
+        direction=tuple(float(v) for v in image.GetDirection()),
+        metadata={"format": fmt, "reader": f"SimpleITK {sitk.Version_VersionString()}",
+                  "dtype": str(sitk.GetArrayViewFromImage(image).dtype)},
+    )
+
+
+def _read_nifti_with_nibabel(path: Path, limits: ReadLimits, cause: Exception) -> Volume:
+    import nibabel as nib
+
+    try:
+        image = nib.load(str(path))
+        shape = tuple(int(n) for n in image.shape)
+    except Exception as exc:
+        raise CorruptFileError(path, f"unreadable NIfTI ({type(exc).__name__}: {exc})", "re-export the volume") from cause
+    if len(shape) != 3:
+        raise UnsupportedFormatError(path, f"expected a 3-D volume, got shape {shape}", "select one volume first")
+    _check_volume_limits(path, shape, 1, limits)
+    try:
+        data = np.asarray(image.dataobj)
+    except Exception as exc:
+        raise CorruptFileError(path, f"NIfTI data could not be read ({exc})", "the file may be truncated") from exc
+    affine = image.affine.copy()
+    affine[:2] *= -1  # RAS (NIfTI) → LPS (ITK/DICOM)
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    direction = affine[:3, :3] / zooms
+    return Volume(
+        array=np.ascontiguousarray(np.transpose(data, (2, 1, 0))),
+        spacing=(float(zooms[2]), float(zooms[1]), float(zooms[0])),
+        origin=tuple(float(v) for v in affine[:3, 3]),  # type: ignore[arg-type]
+        direction=tuple(float(v) for v in direction.reshape(-1)),
+        metadata={"format": "nifti", "reader": f"nibabel {nib.__version__}", "dtype": str(data.dtype),
+                  "note": "read with nibabel: SimpleITK refused the file"},
+    )
+
+
+def _check_volume_limits(path: Path, size: tuple[int, ...], components: int, limits: ReadLimits) -> None:
+    voxels = int(np.prod(size)) * max(components, 1)
+    if voxels > limits.max_total_pixels:
+        raise LimitExceededError(path, f"volume of {size} voxels exceeds {limits.max_total_pixels}",
+                                 "raise ReadLimits.max_total_pixels if the file is trusted")
+    if len(size) >= 3 and size[2] > limits.max_frames:
+        raise LimitExceededError(path, f"{size[2]} slices exceed {limits.max_frames}", "raise ReadLimits.max_frames")
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def with_array(volume: Volume, array: np.ndarray, spacing: tuple[float, float, float]) -> Volume:
+    """A copy of `volume` holding a new array and spacing (geometry otherwise unchanged)."""
+    return replace(volume, array=array, spacing=spacing)
+
+
+def require_spacing(volume: Volume, path: str | Path) -> None:
+    if any(not np.isfinite(s) or s <= 0 for s in volume.spacing):
+        raise MissingMetadataError(path, f"invalid voxel spacing {volume.spacing}", "fix the header's spacing")
