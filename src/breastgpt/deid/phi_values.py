@@ -1,0 +1,126 @@
+"""Which source header values identify a person, and the normalised text forms a leak can take.
+
+Values are normalised the same way as the text they are searched in: lower case, runs of whitespace, `^`
+(DICOM name separator) and `_` (file-name separator) collapsed to one space.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+
+from breastgpt.deid.profile import DICOM_UID_ROOT
+
+# keyword → value type. Names of people found under any other public PN attribute count as "person_name".
+IDENTIFYING_KEYWORDS: dict[str, str] = {
+    "PatientName": "patient_name", "OtherPatientNames": "patient_name", "PatientBirthName": "patient_name",
+    "PatientMotherBirthName": "patient_name", "ResponsiblePerson": "person_name",
+    "PatientID": "patient_id", "OtherPatientIDs": "patient_id", "MedicalRecordLocator": "patient_id",
+    "AdmissionID": "patient_id", "IssuerOfPatientID": "institution", "ClinicalTrialSubjectID": "patient_id",
+    "PatientBirthDate": "birth_date",
+    "AccessionNumber": "accession_number", "StudyID": "accession_number", "RequestedProcedureID": "accession_number",
+    "PlacerOrderNumberImagingServiceRequest": "accession_number",
+    "FillerOrderNumberImagingServiceRequest": "accession_number", "PerformedProcedureStepID": "accession_number",
+    "InstitutionName": "institution", "InstitutionalDepartmentName": "institution", "StationName": "institution",
+    "InstitutionAddress": "address", "PatientAddress": "address", "ReferringPhysicianAddress": "address",
+    "PersonAddress": "address",
+    "PatientTelephoneNumbers": "phone", "ReferringPhysicianTelephoneNumbers": "phone",
+    "PersonTelephoneNumbers": "phone", "OrderCallbackPhoneNumber": "phone",
+    "ReferringPhysicianName": "physician_name", "PerformingPhysicianName": "physician_name",
+    "NameOfPhysiciansReadingStudy": "physician_name", "OperatorsName": "physician_name",
+    "RequestingPhysician": "physician_name", "PhysiciansOfRecord": "physician_name",
+    "ScheduledPerformingPhysicianName": "physician_name", "ConsultingPhysicianName": "physician_name",
+    "DeviceSerialNumber": "device_serial",
+    "StudyDate": "study_date", "SeriesDate": "study_date", "AcquisitionDate": "study_date",
+    "ContentDate": "study_date",
+}
+_DATE_KINDS = frozenset({"birth_date", "study_date"})
+_SEPARATORS = re.compile(r"[\s^_]+")
+
+
+@dataclass(frozen=True)
+class PhiValue:
+    kind: str
+    text: str  # normalised
+
+
+def normalise(text: str) -> str:
+    return _SEPARATORS.sub(" ", text.lower()).strip()
+
+
+def normalise_with_map(text: str) -> tuple[str, list[int]]:
+    """Normalise `text` and return, for each output character, the index of the input character it came from."""
+    chars: list[str] = []
+    origin: list[int] = []
+    in_separator = False
+    for index, char in enumerate(text):
+        if _SEPARATORS.fullmatch(char):
+            if not in_separator and chars:
+                chars.append(" ")
+                origin.append(index)
+            in_separator = True
+            continue
+        in_separator = False
+        for lowered in char.lower():
+            chars.append(lowered)
+            origin.append(index)
+    if chars and chars[-1] == " ":
+        chars.pop()
+        origin.pop()
+    return "".join(chars), origin
+
+
+def values_from_dataset(dataset: Dataset) -> Iterator[PhiValue]:
+    """Every identifying value in a source dataset, recursively through sequences (private tags skipped)."""
+    for element in dataset.iterall():
+        if element.tag.is_private or element.value in (None, "", b""):
+            continue
+        kind = IDENTIFYING_KEYWORDS.get(element.keyword)
+        if kind is None and element.VR == "PN":
+            kind = "person_name"
+        if kind is None and element.VR == "UI":
+            kind = "uid"
+        if kind is None:
+            continue
+        for value in _as_list(element.value):
+            yield from expand(kind, str(value))
+
+
+def expand(kind: str, value: str) -> Iterator[PhiValue]:
+    """The text forms under which one value can leak (name components, date formats, digits-only phones)."""
+    value = value.strip().strip("\x00")
+    if not value:
+        return
+    if kind == "uid":
+        if not value.startswith(DICOM_UID_ROOT):
+            yield PhiValue("uid", value)
+        return
+    if kind in _DATE_KINDS:
+        yield from (PhiValue(kind, form) for form in date_forms(value))
+        return
+    yield PhiValue(kind, normalise(value))
+    if kind.endswith("_name"):
+        yield from (PhiValue(kind, normalise(part)) for part in value.split("^")[:3] if part.strip())
+    if kind == "phone":
+        digits = re.sub(r"\D", "", value)
+        if len(digits) >= 7:
+            yield PhiValue(kind, digits)
+
+
+def date_forms(value: str) -> list[str]:
+    """YYYYMMDD and the common written forms of the same date; [] when the value is not a full date."""
+    match = re.fullmatch(r"(\d{4})[-./]?(\d{2})[-./]?(\d{2})", value.strip())
+    if not match:
+        return []
+    y, m, d = match.groups()
+    return [f"{y}{m}{d}", f"{y}-{m}-{d}", f"{y}/{m}/{d}", f"{y}.{m}.{d}", f"{d}/{m}/{y}", f"{m}/{d}/{y}",
+            f"{d}-{m}-{y}", f"{m}-{d}-{y}", f"{d}.{m}.{y}"]
+
+
+def _as_list(value: object) -> list[object]:
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        return [value]
+    return list(value)
