@@ -3,6 +3,7 @@ orientation, pixel spacing and slice spacing checked for consistency."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pydicom
 from pydicom.pixels import apply_modality_lut
 
 from breastgpt.io.dicom import decode_pixels, describe_dataset, read_dataset
-from breastgpt.io.errors import CorruptFileError, MedicalFileError, MissingMetadataError, UnsupportedFormatError
+from breastgpt.io.errors import CorruptFileError, LimitExceededError, MedicalFileError, MissingMetadataError, UnsupportedFormatError
 from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits
 from breastgpt.io.volume import Volume
 
@@ -55,8 +56,18 @@ def _geometry(path: Path, header: pydicom.Dataset) -> tuple[np.ndarray, np.ndarr
     return orientation, position, (row_spacing, col_spacing)
 
 
-def read_dicom_series(folder: str | Path, *, series_uid: str | None = None, limits: ReadLimits = DEFAULT_LIMITS) -> Volume:
-    """Read one DICOM series from a folder into a (Z, Y, X) volume of modality values (HU for CT)."""
+@dataclass
+class SeriesGeometry:
+    """Slices of one series in position order, with the geometry checked from headers alone."""
+
+    slices: list[tuple[Path, pydicom.Dataset]]  # sorted along the slice normal
+    spacing: tuple[float, float, float]  # (z, y, x) mm
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...]
+
+
+def series_geometry(folder: str | Path, *, series_uid: str | None = None, limits: ReadLimits = DEFAULT_LIMITS) -> SeriesGeometry:
+    """Sort a series folder's slices along the slice normal and check orientation and spacing (no pixel decoding)."""
     folder = Path(folder)
     slices = _pick_series(folder, _series_headers(folder, limits), series_uid)
     geometries = [_geometry(path, header) for path, header in slices]
@@ -68,26 +79,47 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None, limi
     row_cosine, col_cosine = orientation[:3], orientation[3:]
     normal = np.cross(row_cosine, col_cosine)
     positions = np.array([float(np.dot(g[1], normal)) for g in geometries])
-    order = np.argsort(positions, kind="stable")
-    slice_spacing = _uniform_spacing(folder, positions[order])
-    if len(slices) * int(slices[0][1].Rows) * int(slices[0][1].Columns) > limits.max_total_pixels:
-        raise CorruptFileError(folder, "series too large for the configured limits", "raise ReadLimits.max_total_pixels")
-    planes = [_decode_slice(slices[i][0], limits) for i in order]
-    shapes = {plane.shape for plane in planes}
-    if len(shapes) != 1:
-        raise CorruptFileError(folder, f"slices have different sizes {sorted(shapes)}", "split the folder by acquisition")
-    first = slices[int(order[0])][1]
+    order = [int(i) for i in np.argsort(positions, kind="stable")]
+    return SeriesGeometry(
+        slices=[slices[i] for i in order],
+        spacing=(_uniform_spacing(folder, positions[order]), pixel_spacing[0], pixel_spacing[1]),
+        origin=tuple(float(v) for v in geometries[order[0]][1]),  # type: ignore[arg-type]
+        direction=tuple(float(v) for v in np.column_stack([row_cosine, col_cosine, normal]).reshape(-1)),
+    )
+
+
+def series_metadata(geometry: SeriesGeometry) -> dict[str, object]:
+    first = geometry.slices[0][1]
     metadata = {k: v for k, v in describe_dataset(first).items()
                 if k in {"modality", "vendor", "model", "body_part", "transfer_syntax", "photometric_interpretation",
                          "windows", "slice_thickness_mm"}}
-    metadata.update({"format": "dicom-series", "reader": f"pydicom {pydicom.__version__}", "slices": len(planes)})
-    return Volume(
-        array=np.stack(planes),
-        spacing=(slice_spacing, pixel_spacing[0], pixel_spacing[1]),
-        origin=tuple(float(v) for v in geometries[int(order[0])][1]),  # type: ignore[arg-type]
-        direction=tuple(float(v) for v in np.column_stack([row_cosine, col_cosine, normal]).reshape(-1)),
-        metadata=metadata,
-    )
+    metadata.update({"format": "dicom-series", "reader": f"pydicom {pydicom.__version__}", "slices": len(geometry.slices)})
+    return metadata
+
+
+def describe_dicom_series(folder: str | Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> dict[str, object]:
+    """Header-only description of a series folder, in the same shape as `Volume.describe()`."""
+    geometry = series_geometry(folder, limits=limits)
+    first = geometry.slices[0][1]
+    placeholder = Volume(array=np.empty((len(geometry.slices), int(first.Rows), int(first.Columns)), dtype=np.uint8),
+                         spacing=geometry.spacing, origin=geometry.origin, direction=geometry.direction,
+                         metadata=series_metadata(geometry))
+    return placeholder.describe()
+
+
+def read_dicom_series(folder: str | Path, *, series_uid: str | None = None, limits: ReadLimits = DEFAULT_LIMITS) -> Volume:
+    """Read one DICOM series from a folder into a (Z, Y, X) volume of modality values (HU for CT)."""
+    folder = Path(folder)
+    geometry = series_geometry(folder, series_uid=series_uid, limits=limits)
+    first = geometry.slices[0][1]
+    if len(geometry.slices) * int(first.Rows) * int(first.Columns) > limits.max_total_pixels:
+        raise LimitExceededError(folder, "series exceeds the configured voxel limit", "raise ReadLimits.max_total_pixels")
+    planes = [_decode_slice(path, limits) for path, _ in geometry.slices]
+    shapes = {plane.shape for plane in planes}
+    if len(shapes) != 1:
+        raise CorruptFileError(folder, f"slices have different sizes {sorted(shapes)}", "split the folder by acquisition")
+    return Volume(array=np.stack(planes), spacing=geometry.spacing, origin=geometry.origin,
+                  direction=geometry.direction, metadata=series_metadata(geometry))
 
 
 def _uniform_spacing(folder: Path, sorted_positions: np.ndarray) -> float:

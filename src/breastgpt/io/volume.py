@@ -179,3 +179,31 @@ def with_array(volume: Volume, array: np.ndarray, spacing: tuple[float, float, f
 def require_spacing(volume: Volume, path: str | Path) -> None:
     if any(not np.isfinite(s) or s <= 0 for s in volume.spacing):
         raise MissingMetadataError(path, f"invalid voxel spacing {volume.spacing}", "fix the header's spacing")
+
+
+def describe_volume_file(path: str | Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> dict[str, object]:
+    """Header-only description of a NIfTI/NRRD file (falls back to a full read when ITK refuses the header)."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    fmt = sniff_volume_format(path) if path.is_file() else None
+    if fmt is None:
+        return read_volume(path, limits=limits).describe()
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.SetImageIO("NiftiImageIO" if fmt == "nifti" else "NrrdImageIO")
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return read_volume(path, limits=limits).describe()
+    size, spacing = reader.GetSize(), reader.GetSpacing()
+    if len(size) != 3:
+        raise UnsupportedFormatError(path, f"expected a 3-D volume, got {len(size)}-D", "select one volume first")
+    _check_volume_limits(path, size, reader.GetNumberOfComponents(), limits)
+    header = Volume(array=np.empty((size[2], size[1], size[0]), dtype=np.uint8),
+                    spacing=(float(spacing[2]), float(spacing[1]), float(spacing[0])),
+                    origin=tuple(float(v) for v in reader.GetOrigin()),  # type: ignore[arg-type]
+                    direction=tuple(float(v) for v in reader.GetDirection()),
+                    metadata={"format": fmt, "reader": f"SimpleITK {sitk.Version_VersionString()}",
+                              "dtype": sitk.GetPixelIDValueAsString(reader.GetPixelID())})
+    return header.describe()
