@@ -1,0 +1,155 @@
+"""BreastGPT configuration: Qwen3-VL's config plus the slide branch and token selection.
+
+The two nested configs are typed dataclasses stored in ``config.json`` as plain dicts; parsing them
+rejects unknown keys so a typo in a recipe fails loudly instead of silently using a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from huggingface_hub.dataclasses import strict
+from transformers import Qwen3VLConfig
+
+from breastgpt.model.longnet import LongNetConfig
+
+HISTO_TOKEN = "<|histo_pad|>"
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise TypeError(f"{where}: expected a mapping, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}. Fix the spelling or remove them."
+        )
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Concept-preserving token selection (SPEC §3.5): one budget per visual kind."""
+
+    image_budget: int = 64
+    volume_budget: int = 128
+    slide_budget: int = 128
+    temperature: float = 0.2
+    text_conditioning: bool = False
+    text_temperature: float = 0.02
+    coverage_weight: float = 0.5
+    soft_temperature: float = 1.0
+    chunk_size: int = 4096
+    # True: DeepStack sets take the main selection's indices (ours); False: each set selects on its
+    # own, as the reference did, so DeepStack token j may come from another patch than main token j.
+    deepstack_reuse_main_indices: bool = True
+    learnable: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("image_budget", "volume_budget", "slide_budget", "chunk_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"selection.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("temperature", "text_temperature", "soft_temperature"):
+            if float(getattr(self, name)) <= 0:
+                raise ValueError(f"selection.{name} must be > 0, got {getattr(self, name)}")
+        if self.learnable:
+            raise ValueError(
+                "selection.learnable=True (the learnable concept-query ablation, SPEC §3.5) is not implemented in "
+                "this build; set it to false."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SelectionConfig:
+        return _from_dict(cls, data, "selection_config")
+
+
+@dataclass(frozen=True)
+class SlideBranchConfig:
+    """Gigapixel branch: tile features (from a frozen tile encoder) -> LongNet -> projectors."""
+
+    feature_dim: int = 768
+    encoder_id: str = "conch_v1_5"
+    positional: bool = True
+    longnet: LongNetConfig = field(default_factory=LongNetConfig)
+
+    def __post_init__(self) -> None:
+        if self.longnet.input_dim != self.feature_dim:
+            raise ValueError(
+                f"slide_config: feature_dim={self.feature_dim} but longnet.input_dim={self.longnet.input_dim}; "
+                "they must agree (the LongNet reads the tile features directly)."
+            )
+        if self.positional != (self.longnet.positional != "none"):
+            raise ValueError(
+                f"slide_config: positional={self.positional} disagrees with longnet.positional="
+                f"{self.longnet.positional!r}; use positional=true with 'sincos2d' or false with 'none'."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature_dim": self.feature_dim,
+            "encoder_id": self.encoder_id,
+            "positional": self.positional,
+            "longnet": self.longnet.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SlideBranchConfig:
+        data = dict(data)
+        longnet = data.pop("longnet", None)
+        feature_dim = int(data.get("feature_dim", 768))
+        positional = bool(data.get("positional", True))
+        if longnet is None:
+            ln = LongNetConfig(input_dim=feature_dim, positional="sincos2d" if positional else "none")
+        else:
+            ln = longnet if isinstance(longnet, LongNetConfig) else LongNetConfig.from_dict(dict(longnet))
+        return _from_dict(cls, {**data, "longnet": ln}, "slide_config")
+
+
+@strict
+class BreastGPTConfig(Qwen3VLConfig):
+    r"""Qwen3-VL configuration extended with the gigapixel (slide) branch and token selection.
+
+    slide_config (`dict`, *optional*): a `SlideBranchConfig` as a dict (LongNet config, feature dim,
+        expected tile-encoder id, positional on/off).
+    selection_config (`dict`, *optional*): a `SelectionConfig` as a dict (budgets 64/128/128 ...).
+    histo_token_id (`int`): id of `<|histo_pad|>`, the slide placeholder token.
+    """
+
+    model_type = "breastgpt"
+
+    slide_config: dict | None = None
+    selection_config: dict | None = None
+    histo_token_id: int = 151669
+
+    def __post_init__(self, **kwargs):
+        slide = SlideBranchConfig.from_dict(self.slide_config or {})
+        selection = SelectionConfig.from_dict(self.selection_config or {})
+        self.slide_config = slide.to_dict()
+        self.selection_config = selection.to_dict()
+        super().__post_init__(**kwargs)
+        self._check_deepstack_agreement(slide)
+
+    def _check_deepstack_agreement(self, slide: SlideBranchConfig) -> None:
+        n_taps = len(self.vision_config.deepstack_visual_indexes)
+        if slide.longnet.depth != n_taps:
+            raise ValueError(
+                f"BreastGPTConfig: the slide LongNet has {slide.longnet.depth} layers but the ViT has {n_taps} "
+                "DeepStack taps; each LongNet layer feeds one DeepStack set, so the two counts must be equal."
+            )
+
+    @property
+    def slide(self) -> SlideBranchConfig:
+        return SlideBranchConfig.from_dict(self.slide_config)
+
+    @property
+    def selection(self) -> SelectionConfig:
+        return SelectionConfig.from_dict(self.selection_config)
+
+
+__all__ = ["BreastGPTConfig", "HISTO_TOKEN", "SelectionConfig", "SlideBranchConfig"]

@@ -1,0 +1,176 @@
+"""Named model flavours: ``tiny`` (tests, demos; builds in milliseconds), ``4b`` and ``8b`` (published shapes).
+
+The 4B/8B shapes are Qwen3-VL-4B/8B-Instruct's published ``config.json`` values (SPEC §3.1); the slide
+branch and selection take this package's defaults. ``tiny`` comes with a byte-level tokenizer that holds
+Qwen's special tokens, so a whole chain (processor -> model -> generate) runs offline with no hub files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from breastgpt.model.configuration import HISTO_TOKEN, BreastGPTConfig
+
+# Qwen's special tokens in Qwen's order (ids 151643.. in the real vocabulary).
+QWEN_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+QWEN_FIRST_SPECIAL_ID = 151643
+QWEN_VOCAB_SIZE = 151936
+# Qwen's tokenizer holds 151669 entries (ids 0..151668); the embedding has 151936 rows, so the first
+# added token, <|histo_pad|>, lands on a spare row and the embedding keeps its size.
+QWEN_HISTO_ID = 151669
+
+TINY_BYTE_TOKENS = 256
+TINY_VOCAB_SIZE = 320  # spare rows past the tokenizer, like Qwen's
+
+
+def _qwen_ids(first: int) -> dict[str, int]:
+    names = {t: first + i for i, t in enumerate(QWEN_SPECIAL_TOKENS)}
+    return {
+        "vision_start_token_id": names["<|vision_start|>"],
+        "vision_end_token_id": names["<|vision_end|>"],
+        "image_token_id": names["<|image_pad|>"],
+        "video_token_id": names["<|video_pad|>"],
+    }
+
+
+def _rope(theta: float, section: list[int]) -> dict[str, Any]:
+    return {"rope_type": "default", "rope_theta": theta, "mrope_section": section, "mrope_interleaved": True}
+
+
+def tiny(**overrides: Any) -> BreastGPTConfig:
+    """< 1 M parameters; token ids match ``tiny_tokenizer()``."""
+    ids = _qwen_ids(TINY_BYTE_TOKENS)
+    kwargs: dict[str, Any] = dict(
+        text_config=dict(
+            vocab_size=TINY_VOCAB_SIZE,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            max_position_embeddings=4096,
+            rope_parameters=_rope(5_000_000.0, [2, 3, 3]),
+            pad_token_id=TINY_BYTE_TOKENS,
+        ),
+        vision_config=dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=64,
+            num_position_embeddings=64,
+            deepstack_visual_indexes=[0, 1],
+        ),
+        slide_config=dict(
+            feature_dim=16,
+            encoder_id="synthetic",
+            positional=True,
+            longnet=dict(width=32, depth=2, heads=2, ffn=64, segments=[[4, 1], [8, 2]], input_dim=16,
+                         positional="sincos2d"),
+        ),
+        histo_token_id=TINY_BYTE_TOKENS + len(QWEN_SPECIAL_TOKENS),
+        tie_word_embeddings=False,
+        **ids,
+    )
+    kwargs.update(overrides)
+    return BreastGPTConfig(**kwargs)
+
+
+def _published(size: str) -> dict[str, Any]:
+    if size == "8b":
+        text = dict(hidden_size=4096, intermediate_size=12288)
+        vision = dict(depth=27, hidden_size=1152, intermediate_size=4304, out_hidden_size=4096,
+                      deepstack_visual_indexes=[8, 16, 24])
+        tie = False
+    elif size == "4b":
+        text = dict(hidden_size=2560, intermediate_size=9728)
+        vision = dict(depth=24, hidden_size=1024, intermediate_size=4096, out_hidden_size=2560,
+                      deepstack_visual_indexes=[5, 11, 17])
+        tie = True
+    else:
+        raise ValueError(f"unknown flavour {size!r}; choose one of {sorted(FLAVOURS)}")
+    text.update(vocab_size=QWEN_VOCAB_SIZE, num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8,
+                head_dim=128, max_position_embeddings=262144, rms_norm_eps=1e-6,
+                rope_parameters=_rope(5_000_000.0, [24, 20, 20]))
+    vision.update(num_heads=16, patch_size=16, temporal_patch_size=2, spatial_merge_size=2,
+                  num_position_embeddings=2304, hidden_act="gelu_pytorch_tanh")
+    return dict(text_config=text, vision_config=vision, tie_word_embeddings=tie, histo_token_id=QWEN_HISTO_ID,
+                **_qwen_ids(QWEN_FIRST_SPECIAL_ID))
+
+
+def published(size: str, **overrides: Any) -> BreastGPTConfig:
+    """The 4B or 8B configuration (Qwen3-VL-{4B,8B}-Instruct backbone + default slide branch)."""
+    kwargs = _published(size)
+    kwargs.update(overrides)
+    return BreastGPTConfig(**kwargs)
+
+
+FLAVOURS = {"tiny": tiny, "4b": lambda **kw: published("4b", **kw), "8b": lambda **kw: published("8b", **kw)}
+
+
+def build_config(name: str, **overrides: Any) -> BreastGPTConfig:
+    if name not in FLAVOURS:
+        raise ValueError(f"unknown flavour {name!r}; choose one of {sorted(FLAVOURS)}")
+    return FLAVOURS[name](**overrides)
+
+
+def tiny_tokenizer(with_histo: bool = True):
+    """Byte-level tokenizer (no merges) with Qwen's special tokens at ids 256.. (and ``<|histo_pad|>``).
+
+    Any text encodes (one token per UTF-8 byte), so it stands in for Qwen's tokenizer offline.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    specials = list(QWEN_SPECIAL_TOKENS) + ([HISTO_TOKEN] if with_histo else [])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, clean_up_tokenization_spaces=False)
+    fast.add_special_tokens({"additional_special_tokens": specials})
+    fast.pad_token = "<|endoftext|>"
+    fast.eos_token = "<|im_end|>"
+    return fast
+
+
+def tiny_processor(**kwargs: Any):
+    """A BreastGPTProcessor over ``tiny_tokenizer()`` and Qwen3-VL's image/video processors."""
+    from breastgpt.model.processing import BreastGPTProcessor, qwen_image_processor, qwen_video_processor
+
+    kwargs.setdefault("image_min_pixels", 64 * 64)
+    return BreastGPTProcessor(
+        image_processor=qwen_image_processor(),
+        tokenizer=tiny_tokenizer(),
+        video_processor=qwen_video_processor(),
+        **kwargs,
+    )
+
+
+__all__ = [
+    "FLAVOURS",
+    "QWEN_HISTO_ID",
+    "QWEN_SPECIAL_TOKENS",
+    "build_config",
+    "published",
+    "tiny",
+    "tiny_processor",
+    "tiny_tokenizer",
+]
