@@ -100,3 +100,31 @@ def inspect_path(path: str | Path, *, mpp: float | None = None, limits: ReadLimi
     from breastgpt.io.raster import raster_info
 
     return {"path": str(path), **raster_info(path, limits=limits)}
+
+
+def decode_path(path: str | Path, *, mpp: float | None = None, limits: ReadLimits = DEFAULT_LIMITS) -> object:
+    """Fully decode any supported input (used to validate files): a display-ready array for images, a `Volume` for
+    volumes, and for slides a bounded thumbnail (the pyramid itself is read region by region, never whole)."""
+    path = Path(path)
+    description = inspect_path(path, mpp=mpp, limits=limits)
+    fmt, kind = description["format"], description["kind"]
+    if fmt == "dicom" and kind == "image":
+        from breastgpt.io.dicom import read_display_image
+
+        return read_display_image(path, limits=limits)
+    if kind == "volume":
+        from breastgpt.io.volume import read_volume
+
+        if fmt == "dicom":
+            from breastgpt.io.dicom import read_dicom_image
+
+            return read_dicom_image(path, limits=limits).modality_values()
+        return read_volume(path, limits=limits)
+    if kind == "slide":
+        from breastgpt.io.wsi import open_slide
+
+        with open_slide(path, mpp=mpp, limits=limits) as slide:
+            return slide.thumbnail(1024)
+    from breastgpt.io.raster import read_raster
+
+    return read_raster(path, limits=limits)
