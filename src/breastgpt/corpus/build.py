@@ -1,0 +1,418 @@
+"""The resumable corpus build: adapters → normalise_media → templates → records, with per-item state.
+
+Layout of a build folder:
+  records.jsonl, records.parquet     the corpus (sorted by source, sample id, template order)
+  media/                             content-addressed normalised media (written by normalise_media)
+  manifest.json                      sha256 of every output and media file + config + code/template versions
+  bench_manifest.json                the frozen benchmark (splits.write_bench_manifest)
+  quarantine.jsonl                   inputs that could not be used, with reasons (identifiers masked)
+  build_summary.json                 work done in this run (counts, seconds) — the only non-deterministic file
+  .state/items/<key>.json            one file per sample: input fingerprint + its outputs (atomic)
+
+A sample whose state file exists with the same fingerprint is reused: an unchanged re-run does no work, and a
+killed build resumes where it stopped. The final files are assembled from the state files in sorted order, so
+the corpus bytes do not depend on worker scheduling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from breastgpt.corpus.build_items import ItemTask, item_state_path, process_item, read_item_state
+from breastgpt.corpus.records import (Record, atomic_write_json, write_jsonl, write_records_jsonl,
+                                      write_records_parquet)
+from breastgpt.corpus.splits import SplitConfig, assign_splits, write_bench_manifest
+from breastgpt.corpus.templates import load_templates
+
+log = logging.getLogger(__name__)
+DEFAULT_SECRET_ENV = "BREASTGPT_DEID_SECRET"
+EXECUTORS = ("local", "dask")
+OUTPUT_FILES = ("records.jsonl", "records.parquet", "bench_manifest.json", "quarantine.jsonl")
+
+
+class BuildError(RuntimeError):
+    """The build cannot proceed (bad sources spec, missing secret, PHI found in outputs)."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    root: Path
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    out: Path
+    sources: tuple[SourceSpec, ...]
+    workers: int = 1
+    executor: str = "local"  # local: ProcessPoolExecutor (or in-process at 1 worker); dask: distributed
+    dask_address: str | None = None  # scheduler address; None starts a LocalCluster
+    dask_processes: bool = True
+    seed: int = 0  # salts the split hash and the optional per-sample template subsampling
+    secret_env: str = DEFAULT_SECRET_ENV
+    split: SplitConfig | None = None  # None: default proportions salted with the seed
+    templates_per_sample: int | None = None  # None: every applicable template
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise BuildError(f"workers must be >= 1, got {self.workers}")
+        if self.executor not in EXECUTORS:
+            raise BuildError(f"executor {self.executor!r} not in {EXECUTORS}")
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise BuildError(f"a source is named twice in {names}")
+
+    def split_config(self) -> SplitConfig:
+        return self.split or SplitConfig(salt=f"breaststage-seed{self.seed}")
+
+
+@dataclass
+class BuildSummary:
+    discovered: int = 0
+    processed: int = 0  # items normalised and rendered in this run
+    reused: int = 0  # items whose state was valid and unchanged
+    quarantined: int = 0
+    records: int = 0
+    splits: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    executor: str = "local"
+    workers: int = 1
+    phi_gate: str = "skipped"
+
+    @property
+    def work_done(self) -> int:
+        return self.processed
+
+
+# ---------------------------------------------------------------------------------------------------- sources
+
+
+def parse_sources(spec: str) -> tuple[SourceSpec, ...]:
+    """`name=path,name=path` or a JSON/YAML file holding {name: path} (or {"sources": {name: path}})."""
+    candidate = Path(spec)
+    if "=" not in spec and candidate.is_file():
+        return _sources_from_file(candidate)
+    out = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, root = part.partition("=")
+        if not sep or not name.strip() or not root.strip():
+            raise BuildError(f"sources spec part {part!r} is not name=path; example: cbis_ddsm=/data/CBIS,busi=/data/BUSI")
+        out.append(SourceSpec(name.strip(), Path(root.strip()).expanduser()))
+    if not out:
+        raise BuildError(f"sources spec {spec!r} names no source")
+    return tuple(out)
+
+
+def _sources_from_file(path: Path) -> tuple[SourceSpec, ...]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    if isinstance(data, dict) and set(data) == {"sources"}:
+        data = data["sources"]
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise BuildError(f"{path}: expected a mapping of source name -> dataset folder, got {type(data).__name__}")
+    base = path.parent
+    return tuple(SourceSpec(k, (base / Path(v).expanduser()).resolve()) for k, v in data.items())
+
+
+# ---------------------------------------------------------------------------------------------------- pseudonyms
+
+
+def load_pseudonymizer(secret_env: str) -> Any:
+    try:
+        from breastgpt.deid.pseudonym import Pseudonymizer
+    except ImportError as exc:  # pragma: no cover - the deid package ships with breastgpt
+        raise BuildError("breastgpt.deid.pseudonym is missing; the build cannot pseudonymise patients") from exc
+    value = os.environ.get(secret_env, "")
+    if not value:
+        raise BuildError(f"environment variable {secret_env} is empty: set it to a secret of at least 16 bytes "
+                         "(e.g. `export BREASTGPT_DEID_SECRET=$(python -c 'import secrets; print(secrets.token_hex(32))')`)"
+                         " and keep it: patient keys and splits depend on it")
+    return Pseudonymizer(value.encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------------- discovery
+
+
+def discover_all(config: BuildConfig, adapters: Mapping[str, Any] | None) -> tuple[list[Any], list[dict[str, Any]]]:
+    """All samples of all sources sorted by (source, sample id), plus discovery problems as quarantine rows."""
+    from breastgpt.corpus.sources.base import SourceProblem, get_adapter
+
+    samples, problems = [], []
+    for spec in config.sources:
+        adapter = adapters[spec.name] if adapters and spec.name in adapters else get_adapter(spec.name)
+        if not spec.root.is_dir():
+            raise BuildError(f"source {spec.name}: folder {spec.root} does not exist; check the sources spec")
+        seen: set[str] = set()
+        for item in adapter.discover(spec.root):
+            if isinstance(item, SourceProblem):
+                problems.append({"source": item.source, "sample_id": None, "error": "source_problem",
+                                 "path": item.path, "problem": item.reason})
+            elif item.sample_id in seen:
+                problems.append({"source": item.source, "sample_id": item.sample_id, "error": "duplicate_sample_id",
+                                 "path": str(item.media[0]) if item.media else "", "problem": "sample id seen twice"})
+            else:
+                seen.add(item.sample_id)
+                samples.append(item)
+    samples.sort(key=lambda s: (s.source, s.sample_id))
+    return samples, problems
+
+
+def _file_stat(path: Path) -> list[Any]:
+    try:
+        st = path.stat()
+    except OSError:
+        return [str(path), None, None]
+    if path.is_dir():  # a DICOM series folder: its members' stats
+        return [str(path), [_file_stat(p) for p in sorted(path.iterdir())], None]
+    return [str(path), st.st_size, st.st_mtime_ns]
+
+
+def fingerprint(sample: Any, patient_key: str, study_key: str, split: str, code: Mapping[str, str]) -> str:
+    """Hash of everything an item's output depends on: input file stats, labels, keys, split, code versions."""
+    payload = {
+        "source": sample.source, "sample_id": sample.sample_id, "patient_key": patient_key, "study_key": study_key,
+        "modality": sample.modality, "kind": sample.kind, "labels": sample.labels, "report": sample.report,
+        "meta": sample.meta, "split": split, "media": [_file_stat(Path(p)) for p in sample.media],
+        "masks": [_file_stat(Path(p)) for p in sample.masks], "code": dict(code),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def code_versions(config: BuildConfig, normaliser: Callable[..., Any]) -> dict[str, str]:
+    from breastgpt import __version__
+
+    return {"breastgpt": __version__, "templates": load_templates().digest,
+            "normaliser": f"{normaliser.__module__}.{normaliser.__qualname__}",
+            "templates_per_sample": str(config.templates_per_sample), "seed": str(config.seed)}
+
+
+def make_tasks(config: BuildConfig, samples: list[Any], pseudo: Any, normaliser: Callable[..., Any]) -> list[ItemTask]:
+    keys = [(s.source, pseudo.patient_key(s.source, s.patient_id), pseudo.study_key(s.source, s.study_id or s.sample_id))
+            for s in samples]
+    splits = assign_splits(((src, pk, s.dataset_split) for (src, pk, _), s in zip(keys, samples)),
+                           config.split_config())
+    code = code_versions(config, normaliser)
+    tasks = []
+    for (source, pk, sk), sample in zip(keys, samples):
+        split = splits[(source, pk)]
+        tasks.append(ItemTask(sample=sample, patient_key=pk, study_key=sk, split=split,
+                              fingerprint=fingerprint(sample, pk, sk, split, code), out=config.out,
+                              normaliser=normaliser, seed=config.seed,
+                              templates_per_sample=config.templates_per_sample))
+    return tasks
+
+
+# ---------------------------------------------------------------------------------------------------- executors
+
+
+def _progress(enabled: bool, total: int, label: str) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        disable=not enabled, transient=False)
+    return progress, progress.add_task(label, total=total)
+
+
+def run_tasks(tasks: list[ItemTask], config: BuildConfig) -> Iterator[tuple[str, str, int]]:
+    """Process items on the configured executor, yielding (key, status, n_records) as they finish."""
+    if not tasks:
+        return
+    if config.executor == "dask":
+        yield from _run_dask(tasks, config)
+    elif config.workers == 1:
+        for task in tasks:
+            yield process_item(task)
+    else:
+        with ProcessPoolExecutor(max_workers=config.workers) as pool:
+            futures = [pool.submit(process_item, t) for t in tasks]
+            for fut in as_completed(futures):
+                yield fut.result()
+
+
+def _run_dask(tasks: list[ItemTask], config: BuildConfig) -> Iterator[tuple[str, str, int]]:
+    from distributed import Client, LocalCluster, as_completed as dask_completed
+
+    cluster = None
+    if config.dask_address:
+        client = Client(config.dask_address)
+    else:
+        cluster = LocalCluster(n_workers=config.workers, threads_per_worker=1, processes=config.dask_processes,
+                               dashboard_address=None)
+        client = Client(cluster)
+    try:
+        futures = client.map(process_item, tasks, pure=False)
+        for fut in dask_completed(futures):
+            yield fut.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# ---------------------------------------------------------------------------------------------------- build
+
+
+def build_corpus(config: BuildConfig, *, adapters: Mapping[str, Any] | None = None,
+                 normaliser: Callable[..., Any] | None = None) -> BuildSummary:
+    """Discover, process pending items, and finalise. `adapters`/`normaliser` override the registry (tests)."""
+    from breastgpt.corpus.build_items import default_normaliser, state_is_current
+
+    start = time.perf_counter()
+    normaliser = normaliser or default_normaliser()
+    pseudo = load_pseudonymizer(config.secret_env)
+    config.out.mkdir(parents=True, exist_ok=True)
+    samples, problems = discover_all(config, adapters)
+    tasks = make_tasks(config, samples, pseudo, normaliser)
+    summary = BuildSummary(discovered=len(samples), executor=config.executor, workers=config.workers)
+    pending = [t for t in tasks if not state_is_current(read_item_state(config.out, t.key), t)]
+    summary.reused = len(tasks) - len(pending)
+    progress, bar = _progress(config.progress, len(pending), "corpus items")
+    with progress:
+        for _key, _status, _n in run_tasks(pending, config):
+            summary.processed += 1
+            progress.advance(bar)
+    finalise(config, tasks, problems, samples, summary)
+    summary.seconds = round(time.perf_counter() - start, 3)
+    atomic_write_json(config.out / "build_summary.json", asdict(summary) | {
+        "work_done": summary.work_done, "machine": f"{platform.platform()} ({os.cpu_count()} CPUs)"})
+    return summary
+
+
+def finalise(config: BuildConfig, tasks: list[ItemTask], problems: list[dict[str, Any]], samples: list[Any],
+             summary: BuildSummary) -> None:
+    """Assemble the corpus from item states in sorted order, gate it for PHI, write outputs and the manifest."""
+    records, quarantine, referenced = [], list(problems), set()
+    for task in tasks:
+        state = read_item_state(config.out, task.key)
+        if state is None or state["fingerprint"] != task.fingerprint:
+            raise BuildError(f"item {task.key} has no current state after processing; re-run the build")
+        if state["status"] == "quarantined":
+            quarantine.append(state["problem"])
+            continue
+        referenced.update(state["media"]["paths"], state["media"].get("mask_paths", []))
+        records.extend(Record.from_dict(r) for r in state["records"])
+    summary.phi_gate = phi_gate(records, quarantine, samples)
+    quarantine = redact_quarantine(quarantine, samples)
+    summary.quarantined = len(quarantine)
+    summary.records = len(records)
+    summary.splits = {s: sum(1 for r in records if r.split == s) for s in ("train", "val", "bench")}
+    write_records_jsonl(config.out / "records.jsonl", records)
+    write_records_parquet(config.out / "records.parquet", records)
+    write_bench_manifest(records, config.out / "bench_manifest.json")
+    write_jsonl(config.out / "quarantine.jsonl", sorted(quarantine, key=lambda q: json.dumps(q, sort_keys=True)))
+    prune_media(config.out, referenced)
+    write_manifest(config, referenced)
+
+
+def prune_media(out: Path, referenced: Iterable[str]) -> int:
+    """Delete media no record refers to (removed samples, quarantined items, temp files of killed writers)."""
+    keep = {str(Path(p)) for p in referenced}
+    removed = 0
+    media_root = out / "media"
+    if media_root.is_dir():
+        for path in sorted(media_root.rglob("*")):
+            if path.is_file() and str(path.relative_to(out)) not in keep:
+                path.unlink()
+                removed += 1
+    for tmp in out.glob(".*.tmp"):
+        tmp.unlink()
+    return removed
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(config: BuildConfig, media: Iterable[str]) -> dict[str, Any]:
+    """sha256 of every corpus file; deterministic (no times, no absolute paths) so equal builds compare equal."""
+    from breastgpt import __version__
+
+    files = {name: _sha256_file(config.out / name) for name in OUTPUT_FILES}
+    files.update({p: _sha256_file(config.out / p) for p in sorted(set(media))})
+    split = config.split_config()
+    manifest = {
+        "format": "breaststage-corpus", "version": 1, "breastgpt": __version__,
+        "templates_sha256": load_templates().digest,
+        "config": {"sources": [s.name for s in config.sources], "seed": config.seed, "split": asdict(split),
+                   "templates_per_sample": config.templates_per_sample},
+        "files": files,
+        "corpus_sha256": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest(),
+    }
+    atomic_write_json(config.out / "manifest.json", manifest)
+    return manifest
+
+
+def verify_build(out: Path) -> list[str]:
+    """Problems with a finished build folder ([] when every file matches the manifest): 'done' means verified."""
+    path = Path(out) / "manifest.json"
+    if not path.is_file():
+        return [f"{path}: missing — the build did not finish; run `corpus build` again to resume"]
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    problems = []
+    for name, digest in manifest["files"].items():
+        file = Path(out) / name
+        if not file.is_file():
+            problems.append(f"{file}: listed in the manifest but missing")
+        elif _sha256_file(file) != digest:
+            problems.append(f"{file}: sha256 differs from the manifest")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------------- PHI gate
+
+
+def _corpus_scanner(samples: list[Any]) -> Any:
+    from breastgpt.corpus.build_items import phi_scanner_class
+
+    scanner_cls = phi_scanner_class()
+    if scanner_cls is None:
+        return None
+    scanner = scanner_cls()
+    for s in samples:
+        scanner.add_value("patient_id", s.patient_id)
+    return scanner
+
+
+def phi_gate(records: list[Record], quarantine: list[dict[str, Any]], samples: list[Any]) -> str:
+    """Every raw patient id of the whole build against every record's free text, before anything is written.
+
+    Items were already checked against their own DICOM headers in the workers; this adds cross-sample leaks.
+    """
+    from breastgpt.corpus.build_items import record_texts
+
+    scanner = _corpus_scanner(samples)
+    if scanner is None:
+        log.warning("breastgpt.deid.scanner is missing: the corpus PHI gate was skipped")
+        return "skipped (breastgpt.deid.scanner missing)"
+    findings = [str(f) for rec in records for where, text in record_texts(rec) for f in scanner.check_text(text, where)]
+    if findings:
+        raise BuildError(f"PHI gate: {len(findings)} finding(s) in records, nothing was finalised: "
+                         + "; ".join(findings[:10]))
+    return "passed"
+
+
+def redact_quarantine(rows: list[dict[str, Any]], samples: list[Any]) -> list[dict[str, Any]]:
+    """Mask raw identifiers in quarantine rows (paths of some datasets contain patient ids)."""
+    scanner = _corpus_scanner(samples)
+    if scanner is None:
+        return rows
+    return [{k: scanner.redact(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]

@@ -1,0 +1,179 @@
+"""One build item (one sample): normalise its media, render its records, check them for PHI, save its state.
+
+This module is what workers import (local processes or dask workers): it holds only picklable task data and
+module-level functions. The state file is written atomically last, so a killed worker leaves either a complete
+state or none; media written before the kill are content-addressed and simply rewritten identically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from breastgpt.corpus.records import MediaRef, Record, atomic_write_json
+from breastgpt.corpus.templates import SampleView, load_templates, render_sample
+from breastgpt.io.errors import MedicalFileError
+
+STATE_DIR = ".state"
+STATE_VERSION = 1
+_BOX_LITERAL = re.compile(r"\[\d+(?:,\d+){3,5}\]")
+
+
+@dataclass
+class ItemTask:
+    sample: Any  # SourceSample (carries the raw patient id: in memory only, never written)
+    patient_key: str
+    study_key: str
+    split: str
+    fingerprint: str
+    out: Path
+    normaliser: Callable[..., Any]
+    seed: int = 0
+    templates_per_sample: int | None = None
+
+    @property
+    def key(self) -> str:
+        return item_key(self.sample.source, self.sample.sample_id)
+
+
+def item_key(source: str, sample_id: str) -> str:
+    return f"{source}/{sample_id}"
+
+
+def item_state_path(out: Path, key: str) -> Path:
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return Path(out) / STATE_DIR / "items" / digest[:2] / f"{digest}.json"
+
+
+def read_item_state(out: Path, key: str) -> dict[str, Any] | None:
+    path = item_state_path(out, key)
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None  # absent or unreadable: the item is simply redone
+    return state if state.get("version") == STATE_VERSION else None
+
+
+def state_is_current(state: dict[str, Any] | None, task: ItemTask) -> bool:
+    """Reusable when the fingerprint matches and every media file it produced is still there."""
+    if state is None or state.get("fingerprint") != task.fingerprint:
+        return False
+    if state["status"] == "done":
+        media = state["media"]
+        return all((Path(task.out) / p).is_file() for p in [*media["paths"], *media.get("mask_paths", [])])
+    return state["status"] == "quarantined"
+
+
+def default_normaliser() -> Callable[..., Any]:
+    from breastgpt.corpus.normalise import normalise_media
+
+    return normalise_media
+
+
+# ---------------------------------------------------------------------------------------------------- work
+
+
+def process_item(task: ItemTask) -> tuple[str, str, int]:
+    """Run one item end to end and persist its state; returns (key, status, number of records)."""
+    sample = task.sample
+    try:
+        state = _render_item(task)
+    except MedicalFileError as exc:
+        state = _quarantine_state(task, exc.kind, exc.problem, exc.path, exc.hint)
+    except Exception as exc:  # an adapter/normaliser bug on one input must not stop a 600k-item build
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        state = _quarantine_state(task, f"internal_error:{type(exc).__name__}", str(exc),
+                                  str(sample.media[0]) if sample.media else "",
+                                  f"raised at {Path(where.filename).name}:{where.lineno}; please report it")
+    atomic_write_json(item_state_path(task.out, task.key), state)
+    return task.key, state["status"], len(state.get("records", []))
+
+
+def _quarantine_state(task: ItemTask, error: str, problem: str, path: str, hint: str = "") -> dict[str, Any]:
+    return {"version": STATE_VERSION, "key": task.key, "fingerprint": task.fingerprint, "status": "quarantined",
+            "problem": {"source": task.sample.source, "sample_id": task.sample.sample_id, "error": error,
+                        "path": str(path), "problem": problem, "hint": hint}}
+
+
+def _render_item(task: ItemTask) -> dict[str, Any]:
+    from breastgpt.corpus.sources.base import NormaliseLimits
+
+    sample = task.sample
+    media = task.normaliser(sample, Path(task.out), limits=NormaliseLimits())
+    view = SampleView(
+        source=sample.source, sample_id=sample.sample_id, patient_key=task.patient_key, study_key=task.study_key,
+        modality=sample.modality, kind=media.kind, split=task.split,
+        media=[MediaRef(p, h, media.kind) for p, h in zip(media.paths, media.sha256s)],
+        labels=sample.labels, report=sample.report, boxes=media.boxes_norm1000,
+    )
+    records = subsample(render_sample(view, load_templates()), task.templates_per_sample, task.seed)
+    findings = item_phi_findings(sample, records)
+    if findings:
+        return _quarantine_state(task, "phi_leak", "; ".join(findings[:5]), "",
+                                 "identifying values of this sample appear in its rendered records")
+    return {"version": STATE_VERSION, "key": task.key, "fingerprint": task.fingerprint, "status": "done",
+            "media": asdict(media), "records": [r.to_dict() for r in records]}
+
+
+def subsample(records: list[Record], k: int | None, seed: int) -> list[Record]:
+    """Keep k records per sample chosen by a seeded hash of the record id, in template order."""
+    if k is None or len(records) <= k:
+        return records
+    ranked = sorted(records, key=lambda r: hashlib.sha256(f"{seed}|{r.id}".encode()).hexdigest())
+    keep = {r.id for r in ranked[:k]}
+    return [r for r in records if r.id in keep]
+
+
+# ---------------------------------------------------------------------------------------------------- PHI
+
+
+def record_texts(rec: Record | dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, text) pairs of a record's free text. Box literals, hashes and pseudonymous keys are left out:
+    they are machine-made, and short numeric ids would match their digits by chance."""
+    data = rec.to_dict() if isinstance(rec, Record) else rec
+    out = [(f"{data['id']}.messages[{i}]", _BOX_LITERAL.sub("", m["content"])) for i, m in enumerate(data["messages"])]
+    label = data.get("label", {})
+    texts = [label.get("answer", ""), *label.get("key_findings", []), *label.get("options", [])]
+    out += [(f"{data['id']}.label", _BOX_LITERAL.sub("", str(t))) for t in texts if t]
+    return out
+
+
+def phi_scanner_class() -> type | None:
+    try:
+        from breastgpt.deid.scanner import PhiScanner
+    except ImportError:
+        return None
+    return PhiScanner
+
+
+def item_phi_findings(sample: Any, records: list[Record]) -> list[str]:
+    """This sample's own identifiers (raw patient id, DICOM header PHI of its inputs) in its own records."""
+    scanner_cls = phi_scanner_class()
+    if scanner_cls is None or not records:
+        return []
+    scanner = scanner_cls()
+    scanner.add_value("patient_id", sample.patient_id)
+    for path in sample.media:
+        if _looks_like_dicom(Path(path)):
+            try:
+                scanner.add_file(path)
+            except MedicalFileError:
+                pass  # the normaliser already read it; a header the scanner cannot parse adds no values
+    findings = []
+    for rec in records:
+        for where, text in record_texts(rec):
+            findings.extend(str(f) for f in scanner.check_text(text, where))
+    return findings
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False

@@ -1,0 +1,168 @@
+"""Patient-level splits and the frozen benchmark manifest (SPEC §4.4).
+
+A patient's split is a pure function of (salt, source, patient key): a salted SHA-256 mapped to [0, 1) and cut at
+the cumulative proportions. Nothing about other patients enters it, so adding patients or whole sources never
+moves anyone already assigned. Optionally a dataset's own test split is honoured: a patient with any sample in
+the dataset's test split goes to the benchmark as a whole (all their samples), never split across.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from breastgpt.corpus.records import Record, atomic_write_json
+
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "bench")
+MANIFEST_VERSION = 1
+
+
+class SplitError(ValueError):
+    """A bad split configuration or a benchmark manifest that does not verify."""
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Proportions of patients per split (must sum to 1) and the salt of the hash."""
+
+    train: float = 0.8
+    val: float = 0.05
+    bench: float = 0.15
+    salt: str = "breaststage-v1"
+    honour_dataset_test: bool = False  # dataset's own test split -> bench for the whole patient
+
+    def __post_init__(self) -> None:
+        props = (self.train, self.val, self.bench)
+        if min(props) < 0 or abs(sum(props) - 1.0) > 1e-9:
+            raise SplitError(f"split proportions train/val/bench = {props} must be >= 0 and sum to 1")
+        if not self.salt:
+            raise SplitError("split salt must be a non-empty string")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SplitConfig:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise SplitError(f"unknown split config keys {sorted(unknown)}")
+        return cls(**data)
+
+
+def unit_hash(salt: str, source: str, patient_key: str) -> float:
+    """A uniform number in [0, 1) from the salted hash of (source, patient key)."""
+    digest = hashlib.sha256(f"{salt}\x00{source}\x00{patient_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_for_patient(source: str, patient_key: str, config: SplitConfig) -> str:
+    u = unit_hash(config.salt, source, patient_key)
+    if u < config.train:
+        return "train"
+    if u < config.train + config.val:
+        return "val"
+    return "bench"
+
+
+def assign_splits(patients: Iterable[tuple[str, str, str | None]], config: SplitConfig) -> dict[tuple[str, str], str]:
+    """Map (source, patient_key) -> split for every (source, patient_key, dataset_split) row given.
+
+    With `honour_dataset_test`, any row in the dataset's test split sends the whole patient to the benchmark.
+    """
+    out: dict[tuple[str, str], str] = {}
+    in_test: set[tuple[str, str]] = set()
+    for source, key, dataset_split in patients:
+        out[(source, key)] = split_for_patient(source, key, config)
+        if dataset_split == "test":
+            in_test.add((source, key))
+    if config.honour_dataset_test:
+        for patient in in_test:
+            out[patient] = "bench"
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- manifest
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def prompt_hash(rec: Record) -> str:
+    """Hash of everything the model is shown (system + user turns, in order)."""
+    shown = [m for m in rec.messages if m["role"] != "assistant"]
+    return _sha(json.dumps(shown, sort_keys=True, ensure_ascii=False))
+
+
+def answer_hash(rec: Record) -> str:
+    """Hash of the reference answer text and its structured label."""
+    answer = [m["content"] for m in rec.messages if m["role"] == "assistant"]
+    return _sha(json.dumps({"answer": answer, "label": rec.label}, sort_keys=True, ensure_ascii=False))
+
+
+def manifest_item(rec: Record) -> dict[str, Any]:
+    return {"id": rec.id, "media_sha256": [m.sha256 for m in rec.media], "prompt_sha256": prompt_hash(rec),
+            "answer_sha256": answer_hash(rec)}
+
+
+def build_bench_manifest(records: Iterable[Record], *, split: str = "bench") -> dict[str, Any]:
+    items = sorted((manifest_item(r) for r in records if r.split == split), key=lambda i: i["id"])
+    digest = _sha(json.dumps(items, sort_keys=True))
+    return {"version": MANIFEST_VERSION, "split": split, "n_items": len(items), "items_sha256": digest,
+            "items": items}
+
+
+def write_bench_manifest(records: Iterable[Record], path: Path, *, split: str = "bench") -> dict[str, Any]:
+    manifest = build_bench_manifest(records, split=split)
+    atomic_write_json(Path(path), manifest)
+    return manifest
+
+
+@dataclass
+class ManifestCheck:
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+
+
+def verify_manifest(path: Path, records: Iterable[Record], *, media_root: Path | None = None) -> ManifestCheck:
+    """Check that `records` are exactly the frozen benchmark: same ids, prompts, answers and media hashes.
+
+    With `media_root`, the media files themselves are re-hashed too (catches a replaced image whose record
+    still carries the old hash).
+    """
+    path = Path(path)
+    try:
+        frozen = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SplitError(f"{path}: cannot read benchmark manifest ({exc}); rebuild it with `corpus build`") from exc
+    problems: list[str] = []
+    items = frozen.get("items", [])
+    if _sha(json.dumps(items, sort_keys=True)) != frozen.get("items_sha256"):
+        problems.append(f"{path}: items_sha256 does not match the items (manifest edited?)")
+    by_id = {r.id: r for r in records if r.split == frozen.get("split", "bench")}
+    frozen_ids = {i["id"] for i in items}
+    for missing in sorted(frozen_ids - set(by_id)):
+        problems.append(f"item {missing}: in the manifest but not in the records")
+    for extra in sorted(set(by_id) - frozen_ids):
+        problems.append(f"item {extra}: in the records but not in the manifest")
+    for item in items:
+        rec = by_id.get(item["id"])
+        if rec is not None:
+            problems.extend(_item_problems(item, rec, media_root))
+    return ManifestCheck(not problems, problems)
+
+
+def _item_problems(item: dict[str, Any], rec: Record, media_root: Path | None) -> list[str]:
+    problems = []
+    now = manifest_item(rec)
+    for key in ("media_sha256", "prompt_sha256", "answer_sha256"):
+        if now[key] != item[key]:
+            problems.append(f"item {rec.id}: {key} changed")
+    if media_root is not None:
+        for ref in rec.media:
+            file = Path(media_root) / ref.path
+            if not file.is_file():
+                problems.append(f"item {rec.id}: media {ref.path} missing under {media_root}")
+            elif hashlib.sha256(file.read_bytes()).hexdigest() != ref.sha256:
+                problems.append(f"item {rec.id}: media {ref.path} bytes do not match its sha256")
+    return problems
