@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from breastgpt.deid.profile import DICOM_UID_ROOT
 
@@ -121,6 +122,5 @@ def date_forms(value: str) -> list[str]:
 
 
 def _as_list(value: object) -> list[object]:
-    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
-        return [value]
-    return list(value)
+    # Only multi-valued containers are split; PersonName and strings iterate over characters.
+    return list(value) if isinstance(value, MultiValue | list | tuple) else [value]

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from breastgpt.io.errors import CorruptFileError, LimitExceededError, UnsupportedFormatError
+from breastgpt.io.dicom import decode_pixels
+from breastgpt.io.errors import UnsupportedFormatError
 from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits
 
 RISKY_MODALITIES = frozenset({"US", "SC", "OT"})
@@ -101,7 +102,7 @@ def black_out_outside(dataset: Dataset, regions: tuple[Rect, ...], path: Path,
     Raises `UnsupportedFormatError` when the regions leave nothing to black out (the image would be released
     unchanged) or keep nothing of the image.
     """
-    pixels = decode_pixels(dataset, path, limits)
+    pixels = decode_pixels(path, dataset, limits)
     rows, columns = int(dataset.Rows), int(dataset.Columns)
     keep = _keep_mask(rows, columns, regions)
     blanked = int((~keep).sum())
@@ -117,22 +118,6 @@ def black_out_outside(dataset: Dataset, regions: tuple[Rect, ...], path: Path,
     changed = int((cleaned != pixels).sum())
     _store_pixels(dataset, cleaned)
     return PixelCleaning(blanked_pixels=blanked, changed_values=changed, regions=regions)
-
-
-def decode_pixels(dataset: Dataset, path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> np.ndarray:
-    """Decode Pixel Data after checking the declared size against `limits` (decoding errors become typed)."""
-    if "PixelData" not in dataset:
-        raise UnsupportedFormatError(path, "no Pixel Data to clean", "check that the file is an image")
-    frames = int(dataset.get("NumberOfFrames", 1) or 1)
-    per_frame = int(dataset.Rows) * int(dataset.Columns)
-    if per_frame > limits.max_image_pixels or per_frame * frames > limits.max_total_pixels:
-        raise LimitExceededError(path, f"{frames} frame(s) of {per_frame} pixels exceed the read limits",
-                                 "raise ReadLimits if the file is trusted")
-    try:
-        return dataset.pixel_array
-    except Exception as exc:  # decoders raise many types for bad streams
-        raise CorruptFileError(path, f"pixel data could not be decoded ({type(exc).__name__})",
-                               "re-export the image uncompressed") from exc
 
 
 def _keep_mask(rows: int, columns: int, regions: tuple[Rect, ...]) -> np.ndarray:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from breastgpt.deid.phi_values import PhiValue, expand, normalise, normalise_with_map, values_from_dataset
 from breastgpt.io.dicom import read_dataset
@@ -277,9 +278,9 @@ def _walk_record(record: object, path: str) -> Iterable[tuple[str, str]]:
 def _element_text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode("latin-1")
-    if isinstance(value, str) or not hasattr(value, "__iter__"):
-        return str(value)
-    return "\\".join(str(part) for part in value)
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(str(part) for part in value)
+    return str(value)
 
 
 def _try_dicom(path: Path) -> Dataset | None:
