@@ -198,7 +198,7 @@ class PhiScanner:
         """`text` with every identifying value replaced by its masked form (for logs and messages)."""
         normalised, origin = normalise_with_map(text)
         pieces, last = [], 0
-        for start, end in self._spans(normalised):
+        for start, end in _merge(self._spans(normalised)):
             begin, finish = origin[start], origin[end - 1] + 1
             pieces += [text[last:begin], mask(text[begin:finish])]
             last = finish
@@ -231,6 +231,17 @@ class PhiScanner:
         for index, document in enumerate(documents):
             findings.extend(self.check_record(document, f"{where}#{index}"))
         return findings
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping matches (a date inside an accession number) become one span."""
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def _shape(value: str, kind: str) -> str:
