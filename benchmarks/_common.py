@@ -1,0 +1,55 @@
+"""Shared helpers for benchmark scripts: machine description and result writing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, object]:
+    info: dict[str, object] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": list(os.getloadavg()),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        pass
+    return info
+
+
+def time_repeated(function: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
+    """Wall-clock seconds of each of `repeats` calls after `warmup` untimed calls."""
+    for _ in range(warmup):
+        function()
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        timings.append(time.perf_counter() - start)
+    return timings
+
+
+def write_result(name: str, payload: dict[str, object]) -> Path:
+    """Write benchmarks/results/<name>.json atomically, stamped with date and machine."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    document = {"benchmark": name, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "machine": machine(), **payload}
+    target = RESULTS / f"{name}.json"
+    temporary = target.with_suffix(".json.partial")
+    temporary.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(temporary, target)
+    return target
