@@ -397,13 +397,13 @@ def phi_gate(records: list[Record], quarantine: list[dict[str, Any]], samples: l
 
     Items were already checked against their own DICOM headers in the workers; this adds cross-sample leaks.
     """
-    from breastgpt.corpus.build_items import record_texts
+    from breastgpt.corpus.build_items import record_texts, scan_texts
 
     scanner = _corpus_scanner(samples)
     if scanner is None:
         log.warning("breastgpt.deid.scanner is missing: the corpus PHI gate was skipped")
         return "skipped (breastgpt.deid.scanner missing)"
-    findings = [str(f) for rec in records for where, text in record_texts(rec) for f in scanner.check_text(text, where)]
+    findings = scan_texts(scanner, [pair for rec in records for pair in record_texts(rec)])
     if findings:
         raise BuildError(f"PHI gate: {len(findings)} finding(s) in records, nothing was finalised: "
                          + "; ".join(findings[:10]))

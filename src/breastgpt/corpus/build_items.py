@@ -133,14 +133,21 @@ def subsample(records: list[Record], k: int | None, seed: int) -> list[Record]:
 
 
 def record_texts(rec: Record | dict[str, Any]) -> list[tuple[str, str]]:
-    """(where, text) pairs of a record's free text. Box literals, hashes and pseudonymous keys are left out:
-    they are machine-made, and short numeric ids would match their digits by chance."""
+    """(where, text) pairs of a record's user and assistant turns: the only places sample text can reach.
+
+    System prompts are packaged data; labels repeat the turns; box literals, hashes and pseudonymous keys are
+    machine-made, and short numeric ids would match their digits by chance."""
     data = rec.to_dict() if isinstance(rec, Record) else rec
-    out = [(f"{data['id']}.messages[{i}]", _BOX_LITERAL.sub("", m["content"])) for i, m in enumerate(data["messages"])]
-    label = data.get("label", {})
-    texts = [label.get("answer", ""), *label.get("key_findings", []), *label.get("options", [])]
-    out += [(f"{data['id']}.label", _BOX_LITERAL.sub("", str(t))) for t in texts if t]
-    return out
+    return [(f"{data['id']}.messages[{i}]", _BOX_LITERAL.sub("", m["content"]))
+            for i, m in enumerate(data["messages"]) if m["role"] != "system"]
+
+
+def scan_texts(scanner: Any, pairs: list[tuple[str, str]]) -> list[str]:
+    """Findings over (where, text) pairs, scanning each distinct text once (templated text repeats a lot)."""
+    first_where: dict[str, str] = {}
+    for where, text in pairs:
+        first_where.setdefault(text, where)
+    return [str(f) for text, where in first_where.items() for f in scanner.check_text(text, where)]
 
 
 def phi_scanner_class() -> type | None:
@@ -164,11 +171,7 @@ def item_phi_findings(sample: Any, records: list[Record]) -> list[str]:
                 scanner.add_file(path)
             except MedicalFileError:
                 pass  # the normaliser already read it; a header the scanner cannot parse adds no values
-    findings = []
-    for rec in records:
-        for where, text in record_texts(rec):
-            findings.extend(str(f) for f in scanner.check_text(text, where))
-    return findings
+    return scan_texts(scanner, [pair for rec in records for pair in record_texts(rec)])
 
 
 def _looks_like_dicom(path: Path) -> bool:
