@@ -95,7 +95,8 @@ def inspect_path(path: str | Path, *, mpp: float | None = None, limits: ReadLimi
     if fmt in {"tiff", "bigtiff"} and is_slide_tiff(path) or (mpp is not None and fmt in {"jpeg", "png", "tiff"}):
         from breastgpt.io.wsi import open_slide
 
-        with open_slide(path, mpp=mpp, limits=limits) as slide:
+        # Describing a slide does not need its µm/px; tiling it does (and says so).
+        with open_slide(path, mpp=mpp, limits=limits, require_mpp=False) as slide:
             return {"path": str(path), **slide.describe()}
     from breastgpt.io.raster import raster_info
 
