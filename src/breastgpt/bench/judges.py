@@ -1,0 +1,243 @@
+"""LLM-as-judge scoring of open-ended answers through any OpenAI-compatible endpoint.
+
+Every score carries the judge model, the prompt version and the sha256 of the exact prompt template, so a number
+in a report can always be traced to the judge that produced it. The judge must end its reply with one line
+`SCORE: <integer>` inside the rubric range; anything else is recorded as `unparseable` (never guessed) and an
+endpoint failure as `error`. Judgements are saved next to the run (`judgements.jsonl`), so re-scoring is offline.
+
+Controls (SPEC §5): a warning when judge and candidate come from the same model family, agreement between two
+judges (Spearman ρ and quadratic-weighted κ), and agreement with a human-graded subset when one is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+from scipy.stats import spearmanr
+from sklearn.metrics import cohen_kappa_score
+
+from breastgpt.bench.items import BenchDataError, BenchItem, SavedResponse, read_jsonl, write_jsonl_atomic
+
+RUBRICS: dict[str, tuple[int, int]] = {"0-10": (0, 10), "1-5": (1, 5)}
+
+# Versioned prompt templates. Never edit a published version: add a new key, so old scores stay traceable.
+JUDGE_PROMPTS: dict[str, str] = {
+    "v1": (
+        "You are grading an answer to a breast-imaging question against a reference answer written by experts.\n"
+        "Judge clinical correctness and completeness of the key findings; ignore style and length.\n"
+        "Rubric: {lo} = wrong or unrelated, {hi} = clinically equivalent to the reference.\n\n"
+        "Question:\n{question}\n\nReference answer:\n{reference}\n\nKey findings the answer should state:\n"
+        "{findings}\n\nCandidate answer:\n{candidate}\n\n"
+        "Give a one-sentence justification, then finish with exactly one line of the form\n"
+        "SCORE: <integer from {lo} to {hi}>"
+    ),
+}
+
+# Substrings of model names -> family. BreastGPT is built on Qwen3-VL, so it is a Qwen-family model.
+MODEL_FAMILIES: dict[str, tuple[str, ...]] = {
+    "qwen": ("qwen", "qwq", "breastgpt"),
+    "openai-gpt": ("gpt", "chatgpt", "o1-", "o3-", "o4-"),
+    "llama": ("llama",),
+    "google": ("gemma", "gemini", "palm"),
+    "anthropic-claude": ("claude",),
+    "mistral": ("mistral", "mixtral", "pixtral", "ministral"),
+    "deepseek": ("deepseek",),
+    "microsoft-phi": ("phi-", "phi3", "phi4"),
+    "internvl": ("internvl", "internlm"),
+    "glm": ("glm",),
+    "yi": ("yi-",),
+}
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    base_url: str
+    model: str
+    api_key_env: str | None = "OPENAI_API_KEY"
+    prompt_version: str = "v1"
+    rubric: str = "0-10"
+    temperature: float = 0.0
+    max_tokens: int = 256
+    timeout_s: float = 120.0
+    max_retries: int = 2
+
+    def __post_init__(self) -> None:
+        if self.prompt_version not in JUDGE_PROMPTS:
+            raise ValueError(f"unknown judge prompt version {self.prompt_version!r}; known: {sorted(JUDGE_PROMPTS)}")
+        if self.rubric not in RUBRICS:
+            raise ValueError(f"unknown rubric {self.rubric!r}; known: {sorted(RUBRICS)}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JudgeConfig:
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown judge config keys {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class JudgeScore:
+    item_id: str
+    candidate_model: str
+    score: int | None
+    status: str  # ok | unparseable | error
+    raw: str
+    judge_model: str
+    prompt_version: str
+    prompt_sha256: str
+    rubric: str
+
+    @property
+    def normalised(self) -> float | None:
+        """Score mapped to 0-1 (None unless status is ok)."""
+        if self.score is None:
+            return None
+        lo, hi = RUBRICS[self.rubric]
+        return (self.score - lo) / (hi - lo)
+
+
+def prompt_sha256(version: str) -> str:
+    return hashlib.sha256(JUDGE_PROMPTS[version].encode("utf-8")).hexdigest()
+
+
+def render_prompt(item: BenchItem, candidate: str, version: str = "v1", rubric: str = "0-10") -> str:
+    lo, hi = RUBRICS[rubric]
+    findings = "\n".join(f"- {f}" for f in item.key_findings) or "- (none listed)"
+    return JUDGE_PROMPTS[version].format(question=item.question, reference=item.answer or "", findings=findings,
+                                         candidate=candidate, lo=lo, hi=hi)
+
+
+_SCORE_LINE = re.compile(r"(?im)^[ \t*]*score[ \t*]*:[ \t*]*(\S+?)[ \t*.]*$")
+
+
+def parse_judge_output(text: str, rubric: str = "0-10") -> int | None:
+    """The integer on the single `SCORE:` line, inside the rubric range; None for anything else."""
+    matches = _SCORE_LINE.findall(text or "")
+    if len(matches) != 1 or not re.fullmatch(r"\d+", matches[0]):
+        return None
+    value = int(matches[0])
+    lo, hi = RUBRICS[rubric]
+    return value if lo <= value <= hi else None
+
+
+class Judge:
+    """Scores candidate answers with one judge model; `client` may be injected (an `openai.OpenAI`)."""
+
+    def __init__(self, config: JudgeConfig, client: Any = None) -> None:
+        self.config = config
+        self.client = client or _make_client(config)
+        self.prompt_sha256 = prompt_sha256(config.prompt_version)
+
+    def score(self, item: BenchItem, response: SavedResponse) -> JudgeScore:
+        cfg = self.config
+        prompt = render_prompt(item, response.response, cfg.prompt_version, cfg.rubric)
+        try:
+            reply = self.client.chat.completions.create(
+                model=cfg.model, messages=[{"role": "user", "content": prompt}],
+                temperature=cfg.temperature, max_tokens=cfg.max_tokens)
+            raw = reply.choices[0].message.content or ""
+        except Exception as exc:  # the endpoint's failure is data about this item, not a crash of the batch
+            return self._record(item, response, None, "error", f"{type(exc).__name__}: {exc}")
+        value = parse_judge_output(raw, cfg.rubric)
+        return self._record(item, response, value, "ok" if value is not None else "unparseable", raw)
+
+    def _record(self, item: BenchItem, response: SavedResponse, value: int | None, status: str,
+                raw: str) -> JudgeScore:
+        return JudgeScore(item_id=item.id, candidate_model=response.model, score=value, status=status, raw=raw,
+                          judge_model=self.config.model, prompt_version=self.config.prompt_version,
+                          prompt_sha256=self.prompt_sha256, rubric=self.config.rubric)
+
+    def score_many(self, items: list[BenchItem], responses: Iterable[SavedResponse],
+                   on_done: Callable[[int], None] | None = None) -> list[JudgeScore]:
+        """Judge the open-ended, full-variant responses among `responses` (closed/grounding ones are skipped)."""
+        by_id = {it.id: it for it in items}
+        out = []
+        for r in responses:
+            item = by_id.get(r.item_id)
+            if r.variant != "full" or item is None or item.answer is None:
+                continue
+            out.append(self.score(item, r))
+            if on_done is not None:
+                on_done(len(out))
+        return out
+
+
+def _make_client(config: JudgeConfig) -> Any:
+    import openai
+
+    key = "EMPTY"
+    if config.api_key_env:
+        key = os.environ.get(config.api_key_env, "")
+        if not key:
+            raise BenchDataError(f"judge API key: environment variable {config.api_key_env} is not set; export it "
+                                 f"or set api_key_env to null for a local endpoint")
+    return openai.OpenAI(base_url=config.base_url, api_key=key, timeout=config.timeout_s,
+                         max_retries=config.max_retries)
+
+
+# ------------------------------------------------------------------------------------------ saving / loading
+
+
+def save_judgements(path: Path, scores: list[JudgeScore]) -> None:
+    write_jsonl_atomic(path, [asdict(s) for s in scores])
+
+
+def load_judgements(path: Path) -> list[JudgeScore]:
+    names = {f.name for f in fields(JudgeScore)}
+    out = []
+    for n, obj in read_jsonl(Path(path)):
+        if set(obj) != names:
+            raise BenchDataError(f"{path}:{n}: judgement keys {sorted(obj)} differ from {sorted(names)}")
+        out.append(JudgeScore(**obj))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- controls
+
+
+def model_family(name: str) -> str | None:
+    """The family of a model name by substring (e.g. 'Qwen3-VL-8B' -> 'qwen'); None when not recognised."""
+    low = name.lower().rsplit("/", 1)[-1]
+    for family, needles in MODEL_FAMILIES.items():
+        if any(n in low for n in needles):
+            return family
+    return None
+
+
+def same_family_warning(judge_model: str, candidate_model: str) -> str | None:
+    fam_j, fam_c = model_family(judge_model), model_family(candidate_model)
+    if fam_j is not None and fam_j == fam_c:
+        return (f"judge {judge_model!r} and candidate {candidate_model!r} are both {fam_j}-family models; "
+                f"same-family judges tend to favour their own family, use a judge from another family")
+    return None
+
+
+@dataclass(frozen=True)
+class Agreement:
+    n: int
+    spearman: float
+    kappa_quadratic: float
+
+
+def agreement(scores_a: dict[str, int], scores_b: dict[str, int], rubric: str = "0-10") -> Agreement:
+    """Agreement on the items both raters scored (judge vs judge, or judge vs human grades on one rubric)."""
+    common = sorted(set(scores_a) & set(scores_b))
+    a = np.array([scores_a[k] for k in common], dtype=float)
+    b = np.array([scores_b[k] for k in common], dtype=float)
+    if len(common) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return Agreement(len(common), float("nan"), float("nan"))
+    lo, hi = RUBRICS[rubric]
+    rho = float(spearmanr(a, b).statistic)
+    kappa = float(cohen_kappa_score(a.astype(int), b.astype(int), weights="quadratic", labels=list(range(lo, hi + 1))))
+    return Agreement(len(common), rho, kappa)
+
+
+def ok_scores(scores: Iterable[JudgeScore]) -> dict[str, int]:
+    """item id -> integer score for the parsed judgements of one candidate."""
+    return {s.item_id: s.score for s in scores if s.status == "ok" and s.score is not None}
