@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from breastgpt.deid.pipeline import DeidPolicy, deidentify_folder
+from breastgpt.deid.pipeline import patient_id_from_folder as patient_id_from
 from breastgpt.deid.pixels import BurnedInPolicy, Rect
 from breastgpt.deid.pseudonym import SECRET_ENV_VAR, Pseudonymizer
 from breastgpt.deid.scanner import PhiScanner
@@ -36,6 +37,8 @@ def run_command(
                                           "at risk of burned-in text (repeatable); the rest is blacked out."),
     us_regions: bool = typer.Option(False, "--us-regions", help="Keep ultrasound imaging regions, black out the rest."),
     no_shift_dates: bool = typer.Option(False, "--no-shift-dates", help="Empty dates instead of shifting them."),
+    patient_id_from_folder: bool = typer.Option(False, "--patient-id-from-folder", help="Take the patient id from "
+                                                "the first folder level under SRC instead of the header."),
     source_map: Optional[Path] = typer.Option(None, "--source-map", help="Write reference→source path map here "
                                               "(sensitive; must be outside the output folder)."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts and results as JSON on stdout."),
@@ -54,6 +57,7 @@ def run_command(
         task = progress.add_task("deid", total=total)
         try:
             report = deidentify_folder(src, dst, pseudonymizer, policy, source_map=source_map,
+                                       patient_id_for=patient_id_from(src) if patient_id_from_folder else None,
                                        on_result=lambda _: progress.advance(task))
         except (ValueError, NotADirectoryError) as exc:
             _console.print(f"[red]error:[/red] {exc}")

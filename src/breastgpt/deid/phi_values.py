@@ -74,8 +74,25 @@ def normalise_with_map(text: str) -> tuple[str, list[int]]:
     return "".join(chars), origin
 
 
+# Kept on purpose and public: a value that only names the vendor (an institution field reading "TOSHIBA" next to
+# Manufacturer "TOSHIBA_MEC") cannot be told apart from the vendor, so it is not collected.
+VENDOR_KEYWORDS = ("Manufacturer", "ManufacturerModelName")
+
+
 def values_from_dataset(dataset: Dataset) -> Iterator[PhiValue]:
     """Every identifying value in a source dataset, recursively through sequences (private tags skipped)."""
+    vendor_text = " ".join(normalise(str(dataset.get(keyword, "") or "")) for keyword in VENDOR_KEYWORDS)
+    for phi in _raw_values(dataset):
+        if phi.kind in ("uid", "birth_date", "study_date") or not _is_vendor_word(phi.text, vendor_text):
+            yield phi
+
+
+def _is_vendor_word(text: str, vendor_text: str) -> bool:
+    value = normalise(text)
+    return bool(value) and re.search(rf"(?<![a-z0-9]){re.escape(value)}(?![a-z0-9])", vendor_text) is not None
+
+
+def _raw_values(dataset: Dataset) -> Iterator[PhiValue]:
     for element in dataset.iterall():
         if element.tag.is_private or element.value in (None, "", b""):
             continue

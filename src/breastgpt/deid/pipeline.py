@@ -116,18 +116,21 @@ def deidentify_file(src: str | Path, dst_dir: str | Path, pseudonymizer: Pseudon
 
 def deidentify_folder(src_root: str | Path, dst_dir: str | Path, pseudonymizer: Pseudonymizer,
                       policy: DeidPolicy | None = None, *, source_map: str | Path | None = None,
+                      patient_id_for: Callable[[Path], str | None] | None = None,
                       on_result: Callable[[DeidResult], None] | None = None) -> DeidBatchReport:
     """De-identify every file under `src_root`; bad files are recorded and the job carries on.
 
-    Writes `deid_summary.json` (no source paths) into `dst_dir`, and, if asked, the sensitive reference → source
-    path map to `source_map`.
+    `patient_id_for(path)` may supply a file's patient id (datasets whose headers were blanked keep the id in a
+    table or a folder name); None falls back to the header. Writes `deid_summary.json` (no source paths) into
+    `dst_dir`, and, if asked, the sensitive reference → source path map to `source_map`.
     """
     policy = policy or DeidPolicy()
     src_root, dst_dir = Path(src_root).resolve(), Path(dst_dir).resolve()
     _check_folders(src_root, dst_dir, source_map)
     results = []
     for path in sorted(p for p in src_root.rglob("*") if p.is_file()):
-        results.append(deidentify_file(path, dst_dir, pseudonymizer, policy))
+        patient_id = patient_id_for(path) if patient_id_for is not None else None
+        results.append(deidentify_file(path, dst_dir, pseudonymizer, policy, patient_id=patient_id))
         if on_result is not None:
             on_result(results[-1])
     report = DeidBatchReport(results)
@@ -135,6 +138,17 @@ def deidentify_folder(src_root: str | Path, dst_dir: str | Path, pseudonymizer: 
     if source_map is not None:
         _write_source_map(Path(source_map), report)
     return report
+
+
+def patient_id_from_folder(src_root: str | Path) -> Callable[[Path], str | None]:
+    """Use the first folder level under `src_root` as the patient id (e.g. `train_images/<patient>/<image>.dcm`)."""
+    root = Path(src_root).resolve()
+
+    def patient_id(path: Path) -> str | None:
+        parts = Path(path).resolve().relative_to(root).parts
+        return parts[0] if len(parts) > 1 else None
+
+    return patient_id
 
 
 def file_ref(pseudonymizer: Pseudonymizer, path: Path) -> str:
@@ -147,9 +161,12 @@ def _deidentify(src: Path, dst_dir: Path, pseudonymizer: Pseudonymizer, policy: 
     dataset = read_dataset(src, limits=policy.limits)
     patient_id = patient_id or str(dataset.get("PatientID", "")).strip()
     study_uid, sop_uid = (str(dataset.get(name, "")).strip() for name in ("StudyInstanceUID", "SOPInstanceUID"))
-    if not patient_id or not study_uid or not sop_uid:
-        raise MissingMetadataError(src, "Patient ID, Study Instance UID or SOP Instance UID is empty",
-                                   "pass patient_id= from the dataset's table, or fix the header")
+    empty = [name for name, value in (("Patient ID", patient_id), ("Study Instance UID", study_uid),
+                                      ("SOP Instance UID", sop_uid)) if not value]
+    if empty:
+        raise MissingMetadataError(src, f"{', '.join(empty)} empty in the header",
+                                   "supply the patient id from the dataset's table (patient_id=, or "
+                                   "--patient-id-from-folder) — UIDs cannot be invented without breaking studies")
     patient_key = pseudonymizer.patient_key(policy.source, patient_id)
     study_key = pseudonymizer.study_key(policy.source, study_uid)
     keys = {"patient_key": patient_key, "study_key": study_key}
