@@ -33,6 +33,8 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float)
     factor = max(1, int(sigma // 2))
     small = rng.standard_normal(tuple(max(2, s // factor) for s in shape))
     small = ndimage.gaussian_filter(small, sigma / factor)
+    if small.shape == tuple(shape):
+        return (small - small.mean()) / (small.std() + 1e-6)
     noise = ndimage.zoom(small, [s / t for s, t in zip(shape, small.shape)], order=1)
     noise = noise[tuple(slice(0, s) for s in shape)]
     return (noise - noise.mean()) / (noise.std() + 1e-6)

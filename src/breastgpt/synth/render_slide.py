@@ -17,15 +17,13 @@ def render_slide(rng: np.random.Generator, h: int, w: int, *, histologic_type: s
     tissue &= _disc(h, w, 0.46)
     tumour = (smooth_noise(rng, (h, w), sigma=max(4.0, h / 16)) > np.quantile(rng.standard_normal(4000),
                                                                               1 - tumour_fraction)) & tissue
-    rgb = np.empty((h, w, 3), np.float32)
+    rgb = np.empty((h, w, 3), np.uint8)
     rgb[:] = (242, 240, 245)
-    stroma = np.array([232, 170, 200], np.float32)
-    rgb[tissue] = stroma
+    rgb[tissue] = (232, 170, 200)
     nuclei = _nuclei(rng, h, w, tumour, tissue, histologic_type, node_status)
-    hue = np.array([95, 40, 150] if her2 else [70, 50, 130] if er else [120, 30, 110], np.float32)
-    rgb[nuclei] = hue
-    rgb += rng.normal(0, 6, rgb.shape)
-    return rgb.clip(0, 255).astype(np.uint8), tumour
+    rgb[nuclei] = (95, 40, 150) if her2 else (70, 50, 130) if er else (120, 30, 110)
+    jitter = rng.integers(-6, 7, size=(h, w, 1), dtype=np.int16)  # one grain per pixel keeps it cheap
+    return (rgb.astype(np.int16) + jitter).clip(0, 255).astype(np.uint8), tumour
 
 
 def _disc(h: int, w: int, r: float) -> np.ndarray:
@@ -42,7 +40,7 @@ def _nuclei(rng, h, w, tumour, tissue, histologic_type, node_status) -> np.ndarr
         rows = (np.arange(h)[:, None] % 9 == 0) & (rng.random((h, w)) < density * 6)
         seeds |= rows & tumour
     else:  # ductal-like: nests of crowded cells around lumens
-        nests = (smooth_noise(rng, (h, w), 2.0) > 0.3) & (rng.random((h, w)) < density * 3)
+        nests = (smooth_noise(rng, (h, w), 4.0) > 0.3) & (rng.random((h, w)) < density * 3)
         seeds |= nests & tumour
     size = 2 if histologic_type == "lobular" else 3
     return ndimage.binary_dilation(seeds, iterations=size // 2 + 1)

@@ -144,7 +144,13 @@ def write_nifti(path: Path, volume: np.ndarray, spacing: tuple[float, float, flo
     image.header.set_xyzt_units("mm")
     tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")  # keep the .nii.gz suffix nibabel keys on
     path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(image, tmp)
+    from nibabel.openers import Opener
+
+    level, Opener.default_compresslevel = Opener.default_compresslevel, 1  # fast gzip: synthetic data
+    try:
+        nib.save(image, tmp)
+    finally:
+        Opener.default_compresslevel = level
     return finish(tmp, path)
 
 

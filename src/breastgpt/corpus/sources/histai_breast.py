@@ -51,7 +51,6 @@ class HISTAIBreastAdapter:
             case = slide.parent.name if slide.parent != root else slide.stem
             report = reports.get(case) or _json_report(slide.parent)
             rel = slide.relative_to(root).with_suffix("")
-            labels = {"report": report} if report else {}
             yield checked_sample(self.name, str(slide), sample_id=safe_id(*rel.parts), patient_id=case,
                                  study_id=case, modality="pathology", kind="slide", media=[slide],
-                                 labels=labels, report=report)
+                                 labels={}, report=report)

@@ -61,7 +61,8 @@ class InstitutionalAdapter:
         if not files or missing:
             return SourceProblem(self.name, where, f"missing files: {missing or 'none listed'}")
         try:
-            labels = {c: parse_label(c, cell(row, c)) for c in columns if c in FIELDS and cell(row, c)}
+            labels = {c: parse_label(c, cell(row, c)) for c in columns
+                      if c in FIELDS and c not in STRUCTURE and cell(row, c)}
         except (ValueError, KeyError) as exc:
             return SourceProblem(self.name, where, f"{type(exc).__name__}: {exc}")
         report = cell(row, "report") or None

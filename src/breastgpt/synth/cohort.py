@@ -1,0 +1,59 @@
+"""Write a synthetic cohort: one folder per source, each in that dataset's own on-disk layout, plus a manifest.
+
+`generate(out, patients, sources, seed)` is deterministic: the same arguments give byte-identical label tables
+and pixel content (file modification times aside)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Callable
+
+from breastgpt.synth.cases import SynthConfig, Truth
+from breastgpt.synth.mammo_dicom import gen_bmcd, gen_cbis_ddsm, gen_embed, gen_inbreast, gen_rsna_screening, gen_vindr_mammo
+from breastgpt.synth.mammo_raster import gen_cdd_cesm, gen_csaw_m, gen_dmid, gen_kau_bcmd, gen_mias
+from breastgpt.synth.slides import gen_bcnb, gen_histai_breast, gen_tcga_brca
+from breastgpt.synth.ultrasound import gen_bus_cot, gen_busi
+from breastgpt.synth.volumes import gen_ct_rate, gen_mri_cohort
+
+Generator = Callable[[Path, SynthConfig], list[Truth]]
+GENERATORS: dict[str, Generator] = {
+    "cbis_ddsm": gen_cbis_ddsm, "vindr_mammo": gen_vindr_mammo, "inbreast": gen_inbreast, "embed": gen_embed,
+    "rsna_screening": gen_rsna_screening, "csaw_m": gen_csaw_m, "cdd_cesm": gen_cdd_cesm, "dmid": gen_dmid,
+    "kau_bcmd": gen_kau_bcmd, "mias": gen_mias, "bmcd": gen_bmcd, "bus_cot": gen_bus_cot, "busi": gen_busi,
+    "ct_rate": gen_ct_rate, "tcga_brca": gen_tcga_brca, "bcnb": gen_bcnb, "histai_breast": gen_histai_breast,
+    "mri_cohort_a": lambda root, config: gen_mri_cohort(root, config, stream=15),
+    "mri_cohort_b": lambda root, config: gen_mri_cohort(root, config, stream=19),
+}
+
+
+def generate(out: Path, patients: int, sources: list[str] | None = None, seed: int = 0, full_size: bool = False,
+             progress: Callable[[str], None] | None = None) -> dict[str, Path]:
+    """Write `out/<source>/...` for each source (all by default); return {source: root}."""
+    names = list(GENERATORS) if not sources else list(sources)
+    unknown = [n for n in names if n not in GENERATORS]
+    if unknown:
+        raise ValueError(f"unknown source(s) {unknown}; known: {sorted(GENERATORS)}")
+    config = SynthConfig(patients=patients, seed=seed, full_size=full_size)
+    roots, counts = {}, {}
+    for name in names:
+        root = Path(out) / name
+        truths = GENERATORS[name](root, config)
+        _write_json(Path(out) / ".truth" / f"{name}.json", [t.as_dict() for t in truths])
+        roots[name], counts[name] = root, len(truths)
+        if progress:
+            progress(name)
+    _write_json(Path(out) / "synth_manifest.json", {
+        "generator": "breastgpt.synth", "seed": seed, "patients_per_source": patients, "full_size": full_size,
+        "sources": {n: {"root": str(roots[n]), "samples": counts[n]} for n in names},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}})
+    return roots
+
+
+def _write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,81 @@
+"""Synthetic volume sources: CT-RATE (NIfTI + reports + 18-label CSV) and the private breast-MRI cohorts as
+institutional manifests (per-patient NIfTI sequences T1, dynamic T1, T2, DWI, ADC + lesion mask + report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from breastgpt.corpus.sources.ct_rate import ABNORMALITIES, snake
+from breastgpt.synth.cases import SynthConfig, Truth, pick, split_for
+from breastgpt.synth.render_volume import CT_DRAWN, render_ct, render_mri
+from breastgpt.synth.writers import write_nifti, write_table
+
+CT_TEXT = {"lung_nodule": "A solid nodule is seen in the lung parenchyma.",
+           "pleural_effusion": "Pleural effusion is present.", "cardiomegaly": "The heart is enlarged.",
+           "emphysema": "Emphysematous changes are seen.", "consolidation": "There is a consolidation.",
+           "arterial_wall_calcification": "Calcific plaques in the aortic wall.",
+           "pericardial_effusion": "Pericardial effusion is noted.", "atelectasis": "Subsegmental atelectasis."}
+
+
+def gen_ct_rate(root: Path, config: SynthConfig) -> list[Truth]:
+    rng = np.random.default_rng([config.seed, 14])
+    shape = (96, 256, 256) if config.full_size else (32, 96, 96)
+    labels_rows = {"train": [], "valid": []}
+    report_rows = {"train": [], "valid": []}
+    truths = []
+    for i in range(config.patients):
+        split = "valid" if split_for(i, config.patients) == "test" else "train"
+        name = f"{split}_{i + 1}_a_1"
+        findings = {snake(n): False for n in ABNORMALITIES}
+        for key in CT_DRAWN:
+            findings[key] = bool(rng.random() < 0.3)
+        volume = render_ct(rng, shape, findings)
+        path = write_nifti(root / "dataset" / split / f"{split}_{i + 1}" / f"{split}_{i + 1}_a" / f"{name}.nii.gz",
+                           volume, (1.5, 0.8, 0.8))
+        labels_rows[split].append({"VolumeName": f"{name}.nii.gz", **{n: int(findings[snake(n)]) for n in ABNORMALITIES}})
+        text = " ".join(CT_TEXT[k] for k in CT_DRAWN if findings[k]) or "No acute pathology."
+        report_rows[split].append({"VolumeName": f"{name}.nii.gz", "ClinicalInformation_EN": "Screening.",
+                                   "Technique_EN": "Non-contrast chest CT.", "Findings_EN": text,
+                                   "Impressions_EN": text})
+        truths.append(Truth(name, {"ct_abnormalities": findings}, "train" if split == "train" else "val",
+                            shape[2], shape[1], [path], depth=shape[0]))
+    for split, rows in labels_rows.items():
+        if rows:
+            write_table(root / "dataset" / "multi_abnormality_labels" / f"{split}_predicted_labels.csv", rows)
+    for split, rows in report_rows.items():
+        if rows:
+            name = "train_reports.csv" if split == "train" else "validation_reports.csv"
+            write_table(root / "dataset" / "radiology_text_reports" / name, rows)
+    return truths
+
+
+def gen_mri_cohort(root: Path, config: SynthConfig, *, stream: int = 15) -> list[Truth]:
+    """A private-style breast MRI cohort: NIfTI sequences per patient and an institutional manifest."""
+    rng = np.random.default_rng([config.seed, stream])
+    shape = (48, 192, 256) if config.full_size else (24, 64, 96)
+    rows, truths = [], []
+    for i in range(config.patients):
+        malignant = bool(rng.random() < 0.5)
+        lesion_type = pick(rng, ["mass", "non_mass_enhancement", "focus"])
+        curve = pick(rng, ["washout", "plateau"]) if malignant else "persistent"
+        side = pick(rng, ["L", "R"])
+        volumes, mask = render_mri(rng, shape, side, lesion_type, curve, malignant)
+        folder = Path(f"patient_{i + 1:04d}")
+        files = [write_nifti(root / folder / f"{name}.nii.gz", vol, (3.0, 0.9, 0.9)) for name, vol in volumes.items()]
+        write_nifti(root / folder / "lesion_mask.nii.gz", mask, (3.0, 0.9, 0.9))
+        birads = pick(rng, [4, 5]) if malignant else pick(rng, [2, 3])
+        report = (f"{'Left' if side == 'L' else 'Right'} breast {lesion_type.replace('_', ' ')} with {curve} "
+                  f"kinetics. BI-RADS {birads}.")
+        rel_files = ";".join(str(folder / p.name) for p in files)
+        rows.append({"sample": f"mri-{i + 1:04d}", "patient": f"MRN{900000 + i}", "study": f"ACC{700000 + i}",
+                     "modality": "mri", "kind": "volume", "files": rel_files, "masks": str(folder / "lesion_mask.nii.gz"),
+                     "report": report, "split": split_for(i, config.patients), "birads": birads, "laterality": side,
+                     "lesion_type": lesion_type, "enhancement_curve": curve, "malignant": "yes" if malignant else "no"})
+        labels = {"birads": birads, "laterality": side, "lesion_type": lesion_type, "enhancement_curve": curve,
+                  "malignant": malignant}
+        truths.append(Truth(f"mri-{i + 1:04d}", labels, split_for(i, config.patients), shape[2], shape[1],
+                            files, depth=shape[0]))
+    write_table(root / "manifest.csv", rows)
+    return truths
