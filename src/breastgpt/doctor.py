@@ -29,6 +29,16 @@ def _package(module: str, *, essential: bool, attribute: str = "__version__") ->
     return Check(module, True, str(getattr(loaded, attribute, "installed")), essential)
 
 
+def _distribution(name: str, purpose: str) -> Check:
+    """Installed-or-not from package metadata, without importing (deepspeed's import is slow and chatty)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return Check(name, True, f"{version(name)} — {purpose}", False)
+    except PackageNotFoundError:
+        return Check(name, False, f"not installed — {purpose}", False, f"pip install {name}")
+
+
 def _torchvision_ops() -> Check:
     """torchvision must match torch: a mismatched wheel imports but fails on its first operator."""
     try:
@@ -84,7 +94,7 @@ def run_checks(path: Path = Path.cwd()) -> list[Check]:
                    "tiffslide", "tifffile", "PIL", "fastapi", "openai", "typer"):
         checks.append(_package(module, essential=True))
     checks.append(_torchvision_ops())
-    checks.append(_package("deepspeed", essential=False))
+    checks.append(_distribution("deepspeed", "multi-GPU ZeRO training (optional)"))
     checks.append(_openslide())
     checks.extend(_decoders())
     checks.append(_gpu())
