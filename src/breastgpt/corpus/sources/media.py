@@ -10,49 +10,19 @@ from pathlib import Path
 
 import numpy as np
 
+from breastgpt.io.dicom import read_dicom_image
 from breastgpt.io.errors import MedicalFileError, UnsupportedFormatError
+from breastgpt.io.raster import read_raster
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".bmp")
 
 
 def read_pixels(path: Path) -> np.ndarray:
-    """A 2-D image as an array: DICOM through `read_dicom_image` (modality LUT applied), rasters through
-    `read_raster`. Raises `MedicalFileError` subclasses."""
+    """A 2-D image's stored values: DICOM through `read_dicom_image`, rasters through `read_raster`.
+    Raises `MedicalFileError` subclasses."""
     if path.suffix.lower() in RASTER_SUFFIXES:
-        try:
-            from breastgpt.io.raster import read_raster
-        except ImportError:  # io.raster not landed yet in this checkout
-            return _fallback_raster(path)
         return np.asarray(read_raster(path))
-    try:
-        from breastgpt.io.dicom import read_dicom_image
-    except ImportError:  # io.dicom.read_dicom_image not landed yet in this checkout
-        return _fallback_dicom(path)
-    return np.asarray(read_dicom_image(path).pixels)
-
-
-def _fallback_raster(path: Path) -> np.ndarray:
-    """Stand-in used only while `breastgpt.io.raster` is absent: PIL with its decompression-bomb guard."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image)
-    except FileNotFoundError as exc:
-        raise UnsupportedFormatError(path, "no such file", "check the path") from exc
-    except Exception as exc:
-        raise UnsupportedFormatError(path, f"unreadable image ({type(exc).__name__})", "re-export it") from exc
-
-
-def _fallback_dicom(path: Path) -> np.ndarray:
-    """Stand-in used only while `read_dicom_image` is absent: the parsed dataset's stored values."""
-    from breastgpt.io.dicom import read_dataset
-
-    dataset = read_dataset(path)
-    try:
-        return np.asarray(dataset.pixel_array)
-    except Exception as exc:
-        raise UnsupportedFormatError(path, f"cannot decode pixels ({type(exc).__name__})", "re-export it") from exc
+    return np.asarray(read_dicom_image(path).stored)
 
 
 def mask_box(mask: np.ndarray, path: Path) -> list[int]:
