@@ -1,0 +1,146 @@
+"""Per-slide feature files: HDF5 with `coords (N, 2)` int64 level-0 and `features (N, D)`, plus provenance.
+
+Written atomically (temporary file in the same folder, fsync, rename), so a killed run leaves either the
+previous state or a complete file, never a half-written one that looks done. `verify_features` is the
+definition of "done": the file opens, shapes agree, and its provenance matches the request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+import breastgpt
+
+FORMAT_VERSION = 1
+# Attributes that must equal the request for a file to count as the requested output.
+REQUEST_KEYS = ("encoder", "weights_sha256", "dim", "target_mpp", "tile_size", "min_tissue_fraction",
+                "segmentation", "slide_sha256", "slide_mpp_source", "feature_dtype", "mpp_override")
+
+
+class FeatureMismatchError(ValueError):
+    """A feature file exists but was made with another encoder, dimension or request."""
+
+
+@dataclass(frozen=True)
+class FeatureFile:
+    coords: np.ndarray
+    features: np.ndarray
+    attrs: dict[str, Any]
+    thumbnail: np.ndarray | None
+    tissue_mask: np.ndarray | None
+
+
+def write_features(path: str | Path, coords: np.ndarray, features: np.ndarray, provenance: dict[str, Any], *,
+                   feature_dtype: str = "float32", thumbnail: np.ndarray | None = None,
+                   tissue_mask: np.ndarray | None = None) -> Path:
+    """Write one slide's features atomically. `provenance` values must be JSON-serialisable scalars/lists/dicts;
+    dicts and lists are stored as JSON strings."""
+    path = Path(path)
+    coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
+    if feature_dtype not in ("float32", "float16"):
+        raise ValueError(f"feature_dtype must be float32 or float16, not {feature_dtype!r}")
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 2 or len(features) != len(coords):
+        raise ValueError(f"features {features.shape} do not match coords {coords.shape}")
+    attrs = dict(provenance) | {"n_tiles": int(len(coords)), "feature_dtype": feature_dtype,
+                                "format_version": FORMAT_VERSION, "code_version": breastgpt.__version__,
+                                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with h5py.File(tmp, "w") as h5:
+            h5.create_dataset("coords", data=coords)
+            h5.create_dataset("features", data=features.astype(feature_dtype))
+            if thumbnail is not None:
+                h5.create_dataset("thumbnail", data=np.asarray(thumbnail, dtype=np.uint8), compression="gzip")
+            if tissue_mask is not None:
+                h5.create_dataset("tissue_mask", data=np.asarray(tissue_mask, dtype=bool), compression="gzip")
+            for key, value in attrs.items():
+                h5.attrs[key] = _attr(value)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _attr(value: Any) -> Any:
+    if value is None:
+        return "null"
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def read_attrs(path: str | Path) -> dict[str, Any]:
+    with h5py.File(path, "r") as h5:
+        return {key: _plain(value) for key, value in h5.attrs.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, str) and (value[:1] in ("[", "{") or value == "null"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def load_features(path: str | Path, expect_encoder: str | None = None, expect_dim: int | None = None) -> FeatureFile:
+    """Read a feature file; refuse it when its encoder or dimension is not the expected one."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as h5:
+            attrs = {key: _plain(value) for key, value in h5.attrs.items()}
+            coords = h5["coords"][()]
+            features = h5["features"][()].astype(np.float32)
+            thumbnail = h5["thumbnail"][()] if "thumbnail" in h5 else None
+            mask = h5["tissue_mask"][()] if "tissue_mask" in h5 else None
+    except (OSError, KeyError) as exc:
+        raise FeatureMismatchError(f"{path}: not a readable feature file ({exc}); re-run `slides extract`") from exc
+    if expect_encoder is not None and attrs.get("encoder") != expect_encoder:
+        raise FeatureMismatchError(f"{path}: features were made by encoder {attrs.get('encoder')!r}, expected "
+                                   f"{expect_encoder!r}; re-extract with --encoder {expect_encoder}")
+    if expect_dim is not None and features.shape[1] != expect_dim:
+        raise FeatureMismatchError(f"{path}: features are {features.shape[1]}-d, expected {expect_dim}-d; "
+                                   f"the slide encoder and the tile encoder disagree")
+    if len(coords) != len(features) or attrs.get("n_tiles") != len(coords):
+        raise FeatureMismatchError(f"{path}: {len(coords)} coords, {len(features)} features, n_tiles "
+                                   f"{attrs.get('n_tiles')}; the file is inconsistent, re-extract it")
+    return FeatureFile(coords, features, attrs, thumbnail, mask)
+
+
+def verify_features(path: str | Path, request: dict[str, Any]) -> str | None:
+    """None if `path` is a complete output for `request`, else the reason it is not."""
+    path = Path(path)
+    if not path.is_file():
+        return "no feature file"
+    try:
+        with h5py.File(path, "r") as h5:
+            attrs = {key: _plain(value) for key, value in h5.attrs.items()}
+            n_coords, n_feats = h5["coords"].shape[0], h5["features"].shape
+    except (OSError, KeyError) as exc:
+        return f"unreadable feature file ({exc})"
+    if n_feats[0] != n_coords or attrs.get("n_tiles") != n_coords or n_feats[1] != attrs.get("dim"):
+        return "shapes disagree with attributes"
+    for key in REQUEST_KEYS:
+        if key in request and _plain(_attr(request[key])) != attrs.get(key):
+            return f"attribute {key} is {attrs.get(key)!r}, requested {request[key]!r}"
+    return None
