@@ -130,6 +130,8 @@ class NormaliseLimits:
     volume_inplane: int = 384  # volumes: in-plane long edge at most this
     volume_depth: int = 48  # volumes: at most this many slices, and an even count (temporal patch 2)
     mammo_flip_to: str = "L"  # orient every breast as this side's image (chest wall on the left for "L")
+    ct_preset: str = "ct-soft-tissue"  # breastgpt.io.windowing preset for CT ("ct-lung" for lung tasks)
+    mri_preset: str = "mri-percentile"
 
     def __post_init__(self) -> None:
         if min(self.image_long_side, self.volume_inplane, self.volume_depth) < 2:
