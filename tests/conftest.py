@@ -1,17 +1,23 @@
-"""Shared fixtures: paths to the real sample files and to pydicom's shipped test files."""
+"""Shared fixtures: the real sample files beside the repository (../shared/realdata)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-REALDATA = REPO.parent / "shared" / "realdata"
+REALDATA = Path(os.environ.get("BREASTGPT_REALDATA", REPO.parent / "shared" / "realdata"))
 
 
 @pytest.fixture(scope="session")
 def realdata() -> Path:
+    """The real sample files. Outside CI a missing folder skips; in CI (CI=true) it is an error, so the
+    real-file tests can never silently stop running."""
     if not REALDATA.is_dir():
-        pytest.skip(f"real sample files not found at {REALDATA}")
+        message = f"real sample files not found at {REALDATA} (set BREASTGPT_REALDATA)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     return REALDATA
