@@ -105,6 +105,7 @@ SUBAPPS: dict[str, tuple[str, str]] = {
     "synth": ("breastgpt.synth.cli", "Write synthetic cohorts in each public dataset's on-disk layout."),
     "corpus": ("breastgpt.corpus.cli", "Build, audit and describe the BreastStage corpus."),
     "model": ("breastgpt.model.cli", "Build and describe BreastGPT checkpoints."),
+    "train": ("breastgpt.train.cli", "Stage-1 / stage-2 supervised fine-tuning, full or LoRA, with exact resume."),
     "bench": ("breastgpt.bench.cli", "Score, compare and report BreastStage-Bench runs."),
 }
 _registered: set[str] = set()
