@@ -218,7 +218,9 @@ def _sniff(path: Path) -> str:
     if path.stat().st_size == 0:
         raise CorruptFileError(path, "file is empty (0 bytes)", "re-copy or re-download the slide")
     with path.open("rb") as handle:
-        head = handle.read(16)
+        head = handle.read(132)
+    if head[128:132] == b"DICM":
+        return "dicom"  # checked first: a DICOM preamble may itself look like a TIFF header
     if head[:4] in _TIFF_MAGIC:
         return "tiff"
     if head[:3] == b"\xff\xd8\xff":
