@@ -58,8 +58,10 @@ def write_dicom(path: Path, pixels: np.ndarray, *, key: str, modality: str = "MG
     bits = 8 if pixels.dtype == np.uint8 else 16
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, min(bits, 12 if bits == 16 else 8), \
         min(bits, 12 if bits == 16 else 8) - 1, 0
-    if photometric == "MONOCHROME1":
-        pixels = (pixels.max() - pixels).astype(pixels.dtype)  # stored inverted; readers must undo it
+    if photometric == "MONOCHROME1":  # stored inverted (and its window mirrored); readers must undo it
+        top = 255 if bits == 8 else 4095
+        pixels = (top - pixels.astype(np.int32)).clip(0, top).astype(pixels.dtype)
+        window = (top - window[0], window[1]) if window else None
     ds.PixelData = np.ascontiguousarray(pixels).tobytes()
     if laterality:
         ds.ImageLaterality = laterality
