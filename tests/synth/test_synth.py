@@ -1,0 +1,99 @@
+"""Synthetic cohorts: deterministic, in each source's layout, labels visible in pixels; CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from breastgpt.synth.cases import SynthConfig
+from breastgpt.synth.cli import app
+from breastgpt.synth.cohort import generate
+from breastgpt.synth.render import DENSITY_FRACTION, breast_mask, render_mammogram
+from breastgpt.synth.render_us import render_ultrasound
+from breastgpt.synth.render_volume import render_ct, render_mri
+
+
+def test_same_seed_same_cohort(tmp_path):
+    from breastgpt.corpus.sources.media import read_pixels
+
+    a = generate(tmp_path / "a", 3, ["vindr_mammo", "csaw_m", "busi"], seed=5)
+    b = generate(tmp_path / "b", 3, ["vindr_mammo", "csaw_m", "busi"], seed=5)
+    c = generate(tmp_path / "c", 3, ["vindr_mammo"], seed=6)
+    assert (a["vindr_mammo"] / "finding_annotations.csv").read_bytes() == \
+        (b["vindr_mammo"] / "finding_annotations.csv").read_bytes()
+    files_a = sorted(p.relative_to(a["busi"]) for p in a["busi"].rglob("*.png"))
+    assert files_a == sorted(p.relative_to(b["busi"]) for p in b["busi"].rglob("*.png"))
+    for rel in files_a:
+        assert np.array_equal(read_pixels(a["busi"] / rel), read_pixels(b["busi"] / rel))
+    assert (a["vindr_mammo"] / "finding_annotations.csv").read_bytes() != \
+        (c["vindr_mammo"] / "finding_annotations.csv").read_bytes()
+    manifest = json.loads((tmp_path / "a" / "synth_manifest.json").read_text())
+    assert manifest["seed"] == 5 and manifest["sources"]["busi"]["samples"] == 3
+
+
+def test_density_is_fibroglandular_fraction():
+    rng = np.random.default_rng(0)
+    breast = breast_mask(256, 208, "L")
+    for density, fraction in DENSITY_FRACTION.items():
+        image, _ = render_mammogram(rng, 256, 208, "L", density)
+        dense = (image > 1200) & breast
+        assert abs(dense.sum() / breast.sum() - fraction) < 0.05
+
+
+def test_spiculated_mass_has_more_edge_than_circumscribed():
+    def box_area(margin):
+        rng = np.random.default_rng(1)
+        _, findings = render_mammogram(rng, 256, 208, "L", "A", "mass", "round", margin)
+        x1, y1, x2, y2 = findings[0].box
+        return (x2 - x1) * (y2 - y1), findings[0].mask.sum()
+
+    (round_box, round_area), (spic_box, spic_area) = box_area("circumscribed"), box_area("spiculated")
+    assert spic_box > 2 * round_box  # spicules reach well beyond the core
+
+
+def test_ultrasound_shadowing_and_region():
+    rng = np.random.default_rng(2)
+    plain, mask, region = render_ultrasound(rng, 120, 160, shadowing=False)
+    shadowed, mask2, _ = render_ultrasound(np.random.default_rng(2), 120, 160, shadowing=True)
+    assert np.array_equal(mask, mask2) and mask.any()
+    ys, xs = np.nonzero(mask)
+    below = slice(ys.max() + 2, region[3]), slice(xs.min() + 2, xs.max() - 2)
+    assert shadowed[below][..., 0].mean() < 0.5 * plain[below][..., 0].mean()
+    x1, y1, x2, y2 = region
+    assert plain[:, :x1 - 1].max() <= 200 and plain[y1:y2, x1:x2].mean() > 40
+
+
+def test_mri_enhancement_curves_and_ct_findings():
+    for curve in ("persistent", "plateau", "washout"):
+        volumes, mask = render_mri(np.random.default_rng(3), (12, 48, 64), "L", "mass", curve, True)
+        means = [volumes[f"T1_dyn{k}"][mask.astype(bool)].mean() for k in range(3)]
+        if curve == "persistent":
+            assert means[0] < means[1] < means[2]
+        if curve == "washout":
+            assert means[1] > means[2] * 1.2
+    hu = render_ct(np.random.default_rng(4), (16, 64, 64), {"pleural_effusion": True})
+    clean = render_ct(np.random.default_rng(4), (16, 64, 64), {})
+    lower = slice(None), slice(44, 60), slice(None)
+    assert (hu[lower] > -200).mean() > (clean[lower] > -200).mean() + 0.1
+
+
+def test_cli_generate_json_and_errors(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["generate", "--out", str(tmp_path), "--patients", "2", "--sources", "mias,busi",
+                                 "--seed", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    roots = json.loads(result.output)
+    assert sorted(roots) == ["busi", "mias"] and (tmp_path / "mias" / "Info.txt").is_file()
+    bad = runner.invoke(app, ["generate", "--out", str(tmp_path), "--sources", "nope"])
+    assert bad.exit_code != 0 and "unknown source" in bad.output
+    listed = runner.invoke(app, ["sources"])
+    assert "cbis_ddsm" in listed.output.split()
+
+
+def test_config_rejects_no_patients():
+    import pytest
+
+    with pytest.raises(ValueError):
+        SynthConfig(patients=0)
