@@ -169,6 +169,56 @@ class ClusterResampler:
         return self.interval(float(metric(items)), np.array(samples), mask)
 
 
+    def bootstrap_batch(self, specs: dict[str, MetricSpec]) -> dict[str, Interval]:
+        """Many intervals from one pass over the resamples: all statistics are stacked into one matrix product.
+
+        Scoring a whole bench (hundreds of cells × metrics) this way costs about as much as one interval."""
+        blocks = {name: _masked(spec.stats, spec.item_mask, self.n_items) for name, spec in specs.items()}
+        if not blocks:
+            return {}
+        totals = self.totals(np.concatenate(list(blocks.values()), axis=1))
+        out, start = {}, 0
+        for name, block in blocks.items():
+            spec, width = specs[name], block.shape[1]
+            point = float(spec.metric(block.sum(axis=0)))
+            out[name] = self.interval(point, spec.metric(totals[:, start:start + width]), spec.item_mask)
+            start += width
+        return out
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Per-item statistics (items, m), the metric of their totals, and the items it covers."""
+
+    stats: np.ndarray
+    metric: Callable[[np.ndarray], np.ndarray]
+    item_mask: np.ndarray | None = None
+
+    @classmethod
+    def mean(cls, values: np.ndarray, item_mask: np.ndarray | None = None) -> MetricSpec:
+        """Mean of per-item values over the masked items (NaN values are left out of the mean)."""
+        values = np.asarray(values, dtype=float)
+        defined = np.isfinite(values)
+        mask = defined if item_mask is None else defined & np.asarray(item_mask, bool)
+        stats = np.stack([np.where(defined, values, 0.0), np.ones_like(values)], axis=1)
+        return cls(stats, ratio, mask)
+
+    @classmethod
+    def mean_difference(cls, a: np.ndarray, b: np.ndarray, item_mask: np.ndarray | None = None) -> MetricSpec:
+        """Paired mean(a) − mean(b) over items where both are defined."""
+        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        defined = np.isfinite(a) & np.isfinite(b)
+        mask = defined if item_mask is None else defined & np.asarray(item_mask, bool)
+        ones = np.ones_like(a)
+        stats = np.stack([np.where(defined, a, 0.0), ones, np.where(defined, b, 0.0), ones], axis=1)
+        return cls(stats, lambda t: ratio(t[..., 0:2]) - ratio(t[..., 2:4]), mask)
+
+
+def ratio(totals: np.ndarray) -> np.ndarray:
+    """[numerator, denominator] totals -> ratio, NaN where the denominator is 0."""
+    return _ratio(totals)
+
+
 def _ratio(totals: np.ndarray) -> np.ndarray:
     num, den = totals[..., 0], totals[..., 1]
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -1,0 +1,138 @@
+"""`breastgpt bench score | report | compare`: thin commands over the scoring API (no model is ever loaded)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from breastgpt.bench.aggregate import PAPER_COLUMNS, compare, full_rows, resolve_open_metric, score_run
+from breastgpt.bench.items import BenchDataError, load_items, read_jsonl
+from breastgpt.bench.report import json_safe, render_html, write_report
+from breastgpt.bench.scoring import ScoreConfig, load_run, score_responses
+
+app = typer.Typer(help="Score saved benchmark answers offline and write reports.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+_console = Console(stderr=True)
+
+
+def _config(resamples: int, seed: int, embeddings: bool, open_metric: str) -> ScoreConfig:
+    try:
+        return ScoreConfig(n_resamples=resamples, seed=seed, embeddings=embeddings, open_metric=open_metric)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _human_grades(path: Optional[Path]) -> dict[str, int] | None:
+    if path is None:
+        return None
+    grades = {}
+    for n, obj in read_jsonl(path):
+        if not isinstance(obj.get("item_id"), str) or not isinstance(obj.get("score"), int):
+            raise BenchDataError(f"{path}:{n}: human grades need {{item_id: str, score: int}} per line")
+        grades[obj["item_id"]] = obj["score"]
+    return grades
+
+
+def _fail(exc: Exception) -> None:
+    # markup off: messages quote data such as "[x1,y1,x2,y2]"; soft_wrap keeps file paths on one line
+    _console.print(f"error: {exc}", style="red", markup=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _paper_table(title: str, row: dict[str, Any]) -> Table:
+    table = Table(title=title)
+    for label in row:
+        table.add_column(label, justify="right")
+    table.add_row(*[("—" if v is None else f"{100 * v['point']:.2f}\n[{_p(v['low'])}, {_p(v['high'])}]")
+                    for v in row.values()])
+    return table
+
+
+def _p(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.1f}"
+
+
+@app.command("score")
+def score_cmd(
+    items: Path = typer.Argument(..., help="Bench items JSONL (corpus records)."),
+    run_dir: Path = typer.Argument(..., help="Run directory with responses*.jsonl (and judgements.jsonl)."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: RUN_DIR/score)."),
+    resamples: int = typer.Option(10_000, help="Bootstrap resamples over patients."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+    embeddings: bool = typer.Option(True, help="Compute embedding similarity with the packaged model."),
+    open_metric: str = typer.Option("auto", help="auto | judge | embedding | rouge_l | key_finding_recall"),
+    human_grades: Optional[Path] = typer.Option(None, help="JSONL {item_id, score} graded by humans."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report JSON instead of a table."),
+) -> None:
+    """Score a run directory against the bench items and write report.json, item_scores.jsonl, report.html."""
+    config = _config(resamples, seed, embeddings, open_metric)
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=_console, transient=True) as progress:
+            progress.add_task(f"scoring {run_dir} ({resamples} resamples)", total=None)
+            bench_items = load_items(items)
+            scores, inputs = score_run(bench_items, run_dir, config, _human_grades(human_grades))
+            report = write_report(scores, out or Path(run_dir) / "score", [Path(items), *inputs])
+    except (BenchDataError, FileNotFoundError) as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(report, indent=1))
+        return
+    Console().print(_paper_table(f"{report['model']} (open = {report['open_metric']})", report["paper_row"]))
+    for w in report["warnings"]:
+        _console.print(f"warning: {w}", style="yellow", markup=False, soft_wrap=True)
+
+
+@app.command("report")
+def report_cmd(
+    report_json: Path = typer.Argument(..., help="report.json written by `bench score`."),
+    out: Optional[Path] = typer.Option(None, help="HTML path (default: next to report.json)."),
+) -> None:
+    """Re-render report.html from a report.json (no re-scoring)."""
+    try:
+        report = json.loads(Path(report_json).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        _fail(BenchDataError(f"{report_json}: cannot read report JSON ({exc})"))
+    if report.get("schema") != "breastgpt.bench.report/1":
+        _fail(BenchDataError(f"{report_json}: schema {report.get('schema')!r} is not a bench report"))
+    target = out or Path(report_json).with_name("report.html")
+    tmp = target.with_name(f".{target.name}.partial")
+    tmp.write_text(render_html(report), encoding="utf-8")
+    tmp.replace(target)
+    _console.print(f"wrote {target}")
+
+
+@app.command("compare")
+def compare_cmd(
+    items: Path = typer.Argument(..., help="Bench items JSONL."),
+    run_a: Path = typer.Argument(..., help="Run directory of model A."),
+    run_b: Path = typer.Argument(..., help="Run directory of model B."),
+    resamples: int = typer.Option(10_000, help="Bootstrap resamples over patients."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+    embeddings: bool = typer.Option(False, help="Include embedding similarity in the open-ended difference."),
+    open_metric: str = typer.Option("auto", help="auto | judge | embedding | rouge_l | key_finding_recall"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Paired differences A − B on the same items, resampling the same patients for both models."""
+    config = _config(resamples, seed, embeddings, open_metric)
+    try:
+        bench_items = load_items(items)
+        ra, rb = load_run(run_a, bench_items), load_run(run_b, bench_items)
+        da, db = score_responses(bench_items, ra, config), score_responses(bench_items, rb, config)
+        metric = resolve_open_metric(config, full_rows(da, bench_items))
+        rows = compare(bench_items, da, db, config, metric)
+    except (BenchDataError, FileNotFoundError) as exc:
+        _fail(exc)
+    result = {"model_a": ra.model, "model_b": rb.model, "open_metric": metric, "differences": rows}
+    if as_json:
+        typer.echo(json.dumps(json_safe(result), indent=1))
+        return
+    order = [c[0] for c in PAPER_COLUMNS] + ["closed", "open"]
+    row = {k: next((r["difference"] for r in rows if r["where"] == k), None) for k in order}
+    Console().print(_paper_table(f"{ra.model} − {rb.model} (points)", row))

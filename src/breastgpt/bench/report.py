@@ -1,0 +1,159 @@
+"""Write a scored run as `report.json`, `item_scores.jsonl` and a self-contained `report.html`.
+
+The HTML has no external references: styles are inline and the plots (per-cell accuracy with intervals,
+confusion matrices, calibration) are PNGs embedded as base64. All files are written atomically and
+`report.json` carries a manifest (sha256 of every input file, configuration, code version).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import hashlib
+import io
+import json
+import math
+import platform
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+from matplotlib.figure import Figure
+
+from breastgpt import __version__
+from breastgpt.bench.aggregate import PAPER_COLUMNS, BenchScores
+from breastgpt.bench.items import write_jsonl_atomic
+
+SCHEMA = "breastgpt.bench.report/1"
+_TEMPLATE = Path(__file__).with_name("templates") / "report.html.jinja"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def report_dict(scores: BenchScores, inputs: list[Path]) -> dict[str, Any]:
+    df = scores.per_item
+    return json_safe({
+        "schema": SCHEMA, "model": scores.model, "open_metric": scores.open_metric,
+        "config": dataclasses.asdict(scores.config),
+        "manifest": {"inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in inputs],
+                     "code_version": __version__, "python": platform.python_version(),
+                     "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
+        "counts": {"items": int((df["variant"] == "full").sum()),
+                   "responses_by_variant": {k: int(v) for k, v in df["variant"].value_counts().items()},
+                   "status_full": {k: int(v) for k, v in df[df["variant"] == "full"]["status"].value_counts().items()}},
+        "paper_row": scores.paper_row, "groups": scores.groups, "clinical": scores.clinical,
+        "shortcuts": scores.shortcuts, "judge": scores.judge, "warnings": scores.warnings,
+    })
+
+
+def json_safe(obj: Any) -> Any:
+    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_report(scores: BenchScores, out_dir: Path, inputs: list[Path]) -> dict[str, Any]:
+    """Write report.json, item_scores.jsonl and report.html into out_dir; returns the report dict."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = report_dict(scores, inputs)
+    write_jsonl_atomic(out_dir / "item_scores.jsonl", (json_safe(r) for r in scores.per_item.to_dict("records")))
+    _write_text_atomic(out_dir / "report.json", json.dumps(report, indent=1, ensure_ascii=False))
+    _write_text_atomic(out_dir / "report.html", render_html(report))
+    return report
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+# ------------------------------------------------------------------------------------------------------ HTML
+
+
+def render_html(report: dict[str, Any]) -> str:
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["pct"] = _pct
+    template = env.from_string(_TEMPLATE.read_text(encoding="utf-8"))
+    plots = {"cells": _png(_cell_plot(report))}
+    plots.update({f"confusion_{c['target']}": _png(_confusion_plot(c)) for c in report["clinical"]})
+    plots.update({f"calibration_{c['target']}": _png(_calibration_plot(c)) for c in report["clinical"]
+                  if c.get("calibration")})
+    cells = [g for g in report["groups"] if g["grouping"] == "cell"]
+    return template.render(r=report, plots=plots, cells=cells, paper_columns=[c[0] for c in PAPER_COLUMNS],
+                           by_provenance=[g for g in report["groups"] if g["grouping"] == "task_family×provenance"])
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{100 * value:.{digits}f}"
+
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _cell_plot(report: dict[str, Any]) -> Figure:
+    labels = [k for k, v in report["paper_row"].items() if v is not None]
+    fig = Figure(figsize=(9, 3.6))
+    ax = fig.subplots()
+    if labels:
+        cells = [report["paper_row"][k] for k in labels]
+        pts = np.array([100 * c["point"] for c in cells])
+        err = np.array([[100 * (c["point"] - (c["low"] if c["low"] is not None else c["point"])),
+                         100 * ((c["high"] if c["high"] is not None else c["point"]) - c["point"])] for c in cells]).T
+        colors = ["#c0504d" if c["warning"] else "#4f81bd" for c in cells]
+        ax.bar(labels, pts, yerr=err, capsize=4, color=colors)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("score (%)")
+    ax.set_title(f"{report['model']}: accuracy per cell, 95% patient-clustered intervals (red = small-subset warning)",
+                 fontsize=9)
+    return fig
+
+
+def _confusion_plot(clin: dict[str, Any]) -> Figure:
+    conf = np.array(clin["confusion"])
+    fig = Figure(figsize=(3.4, 3.0))
+    ax = fig.subplots()
+    ax.imshow(conf, cmap="Blues")
+    ticks = clin.get("levels") or ["neg", "pos"]
+    ax.set_xticks(range(len(ticks)), [f"{t:g}" if isinstance(t, float) else str(t) for t in ticks], fontsize=7)
+    ax.set_yticks(range(len(ticks)), [f"{t:g}" if isinstance(t, float) else str(t) for t in ticks], fontsize=7)
+    for (i, j), v in np.ndenumerate(conf):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                color="white" if v > conf.max() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("truth")
+    ax.set_title(clin["target"], fontsize=9)
+    return fig
+
+
+def _calibration_plot(clin: dict[str, Any]) -> Figure:
+    bins = clin["calibration"]
+    fig = Figure(figsize=(3.4, 3.0))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
+    ax.plot([b["mean_score"] for b in bins], [b["observed"] for b in bins], "o-")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed positive fraction")
+    ax.set_title(f"calibration: {clin['target']}", fontsize=9)
+    return fig

@@ -1,0 +1,178 @@
+"""Score a run directory of saved responses against bench items, offline.
+
+A run directory holds what one model said: `responses.jsonl` (and optionally more `responses*.jsonl` files, e.g.
+one per ablation variant) with lines {item_id, response, model, variant, params, option_order, score}, and
+optionally `judgements.jsonl` from `judges.py`. Scoring reads only these files and the bench items: it never
+needs the model, so a run can be re-scored at any time (e.g. after a parser fix).
+
+Per-response scores land in a pandas DataFrame (one row per item × variant); `aggregate.py` turns it into
+intervals, tables and shortcut gaps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from breastgpt.bench.items import BenchDataError, BenchItem, SavedResponse, load_responses
+from breastgpt.bench.judges import JudgeScore, load_judgements
+from breastgpt.bench.metrics import iou
+from breastgpt.bench.parsing import parse_box, parse_choice_detailed
+from breastgpt.bench.text_metrics import embedding_cosine, key_finding_recall, rouge_l
+
+OPEN_FAMILIES = ("open_vqa", "report", "grounded_caption")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    n_resamples: int = 10_000
+    seed: int = 0
+    level: float = 0.95
+    embeddings: bool = True
+    open_metric: str = "auto"  # auto | judge | embedding | rouge_l | key_finding_recall
+    primary_judge: str | None = None  # judge model whose scores feed the tables (default: the first one seen)
+    shortcut_min_gap: float = 0.05  # no-image accuracy drop below this (5 points) flags text-only answering
+
+    def __post_init__(self) -> None:
+        if self.open_metric not in ("auto", "judge", "embedding", "rouge_l", "key_finding_recall"):
+            raise ValueError(f"open_metric {self.open_metric!r} is not one of auto, judge, embedding, rouge_l, "
+                             f"key_finding_recall")
+        if self.n_resamples < 1 or not 0 < self.level < 1:
+            raise ValueError("n_resamples must be >= 1 and level in (0, 1)")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScoreConfig:
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown score config keys {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class RunData:
+    """Everything read from one run directory."""
+
+    run_dir: Path
+    model: str
+    responses: list[SavedResponse]
+    judgements: list[JudgeScore]
+    files: list[Path]
+
+
+def load_run(run_dir: Path, items: list[BenchItem]) -> RunData:
+    """Read and cross-check a run directory: one model, known item ids, one response per item and variant."""
+    run_dir = Path(run_dir)
+    files = sorted(run_dir.glob("responses*.jsonl"))
+    if not files:
+        raise BenchDataError(f"{run_dir}: no responses*.jsonl; a run directory holds the saved model answers")
+    responses = [r for f in files for r in load_responses(f)]
+    models = sorted({r.model for r in responses})
+    if len(models) != 1:
+        raise BenchDataError(f"{run_dir}: responses from {len(models)} models {models}; use one run dir per model")
+    known = {it.id for it in items}
+    seen: set[tuple[str, str]] = set()
+    for r in responses:
+        if r.item_id not in known:
+            raise BenchDataError(f"{run_dir}: response for unknown item {r.item_id!r}; wrong bench file?")
+        if (r.item_id, r.variant) in seen:
+            raise BenchDataError(f"{run_dir}: two {r.variant} responses for item {r.item_id!r}")
+        seen.add((r.item_id, r.variant))
+    judgement_file = run_dir / "judgements.jsonl"
+    judgements = load_judgements(judgement_file) if judgement_file.is_file() else []
+    if judgement_file.is_file():
+        files.append(judgement_file)
+    return RunData(run_dir, models[0], responses, judgements, files)
+
+
+# ------------------------------------------------------------------------------------------ per-item scores
+
+_COLUMNS = ("item_id", "variant", "model", "patient_key", "stage", "modality", "task_family", "source",
+            "template_id", "provenance", "status", "pred_index", "correct", "unparseable", "iou", "hit",
+            "rouge_l", "embedding", "kf_recall", "judge", "score")
+
+
+def score_responses(items: list[BenchItem], run: RunData, config: ScoreConfig) -> pd.DataFrame:
+    """One row per (item, variant). Items with no full-variant response get a 'missing' row scored wrong."""
+    by_key = {(r.item_id, r.variant): r for r in run.responses}
+    judge = _judge_lookup(run.judgements, config.primary_judge)
+    rows = []
+    for variant in sorted({r.variant for r in run.responses} | {"full"}):
+        for it in items:
+            resp = by_key.get((it.id, variant))
+            if resp is None and variant != "full":
+                continue  # ablations cover a subset by design
+            rows.append(_score_one(it, resp, variant, run.model, judge))
+    df = pd.DataFrame(rows, columns=list(_COLUMNS))
+    if config.embeddings:
+        _add_embeddings(df, items, by_key)
+    return df
+
+
+def _judge_lookup(judgements: list[JudgeScore], primary: str | None) -> dict[str, float]:
+    if not judgements:
+        return {}
+    model = primary or judgements[0].judge_model
+    return {j.item_id: (np.nan if j.normalised is None else j.normalised)
+            for j in judgements if j.judge_model == model}
+
+
+def _score_one(it: BenchItem, resp: SavedResponse | None, variant: str, model: str,
+               judge: dict[str, float]) -> dict[str, Any]:
+    row: dict[str, Any] = dict(
+        item_id=it.id, variant=variant, model=model, patient_key=it.patient_key, stage=it.stage,
+        modality=it.modality, task_family=it.task_family, source=it.source, template_id=it.template_id,
+        provenance=it.answer_provenance, status="missing", pred_index=-1, correct=np.nan, unparseable=np.nan,
+        iou=np.nan, hit=np.nan, rouge_l=np.nan, embedding=np.nan, kf_recall=np.nan, judge=np.nan,
+        score=np.nan if resp is None or resp.score is None else resp.score)
+    text = "" if resp is None else resp.response
+    if it.is_closed:
+        _score_closed(row, it, resp, text)
+    if it.box is not None:
+        parsed = parse_box(text, 3 if len(it.box) == 6 else 2)
+        row["iou"] = iou(parsed.box, it.box)
+        row["hit"] = float(row["iou"] >= 0.5)
+        if not it.is_closed and it.answer is None:
+            row["status"] = parsed.status if resp is not None else "missing"
+    if it.answer is not None:
+        row["rouge_l"] = rouge_l(text, it.answer)
+        found = key_finding_recall(text, it.key_findings)
+        row["kf_recall"] = found.recall
+        if variant == "full":
+            row["judge"] = judge.get(it.id, np.nan)
+        row["status"] = "answered" if resp is not None and text.strip() else ("missing" if resp is None else "empty")
+    return row
+
+
+def _score_closed(row: dict[str, Any], it: BenchItem, resp: SavedResponse | None, text: str) -> None:
+    presented = list(it.options)
+    order = resp.option_order if resp is not None else None
+    if order is not None:
+        if sorted(order) != list(range(len(it.options))):
+            raise BenchDataError(f"item {it.id}: option_order {list(order)} is not a permutation of "
+                                 f"{len(it.options)} options")
+        presented = [it.options[i] for i in order]
+    parsed = parse_choice_detailed(text, presented) if resp is not None else None
+    original = None if parsed is None or parsed.index is None else (
+        order[parsed.index] if order is not None else parsed.index)
+    row["status"] = "missing" if parsed is None else parsed.status
+    row["pred_index"] = -1 if original is None else original
+    row["correct"] = float(original == it.answer_index)
+    row["unparseable"] = float(original is None)
+
+
+def _add_embeddings(df: pd.DataFrame, items: list[BenchItem], by_key: dict[tuple[str, str], SavedResponse]) -> None:
+    refs = {it.id: it.answer for it in items if it.answer is not None}
+    rows = [i for i, (iid, var) in enumerate(zip(df["item_id"], df["variant"])) if iid in refs]
+    if not rows:
+        return
+    preds = [by_key[(df.at[i, "item_id"], df.at[i, "variant"])].response
+             if (df.at[i, "item_id"], df.at[i, "variant"]) in by_key else "" for i in rows]
+    # An empty or missing answer says nothing: it scores 0 rather than the similarity of "" to the reference.
+    said = [k for k, p in enumerate(preds) if p.strip()]
+    cos = np.zeros(len(rows))
+    cos[said] = embedding_cosine([preds[k] for k in said], [refs[df.at[rows[k], "item_id"]] for k in said])
+    df.loc[rows, "embedding"] = cos
