@@ -74,7 +74,7 @@ class SyntheticScene:
         if pen_mark:
             # A horizontal stroke across the top margin, outside every blob.
             top = int(height * 0.04)
-            pen_band = (int(width * 0.1), top, int(width * 0.9), top + max(4, int(height * 0.02)))
+            pen_band = (int(width * 0.1), top, int(width * 0.9), top + max(4, int(height * 0.03)))
         return cls(width, height, mpp, seed, n_blobs, tumour, pen_mark, 14.0, tuple(blobs), tumour_region, pen_band)
 
     def tissue_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
