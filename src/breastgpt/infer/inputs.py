@@ -1,0 +1,112 @@
+"""Raw case files → message parts for the processor (SPEC §3.2 routing by content).
+
+* image: a DICOM image (display pipeline: VOI, MONOCHROME1) or PNG/JPEG/TIFF/PGM/BMP → RGB uint8
+* volume: NIfTI / NRRD / DICOM series folder → windowed, resampled three-channel frames (T even)
+* slide: a feature file (`slides extract` output) or a slide tiled and encoded now with a named encoder
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from breastgpt.io import UnsupportedFormatError, inspect_path
+from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits
+
+HU_LIKE_MINIMUM = -500.0  # a volume whose minimum is below this is in Hounsfield units (air ≈ −1000)
+
+
+def to_rgb8(array: np.ndarray) -> np.ndarray:
+    """Any decoded 2-D image → (H, W, 3) uint8; 16-bit grey is scaled by its own range."""
+    if array.ndim == 3 and array.shape[-1] == 3 and array.dtype == np.uint8:
+        return array
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        array = array[..., :3]
+    grey = array.astype(np.float64)
+    if array.dtype != np.uint8:
+        low, high = float(grey.min()), float(grey.max())
+        grey = (grey - low) / (high - low if high > low else 1.0) * 255.0
+    grey = np.round(grey).clip(0, 255).astype(np.uint8)
+    return grey if grey.ndim == 3 else np.repeat(grey[..., None], 3, axis=-1)
+
+
+def load_image(path: str | Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """A 2-D image file (DICOM or raster) as display-ready RGB uint8."""
+    path = Path(path)
+    info = inspect_path(path, limits=limits)
+    if info["kind"] != "image":
+        raise UnsupportedFormatError(path, f"expected a 2-D image, found a {info['kind']}",
+                                     f"pass it as --{info['kind']}")
+    if info["format"] == "dicom":
+        from breastgpt.io.dicom import read_dicom_image
+
+        display = read_dicom_image(path, limits=limits).display()
+        if display.ndim == 4 or (display.ndim == 3 and display.shape[-1] != 3):
+            display = display[0]  # multi-frame: the first frame is the image; volumes go through --volume
+        return to_rgb8(display)
+    from breastgpt.io.raster import read_raster
+
+    return to_rgb8(read_raster(path, limits=limits))
+
+
+def default_window(volume: Any) -> str:
+    """CT (or HU-valued data) → soft-tissue window; anything else (MRI) → robust percentiles."""
+    modality = str(volume.metadata.get("modality") or "").upper()
+    if modality == "CT" or (modality == "" and float(np.min(volume.array)) < HU_LIKE_MINIMUM):
+        return "ct-soft-tissue"
+    return "mri-percentile"
+
+
+def load_volume(path: str | Path, *, window: str | None = None, max_inplane: int = 384, max_depth: int = 48,
+                limits: ReadLimits = DEFAULT_LIMITS) -> tuple[np.ndarray, str]:
+    """A volume as model-ready frames (T, H, W, 3) uint8 and the window preset used."""
+    from breastgpt.io.volume import read_volume
+    from breastgpt.io.windowing import volume_to_frames
+
+    volume = read_volume(path, limits=limits)
+    preset = window or default_window(volume)
+    return volume_to_frames(volume, preset, max_inplane=max_inplane, max_depth=max_depth), preset
+
+
+@dataclass
+class SlideInput:
+    """Tile features of one slide, ready for the processor, and where they came from."""
+
+    features: np.ndarray
+    coords: np.ndarray
+    tile_size: int
+    attrs: dict[str, Any]
+
+    def part(self) -> dict[str, Any]:
+        return {"type": "slide", "features": self.features, "coords": self.coords, "tile_size": self.tile_size}
+
+
+def load_slide_features(path: str | Path, *, expect_dim: int | None = None,
+                        expect_encoder: str | None = None) -> SlideInput:
+    """A feature file written by `breastgpt slides extract`, checked against what the model expects."""
+    from breastgpt.pathology.features import load_features
+
+    loaded = load_features(path, expect_encoder=expect_encoder, expect_dim=expect_dim)
+    # Tile grid positions come from level-0 coordinates divided by the tile's level-0 footprint.
+    footprint = loaded.attrs.get("footprint_level0") or [loaded.attrs.get("tile_size", 512)]
+    footprint = int(round(float(np.atleast_1d(footprint)[0])))
+    return SlideInput(np.asarray(loaded.features, dtype=np.float32), np.asarray(loaded.coords), footprint,
+                      dict(loaded.attrs))
+
+
+def encode_slide(path: str | Path, *, encoder: str, weights: str | None = None, mpp: float | None = None,
+                 expect_dim: int | None = None, workdir: str | Path | None = None) -> SlideInput:
+    """Tile and encode a slide now (same pipeline as `slides extract`), then load its features."""
+    from breastgpt.pathology.extract import ExtractConfig, extract_slides
+
+    with tempfile.TemporaryDirectory(dir=workdir) as folder:
+        summary = extract_slides([Path(path)], folder, ExtractConfig(encoder=encoder, weights=weights, mpp=mpp))
+        outcome = summary["slides"][0]
+        if outcome["status"] == "quarantined":
+            raise UnsupportedFormatError(path, f"slide could not be tiled: {outcome.get('error')}",
+                                         "check it with `breastgpt inspect`")
+        return load_slide_features(outcome["features"], expect_dim=expect_dim)

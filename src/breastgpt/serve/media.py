@@ -1,0 +1,115 @@
+"""Turn request content parts into processor parts, reading every byte through `breastgpt.io` with limits.
+
+Media arrive as data URLs (decoded to a per-request temporary folder) or as file:// paths, which must resolve
+inside the configured media root. Remote http(s) URLs are refused unless the server enables them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from breastgpt.infer.inputs import load_image, load_slide_features, load_volume
+from breastgpt.io import MedicalFileError, ReadLimits
+from breastgpt.serve.config import ServeConfig
+from breastgpt.serve.schemas import ChatMessage, ImagePart, SlideFeaturesPart, TextPart, VolumePart
+
+DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[\w.-]+)*)(?P<b64>;base64)?,(?P<data>.*)$",
+                      re.DOTALL)
+SUFFIX_BY_MIME = {"image/png": ".png", "image/jpeg": ".jpg", "application/dicom": ".dcm", "image/tiff": ".tif",
+                  "application/x-hdf5": ".h5", "application/gzip": ".nii.gz", "application/octet-stream": ".bin"}
+
+
+class MediaError(ValueError):
+    """A media reference the server will not or cannot read; answered with 400 (or 403 for forbidden)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class MediaResolver:
+    config: ServeConfig
+    workdir: Path
+    expect_slide_dim: int | None = None
+
+    def __post_init__(self) -> None:
+        self.count = 0
+        self.limits = ReadLimits(max_image_pixels=self.config.max_decoded_pixels)
+
+    def resolve(self, url: str, kind: str) -> Path:
+        """A local path for the URL (decoded data URL, or an allowed file path)."""
+        self.count += 1
+        if self.count > self.config.max_media_per_request:
+            raise MediaError(f"more than {self.config.max_media_per_request} media items in one request")
+        if url.startswith("data:"):
+            return self._from_data_url(url)
+        parsed = urlparse(url)
+        if parsed.scheme in ("http", "https"):
+            raise MediaError("remote media URLs are refused by this server; send a data URL", status=403)
+        if parsed.scheme == "file":
+            return self._from_file(Path(unquote(parsed.path)))
+        raise MediaError(f"unsupported {kind} URL scheme {parsed.scheme!r}: use a data URL or file:// path")
+
+    def _from_data_url(self, url: str) -> Path:
+        match = DATA_URL.match(url)
+        if not match or not match.group("b64"):
+            raise MediaError("malformed data URL: expected data:<mime>;base64,<payload>")
+        try:
+            payload = base64.b64decode(match.group("data"), validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise MediaError("data URL payload is not valid base64") from error
+        suffix = SUFFIX_BY_MIME.get(match.group("mime") or "", ".bin")
+        path = self.workdir / f"media{self.count}{suffix}"
+        path.write_bytes(payload)
+        return path
+
+    def _from_file(self, path: Path) -> Path:
+        root = self.config.media_root
+        if root is None:
+            raise MediaError("file:// media are disabled on this server (no --media-root)", status=403)
+        resolved = path.resolve()
+        if not resolved.is_relative_to(Path(root).resolve()):
+            raise MediaError("file path is outside the server's media root", status=403)
+        if not resolved.exists():
+            raise MediaError("file path does not exist under the media root")
+        return resolved
+
+    def part(self, part: Any) -> dict[str, Any]:
+        try:
+            if isinstance(part, TextPart):
+                return {"type": "text", "text": part.text}
+            if isinstance(part, ImagePart):
+                return {"type": "image", "image": load_image(self.resolve(part.image_url.url, "image"),
+                                                             limits=self.limits)}
+            if isinstance(part, VolumePart):
+                frames, _ = load_volume(self.resolve(part.volume_url.url, "volume"), window=part.window,
+                                        limits=self.limits)
+                return {"type": "volume", "volume": frames}
+            if isinstance(part, SlideFeaturesPart):
+                slide = load_slide_features(self.resolve(part.slide_features_url.url, "slide"),
+                                            expect_dim=self.expect_slide_dim)
+                return slide.part()
+        except MediaError:
+            raise
+        except MedicalFileError as error:
+            raise MediaError(f"{error.kind}: {error.problem}") from error  # the message carries no file content
+        except ValueError as error:  # feature-file mismatch, unknown window preset
+            raise MediaError(str(error)) from error
+        raise MediaError(f"unsupported content part {type(part).__name__}")
+
+    def messages(self, messages: list[ChatMessage]) -> list[dict[str, Any]]:
+        converted = []
+        for message in messages:
+            if isinstance(message.content, str):
+                content: Any = message.content
+            else:
+                content = [self.part(part) for part in message.content]
+            converted.append({"role": message.role, "content": content})
+        return converted

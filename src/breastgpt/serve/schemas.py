@@ -1,0 +1,66 @@
+"""Request and response bodies of the OpenAI-compatible API. Unknown fields are rejected (422)."""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextPart(Strict):
+    type: Literal["text"]
+    text: str
+
+
+class MediaURL(Strict):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(Strict):
+    """OpenAI's image part: a data URL (PNG, JPEG, DICOM) or a file:// path under the server's media root."""
+
+    type: Literal["image_url"]
+    image_url: MediaURL
+
+
+class VolumePart(Strict):
+    """BreastGPT extension: a NIfTI/NRRD/DICOM volume (data URL, or file:// path — a DICOM series folder too)."""
+
+    type: Literal["volume_url"]
+    volume_url: MediaURL
+    window: str | None = None
+
+
+class SlideFeaturesPart(Strict):
+    """BreastGPT extension: a slide's tile-feature file (HDF5) from `breastgpt slides extract`."""
+
+    type: Literal["slide_features_url"]
+    slide_features_url: MediaURL
+
+
+ContentPart = Union[TextPart, ImagePart, VolumePart, SlideFeaturesPart]
+
+
+class ChatMessage(Strict):
+    role: Literal["system", "user", "assistant"]
+    content: Union[str, list[ContentPart]]
+    name: str | None = None
+
+
+class ChatRequest(Strict):
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    n: Literal[1] = 1
+    stream: bool = False
+    stage: Literal["screening", "diagnosis", "treatment planning"] | None = None
+    user: str | None = None
