@@ -97,6 +97,12 @@ def demo(
         raise typer.Exit(code=1)
 
 
+from breastgpt.infer import cli as _infer_cli  # noqa: E402 — light module; heavy imports happen per command
+
+app.command("ask")(_infer_cli.ask)
+app.command("serve")(_infer_cli.serve)
+
+
 # Area command groups, each beside its Python API. Only the group being run is imported, so that
 # `breastgpt inspect` does not pay for importing transformers; the others are listed by name and help.
 SUBAPPS: dict[str, tuple[str, str]] = {

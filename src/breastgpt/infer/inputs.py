@@ -80,6 +80,7 @@ class SlideInput:
     coords: np.ndarray
     tile_size: int
     attrs: dict[str, Any]
+    thumbnail: np.ndarray | None = None
 
     def part(self) -> dict[str, Any]:
         return {"type": "slide", "features": self.features, "coords": self.coords, "tile_size": self.tile_size}
@@ -95,7 +96,7 @@ def load_slide_features(path: str | Path, *, expect_dim: int | None = None,
     footprint = loaded.attrs.get("footprint_level0") or [loaded.attrs.get("tile_size", 512)]
     footprint = int(round(float(np.atleast_1d(footprint)[0])))
     return SlideInput(np.asarray(loaded.features, dtype=np.float32), np.asarray(loaded.coords), footprint,
-                      dict(loaded.attrs))
+                      dict(loaded.attrs), loaded.thumbnail)
 
 
 def encode_slide(path: str | Path, *, encoder: str, weights: str | None = None, mpp: float | None = None,

@@ -1,0 +1,81 @@
+"""One case, from raw files, to a streamed answer (the Python side of `breastgpt ask`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from breastgpt.infer.engine import Conversation, Engine, GenerationParams
+from breastgpt.infer.inputs import SlideInput, encode_slide, load_image, load_slide_features, load_volume
+
+
+@dataclass
+class AskInputs:
+    images: list[Path] = field(default_factory=list)
+    volume: Path | None = None
+    window: str | None = None
+    slide: Path | None = None
+    slide_features: Path | None = None
+    encoder: str = "stain-texture"
+    encoder_weights: Path | None = None
+    mpp: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.slide is not None and self.slide_features is not None:
+            raise ValueError("give --slide or --slide-features, not both")
+
+
+def build_conversation(engine: Engine, question: str, inputs: AskInputs, stage: str,
+                       console: Console | None = None) -> tuple[Conversation, SlideInput | None]:
+    """Read every input through the readers and put them before the question, in a fixed order."""
+    parts: list[dict[str, Any]] = []
+    for path in inputs.images:
+        parts.append({"type": "image", "image": load_image(path)})
+    if inputs.volume is not None:
+        frames, preset = load_volume(inputs.volume, window=inputs.window)
+        if console:
+            console.print(f"[dim]volume: {frames.shape[0]} frames of {frames.shape[1]}×{frames.shape[2]}, window {preset}")
+        parts.append({"type": "volume", "volume": frames})
+    slide = None
+    dim = getattr(engine.processor, "slide_feature_dim", None)
+    if inputs.slide_features is not None:
+        slide = load_slide_features(inputs.slide_features, expect_dim=dim)
+    elif inputs.slide is not None:
+        if console:
+            console.print(f"[dim]tiling and encoding {inputs.slide.name} with {inputs.encoder}…")
+        slide = encode_slide(inputs.slide, encoder=inputs.encoder,
+                             weights=str(inputs.encoder_weights) if inputs.encoder_weights else None,
+                             mpp=inputs.mpp, expect_dim=dim)
+    if slide is not None:
+        parts.append(slide.part())
+    parts.append({"type": "text", "text": question})
+    return Conversation([{"role": "user", "content": parts}], stage=stage), slide
+
+
+def run_ask(model: Path, question: str, inputs: AskInputs, *, stage: str = "diagnosis", max_new_tokens: int = 256,
+            temperature: float = 0.0, device: str | None = None, explain: Path | None = None,
+            console: Console | None = None) -> Iterator[str]:
+    engine = Engine.from_pretrained(model, device=device)
+    conversation, slide = build_conversation(engine, question, inputs, stage, console)
+    params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature)
+    yield from engine.stream(conversation, params)
+    if explain is not None:
+        write_explanation(engine, conversation, slide, explain)
+
+
+def write_explanation(engine: Engine, conversation: Conversation, slide: SlideInput | None, out: Path) -> None:
+    """Which visual tokens the model kept (per input) and, for a slide, a GeoJSON + heatmap of the chosen tiles."""
+    from breastgpt.infer.explain import selected_indices
+
+    out.mkdir(parents=True, exist_ok=True)
+    selections = selected_indices(engine, conversation)
+    (out / "selection.json").write_text(json.dumps(selections, indent=2) + "\n")
+    if slide is not None and selections.get("slides"):
+        from breastgpt.infer.explain import write_slide_overlay
+
+        write_slide_overlay(slide, selections["slides"][0], out)

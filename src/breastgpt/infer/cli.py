@@ -1,0 +1,81 @@
+"""`breastgpt ask` and `breastgpt serve`: thin wrappers over `Engine` and `create_app`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from breastgpt import RESEARCH_USE_NOTICE
+
+console = Console(stderr=True)
+
+
+def ask(
+    question: str = typer.Argument(..., help="The question to ask about the case."),
+    model: Path = typer.Option(..., "--model", help="Checkpoint folder (local; nothing is downloaded)."),
+    image: list[Path] = typer.Option([], "--image", help="2-D image: DICOM, PNG, JPEG, TIFF, PGM, BMP. Repeatable."),
+    volume: Optional[Path] = typer.Option(None, "--volume", help="NIfTI/NRRD file or DICOM series folder."),
+    window: Optional[str] = typer.Option(None, "--window", help="Volume window preset (default: CT soft tissue / MRI percentiles)."),
+    slide: Optional[Path] = typer.Option(None, "--slide", help="Whole-slide image, tiled and encoded now."),
+    slide_features: Optional[Path] = typer.Option(None, "--slide-features", help="Feature file from `slides extract`."),
+    encoder: str = typer.Option("stain-texture", "--encoder", help="Tile encoder for --slide (must match training)."),
+    encoder_weights: Optional[Path] = typer.Option(None, "--encoder-weights", help="Local weights for --encoder."),
+    mpp: Optional[float] = typer.Option(None, "--mpp", help="µm/px for slides that do not declare it."),
+    stage: str = typer.Option("diagnosis", "--stage", help="screening | diagnosis | treatment planning"),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy (deterministic)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    explain: Optional[Path] = typer.Option(None, "--explain", help="Write which tokens/tiles were selected here."),
+) -> None:
+    """Ask the model about one case, from raw files; the answer streams to the terminal."""
+    from breastgpt.infer.ask import AskInputs, run_ask
+    from breastgpt.io import MedicalFileError
+
+    inputs = AskInputs(images=list(image), volume=volume, window=window, slide=slide, slide_features=slide_features,
+                       encoder=encoder, encoder_weights=encoder_weights, mpp=mpp)
+    try:
+        for chunk in run_ask(model, question, inputs, stage=stage, max_new_tokens=max_new_tokens,
+                             temperature=temperature, device=device, explain=explain, console=console):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    except (MedicalFileError, FileNotFoundError, ValueError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(code=2) from error
+    sys.stdout.write("\n")
+    console.print(f"[dim]{RESEARCH_USE_NOTICE}[/dim]")
+
+
+def serve(
+    model: Path = typer.Option(..., "--model", help="Checkpoint folder."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default)."),
+    port: int = typer.Option(8000, "--port"),
+    api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="Keys, one per line (else $BREASTGPT_API_KEY)."),
+    media_root: Optional[Path] = typer.Option(None, "--media-root", help="Folder that file:// media may come from."),
+    max_batch: int = typer.Option(8, "--max-batch"),
+    max_queue: int = typer.Option(64, "--max-queue", help="Requests held at once; more get 429."),
+    timeout: float = typer.Option(300.0, "--timeout", help="Seconds per request before 504."),
+    device: Optional[str] = typer.Option(None, "--device"),
+) -> None:
+    """Serve the model with an OpenAI-compatible API (bearer key required; research use only)."""
+    import uvicorn
+
+    from breastgpt.infer.engine import Engine
+    from breastgpt.serve.app import create_app
+    from breastgpt.serve.config import ServeConfig, keys_from_env_or_file
+
+    try:
+        config = ServeConfig(model_dir=model, api_keys=keys_from_env_or_file(api_key_file), host=host, port=port,
+                             media_root=media_root, max_batch=max_batch, max_queue=max_queue,
+                             request_timeout_s=timeout, device=device)
+    except ValueError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(code=2) from error
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]binding to {host}: the API is reachable beyond this machine.")
+    engine = Engine.from_pretrained(model, device=device)
+    console.print(f"serving {model} on http://{host}:{port}/v1 — {RESEARCH_USE_NOTICE}")
+    uvicorn.run(create_app(config, engine), host=host, port=port, log_level="info")
