@@ -220,3 +220,22 @@ def test_interrupted_build_resumes_in_process(sources, tmp_path, monkeypatch):
     assert (resumed.processed, resumed.reused) == (14, 7)
     build(sources, tmp_path / "ref")
     assert corpus_files(out) == corpus_files(tmp_path / "ref")
+
+
+def test_phi_gate_quarantines_own_ids_and_blocks_cross_sample_leaks(tmp_path):
+    src = tmp_path / "src"
+    cases = _cases("a", 4)
+    cases[0]["report"] = f"Patient {cases[0]['patient']} has a benign-appearing mass, no further action needed."
+    make_source(src / "alpha", "alpha", cases)
+    make_source(src / "beta", "beta", _cases("b", 2, "ultrasound"))
+    out = tmp_path / "out"
+    summary = build(src, out)
+    quarantine = [json.loads(l) for l in (out / "quarantine.jsonl").read_text().splitlines()]
+    assert [q["error"] for q in quarantine] == ["phi_leak"] and summary.phi_gate == "passed"
+    assert "patient_id" in quarantine[0]["problem"] and cases[0]["patient"] not in (out / "quarantine.jsonl").read_text()
+    # a report naming *another* patient of the build passes the per-item check but not the corpus gate
+    cases[0]["report"] = f"Compared with the study of {cases[2]['patient']}, the mass is unchanged in size and shape."
+    make_source(src / "alpha", "alpha", cases)
+    with pytest.raises(BuildError, match="PHI gate"):
+        build(src, out)
+    assert not (out / "records.jsonl").read_text().count(cases[2]["patient"])

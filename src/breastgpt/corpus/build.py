@@ -62,6 +62,7 @@ class BuildConfig:
     split: SplitConfig | None = None  # None: default proportions salted with the seed
     templates_per_sample: int | None = None  # None: every applicable template
     progress: bool = False
+    retry_quarantined: bool = False  # redo items quarantined by an earlier run (e.g. after fixing a reader)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -279,7 +280,8 @@ def build_corpus(config: BuildConfig, *, adapters: Mapping[str, Any] | None = No
     samples, problems = discover_all(config, adapters)
     tasks = make_tasks(config, samples, pseudo, normaliser)
     summary = BuildSummary(discovered=len(samples), executor=config.executor, workers=config.workers)
-    pending = [t for t in tasks if not state_is_current(read_item_state(config.out, t.key), t)]
+    pending = [t for t in tasks if not state_is_current(read_item_state(config.out, t.key), t,
+                                                        retry_quarantined=config.retry_quarantined)]
     summary.reused = len(tasks) - len(pending)
     progress, bar = _progress(config.progress, len(pending), "corpus items")
     with progress:

@@ -59,14 +59,14 @@ def read_item_state(out: Path, key: str) -> dict[str, Any] | None:
     return state if state.get("version") == STATE_VERSION else None
 
 
-def state_is_current(state: dict[str, Any] | None, task: ItemTask) -> bool:
+def state_is_current(state: dict[str, Any] | None, task: ItemTask, *, retry_quarantined: bool = False) -> bool:
     """Reusable when the fingerprint matches and every media file it produced is still there."""
     if state is None or state.get("fingerprint") != task.fingerprint:
         return False
     if state["status"] == "done":
         media = state["media"]
         return all((Path(task.out) / p).is_file() for p in [*media["paths"], *media.get("mask_paths", [])])
-    return state["status"] == "quarantined"
+    return state["status"] == "quarantined" and not retry_quarantined
 
 
 def default_normaliser() -> Callable[..., Any]:
@@ -133,13 +133,17 @@ def subsample(records: list[Record], k: int | None, seed: int) -> list[Record]:
 
 
 def record_texts(rec: Record | dict[str, Any]) -> list[tuple[str, str]]:
-    """(where, text) pairs of a record's user and assistant turns: the only places sample text can reach.
+    """(where, text) pairs of a record's text that comes from the sample rather than from packaged data.
 
-    System prompts are packaged data; labels repeat the turns; box literals, hashes and pseudonymous keys are
-    machine-made, and short numeric ids would match their digits by chance."""
+    Questions, options and label-derived answers are built only from template data and validated vocabulary
+    values, so they cannot carry a patient's identifiers (and scanning them only produces false positives when
+    a name component is a common word, e.g. "Name the finding"). Report and model-written answers can: those
+    are scanned, with box literals removed (short numeric ids would match coordinates by chance)."""
     data = rec.to_dict() if isinstance(rec, Record) else rec
+    if data["answer_provenance"]["kind"] == "label":
+        return []
     return [(f"{data['id']}.messages[{i}]", _BOX_LITERAL.sub("", m["content"]))
-            for i, m in enumerate(data["messages"]) if m["role"] != "system"]
+            for i, m in enumerate(data["messages"]) if m["role"] == "assistant"]
 
 
 def scan_texts(scanner: Any, pairs: list[tuple[str, str]]) -> list[str]:

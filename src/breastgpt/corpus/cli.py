@@ -58,6 +58,8 @@ def build_cmd(
     secret_env: str = typer.Option("BREASTGPT_DEID_SECRET", "--secret-env",
                                    help="Environment variable holding the pseudonymisation secret."),
     templates_per_sample: int = typer.Option(None, "--templates-per-sample", min=1),
+    retry_quarantined: bool = typer.Option(False, "--retry-quarantined",
+                                           help="Redo items an earlier run quarantined."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Build (or resume) a corpus: adapters → normalise → templates → records, with per-item state."""
@@ -68,7 +70,8 @@ def build_cmd(
     try:
         config = BuildConfig(out=out, sources=parse_sources(sources), workers=workers, executor=executor,
                              dask_address=dask_address, seed=seed, secret_env=secret_env,
-                             templates_per_sample=templates_per_sample, progress=not as_json)
+                             templates_per_sample=templates_per_sample, progress=not as_json,
+                             retry_quarantined=retry_quarantined)
         summary = build_corpus(config)
     except (BuildError, KeyError, FileNotFoundError) as exc:
         typer.echo(f"corpus build failed: {exc}", err=True)
