@@ -21,7 +21,7 @@ class AskInputs:
     window: str | None = None
     slide: Path | None = None
     slide_features: Path | None = None
-    encoder: str = "stain-texture"
+    encoder: str = "stain-texture-v1"
     encoder_weights: Path | None = None
     mpp: float | None = None
 

@@ -22,7 +22,7 @@ def ask(
     window: Optional[str] = typer.Option(None, "--window", help="Volume window preset (default: CT soft tissue / MRI percentiles)."),
     slide: Optional[Path] = typer.Option(None, "--slide", help="Whole-slide image, tiled and encoded now."),
     slide_features: Optional[Path] = typer.Option(None, "--slide-features", help="Feature file from `slides extract`."),
-    encoder: str = typer.Option("stain-texture", "--encoder", help="Tile encoder for --slide (must match training)."),
+    encoder: str = typer.Option("stain-texture-v1", "--encoder", help="Tile encoder for --slide (must match training)."),
     encoder_weights: Optional[Path] = typer.Option(None, "--encoder-weights", help="Local weights for --encoder."),
     mpp: Optional[float] = typer.Option(None, "--mpp", help="µm/px for slides that do not declare it."),
     stage: str = typer.Option("diagnosis", "--stage", help="screening | diagnosis | treatment planning"),
