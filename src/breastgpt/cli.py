@@ -100,6 +100,7 @@ def demo(
 from breastgpt.infer import cli as _infer_cli  # noqa: E402 — light module; heavy imports happen per command
 
 app.command("ask")(_infer_cli.ask)
+app.command("predict")(_infer_cli.predict)
 app.command("serve")(_infer_cli.serve)
 
 

@@ -49,6 +49,31 @@ def ask(
     console.print(f"[dim]{RESEARCH_USE_NOTICE}[/dim]")
 
 
+def predict(
+    model: Path = typer.Option(..., "--model", help="Checkpoint folder."),
+    records: Path = typer.Option(..., "--records", help="Corpus or bench records (JSONL)."),
+    out: Path = typer.Option(..., "--out", help="Output JSONL (ms-swift inference-result lines); resumed if present."),
+    corpus_root: Optional[Path] = typer.Option(None, "--corpus-root", help="Folder media paths are relative to "
+                                               "(default: the records file's folder)."),
+    batch_size: int = typer.Option(4, "--batch-size"),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
+    device: Optional[str] = typer.Option(None, "--device"),
+) -> None:
+    """Answer every record with the model, in batches; a re-run continues where the last one stopped."""
+    from rich.progress import Progress
+
+    from breastgpt.infer.engine import Engine, GenerationParams
+    from breastgpt.infer.predict import predict_records
+
+    engine = Engine.from_pretrained(model, device=device)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("predicting", total=None)
+        counts = predict_records(engine, records, out, corpus_root=corpus_root, batch_size=batch_size,
+                                 params=GenerationParams(max_new_tokens=max_new_tokens),
+                                 progress=lambda done, total: progress.update(task, completed=done, total=total))
+    console.print(f"{counts['written']} answered, {counts['skipped']} already done, {counts['total']} records → {out}")
+
+
 def serve(
     model: Path = typer.Option(..., "--model", help="Checkpoint folder."),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default)."),
