@@ -122,17 +122,17 @@ def build_encoder(name: str = DEFAULT_ENCODER, *, weights: str | Path | None = N
     spec = get_spec(name)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but torch sees no CUDA device; use --device cpu")
+    if spec.needs_weights and weights is None:
+        raise ValueError(f"encoder {spec.name} needs --weights PATH (a local .safetensors file obtained under "
+                         f"the model's licence); nothing is downloaded")
+    if not spec.needs_weights and weights is not None:
+        raise ValueError(f"encoder {spec.name} takes no weights; drop --weights")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # random-init encoders (tiny-random) must be identical on every build
         module = spec.build()
     sha = None
     if spec.needs_weights:
-        if weights is None:
-            raise ValueError(f"encoder {spec.name} needs --weights PATH (a local .safetensors file obtained under "
-                             f"the model's licence); nothing is downloaded")
-        sha = load_weights(module, Path(weights), spec)
-    elif weights is not None:
-        raise ValueError(f"encoder {spec.name} takes no weights; drop --weights")
+        sha = load_weights(module, Path(weights), spec)  # type: ignore[arg-type]
     elif spec.name == "tiny-random":
         sha = state_dict_sha256(module)
     return TileEncoder(spec, module, sha, device)
