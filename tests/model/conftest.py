@@ -1,8 +1,9 @@
 """Fixtures for the model tests.
 
 Until ``breastgpt.model.selection`` and ``breastgpt.model.longnet`` land (another engineer owns them),
-this file installs a private minimal stand-in for each so the BreastGPT model can be exercised. The
-stand-ins are only used when the real module cannot be imported; delete them once both exist.
+this file installs a private minimal stand-in for each missing one so the BreastGPT model can be exercised.
+selection.py has landed (its stand-in is gone); the LongNet stand-in is used only while longnet.py is
+absent; delete it once that file exists.
 """
 
 from __future__ import annotations
@@ -83,58 +84,68 @@ class _LongNetEncoder(nn.Module):
         return outs
 
 
-@torch.no_grad()
-def _select_concepts(tokens, k, *, temperature=0.2, text_tokens=None, text_temperature=0.02,
-                     coverage_weight=0.5, chunk_size=4096):
-    n = tokens.shape[0]
-    if n <= k:
-        return torch.arange(n, device=tokens.device)
-    v = nn.functional.normalize(tokens.float(), dim=-1)
-    q = torch.softmax(v @ v.T / temperature, dim=-1) / n
-    if text_tokens is not None:
-        t = nn.functional.normalize(text_tokens.float(), dim=-1)
-        p = torch.softmax(t @ v.T / text_temperature, dim=-1) / t.shape[0]
-        q = torch.cat([p, coverage_weight * q], dim=0)
-    best = torch.zeros(q.shape[0], device=q.device)
-    chosen: list[int] = []
-    for _ in range(k):
-        gain = (torch.clamp(q - best[:, None], min=0)).sum(0)
-        if chosen:
-            gain[chosen] = -1.0
-        j = int(torch.argmax(gain))
-        chosen.append(j)
-        best = torch.maximum(best, q[:, j])
-    return torch.tensor(sorted(chosen), device=tokens.device, dtype=torch.long)
-
-
-class _STSelect(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, tokens, hard, weights):
-        return hard
-
-    @staticmethod
-    def backward(ctx, grad):
-        return None, None, grad
-
-
-def _straight_through_select(tokens, indices, *, soft_temperature=1.0):
-    v = nn.functional.normalize(tokens, dim=-1)
-    w = torch.softmax((v[indices] @ v.T) / soft_temperature, dim=-1)
-    soft = w @ tokens
-    return soft + (tokens[indices] - soft).detach()
-
-
 def _install_stand_ins() -> None:
     if not _real_module_exists("breastgpt.model.longnet"):
         mod = types.ModuleType("breastgpt.model.longnet")
         mod.LongNetConfig = _LongNetConfig
         mod.LongNetEncoder = _LongNetEncoder
         sys.modules["breastgpt.model.longnet"] = mod
-    if not _real_module_exists("breastgpt.model.selection"):
-        mod = types.ModuleType("breastgpt.model.selection")
-        mod.select_concepts = _select_concepts
-        mod.straight_through_select = _straight_through_select
-        sys.modules["breastgpt.model.selection"] = mod
 
 
 _install_stand_ins()
+
+
+# ---- fixtures -----------------------------------------------------------------------------------
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def processor():
+    from breastgpt.model.flavours import tiny_processor
+
+    return tiny_processor()
+
+
+@pytest.fixture
+def tiny_model():
+    from breastgpt.model import BreastGPTForConditionalGeneration
+    from breastgpt.model.flavours import tiny
+
+    torch.manual_seed(0)
+    return BreastGPTForConditionalGeneration(tiny())
+
+
+def make_image(seed: int = 0, h: int = 96, w: int = 128) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def make_volume(seed: int = 0, t: int = 4, h: int = 96, w: int = 96) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (t, h, w, 3), dtype=np.uint8)
+
+
+def make_slide(seed: int = 0, n: int = 40, cols: int = 8) -> dict:
+    rng = np.random.default_rng(seed)
+    grid = np.stack([np.arange(n) % cols, np.arange(n) // cols], axis=1)
+    return {"type": "slide", "features": rng.normal(size=(n, 16)).astype(np.float32), "grid": grid}
+
+
+def user_turn(*parts, text: str = "What is shown?") -> dict:
+    return {"role": "user", "content": [*parts, {"type": "text", "text": text}]}
+
+
+def conversation(*parts, answer: str | None = "A benign mass.", text: str = "What is shown?") -> list[dict]:
+    msgs = [user_turn(*parts, text=text)]
+    if answer is not None:
+        msgs.append({"role": "assistant", "content": answer})
+    return msgs
+
+
+MIXES = {
+    "image": lambda: [{"type": "image", "image": make_image()}],
+    "volume": lambda: [{"type": "volume", "volume": make_volume()}],
+    "slide": lambda: [make_slide()],
+    "all": lambda: [{"type": "image", "image": make_image()}, {"type": "volume", "volume": make_volume()},
+                    make_slide()],
+}

@@ -53,7 +53,7 @@ def _rope(theta: float, section: list[int]) -> dict[str, Any]:
 
 
 def tiny(**overrides: Any) -> BreastGPTConfig:
-    """< 1 M parameters; token ids match ``tiny_tokenizer()``."""
+    """< 1 M parameters, selection budgets 8/12/16; token ids match ``tiny_tokenizer()``."""
     ids = _qwen_ids(TINY_BYTE_TOKENS)
     kwargs: dict[str, Any] = dict(
         text_config=dict(
@@ -84,6 +84,8 @@ def tiny(**overrides: Any) -> BreastGPTConfig:
             longnet=dict(width=32, depth=2, heads=2, ffn=64, segments=[[4, 1], [8, 2]], input_dim=16,
                          positional="sincos2d"),
         ),
+        # small budgets keep tests fast while still exercising selection (inputs larger than k)
+        selection_config=dict(image_budget=8, volume_budget=12, slide_budget=16),
         histo_token_id=TINY_BYTE_TOKENS + len(QWEN_SPECIAL_TOKENS),
         tie_word_embeddings=False,
         **ids,
@@ -155,7 +157,12 @@ def tiny_processor(**kwargs: Any):
     """A BreastGPTProcessor over ``tiny_tokenizer()`` and Qwen3-VL's image/video processors."""
     from breastgpt.model.processing import BreastGPTProcessor, qwen_image_processor, qwen_video_processor
 
+    sel, slide = tiny().selection, tiny().slide
     kwargs.setdefault("image_min_pixels", 64 * 64)
+    kwargs.setdefault("image_budget", sel.image_budget)
+    kwargs.setdefault("volume_budget", sel.volume_budget)
+    kwargs.setdefault("slide_budget", sel.slide_budget)
+    kwargs.setdefault("slide_feature_dim", slide.feature_dim)
     return BreastGPTProcessor(
         image_processor=qwen_image_processor(),
         tokenizer=tiny_tokenizer(),
