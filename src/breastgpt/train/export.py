@@ -1,0 +1,60 @@
+"""The final model of a run in Hugging Face format (safetensors), with a manifest.
+
+Full and stage-1 runs: ``OUT/final/`` (config.json, model*.safetensors, processor files). LoRA runs:
+``OUT/final/adapter/`` (peft adapter, safetensors) and the merged model in ``OUT/final/``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from breastgpt.train.checkpoint import code_version, sha256_file
+
+
+def export_final(run: Any) -> Path:
+    acc = run.accelerator
+    acc.wait_for_everyone()
+    state = acc.get_state_dict(run.model)
+    final = run.out / "final"
+    if acc.is_main_process:
+        tmp = run.out / ".tmp-final"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        model = acc.unwrap_model(run.model)
+        if hasattr(model, "merge_and_unload"):
+            model.save_pretrained(tmp / "adapter", safe_serialization=True)
+            model = merged_copy(model)
+            state = None
+        model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+        _save_processor(run.processor, tmp)
+        write_export_manifest(tmp, run.config.to_dict(), run.data_sha256, run.step)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    acc.wait_for_everyone()
+    return final
+
+
+def merged_copy(peft_model: Any) -> Any:
+    """The base model with the adapters merged in (the training model itself is left unchanged)."""
+    import copy
+
+    return copy.deepcopy(peft_model).merge_and_unload()
+
+
+def _save_processor(processor: Any, folder: Path) -> None:
+    try:
+        processor.save_pretrained(str(folder))
+    except (TypeError, ValueError, OSError) as exc:  # the weights are the artifact; say what is missing
+        (folder / "PROCESSOR_NOT_SAVED.txt").write_text(f"processor.save_pretrained failed: {exc}\n")
+
+
+def write_export_manifest(folder: Path, config: dict[str, Any], data_sha256: str, step: int) -> None:
+    files = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+    manifest = {"step": step, "files": files, "config": config, "data_manifest_sha256": data_sha256,
+                "code_version": code_version(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")

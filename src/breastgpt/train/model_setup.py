@@ -1,0 +1,166 @@
+"""Model and processor for a training run: build or load, choose trainable parameters, LoRA, checkpointing.
+
+Trainable sets are named by module path so a recipe's claim can be tested:
+
+- ``all``: every parameter (stage 2; the tile encoder is not part of the model — features come from files).
+- ``stage1``: ``STAGE1_TRAINABLE`` — the ViT patch merger and the DeepStack mergers, the LongNet slide
+  encoder and the slide projectors; the ViT blocks, patch embedding and the whole LLM stay frozen.
+- ``lora``: peft LoRA adapters on the LLM projections plus the modules named in ``model.lora.modules_to_save``.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import Any
+
+import torch
+from torch import nn
+
+from breastgpt.train.config import ConfigError, ModelConfig
+
+STAGE1_TRAINABLE = (
+    "model.visual.merger.",
+    "model.visual.deepstack_merger_list.",
+    "model.slide_encoder.",
+    "model.slide_projector.",
+    "model.slide_deepstack_projectors.",
+)
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """The model named by the config, in ``config.dtype``, with its trainable set applied."""
+    model = _load(config)
+    apply_trainable(model, config)
+    if config.trainable == "lora":
+        model = apply_lora(model, config)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if config.trainable != "all":
+            # inputs of checkpointed blocks must require grad when the embeddings are frozen
+            model.enable_input_require_grads()
+    return model
+
+
+def _load(config: ModelConfig) -> nn.Module:
+    import breastgpt.model  # noqa: F401  (registers the breastgpt model type)
+    from breastgpt.model import BreastGPTForConditionalGeneration
+
+    dtype = _DTYPES[config.dtype]
+    if config.path:
+        cls = BreastGPTForConditionalGeneration if config.arch == "breastgpt" else _qwen_class()
+        return cls.from_pretrained(config.path, dtype=dtype, attn_implementation=config.attn_implementation,
+                                   local_files_only=True)
+    from breastgpt.model.flavours import build_config
+
+    model_config = build_config(config.flavour)
+    model_config._attn_implementation = config.attn_implementation
+    if config.arch == "breastgpt":
+        model = BreastGPTForConditionalGeneration(model_config)
+    else:
+        model = _qwen_class()(qwen_config_from(model_config))
+    seeded_init(model, config.init_seed)
+    return model.to(dtype)
+
+
+def _qwen_class():
+    from transformers import Qwen3VLForConditionalGeneration
+
+    return Qwen3VLForConditionalGeneration
+
+
+def qwen_config_from(breastgpt_config: Any):
+    """The plain Qwen3-VL config with the same LLM and ViT (drops the slide branch and selection)."""
+    from transformers import Qwen3VLConfig
+
+    data = breastgpt_config.to_dict()
+    for key in ("slide_config", "selection_config", "histo_token_id", "model_type", "architectures",
+                "transformers_version"):
+        data.pop(key, None)
+    return Qwen3VLConfig(**data)
+
+
+@torch.no_grad()
+def seeded_init(model: nn.Module, seed: int, std: float = 0.02) -> None:
+    """Re-draw every matrix from a generator seeded by (seed, parameter name).
+
+    A parameter's initial value then depends only on its own name and shape, not on how many parameters
+    other modules created before it, so golden loss curves survive changes elsewhere in the model (e.g. the
+    slide encoder's internals for a text/image-only debug corpus). Vectors (norms, biases) keep the
+    model's own deterministic init.
+    """
+    for name, param in model.named_parameters():
+        if param.dim() < 2:
+            continue
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+        param.copy_(torch.randn(param.shape, generator=gen, dtype=torch.float32).mul_(std).to(param.dtype))
+
+
+def apply_trainable(model: nn.Module, config: ModelConfig) -> None:
+    if config.trainable in ("all",):
+        model.requires_grad_(True)
+        return
+    model.requires_grad_(False)
+    if config.trainable == "stage1":
+        names = [n for n, _ in model.named_parameters() if n.startswith(STAGE1_TRAINABLE)]
+        if not names:
+            raise ConfigError("model.trainable=stage1 matched no parameter; the model has no visual mergers/slide "
+                              "branch under the expected paths " + ", ".join(STAGE1_TRAINABLE))
+        params = dict(model.named_parameters())
+        for n in names:
+            params[n].requires_grad_(True)
+
+
+def apply_lora(model: nn.Module, config: ModelConfig) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    save = [m for m in config.lora.modules_to_save if m in names]
+    lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+                      target_modules=config.lora.target_modules, modules_to_save=save or None, bias="none")
+    if not any(re.fullmatch(config.lora.target_modules, n) for n, _ in model.named_modules()):
+        raise ConfigError(f"model.lora.target_modules={config.lora.target_modules!r} matches no module")
+    return get_peft_model(model, lora)
+
+
+def trainable_names(model: nn.Module) -> list[str]:
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def build_processor(config: ModelConfig, model: nn.Module) -> Any:
+    """A processor whose placeholder counts match the model: its selection budgets, or none (comparator)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    mconf = base.config
+    if config.arch == "breastgpt":
+        sel = mconf.selection
+        budgets = dict(image_budget=sel.image_budget, volume_budget=sel.volume_budget,
+                       slide_budget=sel.slide_budget, slide_feature_dim=mconf.slide.feature_dim)
+    else:  # plain Qwen3-VL keeps every merged token: no budget
+        budgets = dict(image_budget=1 << 30, volume_budget=1 << 30, slide_budget=1 << 30)
+    if config.path:
+        return _processor_from_folder(config, budgets)
+    from breastgpt.model.flavours import tiny_processor
+
+    if config.flavour != "tiny":
+        raise ConfigError(f"no offline tokenizer for flavour {config.flavour!r}; give model.path (a local folder)")
+    return tiny_processor(**budgets)
+
+
+def _processor_from_folder(config: ModelConfig, budgets: dict[str, int]) -> Any:
+    from transformers import AutoTokenizer
+
+    from breastgpt.model.configuration import HISTO_TOKEN
+    from breastgpt.model.processing import BreastGPTProcessor, qwen_image_processor, qwen_video_processor
+
+    tokenizer = AutoTokenizer.from_pretrained(config.path, local_files_only=True)
+    if config.arch == "qwen3vl" and HISTO_TOKEN not in tokenizer.get_vocab():
+        # The comparator never writes slide placeholders (slides become thumbnails), but the processor
+        # requires the token to exist; it lands on a spare embedding row that is never read.
+        tokenizer.add_special_tokens({"additional_special_tokens": [HISTO_TOKEN]})
+    return BreastGPTProcessor(image_processor=qwen_image_processor(), tokenizer=tokenizer,
+                              video_processor=qwen_video_processor(), **budgets)
+
+
+__all__ = ["STAGE1_TRAINABLE", "apply_lora", "apply_trainable", "build_model", "build_processor",
+           "qwen_config_from", "seeded_init", "trainable_names"]
