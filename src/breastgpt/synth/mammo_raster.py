@@ -9,7 +9,7 @@ import numpy as np
 
 from breastgpt.synth.cases import SynthConfig, Truth, mammo_case, pick, split_for
 from breastgpt.synth.mammo_dicom import _mammo
-from breastgpt.synth.render import render_mammogram
+from breastgpt.synth.render import clock_phrase, render_mammogram, size_phrase
 from breastgpt.synth.writers import (to_uint8, write_jpeg, write_pgm, write_png, write_table, write_text,
                                      write_tiff)
 
@@ -98,7 +98,8 @@ def gen_dmid(root: Path, config: SynthConfig) -> list[Truth]:
             labels["boxes"] = []
         write_text(root / "Reports" / f"{name}.txt",
                    f"Breast composition: {DENSITY_TEXT[case.density]}.\nFindings: "
-                   f"{'no focal abnormality' if not findings else case.abnormality} in the {'left' if side == 'L' else 'right'} breast.\n")
+                   f"{'no focal abnormality' if not findings else case.abnormality} in the {'left' if side == 'L' else 'right'} breast"
+                   f"{'' if not findings else ' ' + size_phrase(findings[0].mask, 0.1) + ', ' + clock_phrase(rng)}.\n")
         rows.append(row)
         truths.append(Truth(name, labels, None, image.shape[1], image.shape[0], [path]))
     write_table(root / "Metadata.xlsx", rows, sheet="Metadata")

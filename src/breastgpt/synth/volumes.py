@@ -9,6 +9,7 @@ import numpy as np
 
 from breastgpt.corpus.sources.ct_rate import ABNORMALITIES, snake
 from breastgpt.synth.cases import SynthConfig, Truth, pick, split_for
+from breastgpt.synth.render import clock_phrase, size_phrase
 from breastgpt.synth.render_volume import CT_DRAWN, render_ct, render_mri
 from breastgpt.synth.writers import write_nifti, write_table
 
@@ -36,6 +37,7 @@ def gen_ct_rate(root: Path, config: SynthConfig) -> list[Truth]:
                            volume, (1.5, 0.8, 0.8))
         labels_rows[split].append({"VolumeName": f"{name}.nii.gz", **{n: int(findings[snake(n)]) for n in ABNORMALITIES}})
         text = " ".join(CT_TEXT[k] for k in CT_DRAWN if findings[k]) or "No acute pathology."
+        text += f" Examination {i + 1} of the series; slice thickness {rng.choice([1.0, 1.25, 1.5])} mm."
         report_rows[split].append({"VolumeName": f"{name}.nii.gz", "ClinicalInformation_EN": "Screening.",
                                    "Technique_EN": "Non-contrast chest CT.", "Findings_EN": text,
                                    "Impressions_EN": text})
@@ -66,8 +68,8 @@ def gen_mri_cohort(root: Path, config: SynthConfig, *, stream: int = 15) -> list
         files = [write_nifti(root / folder / f"{name}.nii.gz", vol, (3.0, 0.9, 0.9)) for name, vol in volumes.items()]
         write_nifti(root / folder / "lesion_mask.nii.gz", mask, (3.0, 0.9, 0.9))
         birads = pick(rng, [4, 5]) if malignant else pick(rng, [2, 3])
-        report = (f"{'Left' if side == 'L' else 'Right'} breast {lesion_type.replace('_', ' ')} with {curve} "
-                  f"kinetics. BI-RADS {birads}.")
+        report = (f"{'Left' if side == 'L' else 'Right'} breast {lesion_type.replace('_', ' ')} "
+                  f"{size_phrase(mask, 0.9)}, {clock_phrase(rng)}, with {curve} kinetics. BI-RADS {birads}.")
         rel_files = ";".join(str(folder / p.name) for p in files)
         rows.append({"sample": f"mri-{i + 1:04d}", "patient": f"MRN{900000 + i}", "study": f"ACC{700000 + i}",
                      "modality": "mri", "kind": "volume", "files": rel_files, "masks": str(folder / "lesion_mask.nii.gz"),
