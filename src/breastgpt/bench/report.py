@@ -24,7 +24,6 @@ from matplotlib.figure import Figure
 
 from breastgpt import __version__
 from breastgpt.bench.aggregate import PAPER_COLUMNS, BenchScores
-from breastgpt.bench.items import write_jsonl_atomic
 
 SCHEMA = "breastgpt.bench.report/1"
 _TEMPLATE = Path(__file__).with_name("templates") / "report.html.jinja"
@@ -72,7 +71,8 @@ def write_report(scores: BenchScores, out_dir: Path, inputs: list[Path]) -> dict
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = report_dict(scores, inputs)
-    write_jsonl_atomic(out_dir / "item_scores.jsonl", (json_safe(r) for r in scores.per_item.to_dict("records")))
+    # pandas writes NaN as null, so the per-item table goes out as JSON lines without a Python loop
+    _write_text_atomic(out_dir / "item_scores.jsonl", scores.per_item.to_json(orient="records", lines=True))
     _write_text_atomic(out_dir / "report.json", json.dumps(report, indent=1, ensure_ascii=False))
     _write_text_atomic(out_dir / "report.html", render_html(report))
     return report
