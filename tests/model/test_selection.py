@@ -1,0 +1,221 @@
+"""Concept-preserving token selection: equal to a dense greedy written here, straight-through gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from breastgpt.model.selection import (
+    LearnableConceptSelector,
+    select_concepts,
+    select_concepts_with_stats,
+    straight_through_select,
+)
+
+# The documented tie rule (docs/token_selection.md): gains within max(1e-9·best, 1e-13) of the best are
+# ties and go to the lowest index.
+RTOL, ATOL = 1e-9, 1e-13
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Many tiny matmuls: on a shared 2-core machine, thread hand-offs cost more than the arithmetic.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def dense_greedy_reference(
+    tokens: torch.Tensor,
+    k: int,
+    *,
+    temperature: float = 0.2,
+    text_tokens: torch.Tensor | None = None,
+    text_temperature: float = 0.02,
+    coverage_weight: float = 0.5,
+    row_block: int = 2048,
+) -> torch.Tensor:
+    """SPEC §3.5 written out with the whole L×L matrix in float64 (only `row_block` rows of scratch)."""
+    n = tokens.shape[0]
+    if n <= k:
+        return torch.arange(n)
+    v = torch.nn.functional.normalize(tokens.double(), dim=1)
+    coverage = torch.softmax(v @ v.T / temperature, dim=1) / n
+    if text_tokens is not None:
+        t = torch.nn.functional.normalize(text_tokens.double(), dim=1)
+        prompt = torch.softmax(t @ v.T / text_temperature, dim=1) / t.shape[0]
+        coverage = torch.cat([prompt, coverage_weight * coverage])
+    best_cover = torch.zeros(coverage.shape[0], dtype=torch.float64)
+    taken = torch.zeros(n, dtype=torch.bool)
+    for _ in range(k):
+        gains = torch.zeros(n, dtype=torch.float64)
+        for r in range(0, coverage.shape[0], row_block):
+            block = coverage[r : r + row_block] - best_cover[r : r + row_block, None]
+            gains += block.clamp_(min=0).sum(0)
+        gains[taken] = -torch.inf
+        top = gains.max().item()
+        pick = int(torch.nonzero(gains >= top - max(RTOL * top, ATOL))[0])
+        taken[pick] = True
+        best_cover = torch.maximum(best_cover, coverage[:, pick])
+    return torch.nonzero(taken).squeeze(1)
+
+
+def _random_case(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    n = int(torch.randint(2, 90, (1,), generator=g))
+    d = int(torch.randint(2, 24, (1,), generator=g))
+    style = seed % 5
+    if style == 0:  # isotropic
+        x = torch.randn(n, d, generator=g)
+    elif style == 1:  # clusters, like tissue types
+        centres = torch.randn(4, d, generator=g) * 3
+        x = centres[torch.randint(0, 4, (n,), generator=g)] + 0.3 * torch.randn(n, d, generator=g)
+    elif style == 2:  # exact duplicates: ties must go to the lowest index
+        base = torch.randn(max(1, n // 3), d, generator=g)
+        x = base[torch.randint(0, base.shape[0], (n,), generator=g)]
+    elif style == 3:  # duplicates at different scales (same direction) plus a zero token
+        base = torch.randn(max(1, n // 4), d, generator=g)
+        x = base[torch.randint(0, base.shape[0], (n,), generator=g)] * torch.rand(n, 1, generator=g).add(0.5)
+        x[0] = 0
+    else:  # low precision input, many near-ties
+        x = torch.randn(n, d, generator=g).to(torch.bfloat16).round().float()
+    kind = seed % 4
+    k = {0: int(torch.randint(1, n + 5, (1,), generator=g)), 1: 1, 2: max(1, n - 1), 3: n + 3}[kind]
+    text = torch.randn(int(torch.randint(1, 6, (1,), generator=g)), d, generator=g) if seed % 3 == 0 else None
+    return x, k, text
+
+
+@pytest.mark.parametrize("block", [0, 1, 2, 3])
+def test_matches_dense_reference_on_200_random_cases(block):
+    for seed in range(block * 50, block * 50 + 50):
+        x, k, text = _random_case(seed)
+        # Small tiles, so that most cases cross tile borders (band and off-band tiles, several row chunks).
+        ours = select_concepts(x, k, text_tokens=text, chunk_size=32, tile_columns=16)
+        ref = dense_greedy_reference(x, k, text_tokens=text)
+        assert torch.equal(ours, ref), f"seed {seed}: {ours.tolist()} != {ref.tolist()}"
+        assert ours.shape[0] == min(x.shape[0], k)
+
+
+def test_tiny_tiles_do_not_change_the_answer():
+    for seed in (7, 12, 21, 33):
+        x, k, text = _random_case(seed)
+        ours = select_concepts(x, k, text_tokens=text, chunk_size=6, tile_columns=3)
+        assert torch.equal(ours, dense_greedy_reference(x, k, text_tokens=text)), f"seed {seed}"
+
+
+def test_sorted_ascending_and_length_le_k_keeps_all():
+    x = torch.randn(5, 3)
+    assert select_concepts(x, 5).tolist() == [0, 1, 2, 3, 4]
+    assert select_concepts(x, 9).tolist() == [0, 1, 2, 3, 4]
+    out = select_concepts(torch.randn(40, 6), 7)
+    assert out.tolist() == sorted(out.tolist()) and out.dtype == torch.long
+
+
+def test_exact_duplicates_resolve_to_lowest_index():
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    x = torch.stack([b, a, a, a, b])  # two directions, each duplicated
+    assert select_concepts(x, 1).tolist() == [1]  # a covers 3 tokens, first copy of a is index 1
+    assert select_concepts(x, 2).tolist() == [0, 1]
+
+
+def test_k_equals_one_is_the_largest_column_sum():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(30, 5, generator=g)
+    v = torch.nn.functional.normalize(x.double(), dim=1)
+    col = torch.softmax(v @ v.T / 0.2, dim=1).sum(0)
+    assert select_concepts(x, 1).tolist() == [int(col.argmax())]
+
+
+def test_larger_case_with_default_tiles_and_text():
+    g = torch.Generator().manual_seed(11)
+    centres = torch.randn(12, 32, generator=g)
+    x = centres[torch.randint(0, 12, (700,), generator=g)] + 0.5 * torch.randn(700, 32, generator=g)
+    text = torch.randn(7, 32, generator=g)
+    for kw in ({}, {"text_tokens": text}):
+        assert torch.equal(select_concepts(x, 40, **kw), dense_greedy_reference(x, 40, **kw))
+
+
+def test_incremental_refreshes_are_used_and_agree():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(600, 16, generator=g)  # isotropic: every gain moves every step, the hard case
+    idx, stats = select_concepts_with_stats(x, 25, chunk_size=128, tile_columns=64)
+    assert stats.incremental_evaluations > 0
+    assert torch.equal(idx, dense_greedy_reference(x, 25))
+
+
+def test_bad_inputs_name_the_problem():
+    with pytest.raises(ValueError, match="budget k"):
+        select_concepts(torch.randn(4, 2), 0)
+    with pytest.raises(ValueError, match=r"\[L, D\]"):
+        select_concepts(torch.randn(4), 2)
+    with pytest.raises(ValueError, match="NaN"):
+        select_concepts(torch.tensor([[1.0, float("nan")], [0.0, 1.0], [1.0, 1.0]]), 1)
+    with pytest.raises(ValueError, match="text_tokens"):
+        select_concepts(torch.randn(4, 2), 1, text_tokens=torch.randn(3, 5))
+    with pytest.raises(ValueError, match="temperatures"):
+        select_concepts(torch.randn(4, 2), 1, temperature=1e-4)
+
+
+def test_no_autograd_graph():
+    x = torch.randn(20, 4, requires_grad=True)
+    out = select_concepts(x, 5)
+    assert not out.requires_grad and out.grad_fn is None
+
+
+# ---- straight-through -----------------------------------------------------------------------------------
+
+
+def test_straight_through_value_is_exact_and_gradient_matches_dense_soft_selection():
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(9, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    idx = torch.tensor([1, 4, 7])
+    w_out = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    out = straight_through_select(v, idx, soft_temperature=0.7, block_rows=2)
+    assert torch.equal(out.detach(), v.detach()[idx])
+    (out * w_out).sum().backward()
+    ours = v.grad.clone()
+
+    v.grad = None
+    unit = v / v.norm(dim=1, keepdim=True)
+    weights = torch.softmax((unit @ unit.T)[idx] / 0.7, dim=1)  # the explicit L×L form, on a small case
+    ((weights @ v) * w_out).sum().backward()
+    assert torch.isfinite(ours).all() and ours.abs().sum() > 0
+    assert torch.allclose(ours, v.grad, atol=1e-12, rtol=0)
+
+
+def test_straight_through_float32_and_no_grad_paths():
+    v = torch.randn(50, 8, requires_grad=True)
+    idx = select_concepts(v, 6)
+    out = straight_through_select(v, idx)
+    assert torch.equal(out.detach(), v.detach()[idx])
+    out.pow(2).sum().backward()
+    assert torch.isfinite(v.grad).all() and (v.grad != 0).any()
+    with torch.no_grad():
+        assert straight_through_select(v, idx).grad_fn is None
+    with pytest.raises(ValueError, match="soft_temperature"):
+        straight_through_select(v, idx, soft_temperature=0)
+
+
+# ---- learnable ablation ---------------------------------------------------------------------------------
+
+
+def test_learnable_selector_indices_gate_and_coverage_loss():
+    torch.manual_seed(0)
+    sel = LearnableConceptSelector(dim=16, num_concepts=4)
+    x = torch.randn(30, 16, requires_grad=True)
+    out = sel(x, 5, generator=torch.Generator().manual_seed(1))
+    assert out.indices.tolist() == sorted(out.indices.tolist()) and out.indices.shape == (5,)
+    assert torch.equal(out.gate.detach(), torch.ones(5))
+    ((x[out.indices] * out.gate[:, None]).sum() + out.aux_loss).backward()
+    assert sel.queries.grad is not None and sel.queries.grad.abs().sum() > 0
+    # With identical concepts the attention maps coincide, so the overlap penalty is at its largest.
+    with torch.no_grad():
+        sel.queries.copy_(sel.queries[:1].expand_as(sel.queries))
+    same = sel(x.detach(), 5).aux_loss
+    attention = torch.softmax(sel.queries @ sel.key(x.detach()).T / 4.0, dim=1)
+    assert torch.allclose(same, 0.01 * (attention[0] @ attention[0]))
+    sel.eval()
+    a, b = sel(x.detach(), 5).indices, sel(x.detach(), 5).indices
+    assert torch.equal(a, b)  # no Gumbel noise at evaluation
+    assert sel(x.detach()[:3], 5).indices.tolist() == [0, 1, 2]
