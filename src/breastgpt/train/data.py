@@ -293,15 +293,21 @@ def supervised_tokens(labels: torch.Tensor) -> int:
 
 
 def data_manifest(config: DataConfig, n_train: int, dropped: list[str]) -> dict[str, Any]:
+    """What the run trains on. The hash covers content and settings, not where the files live, so a
+    corpus moved to another folder (or node) still resumes."""
     files = {}
     for key in ("train", "val"):
         path = getattr(config, key)
         if path:
             files[key] = {"path": str(path), "sha256": file_sha256(path)}
-    manifest = {"files": files, "n_train": n_train, "dropped_overlong": dropped,
-                "config": json.loads(json.dumps(config.__dict__, default=str))}
-    manifest["sha256"] = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
-    return manifest
+    settings = {k: v for k, v in config.__dict__.items() if k not in _LOCATION_KEYS}
+    hashed = {"files": {k: v["sha256"] for k, v in files.items()}, "n_train": n_train, "dropped_overlong": dropped,
+              "settings": settings}
+    digest = hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()
+    return {"files": files, "n_train": n_train, "dropped_overlong": dropped, "settings": settings, "sha256": digest}
+
+
+_LOCATION_KEYS = ("train", "val", "media_root", "slide_root", "num_workers", "synthetic_records")
 
 
 def resolve_roots(config: DataConfig) -> tuple[Path, Path]:
