@@ -119,6 +119,8 @@ def _cell_plot(report: dict[str, Any]) -> Figure:
         pts = np.array([100 * c["point"] for c in cells])
         err = np.array([[100 * (c["point"] - (c["low"] if c["low"] is not None else c["point"])),
                          100 * ((c["high"] if c["high"] is not None else c["point"]) - c["point"])] for c in cells]).T
+        # a percentile interval may sit just off the point (float32 totals, skewed resamples): bars need >= 0
+        err = np.clip(err, 0, None)
         colors = ["#c0504d" if c["warning"] else "#4f81bd" for c in cells]
         ax.bar(labels, pts, yerr=err, capsize=4, color=colors)
     ax.set_ylim(0, 100)
