@@ -1,0 +1,241 @@
+"""LongNet slide encoder (SPEC §3.4): dilated attention over tens of thousands of tile features.
+
+Each (segment length s, dilation r) branch splits the sequence into segments of s positions (the tail
+padded), keeps every r-th position of a segment — head group g taking offset g mod r — and runs full
+attention among the kept positions of each segment, padding masked as keys. Branch outputs are merged per
+position and head with weights softmax(branch log-sum-exps): the merged output equals one softmax over
+the union of the branches' key sets, so a branch that does not cover a position contributes nothing.
+Segment lengths never shrink to the sequence, so extra padding cannot change a real token's output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_POSITIONAL = ("sincos2d", "none")
+
+
+@dataclass(frozen=True)
+class LongNetConfig:
+    width: int = 768
+    depth: int = 3
+    heads: int = 8
+    ffn: int = 3072
+    layer_norm_eps: float = 1e-6
+    segments: tuple[tuple[int, int], ...] = ((512, 1), (1024, 2), (2048, 4))
+    input_dim: int = 768
+    positional: str = "sincos2d"  # "none" reproduces the reference, which ignored tile coordinates
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "segments", tuple((int(s), int(r)) for s, r in self.segments))
+        if min(self.width, self.depth, self.heads, self.ffn, self.input_dim) < 1:
+            raise ValueError(f"LongNetConfig: sizes must be >= 1, got {self}")
+        if self.width % self.heads:
+            raise ValueError(f"LongNetConfig: width {self.width} is not divisible by heads {self.heads}")
+        if self.positional not in _POSITIONAL:
+            raise ValueError(f"LongNetConfig: positional must be one of {_POSITIONAL}, got {self.positional!r}")
+        if self.positional == "sincos2d" and self.width % 4:
+            raise ValueError(f"LongNetConfig: 2-D sin-cos positions need width divisible by 4, got {self.width}")
+        if not self.segments:
+            raise ValueError("LongNetConfig: segments must list at least one (segment_length, dilation) pair")
+        for s, r in self.segments:
+            if r < 1 or s < 1 or s % r:
+                raise ValueError(
+                    f"LongNetConfig: segment ({s}, {r}) is invalid; the length must be a positive multiple of the "
+                    "dilation"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["segments"] = [list(pair) for pair in self.segments]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LongNetConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"LongNetConfig: unknown keys {unknown}; known keys are {sorted(known)}")
+        data = dict(data)
+        if "segments" in data:
+            data["segments"] = tuple(tuple(pair) for pair in data["segments"])
+        return cls(**data)
+
+
+# ---- dilated attention ---------------------------------------------------------------------------------
+
+
+def dilated_attention(q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None,
+                      segments, *, fused: bool | None = None) -> Tensor:
+    """q, k, v [B, H, N, d]; key_padding_mask [B, N] with True = real token. Returns [B, H, N, d].
+
+    `fused=None` uses PyTorch's fused attention kernels (which return the log-sum-exp) when no gradient is
+    needed, and plain tensor ops, whose autograd also differentiates the merge weights, otherwise.
+    """
+    b, h, n, _ = q.shape
+    mask = torch.ones(b, n, dtype=torch.bool, device=q.device) if key_padding_mask is None else key_padding_mask.bool()
+    if mask.shape != (b, n):
+        raise ValueError(f"dilated_attention: key_padding_mask must be [{b}, {n}], got {tuple(mask.shape)}")
+    if fused is None:
+        fused = not (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)))
+    outs, lses = zip(*(_branch(q, k, v, mask, int(s), int(r), fused) for s, r in segments))
+    lse = torch.stack(lses)  # [branches, B, H, N]
+    top = lse.max(dim=0).values
+    safe_top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    weights = torch.exp(lse - safe_top)  # uncovered (lse = -inf) -> weight 0
+    weights = weights / weights.sum(dim=0).clamp_min(torch.finfo(weights.dtype).tiny)
+    return sum(w.unsqueeze(-1).to(o.dtype) * o for w, o in zip(weights, outs))
+
+
+def _branch(q, k, v, mask, seg, rate, fused) -> tuple[Tensor, Tensor]:
+    """One (segment, dilation) branch: output [B, H, N, d] (0 where uncovered) and lse [B, H, N] (-inf there)."""
+    b, h, n, d = q.shape
+    padded = -(-n // seg) * seg
+    if padded != n:
+        q, k, v = (F.pad(t, (0, 0, 0, padded - n)) for t in (q, k, v))
+        mask = F.pad(mask, (0, padded - n), value=False)
+    n_seg, kept = padded // seg, seg // rate
+    out = q.new_zeros(b, h, padded, d)
+    lse = q.new_full((b, h, padded), -torch.inf, dtype=torch.float32)
+    for group, (h0, h1) in enumerate(_head_groups(h, rate)):
+        offset = group % rate
+
+        def pick(t, h0=h0, h1=h1, offset=offset):
+            return t[:, h0:h1].reshape(b, h1 - h0, n_seg, kept, rate, d)[:, :, :, :, offset]
+
+        key_ok = mask.reshape(b, n_seg, kept, rate)[:, :, :, offset]  # [B, S, m]
+        o, l = _segment_attention(pick(q), pick(k), pick(v), key_ok, fused)
+        # Splitting the sequence axis is always a view, so these writes land in `out` and `lse`.
+        out[:, h0:h1].view(b, h1 - h0, n_seg, kept, rate, d)[:, :, :, :, offset] = o
+        lse[:, h0:h1].view(b, h1 - h0, n_seg, kept, rate)[:, :, :, :, offset] = l
+    return out[:, :, :n], lse[:, :, :n]
+
+
+def _head_groups(heads: int, rate: int) -> list[tuple[int, int]]:
+    """Contiguous head ranges, one per offset 0..rate-1 (or one head per group when heads < rate)."""
+    groups = min(heads, rate)
+    bounds = [g * heads // groups for g in range(groups + 1)]
+    return [(bounds[g], bounds[g + 1]) for g in range(groups)]
+
+
+def _segment_attention(q, k, v, key_ok, fused) -> tuple[Tensor, Tensor]:
+    """Attention inside each segment. q, k, v [B, h, S, m, d]; key_ok [B, S, m]. Returns out, lse (float32)."""
+    b, h, s, m, d = q.shape
+    flat = [t.permute(0, 2, 1, 3, 4).reshape(b * s, h, m, d) for t in (q, k, v)]
+    ok = key_ok.reshape(b * s, m)
+    if fused and q.device.type == "cpu":
+        o, lse = _fused_cpu(*flat, ok)
+    elif fused and q.device.type == "cuda":
+        o, lse = _fused_cuda(*flat, ok)
+    else:
+        o, lse = _plain(*flat, ok)
+    empty = ~ok.any(dim=1)  # a segment of padding only: no keys, so no output and weight 0
+    if bool(empty.any()):
+        o = o.masked_fill(empty[:, None, None, None], 0.0)
+        lse = lse.masked_fill(empty[:, None, None], -torch.inf)
+    o = o.reshape(b, s, h, m, d).permute(0, 2, 1, 3, 4)
+    lse = lse.reshape(b, s, h, m).permute(0, 2, 1, 3)
+    return o, lse
+
+
+def _plain(q, k, v, ok) -> tuple[Tensor, Tensor]:
+    scores = (q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
+    scores = scores.masked_fill(~ok[:, None, None, :], -torch.inf)
+    lse = torch.logsumexp(scores, dim=-1)
+    probs = torch.exp(scores - torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse)).unsqueeze(-1))
+    return (probs.to(v.dtype) @ v), lse
+
+
+def _additive_mask(ok: Tensor, dtype) -> Tensor:
+    bias = torch.zeros(ok.shape, dtype=dtype, device=ok.device)
+    return bias.masked_fill(~ok, -torch.inf)[:, None, None, :]
+
+
+def _fused_cpu(q, k, v, ok) -> tuple[Tensor, Tensor]:
+    o, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        q, k, v, 0.0, False, attn_mask=_additive_mask(ok, q.dtype))
+    return o, lse.float()
+
+
+def _fused_cuda(q, k, v, ok) -> tuple[Tensor, Tensor]:
+    m = q.shape[2]
+    bias = _additive_mask(ok, q.dtype).expand(-1, q.shape[1], m, -1)
+    o, lse, _, _ = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, bias, True)
+    return o, lse[..., :m].float()
+
+
+# ---- encoder -------------------------------------------------------------------------------------------
+
+
+def sincos_2d(grid: Tensor, width: int) -> Tensor:
+    """[..., 2] (x, y) grid positions -> [..., width]: sin/cos of x, then of y, at width/4 frequencies each."""
+    quarter = width // 4
+    freq = torch.exp(-math.log(10000.0) * torch.arange(quarter, device=grid.device, dtype=torch.float32) / quarter)
+    parts = []
+    for axis in range(2):
+        angle = grid[..., axis : axis + 1].float() * freq
+        parts += [angle.sin(), angle.cos()]
+    return torch.cat(parts, dim=-1)
+
+
+class LongNetLayer(nn.Module):
+    """Pre-norm transformer layer with dilated attention and a GELU FFN; no dropout, non-causal."""
+
+    def __init__(self, config: LongNetConfig) -> None:
+        super().__init__()
+        self.heads, self.segments = config.heads, config.segments
+        self.norm1 = nn.LayerNorm(config.width, eps=config.layer_norm_eps)
+        self.qkv = nn.Linear(config.width, 3 * config.width)
+        self.proj = nn.Linear(config.width, config.width)
+        self.norm2 = nn.LayerNorm(config.width, eps=config.layer_norm_eps)
+        self.ffn = nn.Sequential(nn.Linear(config.width, config.ffn), nn.GELU(), nn.Linear(config.ffn, config.width))
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        b, n, w = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        attended = dilated_attention(q, k, v, mask, self.segments)
+        x = x + self.proj(attended.transpose(1, 2).reshape(b, n, w))
+        return x + self.ffn(self.norm2(x))
+
+
+class LongNetEncoder(nn.Module):
+    def __init__(self, config: LongNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.input_proj = nn.Linear(config.input_dim, config.width) if config.input_dim != config.width else nn.Identity()
+        self.layers = nn.ModuleList(LongNetLayer(config) for _ in range(config.depth))
+
+    def forward(self, features: Tensor, coords: Tensor | None = None, padding_mask: Tensor | None = None,
+                *, tile_size: float | None = None) -> list[Tensor]:
+        """features [B, N, input_dim]; coords [B, N, 2] tile grid positions (or level-0 pixels with
+        `tile_size`); padding_mask [B, N], True = real tile. Returns one [B, N, width] tensor per layer."""
+        if features.dim() != 3 or features.shape[-1] != self.config.input_dim:
+            raise ValueError(
+                f"LongNetEncoder: features must be [B, N, {self.config.input_dim}], got {tuple(features.shape)}")
+        b, n, _ = features.shape
+        mask = torch.ones(b, n, dtype=torch.bool, device=features.device) if padding_mask is None else padding_mask.bool()
+        x = self.input_proj(features)
+        if self.config.positional == "sincos2d" and coords is not None:
+            x = x + self._positions(coords, mask, tile_size).to(x.dtype)
+        outputs = []
+        for layer in self.layers:
+            x = layer(x, mask)
+            outputs.append(x)
+        return outputs
+
+    def _positions(self, coords: Tensor, mask: Tensor, tile_size: float | None) -> Tensor:
+        if coords.shape[:2] != mask.shape or coords.shape[-1] != 2:
+            raise ValueError(f"LongNetEncoder: coords must be [B, N, 2] matching features, got {tuple(coords.shape)}")
+        grid = coords.float() / tile_size if tile_size else coords.float()
+        # Origin at the slide's first tile, so where the tissue sits on the glass does not matter.
+        big = torch.finfo(grid.dtype).max
+        origin = grid.masked_fill(~mask[..., None], big).amin(dim=1, keepdim=True)
+        origin = torch.where(origin == big, torch.zeros_like(origin), origin)
+        return sincos_2d(torch.floor(grid - origin + 1e-3), self.config.width)
