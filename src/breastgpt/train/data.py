@@ -247,8 +247,17 @@ def collate(samples: list[dict[str, Any]], processor: Any, packing: bool = False
         batch = pack(samples, processor.tokenizer.pad_token_id, max_length)
     else:
         batch = processor.pad_batch(samples, padding_side="right")
+        batch["mm_token_type_ids"] = mm_token_types(batch["input_ids"], processor)
     batch["sample_ids"] = ids
     return batch
+
+
+def mm_token_types(input_ids: torch.Tensor, processor: Any) -> torch.Tensor:
+    """Qwen3-VL's token types (0 text, 1 image, 2 video) that its own M-RoPE needs (the comparator);
+    BreastGPT computes positions from the placeholders and ignores them."""
+    tok = processor.tokenizer
+    image, video = tok.convert_tokens_to_ids("<|image_pad|>"), tok.convert_tokens_to_ids("<|video_pad|>")
+    return (input_ids == image).int() + 2 * (input_ids == video).int()
 
 
 def _has_visual(sample: dict[str, Any]) -> bool:

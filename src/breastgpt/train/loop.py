@@ -26,7 +26,7 @@ from breastgpt.train.model_setup import build_model, build_processor, trainable_
 from breastgpt.train.sampler import BatchPlan
 
 _MODEL_KEYS = ("input_ids", "attention_mask", "labels", "position_ids", "pixel_values", "image_grid_thw",
-               "pixel_values_videos", "video_grid_thw", "slide_features", "slide_grid", "slide_mask")
+               "pixel_values_videos", "video_grid_thw", "slide_features", "slide_grid", "slide_mask", "mm_token_type_ids")
 
 
 class NonFiniteLossError(RuntimeError):

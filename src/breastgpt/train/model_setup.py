@@ -115,13 +115,27 @@ def apply_trainable(model: nn.Module, config: ModelConfig) -> None:
 def apply_lora(model: nn.Module, config: ModelConfig) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
-    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-    save = [m for m in config.lora.modules_to_save if m in names]
+    save = _modules_to_save(model, config.lora.modules_to_save)
     lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                       target_modules=config.lora.target_modules, modules_to_save=save or None, bias="none")
     if not any(re.fullmatch(config.lora.target_modules, n) for n, _ in model.named_modules()):
         raise ConfigError(f"model.lora.target_modules={config.lora.target_modules!r} matches no module")
     return get_peft_model(model, lora)
+
+
+def _modules_to_save(model: nn.Module, wanted: list[str]) -> list[str]:
+    """Module names for peft's ``modules_to_save``; lists are expanded to their items (peft cannot wrap a
+    ModuleList), and names the model lacks (no slide branch in plain Qwen3-VL) are skipped."""
+    out: list[str] = []
+    for full, module in model.named_modules():
+        short = full.rsplit(".", 1)[-1]
+        if short not in wanted:
+            continue
+        if isinstance(module, (nn.ModuleList, nn.ModuleDict)):
+            out += [f"{short}.{child}" for child, _ in module.named_children()]
+        else:
+            out.append(short)
+    return sorted(set(out))
 
 
 def trainable_names(model: nn.Module) -> list[str]:
