@@ -101,7 +101,8 @@ def _clean_items(dataset: Dataset, context: PatientContext, report: ProfileRepor
 
 def _decide(element: DataElement, context: PatientContext) -> Action:
     tag = element.tag
-    if tag.is_private or in_removed_group(tag):
+    # Group lengths (gggg,0000) would be stale once elements are removed; they are optional, so drop them.
+    if tag.is_private or in_removed_group(tag) or tag.element == 0:
         return Action.REMOVE
     row = action_for(tag)
     if row is not None:
