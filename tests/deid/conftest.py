@@ -125,7 +125,6 @@ def _header(instance: Instance) -> Dataset:
     ds.ImageLaterality = "L"
     ds.ViewPosition = "CC"
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
-    ds.add_new(0x00100000, "UL", 999)  # a (retired) group length that removals would make wrong
     ds.add_new(0x60000010, "US", 8)  # overlay rows: the whole 60xx group must go
     ds.add_new(0x60004000, "LT", f"overlay note {who.name}")
     return ds
