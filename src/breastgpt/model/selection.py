@@ -142,15 +142,15 @@ class _Coverage:
     """
 
     def __init__(self, tokens, text, temperature, text_temperature, weight, chunk_size, tile_columns):
-        self.tokens, self.text = tokens, text
         self.L = tokens.shape[0]
         self.m = 0 if text is None else text.shape[0]
         self.tau, self.text_tau = float(temperature), float(text_temperature)
         self.tile = int(tile_columns)
         self.chunk = max(self.tile, (int(chunk_size) + self.tile - 1) // self.tile * self.tile)
         self.device = tokens.device
-        self.inv_norm = _inverse_norms(tokens)
-        self.text_inv_norm = None if text is None else _inverse_norms(text)
+        # The float64 unit vectors are kept (2× a float32 input, linear in L): every tile reads them.
+        self.vhat = tokens.to(torch.float64) * _inverse_norms(tokens)[:, None]
+        self.that = None if text is None else text.to(torch.float64) * _inverse_norms(text)[:, None]
         self.visual_scale = (float(weight) if text is not None else 1.0) / self.L
         self.z = self._visual_normalisers()
         self.text_shift, self.text_z = self._text_normalisers() if text is not None else (None, None)
@@ -158,10 +158,10 @@ class _Coverage:
     # ---- normalised rows and tiles ------------------------------------------------------------------
 
     def unit(self, idx) -> Tensor:
-        return self.tokens[idx].to(torch.float64) * self.inv_norm[idx, None]
+        return self.vhat[idx]
 
     def text_unit(self, idx) -> Tensor:
-        return self.text[idx].to(torch.float64) * self.text_inv_norm[idx, None]
+        return self.that[idx]
 
     def _kernel(self, rows, cols) -> Tensor:
         # exp((cos - 1)/tau): cos <= 1, so the fixed shift never overflows and the diagonal is ~1.
@@ -279,6 +279,15 @@ class _ChangeLog:
         while self.entries > self.cap and len(self.steps) > 1:
             self.entries -= self.steps.pop(0)[1].shape[0]
 
+    def values_at(self, steps: list[int], cover: Tensor) -> tuple[Tensor, Tensor]:
+        """Rows changed since min(steps), and [rows, len(steps)] coverage as it was at each of `steps`."""
+        rows, _ = self.changed_since(min(steps))
+        values = cover[rows, None].repeat(1, len(steps))
+        for col, step in enumerate(steps):
+            changed, old = self.changed_since(step)
+            values[torch.searchsorted(rows, changed), col] = old
+        return rows, values
+
     def changed_since(self, step: int) -> tuple[Tensor, Tensor]:
         """Rows changed at steps >= `step`, each with its coverage as it was at `step`."""
         kept = [(r, o) for s, r, o in self.steps if s >= step]
@@ -340,13 +349,13 @@ class _LazyGreedy:
             batch *= 2
 
     def _refresh(self, cand: Tensor, step: int) -> None:
-        for since in torch.unique(self.fresh_at[cand]).tolist():
-            group = cand[self.fresh_at[cand] == since]
-            if since < self.log.oldest():
-                self.gain[group] = self._fresh_gains(group)
-            else:
-                self.gain[group] -= self._decrements(group, since)
-            self.fresh_at[group] = step
+        forgotten = self.fresh_at[cand] < self.log.oldest()
+        if bool(forgotten.any()):
+            self.gain[cand[forgotten]] = self._fresh_gains(cand[forgotten])
+        if not bool(forgotten.all()):
+            rest = cand[~forgotten]
+            self.gain[rest] -= self._decrements(rest)
+        self.fresh_at[cand] = step
 
     def _fresh_gains(self, cand: Tensor) -> Tensor:
         self.stats.full_evaluations += cand.shape[0]
@@ -358,19 +367,23 @@ class _LazyGreedy:
             out[start : start + cols.shape[0]] = total
         return out
 
-    def _decrements(self, cand: Tensor, since: int) -> Tensor:
-        rows, old = self.log.changed_since(since)
-        new = self.cover[rows]
+    def _decrements(self, cand: Tensor) -> Tensor:
+        """Exact gain lost by each candidate since its gain was last exact: a sum over changed rows only."""
+        steps, which = torch.unique(self.fresh_at[cand], return_inverse=True)
+        rows, then = self.log.values_at(steps.tolist(), self.cover)
+        now = self.cover[rows]
         self.stats.incremental_evaluations += cand.shape[0]
         self.stats.incremental_rows += rows.shape[0] * cand.shape[0]
         out = torch.empty(cand.shape[0], dtype=torch.float64, device=self.cov.device)
         for start, cols in self.cov.col_chunks(cand):
+            col_steps = which[start : start + cols.shape[0]]
             total = torch.zeros(cols.shape[0], dtype=torch.float64, device=self.cov.device)
             for r0 in range(0, rows.shape[0], self.cov.chunk):
                 r = slice(r0, r0 + self.cov.chunk)
-                # Gain lost on row i: max(0, M - old) - max(0, M - new) = clip(M - old, 0, new - old).
-                e = self.cov.entries(rows[r], cols).sub_(old[r, None]).clamp_(min=0)
-                total += torch.minimum(e, (new[r] - old[r])[:, None], out=e).sum(0)
+                old = then[r][:, col_steps]  # coverage of each row when each candidate was last exact
+                # Gain lost on row i: max(0, M - old) - max(0, M - now) = clip(M - old, 0, now - old).
+                e = self.cov.entries(rows[r], cols).sub_(old).clamp_(min=0)
+                total += torch.minimum(e, now[r, None] - old, out=e).sum(0)
             out[start : start + cols.shape[0]] = total
         return out
 
