@@ -16,8 +16,8 @@ import pandas as pd
 
 from breastgpt.bench.items import BenchItem
 from breastgpt.bench.judges import agreement, ok_scores, same_family_warning
-from breastgpt.bench.metrics import (binary_stats, confusion, kappa_from_confusion, kappa_stats, weighted_auc)
-from breastgpt.bench.scoring import OPEN_FAMILIES, RunData, ScoreConfig
+from breastgpt.bench.metrics import binary_stats, confusion, kappa_from_confusion, kappa_stats, weighted_auc
+from breastgpt.bench.scoring import OPEN_FAMILIES, RunData, ScoreConfig, load_run, score_responses
 from breastgpt.bench.statistics import ClusterResampler, Interval, MetricSpec, ratio
 
 PAPER_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -308,8 +308,6 @@ def compare(items: list[BenchItem], df_a: pd.DataFrame, df_b: pd.DataFrame, conf
 def score_run(items: list[BenchItem], run_dir: Any, config: ScoreConfig,
               human_grades: dict[str, int] | None = None) -> tuple[BenchScores, list[Any]]:
     """Load a run directory, score every response and aggregate; returns the scores and the input files read."""
-    from breastgpt.bench.scoring import load_run, score_responses
-
     run = load_run(run_dir, items)
     df = score_responses(items, run, config)
     return aggregate(items, run, df, config, human_grades), run.files
