@@ -101,6 +101,15 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    # Tiny matrices: one thread is ~10x faster than several contending on a shared CI box.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def processor():
     from breastgpt.model.flavours import tiny_processor
