@@ -29,7 +29,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(Path(__file__).resolve().paren
 from _common import write_result  # noqa: E402
 
 from breastgpt.infer.engine import Engine  # noqa: E402
-from tests.infer.conftest import save_tiny_checkpoint  # noqa: E402
+from tests.infer.checkpoint import save_tiny_checkpoint  # noqa: E402
 from tests.serve.fakes import API_KEY, running_server  # noqa: E402
 
 

@@ -21,3 +21,11 @@ def realdata() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return REALDATA
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight BreastGPT checkpoint folder (built once per test session)."""
+    from tests.infer.checkpoint import save_tiny_checkpoint
+
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny-checkpoint"))

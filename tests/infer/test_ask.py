@@ -72,7 +72,10 @@ def test_explanation_matches_the_kept_token_count(engine: Engine, realdata: Path
                                                               {"type": "text", "text": "?"}]}], stage="diagnosis")
     chosen = selected_indices(engine, conversation)
     assert len(chosen["images"]) == 1 and len(chosen["images"][0]["rows"]) <= engine.model.config.selection.image_budget
-    assert len(chosen["volumes"]) == 1
+    frame_groups = frames.shape[0] // 2  # temporal patch 2
+    assert len(chosen["volume_frames"]) == frame_groups
+    kept = sum(len(block["rows"]) for block in chosen["volume_frames"])
+    assert frame_groups <= kept <= engine.model.config.selection.volume_budget
 
 
 def test_batched_generation_equals_one_at_a_time(engine: Engine, realdata: Path) -> None:

@@ -16,11 +16,13 @@ import torch
 from breastgpt.infer.engine import Conversation, Engine
 from breastgpt.infer.inputs import SlideInput
 
-KIND_NAMES = {"image": "images", "video": "volumes", "slide": "slides"}
+# A volume is selected frame group by frame group (its budget is split over the frames), so its entries are
+# per frame group, in order; images and slides have one entry each.
+KIND_NAMES = {"image": "images", "video": "volume_frames", "slide": "slides"}
 
 
 def selected_indices(engine: Engine, conversation: Conversation) -> dict[str, list[dict[str, list[int]]]]:
-    """{"images": [{"rows": [...], "cols": [...]}], "volumes": [...], "slides": [...]} in input order."""
+    """{"images": [{"rows", "cols"}], "volume_frames": [...], "slides": [...]}: kept grid positions, in input order."""
     inner = engine.model.model
     recorded: dict[str, list[dict[str, list[int]]]] = {name: [] for name in KIND_NAMES.values()}
     original = inner.select
