@@ -8,6 +8,7 @@ demo: env
 	.venv/bin/breastgpt demo
 
 test: env
+	@bash scripts/ensure_browser.sh
 	.venv/bin/python -m pytest -q -m "not slow and not gpu"
 
 # Maintainers: re-pin constraints.txt from a fresh resolution of pyproject.toml.
