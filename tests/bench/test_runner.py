@@ -212,7 +212,6 @@ def test_a_crashed_run_resumes_without_re_asking(tmp_path: Path) -> None:
     assert find_group(score(tmp_path / "run").groups, "overall", {}, "accuracy")["point"] == 1.0
 
 
-@pytest.mark.slow
 def test_a_sigkilled_run_resumes_from_the_cache(tmp_path: Path) -> None:
     recs = [make_record(f"c{i}", f"p{i}", answer=i % 4) for i in range(8)]
     bench = write_bench(tmp_path, recs)
