@@ -67,10 +67,12 @@ class _Run:
 
 
 def make_accelerator(config: TrainConfig):
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
+    # A batch without slides (or without images) leaves that branch unused; DDP must be told.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(mixed_precision="bf16" if config.precision == "bf16" else "no",
-                       gradient_accumulation_steps=config.schedule.grad_accum)
+                       gradient_accumulation_steps=config.schedule.grad_accum, kwargs_handlers=[ddp])
 
 
 def set_determinism(config: TrainConfig) -> None:
@@ -234,6 +236,12 @@ def _last_ckpt(run: _Run) -> str:
 
 def _clip(run: _Run) -> float:
     params = [p for p in run.model.parameters() if p.requires_grad]
+    for p in params:
+        # A branch no sample of this step used has no gradient. DDP and DeepSpeed hand such parameters a
+        # zero gradient (so AdamW still applies momentum and decay); do the same in one process, so one
+        # process and many take identical steps.
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
     clip = run.config.optim.grad_clip
     if clip > 0:
         norm = run.accelerator.clip_grad_norm_(params, clip)
