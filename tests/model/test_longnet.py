@@ -10,6 +10,15 @@ import torch
 from breastgpt.model.longnet import LongNetConfig, LongNetEncoder, dilated_attention, sincos_2d
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny tensors: on a shared 2-core machine, thread hand-offs cost more than the arithmetic.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _dense(q, k, v, mask):
     scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
     scores = scores.masked_fill(~mask[:, None, None, :], -torch.inf)

@@ -76,15 +76,18 @@ def dilated_attention(q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor 
                       segments, *, fused: bool | None = None) -> Tensor:
     """q, k, v [B, H, N, d]; key_padding_mask [B, N] with True = real token. Returns [B, H, N, d].
 
-    `fused=None` uses PyTorch's fused attention kernels (which return the log-sum-exp) when no gradient is
-    needed, and plain tensor ops, whose autograd also differentiates the merge weights, otherwise.
+    `fused=None` uses PyTorch's fused CPU attention kernel (which returns the log-sum-exp) when no gradient
+    is needed, and plain tensor ops, whose autograd also differentiates the merge weights, otherwise.
+    `fused=True` on CUDA uses the memory-efficient kernel; it has not been run on a GPU in this build, so
+    it is opt-in.
     """
     b, h, n, _ = q.shape
     mask = torch.ones(b, n, dtype=torch.bool, device=q.device) if key_padding_mask is None else key_padding_mask.bool()
     if mask.shape != (b, n):
         raise ValueError(f"dilated_attention: key_padding_mask must be [{b}, {n}], got {tuple(mask.shape)}")
     if fused is None:
-        fused = not (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)))
+        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+        fused = q.device.type == "cpu" and not needs_grad
     outs, lses = zip(*(_branch(q, k, v, mask, int(s), int(r), fused) for s, r in segments))
     lse = torch.stack(lses)  # [branches, B, H, N]
     top = lse.max(dim=0).values
@@ -166,7 +169,11 @@ def _fused_cpu(q, k, v, ok) -> tuple[Tensor, Tensor]:
 
 def _fused_cuda(q, k, v, ok) -> tuple[Tensor, Tensor]:
     m = q.shape[2]
-    bias = _additive_mask(ok, q.dtype).expand(-1, q.shape[1], m, -1)
+    # The kernel wants the bias's last dimension 16-aligned in memory: pad, then view the first m columns.
+    aligned = -(-m // 16) * 16
+    bias = torch.zeros(ok.shape[0], q.shape[1], m, aligned, dtype=q.dtype, device=q.device)
+    bias[..., :m] = _additive_mask(ok, q.dtype)
+    bias = bias[..., :m]
     o, lse, _, _ = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, bias, True)
     return o, lse[..., :m].float()
 
