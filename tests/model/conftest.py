@@ -1,104 +1,13 @@
-"""Fixtures for the model tests.
+"""Fixtures for the model tests: the tiny processor and model, synthetic images, volumes and slides.
 
-Until ``breastgpt.model.selection`` and ``breastgpt.model.longnet`` land (another engineer owns them),
-this file installs a private minimal stand-in for each missing one so the BreastGPT model can be exercised.
-selection.py has landed (its stand-in is gone); the LongNet stand-in is used only while longnet.py is
-absent; delete it once that file exists.
+(The private stand-ins for selection.py and longnet.py that lived here are gone: both modules landed.)
 """
 
 from __future__ import annotations
 
-import math
-import sys
-import types
-from dataclasses import asdict, dataclass
-from pathlib import Path
-
+import numpy as np
+import pytest
 import torch
-from torch import nn
-
-
-_MODEL_SRC = Path(__file__).resolve().parents[2] / "src" / "breastgpt" / "model"
-
-
-def _real_module_exists(name: str) -> bool:
-    # A file check, not find_spec: importing the package would import the very module that is missing.
-    return (_MODEL_SRC / f"{name.rsplit('.', 1)[-1]}.py").is_file()
-
-
-@dataclass(frozen=True)
-class _LongNetConfig:
-    width: int = 768
-    depth: int = 3
-    heads: int = 8
-    ffn: int = 3072
-    layer_norm_eps: float = 1e-6
-    segments: tuple = ((512, 1), (1024, 2), (2048, 4))
-    input_dim: int = 768
-    positional: str = "sincos2d"
-
-    def to_dict(self):
-        d = asdict(self)
-        d["segments"] = [list(s) for s in self.segments]
-        return d
-
-    @classmethod
-    def from_dict(cls, d):
-        d = dict(d)
-        if "segments" in d:
-            d["segments"] = tuple(tuple(s) for s in d["segments"])
-        return cls(**d)
-
-
-class _LongNetEncoder(nn.Module):
-    """Full-attention stand-in with the LongNet interface (one output per layer)."""
-
-    def __init__(self, config):
-        super().__init__()
-        self.config = config
-        self.input_proj = nn.Linear(config.input_dim, config.width)
-        self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(config.width, config.heads, config.ffn, 0.0, "gelu", config.layer_norm_eps,
-                                       batch_first=True, norm_first=True)
-            for _ in range(config.depth)
-        )
-
-    def _sincos(self, coords):
-        dim = self.config.width // 4
-        freq = torch.exp(-math.log(10000.0) * torch.arange(dim, device=coords.device) / dim)
-        parts = []
-        for axis in range(2):
-            ang = coords[..., axis : axis + 1].float() * freq
-            parts += [ang.sin(), ang.cos()]
-        return torch.cat(parts, dim=-1)
-
-    def forward(self, features, coords=None, padding_mask=None):
-        x = self.input_proj(features)
-        if coords is not None and self.config.positional != "none":
-            x = x + self._sincos(coords).to(x.dtype)
-        key_pad = None if padding_mask is None else ~padding_mask
-        outs = []
-        for layer in self.layers:
-            x = layer(x, src_key_padding_mask=key_pad)
-            outs.append(x)
-        return outs
-
-
-def _install_stand_ins() -> None:
-    if not _real_module_exists("breastgpt.model.longnet"):
-        mod = types.ModuleType("breastgpt.model.longnet")
-        mod.LongNetConfig = _LongNetConfig
-        mod.LongNetEncoder = _LongNetEncoder
-        sys.modules["breastgpt.model.longnet"] = mod
-
-
-_install_stand_ins()
-
-
-# ---- fixtures -----------------------------------------------------------------------------------
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
