@@ -184,3 +184,23 @@ def test_vocab_text_covers_vocabulary():
         values = FIELDS[name].values
         for v in values:
             assert value_key(v) in table, (name, v)
+
+
+def test_every_clinical_target_is_scorable_by_the_bench() -> None:
+    """Closed records with a clinical target load as bench items, and the correct option's clinical call is
+    computable (ranked or binary), e.g. BI-RADS ≥ 4 = positive."""
+    from breastgpt.bench.items import item_from_record
+
+    ts = load_templates()
+    targets = set()
+    for modality, labels in FULL_LABELS.items():
+        for rec in render_sample(view(modality, labels), ts):
+            t = ts.by_id(rec.template_id)
+            if t.family != "closed_vqa" or not t.clinical_target:
+                continue
+            item = item_from_record(rec.to_dict())
+            target = item.clinical_target
+            assert target is not None and len(target.option_values) == len(rec.label["options"]), t.id
+            target.is_positive(target.option_values[item.answer_index])
+            targets.add(target.name)
+    assert targets == {"malignancy", "birads_ordinal", "density_ordinal", "biomarker_status", "node_status"}

@@ -136,3 +136,13 @@ def compare_cmd(
     order = [c[0] for c in PAPER_COLUMNS] + ["closed", "open"]
     row = {k: next((r["difference"] for r in rows if r["where"] == k), None) for k in order}
     Console().print(_paper_table(f"{ra.model} − {rb.model} (points)", row))
+
+
+def _attach_run() -> None:
+    """`bench run` lives in run_cli (it talks to models); attached here so the group has all four verbs."""
+    from breastgpt.bench.run_cli import run
+
+    app.command("run")(run)
+
+
+_attach_run()

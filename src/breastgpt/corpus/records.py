@@ -6,7 +6,8 @@ frames), and `<slide>` for each entry of `slides` (a whole slide, by reference t
 has no slide slot, so exporters keep `slides` as an extra key). Grounding answers are boxes on the 0–1000 grid.
 
 `label` is the structured answer used for scoring:
-  closed_vqa        {"options": [...], "answer_index": i, "clinical_target": {"name", "value"}?}
+  closed_vqa        {"options": [...], "answer_index": i, "clinical_target": {"name", "kind", "option_values",
+                                                                          "positive_threshold"?, "levels"?}?}
   grounding         {"box": [x1, y1, x2, y2(, z1, z2)], "boxes": [...], "target": str}
   open_vqa / report / grounded_caption   {"answer": str, "key_findings": [str, ...]}
 """

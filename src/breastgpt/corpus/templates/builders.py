@@ -49,6 +49,7 @@ class Built:
     answer: str = ""
     key_findings: list[str] = field(default_factory=list)
     options: list[str] = field(default_factory=list)
+    option_values: list[Any] = field(default_factory=list)  # the label value each option stands for
     answer_index: int = -1
     clinical_value: Any = None
     positive: bool | None = None
@@ -57,11 +58,17 @@ class Built:
     question_vars: dict[str, str] = field(default_factory=dict)
 
 
-def shuffle_options(ctx: RenderContext, correct: str, distractors: list[str]) -> tuple[list[str], int]:
-    """Per-record uniform shuffle seeded by the record id: every letter is equally likely to be correct."""
-    options = [correct, *distractors]
-    ctx.rng("options").shuffle(options)
-    return options, options.index(correct)
+def shuffle_options(ctx: RenderContext, correct: str, distractors: list[str],
+                    values: list[Any] | None = None) -> tuple[list[str], int, list[Any]]:
+    """Per-record uniform shuffle seeded by the record id: every letter is equally likely to be correct.
+
+    `values` (the label value behind each option, correct first) are shuffled along with the texts.
+    """
+    order = list(range(1 + len(distractors)))
+    ctx.rng("options").shuffle(order)
+    texts = [correct, *distractors]
+    values = values if values is not None else texts
+    return [texts[i] for i in order], order.index(0), [values[i] for i in order]
 
 
 def _vocabulary(t: Template, field_name: str) -> tuple[Any, ...]:
@@ -92,13 +99,15 @@ def field_choice(ctx: RenderContext, t: Template) -> Built:
     if answer not in vocab:
         raise NotApplicable(f"{name}={answer!r} outside the template's option values")
     distractors = _pick_distractors(ctx, t, vocab, answer)
-    options, idx = shuffle_options(ctx, ctx.text(name, answer), [ctx.text(name, v) for v in distractors])
-    return Built(options=options, answer_index=idx, clinical_value=answer)
+    options, idx, values = shuffle_options(ctx, ctx.text(name, answer), [ctx.text(name, v) for v in distractors],
+                                           [answer, *distractors])
+    return Built(options=options, option_values=values, answer_index=idx, clinical_value=answer)
 
 
 def _yes_no(ctx: RenderContext, value: Any, positive: bool) -> Built:
-    options, idx = shuffle_options(ctx, YES if positive else NO, [NO if positive else YES])
-    return Built(options=options, answer_index=idx, clinical_value=value, positive=positive)
+    options, idx, values = shuffle_options(ctx, YES if positive else NO, [NO if positive else YES],
+                                           [positive, not positive])
+    return Built(options=options, option_values=values, answer_index=idx, clinical_value=value, positive=positive)
 
 
 def yes_no(ctx: RenderContext, t: Template) -> Built:
@@ -130,8 +139,9 @@ def present_choice(ctx: RenderContext, t: Template) -> Built:
     rng = ctx.rng("present")
     correct = present[rng.randrange(len(present))]
     distractors = rng.sample(absent, n - 1)
-    options, idx = shuffle_options(ctx, ctx.text(name, correct), [ctx.text(name, d) for d in distractors])
-    return Built(options=options, answer_index=idx, clinical_value=correct)
+    options, idx, values = shuffle_options(ctx, ctx.text(name, correct), [ctx.text(name, d) for d in distractors],
+                                           [correct, *distractors])
+    return Built(options=options, option_values=values, answer_index=idx, clinical_value=correct)
 
 
 # ---------------------------------------------------------------------------------------------------- open

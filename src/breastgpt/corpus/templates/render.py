@@ -76,15 +76,48 @@ def _turns(view: SampleView, t: Template, tset: TemplateSet, question: str, buil
     return user, f"{LETTERS[built.answer_index]}. {built.options[built.answer_index]}"
 
 
+# How each clinical target turns options into a clinical call (SPEC §5: e.g. BI-RADS ≥ 4 = positive), keyed by
+# (target, label field). Yes/no questions are binary whatever the target (their option values are the yes/no
+# truth). A molecular-subtype choice is scored as hormone-receptor status (luminal = positive), the call that
+# decides endocrine therapy.
+_TARGET_RULES: dict[tuple[str, str], dict[str, Any]] = {
+    ("malignancy", "pathology"): {"kind": "binary", "positive": {"malignant"}},
+    ("birads_ordinal", "birads"): {"kind": "ordinal", "threshold": 4},
+    ("density_ordinal", "density"): {"kind": "ordinal", "levels": ("A", "B", "C", "D"), "threshold": "C"},
+    ("density_ordinal", "tissue"): {"kind": "ordinal", "levels": ("fatty", "fatty_glandular", "dense_glandular"),
+                                    "threshold": "dense_glandular"},
+    ("biomarker_status", "molecular_subtype"): {"kind": "binary", "positive": {"luminal_a", "luminal_b"}},
+    ("node_status", "node_status"): {"kind": "ordinal", "levels": ("n0", "n1_2", "n3_plus"), "threshold": "n1_2"},
+}
+
+
+class ClinicalTargetError(ValueError):
+    """A template pairs a clinical target with a field no rule covers."""
+
+
+def clinical_target(name: str, field_name: str | None, built: Built) -> dict[str, Any]:
+    """The bench scorer's target format: name, kind, the clinical value of each option, operating point."""
+    if built.positive is not None:  # yes/no: option values are already the positive/negative truth
+        return {"name": name, "kind": "binary", "option_values": list(built.option_values)}
+    rule = _TARGET_RULES.get((name, field_name or ""))
+    if rule is None:
+        raise ClinicalTargetError(f"no clinical-target rule for target {name!r} on field {field_name!r}")
+    if rule["kind"] == "binary":
+        return {"name": name, "kind": "binary",
+                "option_values": [value in rule["positive"] for value in built.option_values]}
+    target = {"name": name, "kind": "ordinal", "option_values": list(built.option_values),
+              "positive_threshold": rule["threshold"]}
+    if "levels" in rule:
+        target["levels"] = list(rule["levels"])
+    return target
+
+
 def _label(t: Template, built: Built) -> dict[str, Any]:
     if t.family == "closed_vqa":
         label: dict[str, Any] = {"options": built.options, "answer_index": built.answer_index,
                                  "answer_letter": LETTERS[built.answer_index]}
         if t.clinical_target:
-            target = {"name": t.clinical_target, "field": t.args.get("field"), "value": built.clinical_value}
-            if built.positive is not None:
-                target["positive"] = built.positive
-            label["clinical_target"] = target
+            label["clinical_target"] = clinical_target(t.clinical_target, t.args.get("field"), built)
         return label
     if t.family == "grounding":
         return {"box": built.boxes[0], "boxes": built.boxes, "target": built.target}
