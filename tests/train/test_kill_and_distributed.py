@@ -108,7 +108,37 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     diff = max(abs(x - y) for x, y in zip(a["losses"], b["losses"]))
     assert len(a["losses"]) == len(b["losses"]) == 6
     print(f"max |loss diff| 1 vs 2 processes: {diff:.3e}")
-    assert diff <= 1e-4, (a["losses"], b["losses"])
+    assert diff <= 1e-5, (a["losses"], b["losses"])
     wa = load_file(str(tmp_path / "one" / "final" / "model.safetensors"))
     wb = load_file(str(tmp_path / "two" / "final" / "model.safetensors"))
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) <= 1e-4
+
+
+@pytest.mark.slow
+def test_deepspeed_zero2_on_cpu_matches_plain_run(tmp_path):
+    """DeepSpeed 0.19 runs ZeRO-2 on CPU (DS_ACCELERATOR=cpu, gloo) here, but accelerate's DeepSpeed launcher
+    starts a single process on a CPU-only machine, so this checks the ZeRO-2 engine path (optimizer
+    partitioning code, loss scaling by accumulation, clipping) against the plain loop in one process."""
+    pytest.importorskip("deepspeed")
+
+    def config(out):
+        c = tiny_config(out, steps=3, schedule__micro_batch_size=1, schedule__grad_accum=2)
+        c.deterministic = False
+        c.checkpoint.save_final = False  # DeepSpeed checkpoints are not covered yet (see docs/training.md)
+        return c
+
+    plain = _accelerate(tmp_path, config(tmp_path / "plain"), "plain", 1, ["--cpu"])
+    cfg = _write_config(config(tmp_path / "ds"), tmp_path / "ds.json")
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    env.pop("ACCELERATE_USE_CPU", None)
+    cmd = [PY, "-m", "accelerate.commands.launch", "--use_deepspeed", "--deepspeed_config_file",
+           str(Path(__file__).resolve().parents[2] / "recipes/launch/deepspeed_zero2.json"), "--num_processes", "1",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(DRIVER), str(cfg),
+           str(tmp_path / "ds.result.json")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-6000:]
+    ds = json.loads((tmp_path / "ds.result.json").read_text())
+    assert ds["distributed_type"] == "DistributedType.DEEPSPEED"
+    diff = max(abs(x - y) for x, y in zip(plain["losses"], ds["losses"]))
+    print(f"max |loss diff| plain vs ZeRO-2: {diff:.3e}")
+    assert len(ds["losses"]) == 3 and diff <= 1e-4, (plain["losses"], ds["losses"])

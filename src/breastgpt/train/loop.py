@@ -146,6 +146,18 @@ def _total_steps(config: TrainConfig, plan: BatchPlan) -> int:
     return steps
 
 
+def _fill_deepspeed(accelerator, config: TrainConfig) -> None:
+    """DeepSpeed's 'auto' values that accelerate cannot infer without a prepared DataLoader."""
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is None:
+        return
+    ds = plugin.deepspeed_config
+    ds["train_micro_batch_size_per_gpu"] = config.schedule.micro_batch_size
+    ds["gradient_accumulation_steps"] = config.schedule.grad_accum
+    ds.pop("train_batch_size", None)  # DeepSpeed derives it from the two above and the world size
+    ds["gradient_clipping"] = config.optim.grad_clip
+
+
 def setup(config: TrainConfig, accelerator=None) -> _Run:
     config.check()
     out = Path(config.output_dir or f"runs/{config.name}")
@@ -161,6 +173,7 @@ def setup(config: TrainConfig, accelerator=None) -> _Run:
     total = _total_steps(config, plan)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, total)
+    _fill_deepspeed(accelerator, config)
     model, optimizer = accelerator.prepare(model, optimizer)
     manifest = data_manifest(config.data, len(train_set), train_set.dropped)
     log = MetricsLog(out / "logs", enabled=accelerator.is_main_process, tensorboard=config.logging.tensorboard,
