@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -201,3 +202,16 @@ def test_volume_frame_budgets():
     assert volume_frame_budgets(3, 100, 128) == [43, 43, 42]
     assert sum(volume_frame_budgets(24, 144, 128)) == 128
     assert volume_frame_budgets(5, 30, 128) == [26, 26, 26, 25, 25]
+    assert volume_frame_budgets(15, 12, 12) == [1] * 15  # every frame keeps a token, even over budget
+
+
+def test_volume_with_more_frames_than_budget_generates(tiny_model, processor):
+    """30 frames (15 frame groups) against the tiny volume budget of 12: prompt and model agree."""
+    volume = np.zeros((30, 64, 64, 3), np.uint8)
+    sample = processor.encode([{"role": "user", "content": [{"type": "volume", "volume": volume},
+                                                            {"type": "text", "text": "?"}]}],
+                              stage="screening", add_generation_prompt=True)
+    batch = processor.pad_batch([sample])
+    batch.pop("labels")
+    out = tiny_model.generate(**batch, max_new_tokens=2, do_sample=False)
+    assert out.shape[1] == batch["input_ids"].shape[1] + 2

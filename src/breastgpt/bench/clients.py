@@ -34,6 +34,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from breastgpt.io.volume import read_corpus_volume
 from breastgpt.bench.items import BenchDataError
 from breastgpt.corpus.records import MEDIA_TOKENS, Record
 from breastgpt.io.errors import MedicalFileError
@@ -125,21 +126,6 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def read_corpus_volume(path: Path) -> np.ndarray:
-    """A corpus volume file (NPZ holding a windowed uint8 `array` (Z, Y, X)), read without unpickling."""
-    from breastgpt.io.errors import CorruptFileError
-
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            volume = np.asarray(data["array"])
-    except (OSError, KeyError, ValueError) as exc:
-        raise CorruptFileError(path, f"not a corpus volume file ({exc})", "rebuild the corpus media") from exc
-    if volume.ndim != 3 or volume.dtype != np.uint8:
-        raise CorruptFileError(path, f"volume array is {volume.dtype} {volume.shape}, expected uint8 (Z, Y, X)",
-                               "rebuild the corpus media")
-    return volume
-
-
 def frame_indices(depth: int, count: int) -> list[int]:
     """`count` slice indices at the centres of equal depth intervals (all slices when there are fewer)."""
     count = min(count, depth)
@@ -173,8 +159,10 @@ class MediaEncoder:
 
     def _volume(self, volume: np.ndarray) -> list[dict[str, Any]]:
         if self.breastgpt_server:
+            # corpus volumes are already windowed: the server must pass them through unchanged
             return [{"type": "volume_url", "volume_url": {"url": _data_url("application/gzip",
-                                                                            nifti_gz_bytes(volume))}}]
+                                                                            nifti_gz_bytes(volume))},
+                     "window": "identity"}]
         picks = frame_indices(volume.shape[0], self.volume_frames)
         note = {"type": "text", "text": f"[volume shown as {len(picks)} of its {volume.shape[0]} slices, "
                                         f"evenly spaced in depth]"}

@@ -17,7 +17,7 @@ import numpy as np
 from breastgpt.corpus.records import MEDIA_TOKENS, Record
 from breastgpt.infer.engine import Conversation
 from breastgpt.infer.inputs import load_slide_features, to_rgb8
-from breastgpt.io.errors import CorruptFileError
+from breastgpt.io.volume import read_corpus_volume
 
 # Records name the stage as the corpus does; the model's system prompts use the clinical wording.
 PROMPT_STAGE = {"screening": "screening", "diagnosis": "diagnosis", "treatment": "treatment planning"}
@@ -26,17 +26,11 @@ KIND_OF_TOKEN = {token: kind for kind, token in MEDIA_TOKENS.items()}
 
 
 def load_volume_frames(path: Path) -> np.ndarray:
-    """A corpus volume (NPZ with a windowed uint8 `array` (Z, Y, X)) as three-channel frames with even depth."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            volume = np.asarray(data["array"])
-    except (OSError, KeyError, ValueError) as error:
-        raise CorruptFileError(path, f"not a corpus volume file ({error})", "rebuild the corpus media") from error
-    if volume.ndim != 3:
-        raise CorruptFileError(path, f"volume array has shape {volume.shape}, expected (Z, Y, X)", "rebuild it")
+    """A corpus volume as three-channel frames with an even frame count (temporal patch 2)."""
+    volume = read_corpus_volume(path)
     if volume.shape[0] % 2:
-        volume = np.concatenate([volume, volume[-1:]], axis=0)  # temporal patch 2 needs an even frame count
-    return np.repeat(volume.astype(np.uint8)[..., None], 3, axis=-1)
+        volume = np.concatenate([volume, volume[-1:]], axis=0)
+    return np.repeat(volume[..., None], 3, axis=-1)
 
 
 def media_part(kind: str, path: Path, *, slide_dim: int | None = None) -> dict[str, Any]:

@@ -207,3 +207,17 @@ def describe_volume_file(path: str | Path, *, limits: ReadLimits = DEFAULT_LIMIT
                     metadata={"format": fmt, "reader": f"SimpleITK {sitk.Version_VersionString()}",
                               "dtype": sitk.GetPixelIDValueAsString(reader.GetPixelID())})
     return header.describe()
+
+
+def read_corpus_volume(path: str | Path) -> np.ndarray:
+    """A corpus volume file: NPZ holding a windowed uint8 `array` (Z, Y, X), read without unpickling."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            volume = np.asarray(data["array"])
+    except (OSError, KeyError, ValueError, EOFError) as exc:
+        raise CorruptFileError(path, f"not a corpus volume file ({exc})", "rebuild the corpus media") from exc
+    if volume.ndim != 3 or volume.dtype != np.uint8:
+        raise CorruptFileError(path, f"volume array is {volume.dtype} {volume.shape}, expected uint8 (Z, Y, X)",
+                               "rebuild the corpus media")
+    return volume

@@ -29,6 +29,8 @@ WINDOW_PRESETS: dict[str, WindowPreset] = {
     "ct-mediastinum": WindowPreset("ct-mediastinum", center=50.0, width=350.0),
     "ct-bone": WindowPreset("ct-bone", center=400.0, width=1800.0),
     "mri-percentile": WindowPreset("mri-percentile", low_percentile=0.5, high_percentile=99.5),
+    # Already-windowed 8-bit data (corpus volumes): values pass through unchanged.
+    "identity": WindowPreset("identity", center=127.5, width=255.0),
 }
 
 

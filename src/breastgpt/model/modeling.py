@@ -47,9 +47,13 @@ def volume_frame_budgets(num_frames: int, tokens_per_frame: int, budget: int) ->
     Qwen3-VL wraps every frame in its own timing text and vision start/end tokens, so the number of
     placeholders per frame must be known when the prompt is written, before selection has run. We
     therefore give each frame a fixed quota (earlier frames take the remainder) and select inside it.
+    Every frame keeps at least one token: a frame wrapped in start/end tokens with nothing between them would be
+    a block the model cannot place, so a budget below the frame count is raised to the frame count (never
+    reached with the published budget of 128 and ≤ 24 frame groups).
     """
     if num_frames * tokens_per_frame <= budget:
         return [tokens_per_frame] * num_frames
+    budget = max(budget, num_frames)
     base, extra = divmod(budget, num_frames)
     return [min(tokens_per_frame, base + (1 if f < extra else 0)) for f in range(num_frames)]
 
