@@ -1,0 +1,28 @@
+"""The CPU path of benchmarks/train_throughput.py runs and writes a complete result file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import tests.train.standins  # noqa: F401
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_throughput.py"
+
+
+def test_cpu_benchmark_writes_figures(tmp_path):
+    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    payload = module.main(["--steps", "1", "--seq", "16", "--batch", "1", "--out", str(tmp_path / "r.json")])
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["benchmark"] == "train_throughput" and saved["machine"]["cpu_count"] >= 1
+    for name in ("tiny", "10m"):
+        rows = saved["results"][name]
+        assert set(rows) == {"full", "full+ckpt", "lora"}
+        assert rows["full"]["ratio_to_full"] == 1.0
+        assert all(r["tokens_per_second"] > 0 for r in rows.values())
+        assert rows["lora"]["trainable_params"] < rows["full"]["trainable_params"]
+    assert 8e6 < saved["results"]["10m"]["full"]["params"] < 14e6
+    assert payload["results"] == saved["results"]
