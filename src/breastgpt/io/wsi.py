@@ -139,6 +139,8 @@ class SlideReader:
         lw, lh = self.level_dimensions[level]
         lx, ly = int(math.floor(location_level0[0] / ds)), int(math.floor(location_level0[1] / ds))
         x0, y0, x1, y1 = max(lx, 0), max(ly, 0), min(lx + w, lw), min(ly + h, lh)
+        if (x0, y0, x1, y1) == (lx, ly, lx + w, ly + h):
+            return self._decode(backend, (int(location_level0[0]), int(location_level0[1])), level, (w, h))
         out = np.full((h, w, 3), 255, dtype=np.uint8)
         if x1 <= x0 or y1 <= y0:
             return out
@@ -407,6 +409,8 @@ def _to_rgb(array: np.ndarray) -> np.ndarray:
     if array.ndim == 2:
         return np.repeat(array[..., None], 3, axis=2).astype(np.uint8)
     if array.shape[2] == 4:
+        if array[..., 3].min() == 255:  # the common, fully opaque case: no arithmetic needed
+            return np.ascontiguousarray(array[..., :3])
         rgb = array[..., :3].astype(np.uint32)
         alpha = array[..., 3:4].astype(np.uint32)
         return ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
