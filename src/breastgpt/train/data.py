@@ -53,11 +53,11 @@ def read_samples(path: str | Path, fmt: str) -> list[Sample]:
     if not path.is_file():
         raise DataError(f"{path}: training file not found; build the corpus with `breastgpt corpus build`")
     if fmt == "records":
-        return [_from_record(r) for r in read_records_jsonl(path)]
+        return [sample_from_record(r) for r in read_records_jsonl(path)]
     return [_from_swift(row, f"{path.name}:{i}") for i, row in enumerate(iter_jsonl(path), 1)]
 
 
-def _from_record(rec: Any) -> Sample:
+def sample_from_record(rec: Any) -> Sample:
     media = [(m.kind, m.path) for m in rec.media]
     return Sample(rec.id, [dict(m) for m in rec.messages], media, rec.stage)
 
@@ -121,14 +121,11 @@ class MediaLoader:
 
     @staticmethod
     def _volume(path: Path) -> np.ndarray:
+        from breastgpt.io.volume import read_corpus_volume
+
         if path.suffix.lower() != ".npz":
             raise DataError(f"{path}: volumes in the corpus are windowed uint8 .npz files (corpus normalise)")
-        with np.load(path, allow_pickle=False) as npz:
-            if "array" not in npz:
-                raise DataError(f"{path}: no 'array' entry; re-run corpus normalisation")
-            vol = npz["array"]
-        if vol.ndim != 3 or vol.dtype != np.uint8:
-            raise DataError(f"{path}: expected a uint8 (Z, Y, X) volume, got {vol.dtype} {vol.shape}")
+        vol = read_corpus_volume(path)
         if vol.shape[0] % 2:  # temporal patch 2: repeat the last slice rather than drop anatomy
             vol = np.concatenate([vol, vol[-1:]], axis=0)
         return np.repeat(vol[..., None], 3, axis=-1)
@@ -186,11 +183,15 @@ def to_messages(sample: Sample, loader: MediaLoader) -> list[dict[str, Any]]:
     return out
 
 
+def conversation_stage(sample: Sample, messages: list[dict[str, Any]]) -> str | None:
+    """The processor stage for a sample: none when the conversation brings its own system prompt."""
+    has_system = any(m["role"] == "system" for m in messages)
+    return None if has_system or sample.stage is None else _STAGE_PROMPT.get(sample.stage)
+
+
 def encode_sample(sample: Sample, processor: Any, loader: MediaLoader) -> dict[str, Any]:
     messages = to_messages(sample, loader)
-    has_system = any(m["role"] == "system" for m in messages)
-    stage = None if has_system or sample.stage is None else _STAGE_PROMPT.get(sample.stage)
-    return processor.encode(messages, stage=stage)
+    return processor.encode(messages, stage=conversation_stage(sample, messages))
 
 
 class TrainDataset(torch.utils.data.Dataset):
