@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from breastgpt.corpus.sources.base import NormalisedMedia, NormaliseLimits, SourceSample
+from breastgpt.corpus.sources.base import NormalisedMedia, NormaliseLimits, SourceSample, safe_id
 from breastgpt.corpus.sources.media import RASTER_SUFFIXES
 
 __all__ = ["NormalisedMedia", "NormaliseLimits", "normalise_media", "breast_crop", "imaging_region_crop"]
@@ -174,6 +174,12 @@ def _label_boxes(labels: np.ndarray) -> list[dict]:
 
 # ---- slides -----------------------------------------------------------------------------------------------
 
+def slide_feature_id(sample: SourceSample) -> str:
+    """The feature-file name of a sample's slide: unique across sources (several datasets name every slide
+    `slide_01.tiff` inside per-case folders, so the file stem alone collides)."""
+    return safe_id(sample.source, sample.sample_id)
+
+
 def _slide(sample: SourceSample) -> NormalisedMedia:
     from breastgpt.io.wsi import open_slide, slide_fingerprint
 
@@ -183,7 +189,7 @@ def _slide(sample: SourceSample) -> NormalisedMedia:
         width, height = slide.dimensions
     fingerprint = slide_fingerprint(path)
     return NormalisedMedia(kind="slide", paths=[], sha256s=[fingerprint["sha256"]], width=width, height=height,
-                           feature_path=f"features/{path.stem}.h5",
+                           feature_path=f"features/{slide_feature_id(sample)}.h5",
                            meta={"slide_path": str(path), "fingerprint": fingerprint,
                                  "feature_root": "the out dir of `breastgpt slides extract`",
                                  "assumed_mpp": mpp})
