@@ -31,7 +31,7 @@ class AskInputs:
 
 
 def build_conversation(engine: Engine, question: str, inputs: AskInputs, stage: str,
-                       console: Console | None = None) -> tuple[Conversation, SlideInput | None]:
+                       console: Console | None = None, task: str = "open_vqa") -> tuple[Conversation, SlideInput | None]:
     """Read every input through the readers and put them before the question, in a fixed order."""
     parts: list[dict[str, Any]] = []
     for path in inputs.images:
@@ -54,14 +54,15 @@ def build_conversation(engine: Engine, question: str, inputs: AskInputs, stage: 
     if slide is not None:
         parts.append(slide.part())
     parts.append({"type": "text", "text": question})
-    return Conversation([{"role": "user", "content": parts}], stage=stage), slide
+    return Conversation([{"role": "user", "content": parts}], stage=stage, task=task), slide
 
 
-def run_ask(model: Path, question: str, inputs: AskInputs, *, stage: str = "diagnosis", max_new_tokens: int = 256,
+def run_ask(model: Path, question: str, inputs: AskInputs, *, stage: str = "diagnosis", task: str = "open_vqa",
+            max_new_tokens: int = 256,
             temperature: float = 0.0, device: str | None = None, explain: Path | None = None,
             console: Console | None = None) -> Iterator[str]:
     engine = Engine.from_pretrained(model, device=device)
-    conversation, slide = build_conversation(engine, question, inputs, stage, console)
+    conversation, slide = build_conversation(engine, question, inputs, stage, console, task)
     params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature)
     yield from engine.stream(conversation, params)
     if explain is not None:

@@ -26,6 +26,8 @@ def ask(
     encoder_weights: Optional[Path] = typer.Option(None, "--encoder-weights", help="Local weights for --encoder."),
     mpp: Optional[float] = typer.Option(None, "--mpp", help="µm/px for slides that do not declare it."),
     stage: str = typer.Option("diagnosis", "--stage", help="screening | diagnosis | treatment planning"),
+    task: str = typer.Option("open_vqa", "--task", help="closed_vqa | open_vqa | grounding | grounded_caption | report "
+                             "(selects the task line of the system prompt, as in training)."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy (deterministic)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
@@ -38,7 +40,7 @@ def ask(
     inputs = AskInputs(images=list(image), volume=volume, window=window, slide=slide, slide_features=slide_features,
                        encoder=encoder, encoder_weights=encoder_weights, mpp=mpp)
     try:
-        for chunk in run_ask(model, question, inputs, stage=stage, max_new_tokens=max_new_tokens,
+        for chunk in run_ask(model, question, inputs, stage=stage, task=task, max_new_tokens=max_new_tokens,
                              temperature=temperature, device=device, explain=explain, console=console):
             sys.stdout.write(chunk)
             sys.stdout.flush()

@@ -38,10 +38,20 @@ class GenerationParams:
 
 @dataclass
 class Conversation:
-    """Messages in the processor's format (parts: text, image, volume, slide) and the clinical stage."""
+    """Messages in the processor's format (parts: text, image, volume, slide), the clinical stage and the task
+    family. With a stage and no system message, the system prompt is the corpus's for that stage and task — the
+    text the model was trained with."""
 
     messages: list[dict[str, Any]]
     stage: str | None = None
+    task: str | None = "open_vqa"
+
+    def prompt_messages(self) -> list[dict[str, Any]]:
+        if self.stage is None or any(m["role"] == "system" for m in self.messages):
+            return self.messages
+        from breastgpt.corpus.templates import system_prompt
+
+        return [{"role": "system", "content": system_prompt(self.stage, self.task)}, *self.messages]
 
 
 @dataclass
@@ -91,7 +101,7 @@ class Engine:
         return next(self.model.parameters()).device
 
     def _inputs(self, conversations: list[Conversation]) -> dict[str, Any]:
-        encoded = [self.processor.encode(c.messages, stage=c.stage, add_generation_prompt=True) for c in conversations]
+        encoded = [self.processor.encode(c.prompt_messages(), add_generation_prompt=True) for c in conversations]
         batch = self.processor.pad_batch(encoded, padding_side="left")
         batch.pop("labels", None)
         return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

@@ -14,8 +14,6 @@ Messages are plain dicts: ``{"role": "user"|"assistant"|"system", "content": str
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -31,9 +29,11 @@ STAGES = ("screening", "diagnosis", "treatment planning")
 
 
 def system_prompts() -> dict[str, str]:
-    """Stage -> system prompt text (data, in ``system_prompts.json``)."""
-    text = resources.files("breastgpt.model").joinpath("system_prompts.json").read_text(encoding="utf-8")
-    return json.loads(text)
+    """Stage -> system prompt text: the corpus's own stage prompts (`corpus/templates/data/prompts.json`), so a
+    conversation built from a stage reads exactly as the training records did."""
+    from breastgpt.corpus.templates import system_prompt
+
+    return {stage: system_prompt(stage) for stage in STAGES}
 
 
 def qwen_image_processor(**kwargs: Any):

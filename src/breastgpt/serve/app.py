@@ -167,7 +167,7 @@ def _prepare(body: ChatRequest, config: ServeConfig, engine: Engine, workdir: Pa
     messages = resolver.messages(body.messages)
     params = GenerationParams(max_new_tokens=body.max_completion_tokens or body.max_tokens or 256,
                               temperature=body.temperature, top_p=body.top_p, seed=body.seed or 0)
-    return Conversation(messages, stage=body.stage), params
+    return Conversation(messages, stage=body.stage, task=body.task), params
 
 
 async def _watch_disconnect(request: Request, cancel: Any) -> None:

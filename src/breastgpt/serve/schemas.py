@@ -63,4 +63,5 @@ class ChatRequest(Strict):
     n: Literal[1] = 1
     stream: bool = False
     stage: Literal["screening", "diagnosis", "treatment planning"] | None = None
+    task: Literal["closed_vqa", "open_vqa", "grounding", "grounded_caption", "report"] = "open_vqa"
     user: str | None = None

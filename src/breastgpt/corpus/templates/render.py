@@ -35,6 +35,25 @@ def applicable_templates(view: SampleView, tset: TemplateSet) -> list[Template]:
     return [t for t in tset.templates if t.applies(view.modality, view.labels, bool(view.boxes), has_report)]
 
 
+# The model's stages: the corpus says "treatment", the clinical wording (and the CLI) says "treatment planning".
+STAGE_ALIASES = {"treatment planning": "treatment"}
+
+
+def system_prompt(stage: str, family: str | None = None, tset: TemplateSet | None = None) -> str:
+    """The system prompt of a stage (and task family): the one text used by corpus records, training and
+    inference alike, so the model is always asked the way it was trained."""
+    prompts = (tset or load_templates()).prompts
+    stage = STAGE_ALIASES.get(stage, stage)
+    if stage not in prompts["stages"]:
+        raise ValueError(f"unknown clinical stage {stage!r}; choose one of {sorted(prompts['stages'])} "
+                         "(or 'treatment planning')")
+    if family is None:
+        return prompts["stages"][stage]
+    if family not in prompts["tasks"]:
+        raise ValueError(f"unknown task family {family!r}; choose one of {sorted(prompts['tasks'])}")
+    return prompts["stages"][stage] + "\n" + prompts["tasks"][family]
+
+
 def render_sample(view: SampleView, tset: TemplateSet | None = None) -> list[Record]:
     """All records of one sample, in template order (deterministic)."""
     tset = tset or load_templates()
@@ -56,7 +75,7 @@ def render_one(view: SampleView, t: Template, tset: TemplateSet) -> Record | Non
     question = t.questions[ctx.rng("question").randrange(len(t.questions))]
     question = TextTemplate(question).substitute(built.question_vars)
     user, assistant = _turns(view, t, tset, question, built)
-    system = tset.prompts["stages"][t.stage] + "\n" + tset.prompts["tasks"][t.family]
+    system = system_prompt(t.stage, t.family, tset)
     return Record(
         id=rec_id, source=view.source, patient_key=view.patient_key, study_key=view.study_key, stage=t.stage,
         modality=view.modality, kind=view.kind, task_family=t.family, template_id=t.id,
