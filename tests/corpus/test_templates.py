@@ -204,3 +204,26 @@ def test_every_clinical_target_is_scorable_by_the_bench() -> None:
             target.is_positive(target.option_values[item.answer_index])
             targets.add(target.name)
     assert targets == {"malignancy", "birads_ordinal", "density_ordinal", "biomarker_status", "node_status"}
+
+
+def test_text_answer_style_answers_with_the_option_text_that_the_bench_parser_accepts() -> None:
+    from breastgpt.bench.items import item_from_record
+    from breastgpt.bench.parsing import parse_choice
+
+    ts = load_templates()
+    labels = FULL_LABELS["mammography"]
+    letter = {r.template_id: r for r in render_sample(view("mammography", labels), ts)}
+    text = {r.template_id: r for r in render_sample(view("mammography", labels), ts, answer_style="text")}
+    assert letter.keys() == text.keys()
+    for template_id, rec in text.items():
+        if rec.task_family != "closed_vqa":
+            assert rec.message("assistant") == letter[template_id].message("assistant")
+            continue
+        options, index = rec.label["options"], rec.label["answer_index"]
+        assert rec.label == letter[template_id].label  # same options, same order, same answer
+        assert rec.message("assistant") == options[index]
+        assert "text of the correct option" in rec.message("user")
+        assert "text of the one correct option" in rec.message("system")
+        assert parse_choice(rec.message("assistant"), list(item_from_record(rec.to_dict()).options)) == index
+    with pytest.raises(ValueError, match="answer_style"):
+        render_sample(view("mammography", labels), ts, answer_style="emoji")

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from breastgpt.corpus.build_items import ItemTask, item_state_path, process_item, read_item_state
 from breastgpt.corpus.records import (Record, atomic_write_json, write_jsonl, write_records_jsonl,
                                       write_records_parquet)
+from breastgpt.corpus.sources.base import NormaliseLimits
 from breastgpt.corpus.splits import SplitConfig, assign_splits, write_bench_manifest
 from breastgpt.corpus.templates import load_templates
 
@@ -63,6 +64,8 @@ class BuildConfig:
     templates_per_sample: int | None = None  # None: every applicable template
     progress: bool = False
     retry_quarantined: bool = False  # redo items quarantined by an earlier run (e.g. after fixing a reader)
+    limits: NormaliseLimits = field(default_factory=NormaliseLimits)  # normalised image/volume sizes
+    answer_style: str = "letter"  # closed answers: "letter" ("B. <option>", the published style) or "text"
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -198,7 +201,8 @@ def code_versions(config: BuildConfig, normaliser: Callable[..., Any]) -> dict[s
     from breastgpt import __version__
 
     return {"breastgpt": __version__, "templates": load_templates().digest,
-            "normaliser": f"{normaliser.__module__}.{normaliser.__qualname__}",
+            "normaliser": f"{normaliser.__module__}.{getattr(normaliser, '__qualname__', type(normaliser).__name__)}",
+            "limits": json.dumps(asdict(config.limits), sort_keys=True), "answer_style": config.answer_style,
             "templates_per_sample": str(config.templates_per_sample), "seed": str(config.seed)}
 
 
@@ -213,7 +217,8 @@ def make_tasks(config: BuildConfig, samples: list[Any], pseudo: Any, normaliser:
         split = splits[(source, pk)]
         tasks.append(ItemTask(sample=sample, patient_key=pk, study_key=sk, split=split,
                               fingerprint=fingerprint(sample, pk, sk, split, code), out=config.out,
-                              normaliser=normaliser, seed=config.seed,
+                              normaliser=normaliser, seed=config.seed, limits=config.limits,
+                              answer_style=config.answer_style,
                               templates_per_sample=config.templates_per_sample))
     return tasks
 

@@ -11,10 +11,11 @@ import hashlib
 import json
 import re
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from breastgpt.corpus.sources.base import NormaliseLimits
 from breastgpt.corpus.records import MediaRef, Record, atomic_write_json
 from breastgpt.corpus.templates import SampleView, load_templates, render_sample
 from breastgpt.io.errors import MedicalFileError
@@ -35,6 +36,8 @@ class ItemTask:
     normaliser: Callable[..., Any]
     seed: int = 0
     templates_per_sample: int | None = None
+    limits: NormaliseLimits = field(default_factory=NormaliseLimits)
+    answer_style: str = "letter"
 
     @property
     def key(self) -> str:
@@ -101,17 +104,16 @@ def _quarantine_state(task: ItemTask, error: str, problem: str, path: str, hint:
 
 
 def _render_item(task: ItemTask) -> dict[str, Any]:
-    from breastgpt.corpus.sources.base import NormaliseLimits
 
     sample = task.sample
-    media = task.normaliser(sample, Path(task.out), limits=NormaliseLimits())
+    media = task.normaliser(sample, Path(task.out), limits=task.limits)
     view = SampleView(
         source=sample.source, sample_id=sample.sample_id, patient_key=task.patient_key, study_key=task.study_key,
         modality=sample.modality, kind=media.kind, split=task.split,
         media=[MediaRef(p, h, media.kind) for p, h in zip(media.paths, media.sha256s)],
         labels=sample.labels, report=sample.report, boxes=media.boxes_norm1000,
     )
-    records = subsample(render_sample(view, load_templates()), task.templates_per_sample, task.seed)
+    records = subsample(render_sample(view, load_templates(), task.answer_style), task.templates_per_sample, task.seed)
     findings = item_phi_findings(sample, records)
     if findings:
         return _quarantine_state(task, "phi_leak", "; ".join(findings[:5]), "",

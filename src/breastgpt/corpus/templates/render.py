@@ -54,18 +54,28 @@ def system_prompt(stage: str, family: str | None = None, tset: TemplateSet | Non
     return prompts["stages"][stage] + "\n" + prompts["tasks"][family]
 
 
-def render_sample(view: SampleView, tset: TemplateSet | None = None) -> list[Record]:
-    """All records of one sample, in template order (deterministic)."""
+ANSWER_STYLES = ("letter", "text")
+
+
+def render_sample(view: SampleView, tset: TemplateSet | None = None, answer_style: str = "letter") -> list[Record]:
+    """All records of one sample, in template order (deterministic).
+
+    `answer_style` sets how closed questions are answered: "letter" (the published corpus's "B. <option>") or
+    "text" (the option's text alone; the strict parser accepts exact option text). Small models trained from
+    scratch learn "text" far faster, since it does not require finding the option's letter in the prompt.
+    """
+    if answer_style not in ANSWER_STYLES:
+        raise ValueError(f"answer_style {answer_style!r} not in {ANSWER_STYLES}")
     tset = tset or load_templates()
     records = []
     for t in applicable_templates(view, tset):
-        rec = render_one(view, t, tset)
+        rec = render_one(view, t, tset, answer_style)
         if rec is not None:
             records.append(rec)
     return records
 
 
-def render_one(view: SampleView, t: Template, tset: TemplateSet) -> Record | None:
+def render_one(view: SampleView, t: Template, tset: TemplateSet, answer_style: str = "letter") -> Record | None:
     rec_id = record_id(view.source, view.sample_id, t.id)
     ctx = RenderContext(rec_id, view.labels, view.report, view.boxes, tset.vocab_text)
     try:
@@ -74,8 +84,9 @@ def render_one(view: SampleView, t: Template, tset: TemplateSet) -> Record | Non
         return None
     question = t.questions[ctx.rng("question").randrange(len(t.questions))]
     question = TextTemplate(question).substitute(built.question_vars)
-    user, assistant = _turns(view, t, tset, question, built)
-    system = system_prompt(t.stage, t.family, tset)
+    user, assistant = _turns(view, t, tset, question, built, answer_style)
+    text_answers = answer_style == "text" and t.family == "closed_vqa"
+    system = system_prompt(t.stage, "closed_vqa_text" if text_answers else t.family, tset)
     return Record(
         id=rec_id, source=view.source, patient_key=view.patient_key, study_key=view.study_key, stage=t.stage,
         modality=view.modality, kind=view.kind, task_family=t.family, template_id=t.id,
@@ -86,13 +97,17 @@ def render_one(view: SampleView, t: Template, tset: TemplateSet) -> Record | Non
     )
 
 
-def _turns(view: SampleView, t: Template, tset: TemplateSet, question: str, built: Built) -> tuple[str, str]:
+def _turns(view: SampleView, t: Template, tset: TemplateSet, question: str, built: Built,
+           answer_style: str = "letter") -> tuple[str, str]:
     tokens = "".join(MEDIA_TOKENS[m.kind] for m in view.media)
     if t.family != "closed_vqa":
         return f"{tokens}\n{question}", built.answer
     lines = [f"{LETTERS[i]}. {opt}" for i, opt in enumerate(built.options)]
+    chosen = built.options[built.answer_index]
+    if answer_style == "text":
+        return "\n".join([f"{tokens}\n{question}", *lines, tset.prompts["closed_suffix_text"]]), chosen
     user = "\n".join([f"{tokens}\n{question}", *lines, tset.prompts["closed_suffix"]])
-    return user, f"{LETTERS[built.answer_index]}. {built.options[built.answer_index]}"
+    return user, f"{LETTERS[built.answer_index]}. {chosen}"
 
 
 # How each clinical target turns options into a clinical call (SPEC §5: e.g. BI-RADS ≥ 4 = positive), keyed by
