@@ -96,3 +96,11 @@ def test_malformed_file_gives_its_typed_error(tmp_path: Path, name: str) -> None
         decode_path(path)
     message = str(caught.value)
     assert str(path) in message and " — " in message  # names the file and says what to do
+
+
+def test_typed_errors_survive_pickling_between_processes() -> None:
+    import pickle
+
+    error = LimitExceededError("/data/x.png", "too big", "raise the limit")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is LimitExceededError and copy.as_record() == error.as_record() and str(copy) == str(error)

@@ -23,6 +23,10 @@ class MedicalFileError(Exception):
             message += f" — {hint}"
         super().__init__(message)
 
+    def __reduce__(self) -> tuple:
+        # Keep path/problem/hint when the error crosses a process boundary (worker pools pickle exceptions).
+        return (type(self), (self.path, self.problem, self.hint))
+
     def as_record(self) -> dict[str, str]:
         """A JSON-ready description, for quarantine lists and run summaries."""
         return {"path": self.path, "error": self.kind, "problem": self.problem, "hint": self.hint}
