@@ -9,7 +9,9 @@ import numpy as np
 
 from breastgpt.pathology.synthetic import SyntheticScene, SyntheticSlide, write_pyramidal_tiff
 
-WSI = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" / "wsi"
+from tests.conftest import REALDATA
+
+WSI = REALDATA / "wsi"
 CMU = WSI / "CMU-1-Small-Region.svs"
 TCGA = WSI / "tcga-cr-7395-01a-01-ts1.svs"
 
