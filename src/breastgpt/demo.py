@@ -9,9 +9,7 @@ Nothing here is a clinical result: the cohort is synthetic.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import secrets
 import time
 from collections import Counter
@@ -25,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from breastgpt import RESEARCH_USE_NOTICE
+from breastgpt.artifacts import atomic_write_json
 
 log = logging.getLogger("breastgpt.demo")
 
@@ -58,11 +57,8 @@ class DemoSummary:
         return table
 
     def write(self, path: Path) -> None:
-        document = {"notice": RESEARCH_USE_NOTICE, "ok": self.ok, "out": self.out,
-                    "stages": [asdict(stage) for stage in self.stages]}
-        temporary = path.with_suffix(".partial")
-        temporary.write_text(json.dumps(document, indent=2, default=str) + "\n")
-        os.replace(temporary, path)
+        atomic_write_json(path, {"notice": RESEARCH_USE_NOTICE, "ok": self.ok, "out": self.out,
+                                 "stages": [asdict(stage) for stage in self.stages]}, sort_keys=False)
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
-import hashlib
 import io
 import json
 import math
@@ -22,6 +21,7 @@ import jinja2
 import numpy as np
 from matplotlib.figure import Figure
 
+from breastgpt.artifacts import sha256_file
 from breastgpt import __version__
 from breastgpt.bench.aggregate import PAPER_COLUMNS, BenchScores
 
@@ -29,12 +29,6 @@ SCHEMA = "breastgpt.bench.report/1"
 _TEMPLATE = Path(__file__).with_name("templates") / "report.html.jinja"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def report_dict(scores: BenchScores, inputs: list[Path]) -> dict[str, Any]:

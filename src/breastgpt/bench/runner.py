@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
+from breastgpt.artifacts import sha256_file
 from breastgpt.bench.ablations import ABLATIONS, AblationSet, Prompt, build_ablation, full_set
 from breastgpt.bench.cache import CacheKey, CachedAnswer, ResponseCache
 from breastgpt.bench.clients import (Answer, BenchClient, DecodingParams, EndpointConfig, LocalClient, OpenAIClient,
@@ -150,14 +151,6 @@ def _scorable(record: Record, path: Path) -> BenchItem:
 
 
 # ----------------------------------------------------------------------------------------------------- hashes
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _canonical_sha(obj: Any) -> str:

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from breastgpt.artifacts import sha256_file as _sha256_file
 from breastgpt.corpus.build_items import ItemTask, item_state_path, process_item, read_item_state
 from breastgpt.corpus.records import (Record, atomic_write_json, write_jsonl, write_records_jsonl,
                                       write_records_parquet)
@@ -341,12 +342,6 @@ def prune_media(out: Path, referenced: Iterable[str]) -> int:
     return removed
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_manifest(config: BuildConfig, media: Iterable[str]) -> dict[str, Any]:

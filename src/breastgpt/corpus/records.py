@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from breastgpt.artifacts import atomic_write_bytes, atomic_write_json  # noqa: F401 (re-exported)
+
 STAGES: tuple[str, ...] = ("screening", "diagnosis", "treatment")
 FAMILIES: tuple[str, ...] = ("closed_vqa", "open_vqa", "grounding", "grounded_caption", "report")
 PROVENANCES: tuple[str, ...] = ("label", "report", "generated", "unknown")
@@ -181,26 +183,6 @@ def _validate_label(rec: Record) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- writers
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: readers see the old or the new file only."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
 
 
 def dumps_line(obj: dict[str, Any]) -> str:

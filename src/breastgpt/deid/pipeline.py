@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 import os
 import platform
@@ -23,6 +22,7 @@ from typing import Literal
 
 from pydicom.dataset import Dataset
 
+from breastgpt.artifacts import atomic_write_json as _write_json_atomically
 from breastgpt.deid.dataset import PatientContext, deidentify_dataset, write_markers
 from breastgpt.deid.pixels import BurnedInPolicy, Rect, black_out_outside, burned_in_risk, keep_regions_for
 from breastgpt.deid.pseudonym import Pseudonymizer
@@ -242,12 +242,6 @@ def _write_source_map(path: Path, report: DeidBatchReport) -> None:
     _write_json_atomically(path, {"kind": "breastgpt.deid.source_map", "version": 1, "files": mapping})
 
 
-def _write_json_atomically(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        json.dump(data, stream, indent=2, sort_keys=True)
-    os.replace(temporary, path)
 
 
 def _burned_in_from_dict(data: dict) -> BurnedInPolicy:

@@ -9,7 +9,6 @@ temporary sibling folder that is renamed into place only when complete.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ from typing import Any, Callable
 
 import torch
 
+from breastgpt.artifacts import sha256_file
 from breastgpt.model.configuration import HISTO_TOKEN, BreastGPTConfig
 from breastgpt.model.flavours import published
 from breastgpt.model.modeling import BreastGPTForConditionalGeneration
@@ -49,12 +49,6 @@ class InitResult:
     slide_parameters: int
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def hash_tree(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:

@@ -140,12 +140,6 @@ def build_encoder(name: str = DEFAULT_ENCODER, *, weights: str | Path | None = N
 
 # ------------------------------------------------------------------------------------------ weights
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def state_dict_sha256(module: nn.Module) -> str:
@@ -316,3 +310,4 @@ def _timm_named(architecture: str, **kwargs: Any) -> nn.Module:
 
 
 _register_builtin()
+from breastgpt.artifacts import sha256_file as file_sha256

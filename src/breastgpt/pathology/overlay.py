@@ -82,13 +82,6 @@ def write_png(path: str | Path, pixels: np.ndarray) -> Path:
     return path
 
 
-def write_json(path: str | Path, payload: Any) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-    return path
 
 
 def read_scores(path: str | Path, n_tiles: int) -> np.ndarray:
@@ -114,3 +107,4 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+from breastgpt.artifacts import atomic_write_json as write_json

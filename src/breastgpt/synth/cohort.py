@@ -5,12 +5,12 @@ and pixel content (file modification times aside)."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from pathlib import Path
 from typing import Callable
 
+from breastgpt.artifacts import atomic_write_json as _write_json
 from breastgpt.synth.cases import SynthConfig, Truth
 from breastgpt.synth.mammo_dicom import gen_bmcd, gen_cbis_ddsm, gen_embed, gen_inbreast, gen_rsna_screening, gen_vindr_mammo
 from breastgpt.synth.mammo_raster import gen_cdd_cesm, gen_csaw_m, gen_dmid, gen_kau_bcmd, gen_mias
@@ -52,8 +52,3 @@ def generate(out: Path, patients: int, sources: list[str] | None = None, seed: i
     return roots
 
 
-def _write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(tmp, path)

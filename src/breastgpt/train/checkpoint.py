@@ -17,7 +17,6 @@ must be on a file system all of them share.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -33,6 +32,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import breastgpt
+from breastgpt.artifacts import sha256_file
 from breastgpt.train.state_io import load_state, save_state
 
 MANIFEST = "manifest.json"
@@ -69,12 +69,6 @@ def code_version() -> dict[str, Any]:
     return out
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def step_dir_name(step: int) -> str:

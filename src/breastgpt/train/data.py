@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from breastgpt.artifacts import sha256_file as file_sha256
 from breastgpt.train.config import ConfigError, DataConfig
 
 IGNORE_INDEX = -100
@@ -83,12 +84,6 @@ def _from_swift(row: dict[str, Any], where: str) -> Sample:
     return Sample(str(row.get("id", where)), [dict(m) for m in row["messages"]], ordered, None)
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---- media -------------------------------------------------------------------------------------------------
