@@ -25,7 +25,7 @@ def realdata() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random-weight BreastGPT checkpoint folder (built once per test session)."""
-    from tests.infer.checkpoint import save_tiny_checkpoint
+    """A tiny BreastGPT checkpoint written by the training loop (a few steps; built once per test session)."""
+    from tests.infer.checkpoint import train_tiny_checkpoint
 
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny-checkpoint"))
+    return train_tiny_checkpoint(tmp_path_factory.mktemp("tiny-checkpoint"))
