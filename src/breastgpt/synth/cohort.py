@@ -16,7 +16,7 @@ from breastgpt.synth.mammo_dicom import gen_bmcd, gen_cbis_ddsm, gen_embed, gen_
 from breastgpt.synth.mammo_raster import gen_cdd_cesm, gen_csaw_m, gen_dmid, gen_kau_bcmd, gen_mias
 from breastgpt.synth.slides import gen_bcnb, gen_histai_breast, gen_tcga_brca
 from breastgpt.synth.ultrasound import gen_bus_cot, gen_busi
-from breastgpt.synth.volumes import gen_ct_rate, gen_mri_cohort
+from breastgpt.synth.volumes import gen_ct_cohort, gen_ct_rate, gen_mri_cohort
 
 Generator = Callable[[Path, SynthConfig], list[Truth]]
 GENERATORS: dict[str, Generator] = {
@@ -26,6 +26,7 @@ GENERATORS: dict[str, Generator] = {
     "ct_rate": gen_ct_rate, "tcga_brca": gen_tcga_brca, "bcnb": gen_bcnb, "histai_breast": gen_histai_breast,
     "mri_cohort_a": lambda root, config: gen_mri_cohort(root, config, stream=15),
     "mri_cohort_b": lambda root, config: gen_mri_cohort(root, config, stream=19),
+    "ct_cohort": gen_ct_cohort,
 }
 
 

@@ -53,6 +53,25 @@ def gen_ct_rate(root: Path, config: SynthConfig) -> list[Truth]:
     return truths
 
 
+SUBTYPE_BY_RECEPTORS = {  # (ER or PR, HER2, Ki-67 high) → surrogate molecular subtype (St Gallen style)
+    (True, False, False): "luminal_a", (True, False, True): "luminal_b", (True, True, False): "luminal_b",
+    (True, True, True): "luminal_b", (False, True, False): "her2_enriched", (False, True, True): "her2_enriched",
+    (False, False, False): "basal", (False, False, True): "basal",
+}
+
+
+def treatment_labels(rng: np.random.Generator, malignant: bool) -> dict:
+    """Biopsy-proven labels a treatment-planning MRI cohort carries: pathology for everyone; receptors, Ki-67,
+    surrogate subtype, nodal burden and stage for the cancers (subtype derived from the receptors, so they agree)."""
+    if not malignant:
+        return {"pathology": "benign"}
+    er, her2, ki67 = bool(rng.random() < 0.7), bool(rng.random() < 0.2), bool(rng.random() < 0.5)
+    pr = er and bool(rng.random() < 0.8)
+    return {"pathology": "malignant", "er": er, "pr": pr, "her2": her2, "ki67_high": ki67,
+            "molecular_subtype": SUBTYPE_BY_RECEPTORS[(er or pr, her2, ki67)],
+            "node_status": pick(rng, ["n0", "n1_2", "n3_plus"]), "tumour_stage": pick(rng, ["I", "II", "III"])}
+
+
 def gen_mri_cohort(root: Path, config: SynthConfig, *, stream: int = 15) -> list[Truth]:
     """A private-style breast MRI cohort: NIfTI sequences per patient and an institutional manifest."""
     rng = np.random.default_rng([config.seed, stream])
@@ -76,8 +95,43 @@ def gen_mri_cohort(root: Path, config: SynthConfig, *, stream: int = 15) -> list
                      "report": report, "split": split_for(i, config.patients), "birads": birads, "laterality": side,
                      "lesion_type": lesion_type, "enhancement_curve": curve, "malignant": "yes" if malignant else "no"})
         labels = {"birads": birads, "laterality": side, "lesion_type": lesion_type, "enhancement_curve": curve,
-                  "malignant": malignant}
+                  "malignant": malignant, **treatment_labels(rng, malignant)}
+        rows[-1].update({k: ("yes" if v else "no") if isinstance(v, bool) else v for k, v in labels.items()
+                         if k not in rows[-1]})
         truths.append(Truth(f"mri-{i + 1:04d}", labels, split_for(i, config.patients), shape[2], shape[1],
                             files, depth=shape[0]))
+    write_table(root / "manifest.csv", rows)
+    return truths
+
+
+def gen_ct_cohort(root: Path, config: SynthConfig) -> list[Truth]:
+    """An institutional chest-CT cohort (institutional manifest): NIfTI volumes with a segmented lung nodule
+    (label mask), other drawn abnormalities and a report — the annotated CT that public chest-CT sets lack."""
+    from breastgpt.synth.render_volume import _ellipsoid
+
+    rng = np.random.default_rng([config.seed, 23])
+    shape = (64, 192, 192) if config.full_size else (24, 64, 64)
+    rows, truths = [], []
+    for i in range(config.patients):
+        findings = {key: bool(rng.random() < 0.3) for key in CT_DRAWN if key != "lung_nodule"}
+        volume = render_ct(rng, shape, {**findings, "lung_nodule": False}).astype(np.int16)
+        side = pick(rng, [0.3, 0.7])
+        centre = (shape[0] * rng.uniform(0.3, 0.7), shape[1] * 0.42, shape[2] * side)
+        radius = rng.uniform(2.0, 3.5)
+        mask = _ellipsoid(shape, centre, (radius, radius * 1.2, radius * 1.2))
+        volume[mask] = 45
+        folder = Path(f"case_{i + 1:04d}")
+        path = write_nifti(root / folder / "ct.nii.gz", volume, (2.5, 1.2, 1.2))
+        write_nifti(root / folder / "nodule_mask.nii.gz", mask.astype(np.uint8), (2.5, 1.2, 1.2))
+        present = ["lung_nodule"] + [k for k, v in findings.items() if v]
+        report = (f"Solid pulmonary nodule in the {'right' if side < 0.5 else 'left'} lung "
+                  f"{size_phrase(mask, 1.2)}. " + " ".join(CT_TEXT[k] for k in present[1:]))
+        rows.append({"sample": f"ct-{i + 1:04d}", "patient": f"CTMRN{500000 + i}", "study": f"CTACC{300000 + i}",
+                     "modality": "ct", "kind": "volume", "files": str(folder / "ct.nii.gz"),
+                     "masks": str(folder / "nodule_mask.nii.gz"), "report": report.strip(),
+                     "split": split_for(i, config.patients), "ct_abnormalities": ";".join(present)})
+        labels = {"ct_abnormalities": {key: True for key in present}}  # a manifest lists present findings only
+        truths.append(Truth(f"ct-{i + 1:04d}", labels, split_for(i, config.patients), shape[2], shape[1],
+                            [path], depth=shape[0]))
     write_table(root / "manifest.csv", rows)
     return truths

@@ -91,3 +91,10 @@ class MRICohortAAdapter(InstitutionalAdapter):
 class MRICohortBAdapter(InstitutionalAdapter):
     name = "mri_cohort_b"
 
+
+
+@register
+class CTCohortAdapter(InstitutionalAdapter):
+    """An institutional chest-CT cohort with segmented findings (the synthetic demo cohort uses it)."""
+
+    name = "ct_cohort"
