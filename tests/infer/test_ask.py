@@ -61,6 +61,14 @@ def test_ask_on_a_real_slide_with_explanation(tiny_checkpoint: Path, realdata: P
     assert geojson["type"] == "FeatureCollection" and len(geojson["features"]) == len(tiles)
 
 
+def test_ask_on_the_jpeg2000_slide_with_supplied_mpp(tiny_checkpoint: Path, realdata: Path) -> None:
+    slide = str(realdata / "wsi" / "tcga-cr-7395-01a-01-ts1.svs")
+    refused = runner.invoke(app, ["ask", "--model", str(tiny_checkpoint), "--slide", slide, "--encoder",
+                                  "tiny-random", "?"])
+    assert refused.exit_code == 2 and "mpp" in refused.output.lower()  # the file declares no µm/px
+    assert ask(tiny_checkpoint, "--slide", slide, "--encoder", "tiny-random", "--mpp", "0.25", "Histologic type?")
+
+
 def test_explanation_matches_the_kept_token_count(engine: Engine, realdata: Path) -> None:
     from breastgpt.infer.explain import selected_indices
 
