@@ -43,12 +43,12 @@ def time_repeated(function: Callable[[], object], repeats: int, warmup: int = 1)
     return timings
 
 
-def write_result(name: str, payload: dict[str, object]) -> Path:
-    """Write benchmarks/results/<name>.json atomically, stamped with date and machine."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_result(name: str, payload: dict[str, object], target: Path | None = None) -> Path:
+    """Write `target` (default benchmarks/results/<name>.json) atomically, stamped with date and machine."""
     document = {"benchmark": name, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "machine": machine(), **payload}
-    target = RESULTS / f"{name}.json"
+    target = Path(target) if target is not None else RESULTS / f"{name}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_suffix(".json.partial")
     temporary.write_text(json.dumps(document, indent=2) + "\n")
     os.replace(temporary, target)

@@ -13,9 +13,7 @@ Run: python benchmarks/model_gpu.py [--tiny] [--device cuda] [--output PATH]
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, machine  # noqa: E402
+from _common import RESULTS, write_result  # noqa: E402
 
 from breastgpt.model import BreastGPTForConditionalGeneration  # noqa: E402
 from breastgpt.model.flavours import build_config  # noqa: E402
@@ -150,15 +148,6 @@ def bench_latency(model, args, dtype) -> dict[str, Any]:
             "selection_share": 1 - base["median_seconds"] / full["median_seconds"]}
 
 
-def write(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"benchmark": "model_gpu", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "machine": machine(), **payload}
-    tmp = path.with_suffix(path.suffix + ".partial")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     dtype = torch.float32 if args.tiny and args.device == "cpu" else torch.bfloat16
@@ -169,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                "parameters": sum(p.numel() for p in model.parameters())}
     payload["train_step"] = bench_train(model, args, dtype)
     payload["slide_latency"] = bench_latency(model, args, dtype)
-    write(args.output, payload)
+    write_result("model_gpu", payload, args.output)
     print(json.dumps({k: v for k, v in payload.items() if k not in ("train_step", "slide_latency")}))
     t, lat = payload["train_step"], payload["slide_latency"]
     print(f"train step: text-only {t['text_only']['median_seconds']:.3f}s, with slide "
