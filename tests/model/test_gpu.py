@@ -132,3 +132,29 @@ def test_tiny_model_trains_in_bfloat16_on_cuda():
     assert all(torch.isfinite(torch.tensor(losses)))
     # Measured on an H100 (torch 2.11): 5.79 -> 3.33 in 20 pure-bfloat16 AdamW steps at lr 1e-3.
     assert losses[-1] < 0.75 * losses[0], losses
+
+
+def test_training_loop_runs_in_bf16_on_cuda_and_the_checkpoint_loads_on_cpu(tmp_path):
+    """The real loop (accelerate, bf16 autocast) on the GPU; the checkpoint it writes generates on a CPU."""
+    from breastgpt.model import BreastGPTForConditionalGeneration
+    from breastgpt.train.config import (CheckpointConfig, DataConfig, LoggingConfig, ModelConfig, OptimConfig,
+                                        ScheduleConfig, TrainConfig)
+    from breastgpt.train.loop import train
+    from tests.infer.checkpoint import save_tiny_checkpoint
+
+    init = save_tiny_checkpoint(tmp_path / "init")
+    config = TrainConfig(
+        name="gpu-bf16", seed=0, precision="bf16", output_dir=str(tmp_path / "run"),
+        data=DataConfig(synthetic_records=16, max_length=1024), model=ModelConfig(path=str(init)),
+        optim=OptimConfig(lr=3e-3, weight_decay=0.0),
+        schedule=ScheduleConfig(epochs=0, max_steps=24, scheduler="constant", warmup_ratio=0.0, micro_batch_size=4),
+        checkpoint=CheckpointConfig(every_steps=0, keep_last=1),
+        logging=LoggingConfig(tensorboard=False, progress=False),
+    )
+    result = train(config)
+    assert all(torch.isfinite(torch.tensor(result.losses)))
+    assert sum(result.losses[-4:]) < sum(result.losses[:4]), result.losses
+    model = BreastGPTForConditionalGeneration.from_pretrained(result.final_dir).eval()
+    assert next(model.parameters()).device.type == "cpu"
+    ids = torch.tensor([[1, 2, 3, 4]])
+    assert model.generate(input_ids=ids, max_new_tokens=3, min_new_tokens=3, do_sample=False).shape == (1, 7)
