@@ -11,7 +11,7 @@ intervals, tables and shortcut gaps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,9 @@ from breastgpt.bench.items import BenchDataError, BenchItem, SavedResponse, load
 from breastgpt.bench.judges import JudgeScore, load_judgements
 from breastgpt.bench.metrics import iou
 from breastgpt.bench.parsing import parse_box, parse_choice_detailed
-from breastgpt.bench.text_metrics import embedding_cosine, key_finding_recall, rouge_l
+from breastgpt.bench.embedding_cache import embed_with_cache, open_run_cache
+from breastgpt.bench.text_metrics import (cosine_rows, embed_texts, key_finding_recall, packaged_embedding_model_path,
+                                          rouge_l)
 
 OPEN_FAMILIES = ("open_vqa", "report", "grounded_caption")
 
@@ -108,7 +110,7 @@ def score_responses(items: list[BenchItem], run: RunData, config: ScoreConfig) -
             rows.append(_score_one(it, resp, variant, run.model, judge))
     df = pd.DataFrame(rows, columns=list(_COLUMNS))
     if config.embeddings:
-        _add_embeddings(df, items, by_key)
+        _add_embeddings(df, items, by_key, run.run_dir)
     return df
 
 
@@ -164,7 +166,8 @@ def _score_closed(row: dict[str, Any], it: BenchItem, resp: SavedResponse | None
     row["unparseable"] = float(original is None)
 
 
-def _add_embeddings(df: pd.DataFrame, items: list[BenchItem], by_key: dict[tuple[str, str], SavedResponse]) -> None:
+def _add_embeddings(df: pd.DataFrame, items: list[BenchItem], by_key: dict[tuple[str, str], SavedResponse],
+                    run_dir: Path) -> None:
     refs = {it.id: it.answer for it in items if it.answer is not None}
     rows = [i for i, (iid, var) in enumerate(zip(df["item_id"], df["variant"])) if iid in refs]
     if not rows:
@@ -173,6 +176,11 @@ def _add_embeddings(df: pd.DataFrame, items: list[BenchItem], by_key: dict[tuple
              if (df.at[i, "item_id"], df.at[i, "variant"]) in by_key else "" for i in rows]
     # An empty or missing answer says nothing: it scores 0 rather than the similarity of "" to the reference.
     said = [k for k, p in enumerate(preds) if p.strip()]
+    texts = [preds[k] for k in said] + [refs[df.at[rows[k], "item_id"]] for k in said]
+    with open_run_cache(run_dir, packaged_embedding_model_path()) as cache:  # RUN_DIR/embeddings.sqlite
+        emb, stats = embed_with_cache(texts, cache, embed_texts)
     cos = np.zeros(len(rows))
-    cos[said] = embedding_cosine([preds[k] for k in said], [refs[df.at[rows[k], "item_id"]] for k in said])
+    if said:
+        cos[said] = cosine_rows(emb[:len(said)], emb[len(said):])
     df.loc[rows, "embedding"] = cos
+    df.attrs["embedding_cache"] = {**asdict(stats), "path": str(cache.path)}

@@ -14,10 +14,13 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from breastgpt.bench.embedding_cache import EmbeddingCache, embed_with_cache
 
 # ------------------------------------------------------------------------------------------------- ROUGE-L
 
@@ -72,18 +75,78 @@ def load_embedding_model(path: str | None = None):
     return SentenceTransformer(str(path or packaged_embedding_model_path()), device="cpu", local_files_only=True)
 
 
+PAD_MULTIPLE = 8
+
+
+def embed_texts(texts: Sequence[str], model_path: str | None = None, batch_size: int = 64) -> np.ndarray:
+    """L2-normalised float32 sentence embeddings, one row per text (pass distinct texts: each is embedded).
+
+    This is `SentenceTransformer.encode` (same weights, fp32, its Transformer → mean pooling → Normalize modules,
+    `normalize_embeddings=True`, inference mode) with one change in how batches are padded. `encode` pads each
+    batch to its longest text, and padding changes the last bits of a vector (~1e-7), so a text's vector would
+    depend on which texts shared its batch. Here each text is padded to a length set by its own token count
+    (`padded_lengths`) and batched only with texts of that padded length, so its vector is the same whatever
+    else is embedded with it: the embedding cache holds the same vectors whether a run directory was embedded
+    all at once or a few answers at a time, and padding stays under 8 tokens per text.
+    """
+    model = load_embedding_model(model_path)
+    model.eval()
+    if not texts:
+        return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
+    encoded = model.tokenizer(list(texts), truncation=True, max_length=model.max_seq_length)
+    padded = padded_lengths(np.array([len(ids) for ids in encoded["input_ids"]], dtype=int))
+    out = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
+    for rows in batches_of_equal(padded, batch_size):
+        out[rows] = _encode_padded(model, {k: [v[i] for i in rows] for k, v in encoded.items()}, int(padded[rows[0]]))
+    return out
+
+
+def padded_lengths(token_counts: np.ndarray) -> np.ndarray:
+    """The next multiple of PAD_MULTIPLE above each count: at least one padding token, so every batch takes the
+    masked attention path (an all-ones mask is skipped by transformers, which would change the last bits)."""
+    return (token_counts // PAD_MULTIPLE + 1) * PAD_MULTIPLE
+
+
+def batches_of_equal(values: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Row indices grouped by equal value, in chunks of at most `batch_size`."""
+    batches = []
+    for value in np.unique(values):
+        rows = np.flatnonzero(values == value)
+        batches += [rows[k:k + batch_size] for k in range(0, len(rows), batch_size)]
+    return batches
+
+
+def _encode_padded(model, encoded: dict[str, list[list[int]]], length: int) -> np.ndarray:
+    import torch
+
+    limit = model[0].auto_model.config.max_position_embeddings
+    if length > limit:
+        raise ValueError(f"padded length {length} exceeds the model's {limit} positions")
+    features = model.tokenizer.pad(encoded, padding="max_length", max_length=length, return_tensors="pt")
+    with torch.inference_mode():
+        embeddings = model(dict(features))["sentence_embedding"]
+        return torch.nn.functional.normalize(embeddings, p=2, dim=1).numpy()
+
+
 def embedding_cosine(predictions: list[str], references: list[str], model_path: str | None = None,
-                     batch_size: int = 64) -> np.ndarray:
-    """Cosine similarity of each prediction with its reference (L2-normalised sentence embeddings)."""
+                     batch_size: int = 64, cache: EmbeddingCache | None = None) -> np.ndarray:
+    """Cosine similarity of each prediction with its reference (L2-normalised sentence embeddings).
+
+    With a `cache` (`embedding_cache.open_run_cache`), stored vectors are used and new ones stored; without
+    one, each distinct text is still embedded only once."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
     if not predictions:
         return np.zeros(0)
-    model = load_embedding_model(model_path)
-    emb = model.encode(list(predictions) + list(references), batch_size=batch_size, normalize_embeddings=True,
-                       convert_to_numpy=True, show_progress_bar=False)
-    n = len(predictions)
-    return np.clip(np.sum(emb[:n] * emb[n:], axis=1), -1.0, 1.0).astype(float)
+    cache = cache or EmbeddingCache(None, "memory")
+    emb, _ = embed_with_cache(list(predictions) + list(references), cache,
+                              lambda texts: embed_texts(texts, model_path, batch_size))
+    return cosine_rows(emb[:len(predictions)], emb[len(predictions):])
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of L2-normalised float32 rows, as float64 clipped to [-1, 1]."""
+    return np.clip(np.sum(a * b, axis=1), -1.0, 1.0).astype(float)
 
 
 # ----------------------------------------------------------------------------------------- key-finding recall
