@@ -1,26 +1,34 @@
 """Concept-preserving token selection (SPEC §3.5) with memory linear in the number of tokens.
 
 `select_concepts` returns the indices the dense greedy facility-location selection returns, without ever
-holding the L×L coverage matrix. The coverage matrix M (rows: text tokens then visual tokens; columns:
-candidate visual tokens) is recomputed tile by tile from the normalised tokens, in float64:
+holding the L×L coverage matrix M (rows: prompt tokens, then visual tokens; columns: candidate visual
+tokens). Every entry is recomputed when needed as M[i, j] = exp(β_i·(v̂_i·v̂_j) + γ_i), in float64, from the
+input tokens and two numbers per row:
 
-1. Row normalisers. Q's rows are softmaxes over cosine similarities; the similarity matrix is symmetric, so
-   one sweep over the upper triangle of tiles gives every row's normaliser, and a second sweep gives every
-   column sum of Q (= every candidate's first-step gain). Text rows get their own two sweeps.
-2. Greedy with exact gains kept up to date lazily. A candidate's gain only ever shrinks (submodularity), so
-   an old exact gain is an upper bound; candidates whose bound can still reach the best fresh gain are
-   refreshed. A refresh is incremental: only rows whose coverage changed since the candidate's gain was
-   last exact contribute to the change, and those rows are logged per step.
-3. Before each pick, every candidate that may be within the tie tolerance of the best is re-evaluated from
-   scratch over all rows, and the pick is made on those fresh sums: the largest gain, ties (gains within
-   `TIE_RTOL`·best or `TIE_ATOL`) going to the lowest index.
+1. Row normalisers and first gains. The visual similarities are symmetric, so one sweep over the upper
+   triangle of square tiles gives every row's softmax normaliser, and a second sweep gives every column
+   sum of M (each candidate's first-step gain). Prompt rows use an online log-sum-exp.
+2. Lazy greedy (Minoux). A candidate's gain only shrinks as coverage grows (submodularity), so its last
+   exact gain bounds its current one. Each step refreshes stale candidates, best bound first in batches
+   that double, until no stale bound can reach the best fresh gain minus the tie tolerance. A refresh is
+   exact: either summed afresh over all rows, or the old gain minus the exact loss on the rows raised
+   since it was computed (snapshots of the coverage vector say which rows those are and what they held).
+   When the stale candidates that must be refreshed would cost more than one more symmetric sweep, every
+   gain is recomputed in a sweep instead.
+3. The pick is the largest fresh gain; gains within `TIE_RTOL`·best or `TIE_ATOL` of it are ties and go
+   to the lowest index, exactly as in the dense greedy.
 
-docs/token_selection.md gives the exactness argument and the memory accounting.
+Small problems (the whole matrix within one tile and `_DENSE_MAX_ENTRIES`) build M and sum every gain at
+every step, as the dense greedy does: cheaper than the lazy bookkeeping there, and no more memory than a
+tile.
+
+docs/token_selection.md gives the exactness argument, the memory accounting and measured costs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -32,22 +40,38 @@ from torch import Tensor, nn
 TIE_RTOL = 1e-9
 TIE_ATOL = 1e-13
 # Rounding allowance for gains kept up to date incrementally rather than summed afresh (relative to the
-# largest first-step gain, per step); it only widens the set of candidates that get re-evaluated.
+# largest first-step gain, per step); it only widens the set of candidates that get refreshed.
 _DRIFT = 1e-12
 _MIN_TEMPERATURE = 0.005
 _FIRST_BATCH = 16
+# A float64 block of row vectors is capped at this size, so that D = 4096 does not multiply the memory.
+_ROW_BLOCK_BYTES = 32 * 2**20
+# Rows × candidates of one block of M in a refresh (16 MiB of float64).
+_TILE_ENTRIES = 2**21
+# Above this fraction of changed rows, a refresh sums over all rows instead (no gather, no drift).
+_FULL_REFRESH_FRACTION = 0.5
+# Problems whose whole coverage matrix has at most this many entries (and fits in one tile) are solved
+# densely: one small matrix, every gain summed every step, which beats lazy bookkeeping below ~L = 500.
+_DENSE_MAX_ENTRIES = 2**18
+# A sweep (every gain, symmetric tiles: L²/2 products) replaces one-by-one refreshes that would need more
+# than this many times as many row×candidate products.
+_SWEEP_FACTOR = 1.0
+# Snapshots no stale candidate refers to any more are dropped once there are more than this many.
+_SNAPSHOTS_KEPT = 8
 
 
 @dataclass
 class SelectionStats:
     """What the lazy greedy did: for benchmarks and the docs, not for decisions."""
 
-    full_evaluations: int = 0
-    incremental_evaluations: int = 0
-    incremental_rows: int = 0
+    full_evaluations: int = 0  # candidate gains summed afresh over all rows
+    incremental_evaluations: int = 0  # candidate gains updated over the changed rows only
+    incremental_rows: int = 0  # (row, candidate) pairs in those updates
+    refresh_rounds: int = 0
     steps: int = 0
-    log_entries_peak: int = 0
-    notes: list[str] = field(default_factory=list)
+    snapshots_peak: int = 0
+    sweeps: int = 0  # all gains recomputed in one symmetric sweep (when cheaper than refreshing one by one)
+    dense: bool = False  # small problem: the whole matrix was one tile, every gain summed every step
 
 
 @torch.no_grad()
@@ -65,7 +89,8 @@ def select_concepts(
     """Indices (sorted ascending, on `tokens.device`) of the k tokens greedy facility location keeps.
 
     tokens [L, D]; text_tokens [m, D] (the prompt only, never answer tokens) adds text rows P above
-    coverage_weight·Q. Similarity tiles are `chunk_size` rows × `tile_columns` columns of float64.
+    coverage_weight·Q. Work is done in float64 tiles of at most `chunk_size` rows × `tile_columns` columns
+    (square `tile_columns` tiles for the two normaliser sweeps).
     """
     indices, _ = select_concepts_with_stats(
         tokens,
@@ -97,11 +122,13 @@ def select_concepts_with_stats(
     length = tokens.shape[0]
     if length <= k:
         return torch.arange(length, device=tokens.device), SelectionStats()
-    cov = _Coverage(tokens.detach(), None if text_tokens is None else text_tokens.detach(),
-                    temperature, text_temperature, coverage_weight, chunk_size, tile_columns)
+    text = None if text_tokens is None else text_tokens.detach().to(tokens.device)
+    cov = _Coverage(tokens.detach(), text, temperature, text_temperature, coverage_weight, chunk_size, tile_columns)
+    if cov.fits_one_tile():
+        return torch.sort(_dense_greedy(cov, int(k))).values, SelectionStats(steps=int(k), dense=True)
     greedy = _LazyGreedy(cov)
-    chosen = greedy.run(k)
-    return torch.sort(chosen).values.to(tokens.device), greedy.stats
+    chosen = greedy.run(int(k))
+    return torch.sort(chosen).values, greedy.stats
 
 
 def _check_inputs(tokens, k, text, temperature, text_temperature, weight, chunk_size, tile_columns) -> None:
@@ -135,189 +162,207 @@ def _inverse_norms(x: Tensor) -> Tensor:
     return 1.0 / norms.clamp_min(1e-12)
 
 
+def _spans(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
 class _Coverage:
-    """The coverage matrix M = [P; w·Q] (or Q alone), computed tile by tile and never stored.
+    """The coverage matrix M = [P; w·Q] (or Q alone), computed block by block and never stored.
 
     Global row ids: 0..m-1 are text rows, m..m+L-1 visual rows (visual row m+i belongs to token i).
+    M[i, j] = exp(beta_i · (unit_i · unit_j) + gamma_i); the tokens stay in the caller's dtype and are
+    normalised to float64 one block at a time.
     """
 
     def __init__(self, tokens, text, temperature, text_temperature, weight, chunk_size, tile_columns):
-        self.L = tokens.shape[0]
-        self.m = 0 if text is None else text.shape[0]
+        self.tokens, self.text = tokens, text
+        self.L, self.m = tokens.shape[0], 0 if text is None else text.shape[0]
+        self.device = tokens.device
         self.tau, self.text_tau = float(temperature), float(text_temperature)
         self.tile = int(tile_columns)
-        self.chunk = max(self.tile, (int(chunk_size) + self.tile - 1) // self.tile * self.tile)
-        self.device = tokens.device
-        # The float64 unit vectors are kept (2× a float32 input, linear in L): every tile reads them.
-        self.vhat = tokens.to(torch.float64) * _inverse_norms(tokens)[:, None]
-        self.that = None if text is None else text.to(torch.float64) * _inverse_norms(text)[:, None]
-        self.visual_scale = (float(weight) if text is not None else 1.0) / self.L
-        self.z = self._visual_normalisers()
-        self.text_shift, self.text_z = self._text_normalisers() if text is not None else (None, None)
+        self.chunk = max(1, min(int(chunk_size), _ROW_BLOCK_BYTES // (8 * tokens.shape[1])))
+        self.inv_norm = _inverse_norms(tokens)
+        self.text_inv_norm = None if text is None else _inverse_norms(text)
+        self._no_rows = torch.zeros(0, dtype=torch.long, device=self.device)  # text rows only
+        self._build_caches()
+        weight = float(weight) if text is not None else 1.0
+        z = self._visual_normalisers()
+        self.visual_scale = (weight / self.L) / z  # row i of M: visual_scale[i] · exp((cos - 1)/tau)
+        gamma = [torch.log(self.visual_scale) - 1.0 / self.tau]
+        if text is not None:
+            shift, text_z = self._text_normalisers()
+            gamma.insert(0, -shift / self.text_tau - torch.log(text_z * self.m))
+        self.gamma = torch.cat(gamma)
 
-    # ---- normalised rows and tiles ------------------------------------------------------------------
+    # ---- blocks of unit vectors ---------------------------------------------------------------------
 
-    def unit(self, idx) -> Tensor:
-        return self.vhat[idx]
+    def units(self, sel) -> Tensor:
+        """float64 unit vectors of visual tokens `sel` (a slice or index tensor)."""
+        if self.unit_cache is not None:
+            return self.unit_cache[sel]
+        return self.tokens[sel].to(torch.float64).mul_(self.inv_norm[sel, None])
 
-    def text_unit(self, idx) -> Tensor:
-        return self.that[idx]
+    def _scaled_units(self, sel) -> Tensor:
+        """Visual unit vectors divided by tau: the row side of a visual block."""
+        return self.tokens[sel].to(torch.float64).mul_((self.inv_norm[sel] / self.tau)[:, None])
 
-    def _kernel(self, rows, cols) -> Tensor:
-        # exp((cos - 1)/tau): cos <= 1, so the fixed shift never overflows and the diagonal is ~1.
-        s = self.unit(rows) @ self.unit(cols).T
-        return s.sub_(1.0).mul_(1.0 / self.tau).exp_()
+    def _text_scaled(self, sel) -> Tensor:
+        return self.text[sel].to(torch.float64).mul_((self.text_inv_norm[sel] / self.text_tau)[:, None])
 
-    def visual_entries(self, tok_rows, cols) -> Tensor:
-        e = self._kernel(tok_rows, cols)
-        return e.mul_((self.visual_scale / self.z[tok_rows])[:, None])
+    def _build_caches(self) -> None:
+        """Small problems keep their float64 vectors (<= one row block), which saves per-step conversions."""
+        self.unit_cache = self.row_cache = None
+        if 2 * (self.m + self.L) * self.tokens.shape[1] * 8 > _ROW_BLOCK_BYTES:
+            return
+        self.unit_cache = self.units(slice(None))
+        rows = [self.unit_cache / self.tau]
+        if self.m:
+            rows.insert(0, self._text_scaled(slice(None)))
+        self.row_cache = torch.cat(rows)
 
-    def text_entries(self, text_rows, cols) -> Tensor:
-        s = self.text_unit(text_rows) @ self.unit(cols).T
-        s.sub_(self.text_shift[text_rows, None]).mul_(1.0 / self.text_tau).exp_()
-        return s.mul_((1.0 / (self.m * self.text_z[text_rows]))[:, None])
+    def row_blocks(self, visual_rows: Tensor | None = None, columns: int = 1):
+        """(global row ids, units scaled by beta, gamma) for every text row and the given visual rows.
 
-    def entries(self, rows: Tensor, cols: Tensor) -> Tensor:
-        """M[rows, cols] for global row ids `rows` (any mix of text and visual rows)."""
-        if self.m == 0:
-            return self.visual_entries(rows, cols)
-        is_text = rows < self.m
-        if bool(is_text.all()):
-            return self.text_entries(rows, cols)
-        if not bool(is_text.any()):
-            return self.visual_entries(rows - self.m, cols)
-        out = torch.empty(rows.shape[0], cols.shape[0], dtype=torch.float64, device=self.device)
-        out[is_text] = self.text_entries(rows[is_text], cols)
-        out[~is_text] = self.visual_entries(rows[~is_text] - self.m, cols)
-        return out
+        `visual_rows` None means all of them; text rows always come first (a prompt is short, and an
+        unchanged row contributes exactly zero to an incremental refresh). Blocks are sized so that a
+        block against `columns` candidates stays within `_TILE_ENTRIES`.
+        """
+        size = max(1, min(self.chunk, _TILE_ENTRIES // max(columns, 1)))
+        if self.row_cache is not None:
+            rows = visual_rows
+            if rows is not None and self.m:
+                rows = torch.cat([torch.arange(self.m, device=self.device), rows + self.m])
+            for sl in _spans(self.m + self.L if rows is None else rows.shape[0], size):
+                picked = sl if rows is None else rows[sl]
+                yield picked, self.row_cache[picked], self.gamma[picked]
+            return
+        for sl in _spans(self.m, size):
+            yield sl, self._text_scaled(sl), self.gamma[sl]
+        if visual_rows is None:
+            for sl in _spans(self.L, size):
+                rows = slice(self.m + sl.start, self.m + sl.stop)
+                yield rows, self._scaled_units(sl), self.gamma[rows]
+        else:
+            for sl in _spans(visual_rows.shape[0], size):
+                idx = visual_rows[sl]
+                yield idx + self.m, self._scaled_units(idx), self.gamma[idx + self.m]
 
-    def row_chunks(self, rows: Tensor):
-        for start in range(0, rows.shape[0], self.chunk):
-            yield rows[start : start + self.chunk]
-
-    def col_chunks(self, cols: Tensor):
-        for start in range(0, cols.shape[0], self.tile):
-            yield start, cols[start : start + self.tile]
-
-    def all_rows(self) -> Tensor:
-        return torch.arange(self.m + self.L, device=self.device)
+    @staticmethod
+    def entries(scaled_rows: Tensor, gamma: Tensor, columns: Tensor) -> Tensor:
+        """M[rows, columns] from a row block (units scaled by beta) and column unit vectors."""
+        return torch.addmm(gamma[:, None], scaled_rows, columns.T).exp_()
 
     # ---- normalisers and first-step gains -------------------------------------------------------------
 
     def _symmetric_tiles(self):
-        """(row slice, column slice, off_band) covering each unordered token pair once.
+        """(row span, column span, E) for each square tile of visual pairs on or above the diagonal.
 
-        Row blocks are `chunk` wide, column blocks `tile` wide and aligned with them; inside a row block's
-        own band every ordered pair is computed, beyond it each tile also stands for its transpose.
+        E = exp((cos - 1)/tau) is symmetric, so an off-diagonal tile also stands for its transpose.
         """
-        for r0 in range(0, self.L, self.chunk):
-            r1 = min(r0 + self.chunk, self.L)
-            for c0 in range(r0, self.L, self.tile):
-                yield slice(r0, r1), slice(c0, min(c0 + self.tile, self.L)), c0 >= r1
+        for rs in _spans(self.L, self.tile):
+            rows = self._scaled_units(rs)
+            for cs in _spans(self.L, self.tile):
+                if cs.start < rs.start:
+                    continue
+                yield rs, cs, torch.mm(rows, self.units(cs).T).sub_(1.0 / self.tau).exp_()
 
     def _visual_normalisers(self) -> Tensor:
         z = torch.zeros(self.L, dtype=torch.float64, device=self.device)
-        for rows, cols, off_band in self._symmetric_tiles():
-            e = self._kernel(rows, cols)
-            z[rows] += e.sum(1)
-            if off_band:
-                z[cols] += e.sum(0)
+        for rs, cs, e in self._symmetric_tiles():
+            z[rs] += e.sum(1)
+            if cs != rs:
+                z[cs] += e.sum(0)
         return z
-
-    def visual_column_sums(self) -> Tensor:
-        inv_z = 1.0 / self.z
-        sums = torch.zeros(self.L, dtype=torch.float64, device=self.device)
-        for rows, cols, off_band in self._symmetric_tiles():
-            e = self._kernel(rows, cols)
-            sums[cols] += e.T @ inv_z[rows]
-            if off_band:
-                sums[rows] += e @ inv_z[cols]
-        return sums.mul_(self.visual_scale)
 
     def _text_normalisers(self) -> tuple[Tensor, Tensor]:
         # Text cosines need not reach 1, so each text row is shifted by its own maximum (online log-sum-exp).
-        shift = torch.full((self.m,), -torch.inf, dtype=torch.float64, device=self.device)
+        text = self.text.to(torch.float64) * self.text_inv_norm[:, None]
+        shift = torch.full((self.m,), -math.inf, dtype=torch.float64, device=self.device)
         z = torch.zeros(self.m, dtype=torch.float64, device=self.device)
-        all_cols = torch.arange(self.L, device=self.device)
-        for rows in self.row_chunks(torch.arange(self.m, device=self.device)):
-            for _, cols in self.col_chunks(all_cols):
-                s = self.text_unit(rows) @ self.unit(cols).T
-                new_shift = torch.maximum(shift[rows], s.max(1).values)
-                z[rows] = z[rows] * torch.exp((shift[rows] - new_shift) / self.text_tau)
-                z[rows] += s.sub_(new_shift[:, None]).mul_(1.0 / self.text_tau).exp_().sum(1)
-                shift[rows] = new_shift
+        for cs in _spans(self.L, self.tile):
+            s = text @ self.units(cs).T
+            new_shift = torch.maximum(shift, s.max(1).values)
+            z = z * torch.exp((shift - new_shift) / self.text_tau)
+            z += s.sub_(new_shift[:, None]).mul_(1.0 / self.text_tau).exp_().sum(1)
+            shift = new_shift
         return shift, z
 
-    def text_column_sums(self) -> Tensor:
-        sums = torch.zeros(self.L, dtype=torch.float64, device=self.device)
-        all_cols = torch.arange(self.L, device=self.device)
-        for rows in self.row_chunks(torch.arange(self.m, device=self.device)):
-            for start, cols in self.col_chunks(all_cols):
-                sums[start : start + cols.shape[0]] += self.text_entries(rows, cols).sum(0)
-        return sums
+    def all_gains(self, cover: Tensor | None = None) -> Tensor:
+        """Σ_i max(M[i, j] - cover_i, 0) for every candidate j; cover None (nothing covered): column sums.
 
-    def first_gains(self) -> Tensor:
-        gains = self.visual_column_sums()
-        return gains + self.text_column_sums() if self.m else gains
+        One sweep over the symmetric tiles: tile E[A, B] gives rows A × columns B (row scale a_A) and, read
+        transposed, rows B × columns A (row scale a_B).
+        """
+        gains = torch.zeros(self.L, dtype=torch.float64, device=self.device)
+        a = self.visual_scale
+        c = None if cover is None else cover[self.m :]
+        for rs, cs, e in self._symmetric_tiles():
+            if c is None:
+                gains[cs] += a[rs] @ e
+                if cs != rs:
+                    gains[rs] += e @ a[cs]
+                continue
+            gains[cs] += torch.addcmul(-c[rs, None], a[rs, None], e).clamp_(min=0).sum(0)
+            if cs != rs:
+                gains[rs] += torch.addcmul(-c[None, cs], a[None, cs], e).clamp_(min=0).sum(1)
+        for cs in _spans(self.L, self.tile) if self.m else ():
+            cols = self.units(cs)
+            for rows, scaled, gamma in self.row_blocks(self._no_rows, cols.shape[0]):
+                e = self.entries(scaled, gamma, cols)
+                gains[cs] += (e if cover is None else e.sub_(cover[rows, None]).clamp_(min=0)).sum(0)
+        return gains
+
+    def fits_one_tile(self) -> bool:
+        entries = (self.m + self.L) * self.L
+        return entries <= min(_DENSE_MAX_ENTRIES, self.chunk * self.tile) and self.row_cache is not None
+
+    def dense(self) -> Tensor:
+        """The whole coverage matrix: only for problems that fit in one tile."""
+        return self.entries(self.row_cache, self.gamma, self.unit_cache)
+
+    def column(self, j: int) -> Tensor:
+        """M[:, j] over all rows."""
+        col = self.units(slice(j, j + 1))
+        return torch.cat([self.entries(scaled, gamma, col)[:, 0] for _, scaled, gamma in self.row_blocks()])
 
 
-class _ChangeLog:
-    """Per step: the rows whose coverage the pick raised, and their coverage before the raise."""
-
-    def __init__(self, cap_entries: int) -> None:
-        self.cap = cap_entries
-        self.steps: list[tuple[int, Tensor, Tensor]] = []
-        self.entries = 0
-
-    def oldest(self) -> int:
-        return self.steps[0][0] if self.steps else 1 << 62
-
-    def append(self, step: int, rows: Tensor, old: Tensor) -> None:
-        self.steps.append((step, rows, old))
-        self.entries += rows.shape[0]
-        # Forgetting old steps keeps memory bounded; candidates older than the log are summed afresh.
-        while self.entries > self.cap and len(self.steps) > 1:
-            self.entries -= self.steps.pop(0)[1].shape[0]
-
-    def values_at(self, steps: list[int], cover: Tensor) -> tuple[Tensor, Tensor]:
-        """Rows changed since min(steps), and [rows, len(steps)] coverage as it was at each of `steps`."""
-        rows, _ = self.changed_since(min(steps))
-        values = cover[rows, None].repeat(1, len(steps))
-        for col, step in enumerate(steps):
-            changed, old = self.changed_since(step)
-            values[torch.searchsorted(rows, changed), col] = old
-        return rows, values
-
-    def changed_since(self, step: int) -> tuple[Tensor, Tensor]:
-        """Rows changed at steps >= `step`, each with its coverage as it was at `step`."""
-        kept = [(r, o) for s, r, o in self.steps if s >= step]
-        rows = torch.cat([r for r, _ in kept])
-        old = torch.cat([o for _, o in kept])
-        order = torch.argsort(rows, stable=True)  # stable: the earliest step's old value comes first
-        rows, old = rows[order], old[order]
-        first = torch.ones_like(rows, dtype=torch.bool)
-        first[1:] = rows[1:] != rows[:-1]
-        return rows[first], old[first]
+def _dense_greedy(cov: _Coverage, k: int) -> Tensor:
+    coverage = cov.dense()
+    cover = torch.zeros(coverage.shape[0], dtype=torch.float64, device=cov.device)
+    taken = torch.zeros(cov.L, dtype=torch.bool, device=cov.device)
+    picks = []
+    for _ in range(k):
+        gains = (coverage - cover[:, None]).clamp_(min=0).sum(0).masked_fill_(taken, -math.inf)
+        best = float(gains.max())
+        pick = int(torch.nonzero(gains >= best - max(TIE_RTOL * best, TIE_ATOL))[0, 0])
+        taken[pick] = True
+        torch.maximum(cover, coverage[:, pick], out=cover)
+        picks.append(pick)
+    return torch.tensor(picks, dtype=torch.long, device=cov.device)
 
 
 class _LazyGreedy:
+    """Greedy facility location on exact gains, refreshed lazily (see the module docstring)."""
+
     def __init__(self, cov: _Coverage) -> None:
         self.cov = cov
         self.stats = SelectionStats()
         dev = cov.device
-        self.gain = cov.first_gains()
+        self.gain = cov.all_gains()  # exact as of fresh_at: an upper bound on the current gain
         self.scale = float(self.gain.max())
-        self.fresh_at = torch.zeros(cov.L, dtype=torch.long, device=dev)
+        self.fresh_at = torch.zeros(cov.L, dtype=torch.long, device=dev)  # step at which gain was exact
         self.chosen = torch.zeros(cov.L, dtype=torch.bool, device=dev)
         self.cover = torch.zeros(cov.m + cov.L, dtype=torch.float64, device=dev)
-        self.log = _ChangeLog(cap_entries=8 * (cov.m + cov.L))
+        self.raised_at = torch.zeros(cov.m + cov.L, dtype=torch.long, device=dev)  # picks made when last raised
+        self.snapshots = {0: self.cover.clone()}  # step -> coverage after that many picks
 
     def run(self, k: int) -> Tensor:
         picks = []
         for step in range(k):
-            self._settle(step)
-            pick = self._decide(step)
-            self._take(step, pick)
+            pick = self._decide(step, self._settle(step))
+            self._take(pick, step)
+            self._forget_snapshots()
             picks.append(pick)
         self.stats.steps = k
         return torch.tensor(picks, dtype=torch.long, device=self.cov.device)
@@ -325,87 +370,120 @@ class _LazyGreedy:
     def _tolerance(self, best: float) -> float:
         return max(TIE_RTOL * best, TIE_ATOL)
 
-    def _drift(self, step: int) -> float:
-        return _DRIFT * self.scale * (step + 1)
+    def _settle(self, step: int) -> float:
+        """Refresh stale candidates, best bound first, until none can reach the best fresh gain's tie band.
 
-    def _best_fresh(self, step: int) -> float:
-        fresh = (self.fresh_at == step) & ~self.chosen
-        return float(self.gain[fresh].max()) if bool(fresh.any()) else -float("inf")
-
-    def _settle(self, step: int) -> None:
-        """Refresh stale candidates until none can reach the best fresh gain (minus the tie tolerance)."""
-        batch = _FIRST_BATCH
+        Returns the best fresh gain, which is then the best gain of all.
+        """
+        batch, open_ = _FIRST_BATCH, ~self.chosen
         while True:
-            best = self._best_fresh(step)
-            floor = best - self._tolerance(best) - 2 * self._drift(step) if best > -float("inf") else -float("inf")
-            stale = (self.fresh_at < step) & ~self.chosen & (self.gain >= floor)
-            n_stale = int(stale.sum())
-            if n_stale == 0:
-                return
-            cand = torch.nonzero(stale).squeeze(1)
-            if n_stale > batch:
-                cand = cand[torch.topk(self.gain[cand], batch).indices]
-            self._refresh(cand, step)
+            fresh = open_ & (self.fresh_at == step)
+            best = float(torch.where(fresh, self.gain, -math.inf).max())
+            floor = best - self._tolerance(best) - _DRIFT * self.scale * (step + 1)
+            stale = torch.nonzero(open_ & ~fresh & (self.gain >= floor)).squeeze(1)
+            if stale.numel() == 0:
+                return best
+            if best > -math.inf and self._sweep_is_cheaper(stale, step):
+                self._sweep(step)
+                continue
+            if stale.numel() > batch:
+                stale = stale[torch.topk(self.gain[stale], batch, sorted=False).indices]
+            self._refresh(stale, step)
             batch *= 2
 
+    def _sweep_is_cheaper(self, stale: Tensor, step: int) -> bool:
+        """Would refreshing `stale` one by one cost more row×candidate products than one symmetric sweep?"""
+        rows = self._rows_changed_since(step)[self.fresh_at[stale]]
+        rows = torch.where(rows > _FULL_REFRESH_FRACTION * self.cov.L, self.cov.L, rows)
+        return float(rows.sum(dtype=torch.float64)) > _SWEEP_FACTOR * self.cov.L * self.cov.L / 2
+
+    def _sweep(self, step: int) -> None:
+        self.stats.sweeps += 1
+        self._snapshot(step)
+        self.gain = self.cov.all_gains(self.cover)
+        self.fresh_at.fill_(step)
+
+    def _decide(self, step: int, best: float) -> int:
+        """Every fresh gain within the tolerance of the best is a tie, and the lowest index wins."""
+        tied = ~self.chosen & (self.fresh_at == step) & (self.gain >= best - self._tolerance(best))
+        return int(torch.nonzero(tied)[0, 0])
+
+    def _forget_snapshots(self) -> None:
+        if len(self.snapshots) > _SNAPSHOTS_KEPT:
+            live = set(torch.unique(self.fresh_at[~self.chosen]).tolist())
+            self.snapshots = {s: c for s, c in self.snapshots.items() if s in live}
+
+    def _take(self, pick: int, step: int) -> None:
+        column = self.cov.column(pick)
+        self.raised_at[column > self.cover] = step + 1
+        torch.maximum(self.cover, column, out=self.cover)
+        self.chosen[pick] = True
+
+    def _snapshot(self, step: int) -> None:
+        if step not in self.snapshots:
+            self.snapshots[step] = self.cover.clone()
+            self.stats.snapshots_peak = max(self.stats.snapshots_peak, len(self.snapshots))
+
+    # ---- exact refreshes ------------------------------------------------------------------------------
+
     def _refresh(self, cand: Tensor, step: int) -> None:
-        forgotten = self.fresh_at[cand] < self.log.oldest()
-        if bool(forgotten.any()):
-            self.gain[cand[forgotten]] = self._fresh_gains(cand[forgotten])
-        if not bool(forgotten.all()):
-            rest = cand[~forgotten]
-            self.gain[rest] -= self._decrements(rest)
+        """Make the gains of `cand` exact for the coverage after `step` picks.
+
+        A candidate last exact at step s only lost gain on rows raised since s. Candidates are grouped by
+        how many rows that is (powers of two), so one matrix product per group serves them all; those
+        for which more than half the rows changed are summed afresh over all rows.
+        """
+        self.stats.refresh_rounds += 1
+        self._snapshot(step)
+        since = self.fresh_at[cand]
+        changed = self._rows_changed_since(step)[since]
+        full = (changed > _FULL_REFRESH_FRACTION * self.cov.L) | (since == 0)
+        if bool(full.any()):
+            self.gain[cand[full]] = self._summed_gains(cand[full])
+        band = torch.log2(changed.clamp_min(1).to(torch.float64)).floor_().to(torch.long)
+        for b in torch.unique(band[~full]).tolist():
+            members = ~full & (band == b)
+            rows = torch.nonzero(self.raised_at[self.cov.m :] > since[members].min()).squeeze(1)
+            self.stats.incremental_evaluations += int(members.sum())
+            self.stats.incremental_rows += int(members.sum()) * (rows.numel() + self.cov.m)
+            self.gain[cand[members]] -= self._losses(cand[members], since[members], rows)
         self.fresh_at[cand] = step
 
-    def _fresh_gains(self, cand: Tensor) -> Tensor:
-        self.stats.full_evaluations += cand.shape[0]
-        out = torch.empty(cand.shape[0], dtype=torch.float64, device=self.cov.device)
-        for start, cols in self.cov.col_chunks(cand):
-            total = torch.zeros(cols.shape[0], dtype=torch.float64, device=self.cov.device)
-            for rows in self.cov.row_chunks(self.cov.all_rows()):
-                total += self.cov.entries(rows, cols).sub_(self.cover[rows, None]).clamp_(min=0).sum(0)
-            out[start : start + cols.shape[0]] = total
+    def _rows_changed_since(self, step: int) -> Tensor:
+        """[step + 1]: how many visual rows were raised after s picks, for s = 0..step."""
+        counts = torch.bincount(self.raised_at[self.cov.m :], minlength=step + 1)
+        return self.cov.L - torch.cumsum(counts, 0)[: step + 1]
+
+    def _summed_gains(self, cand: Tensor) -> Tensor:
+        """Σ_i max(M[i, j] - cover_i, 0) over all rows, for each candidate j."""
+        self.stats.full_evaluations += cand.numel()
+        out = torch.zeros(cand.numel(), dtype=torch.float64, device=self.cov.device)
+        for cs in _spans(cand.numel(), self.cov.tile):
+            cols = self.cov.units(cand[cs])
+            for rows, scaled, gamma in self.cov.row_blocks(None, cols.shape[0]):
+                e = self.cov.entries(scaled, gamma, cols)
+                out[cs] += e.sub_(self.cover[rows, None]).clamp_(min=0).sum(0)
         return out
 
-    def _decrements(self, cand: Tensor) -> Tensor:
-        """Exact gain lost by each candidate since its gain was last exact: a sum over changed rows only."""
-        steps, which = torch.unique(self.fresh_at[cand], return_inverse=True)
-        rows, then = self.log.values_at(steps.tolist(), self.cover)
-        now = self.cover[rows]
-        self.stats.incremental_evaluations += cand.shape[0]
-        self.stats.incremental_rows += rows.shape[0] * cand.shape[0]
-        out = torch.empty(cand.shape[0], dtype=torch.float64, device=self.cov.device)
-        for start, cols in self.cov.col_chunks(cand):
-            col_steps = which[start : start + cols.shape[0]]
-            total = torch.zeros(cols.shape[0], dtype=torch.float64, device=self.cov.device)
-            for r0 in range(0, rows.shape[0], self.cov.chunk):
-                r = slice(r0, r0 + self.cov.chunk)
-                old = then[r][:, col_steps]  # coverage of each row when each candidate was last exact
-                # Gain lost on row i: max(0, M - old) - max(0, M - now) = clip(M - old, 0, now - old).
-                e = self.cov.entries(rows[r], cols).sub_(old).clamp_(min=0)
-                total += torch.minimum(e, now[r, None] - old, out=e).sum(0)
-            out[start : start + cols.shape[0]] = total
+    def _losses(self, cand: Tensor, since: Tensor, rows: Tensor) -> Tensor:
+        """Exact gain each candidate lost since its step `since`, given every visual row raised since then.
+
+        Row i's share: max(0, M - then_i) - max(0, M - now_i) = clip(M - then_i, 0, now_i - then_i); it is
+        zero on rows that did not change, so one set of rows serves candidates of different ages.
+        """
+        steps, which = torch.unique(since, return_inverse=True)
+        snapshots = [self.snapshots[s] for s in steps.tolist()]
+        out = torch.zeros(cand.numel(), dtype=torch.float64, device=self.cov.device)
+        for cs in _spans(cand.numel(), self.cov.tile):
+            cols = self.cov.units(cand[cs])
+            for global_rows, scaled, gamma in self.cov.row_blocks(rows, cols.shape[0]):
+                if len(snapshots) == 1:
+                    then = snapshots[0][global_rows, None]
+                else:  # [rows, candidates]: each candidate's coverage as it was when its gain was exact
+                    then = torch.stack([snap[global_rows] for snap in snapshots], 1)[:, which[cs]]
+                e = self.cov.entries(scaled, gamma, cols).sub_(then).clamp_(min=0)
+                out[cs] += torch.minimum(e, self.cover[global_rows, None] - then, out=e).sum(0)
         return out
-
-    def _decide(self, step: int) -> int:
-        """Re-sum every candidate that may tie the best, then pick: largest gain, ties to the lowest index."""
-        best = self._best_fresh(step)
-        floor = best - self._tolerance(best) - 3 * self._drift(step)
-        near = torch.nonzero((self.fresh_at == step) & ~self.chosen & (self.gain >= floor)).squeeze(1)
-        exact = self._fresh_gains(near)
-        self.gain[near] = exact
-        top = float(exact.max())
-        tied = near[exact >= top - self._tolerance(top)]
-        return int(tied.min())
-
-    def _take(self, step: int, pick: int) -> None:
-        col = torch.cat([self.cov.entries(r, torch.tensor([pick], device=self.cov.device))[:, 0]
-                         for r in self.cov.row_chunks(self.cov.all_rows())])
-        raised = torch.nonzero(col > self.cover).squeeze(1)
-        self.log.append(step, raised, self.cover[raised].clone())
-        self.cover[raised] = col[raised]
-        self.chosen[pick] = True
-        self.stats.log_entries_peak = max(self.stats.log_entries_peak, self.log.entries)
 
 
 # ---- training: straight-through estimator ------------------------------------------------------------
