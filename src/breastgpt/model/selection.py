@@ -45,9 +45,11 @@ _DRIFT = 1e-12
 _MIN_TEMPERATURE = 0.005
 _FIRST_BATCH = 16
 # A float64 block of row vectors is capped at this size, so that D = 4096 does not multiply the memory.
-_ROW_BLOCK_BYTES = 32 * 2**20
-# Rows × candidates of one block of M in a refresh (16 MiB of float64).
-_TILE_ENTRIES = 2**21
+_ROW_BLOCK_BYTES = 16 * 2**20
+# Problems whose float64 unit vectors (twice: plain and scaled) fit in this are converted once, not per block.
+_CACHE_BYTES = 32 * 2**20
+# Rows × candidates of one block of M in a refresh (8 MiB of float64).
+_TILE_ENTRIES = 2**20
 # Above this fraction of changed rows, a refresh sums over all rows instead (no gather, no drift).
 _FULL_REFRESH_FRACTION = 0.5
 # Problems whose whole coverage matrix has at most this many entries (and fits in one tile) are solved
@@ -211,9 +213,9 @@ class _Coverage:
         return self.text[sel].to(torch.float64).mul_((self.text_inv_norm[sel] / self.text_tau)[:, None])
 
     def _build_caches(self) -> None:
-        """Small problems keep their float64 vectors (<= one row block), which saves per-step conversions."""
+        """Small problems keep their float64 vectors (<= _CACHE_BYTES), which saves per-step conversions."""
         self.unit_cache = self.row_cache = None
-        if 2 * (self.m + self.L) * self.tokens.shape[1] * 8 > _ROW_BLOCK_BYTES:
+        if 2 * (self.m + self.L) * self.tokens.shape[1] * 8 > _CACHE_BYTES:
             return
         self.unit_cache = self.units(slice(None))
         rows = [self.unit_cache / self.tau]
