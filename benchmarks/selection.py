@@ -119,8 +119,15 @@ def _dense_refusal(n: int, dense_max_l: int | None) -> str | None:
     return None
 
 
+def _code_version() -> str:
+    done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(REPO), "diff", "--quiet", "HEAD", "--", "src/breastgpt/model/selection.py"])
+    return done.stdout.strip() + ("+dirty" if dirty.returncode else "")
+
+
 def run_case(n: int, d: int, kind: str, threads: int, dense_max_l: int | None) -> dict:
     case = {"L": n, "D": d, "data": kind, "k": K, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "code_version": _code_version(),
             "dense_fp64_matrix_bytes": n * n * 8, "dense_fp32_matrix_bytes": n * n * 4}
     ours = _run_child("ours", n, d, kind, threads)
     case["ours"] = {k: v for k, v in ours.items() if k != "indices"}
