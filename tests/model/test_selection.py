@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
+from breastgpt.model import selection
 from breastgpt.model.selection import (
     LearnableConceptSelector,
     select_concepts,
@@ -90,17 +93,29 @@ def _random_case(seed: int):
 def test_matches_dense_reference_on_200_random_cases(block):
     for seed in range(block * 50, block * 50 + 50):
         x, k, text = _random_case(seed)
-        # Small tiles, so that most cases cross tile borders (band and off-band tiles, several row chunks).
-        ours = select_concepts(x, k, text_tokens=text, chunk_size=32, tile_columns=16)
         ref = dense_greedy_reference(x, k, text_tokens=text)
-        assert torch.equal(ours, ref), f"seed {seed}: {ours.tolist()} != {ref.tolist()}"
-        assert ours.shape[0] == min(x.shape[0], k)
+        # Tiny tiles: the lazy path on all but the smallest cases, and most of them cross tile borders.
+        lazy = select_concepts(x, k, text_tokens=text, chunk_size=32, tile_columns=16)
+        assert torch.equal(lazy, ref), f"seed {seed} (lazy): {lazy.tolist()} != {ref.tolist()}"
+        # Default tiles: these sizes fit in one tile and take the small dense path.
+        small = select_concepts(x, k, text_tokens=text)
+        assert torch.equal(small, ref), f"seed {seed} (one tile): {small.tolist()} != {ref.tolist()}"
+        assert lazy.shape[0] == min(x.shape[0], k)
 
 
 def test_tiny_tiles_do_not_change_the_answer():
     for seed in (7, 12, 21, 33):
         x, k, text = _random_case(seed)
         ours = select_concepts(x, k, text_tokens=text, chunk_size=6, tile_columns=3)
+        assert torch.equal(ours, dense_greedy_reference(x, k, text_tokens=text)), f"seed {seed}"
+
+
+def test_blocks_converted_on_the_fly_agree(monkeypatch):
+    # Large problems do not keep float64 copies of the tokens; force that path on small ones.
+    monkeypatch.setattr(selection, "_CACHE_BYTES", 0)
+    for seed in (0, 3, 6, 9, 13, 42, 45):
+        x, k, text = _random_case(seed)
+        ours = select_concepts(x, k, text_tokens=text, chunk_size=8, tile_columns=8)
         assert torch.equal(ours, dense_greedy_reference(x, k, text_tokens=text)), f"seed {seed}"
 
 
@@ -117,6 +132,7 @@ def test_exact_duplicates_resolve_to_lowest_index():
     x = torch.stack([b, a, a, a, b])  # two directions, each duplicated
     assert select_concepts(x, 1).tolist() == [1]  # a covers 3 tokens, first copy of a is index 1
     assert select_concepts(x, 2).tolist() == [0, 1]
+    assert select_concepts(x, 2, chunk_size=2, tile_columns=1).tolist() == [0, 1]
 
 
 def test_k_equals_one_is_the_largest_column_sum():
@@ -125,6 +141,7 @@ def test_k_equals_one_is_the_largest_column_sum():
     v = torch.nn.functional.normalize(x.double(), dim=1)
     col = torch.softmax(v @ v.T / 0.2, dim=1).sum(0)
     assert select_concepts(x, 1).tolist() == [int(col.argmax())]
+    assert select_concepts(x, 1, chunk_size=4, tile_columns=4).tolist() == [int(col.argmax())]
 
 
 def test_larger_case_with_default_tiles_and_text():
@@ -133,15 +150,64 @@ def test_larger_case_with_default_tiles_and_text():
     x = centres[torch.randint(0, 12, (700,), generator=g)] + 0.5 * torch.randn(700, 32, generator=g)
     text = torch.randn(7, 32, generator=g)
     for kw in ({}, {"text_tokens": text}):
-        assert torch.equal(select_concepts(x, 40, **kw), dense_greedy_reference(x, 40, **kw))
+        idx, stats = select_concepts_with_stats(x, 40, **kw)
+        assert not stats.dense  # 700² entries: the lazy path, with default tiles
+        assert torch.equal(idx, dense_greedy_reference(x, 40, **kw))
 
 
 def test_incremental_refreshes_are_used_and_agree():
     g = torch.Generator().manual_seed(5)
     x = torch.randn(600, 16, generator=g)  # isotropic: every gain moves every step, the hard case
     idx, stats = select_concepts_with_stats(x, 25, chunk_size=128, tile_columns=64)
-    assert stats.incremental_evaluations > 0
+    assert stats.incremental_evaluations > 0 and stats.incremental_rows > 0
     assert torch.equal(idx, dense_greedy_reference(x, 25))
+
+
+@pytest.mark.parametrize("factor", [0.0, float("inf")])
+def test_sweeps_always_or_never_give_the_same_indices(monkeypatch, factor):
+    # 0: every step that needs more than its first batch of refreshes recomputes all gains in a sweep;
+    # inf: never, every stale candidate is refreshed one by one.
+    monkeypatch.setattr(selection, "_SWEEP_FACTOR", factor)
+    g = torch.Generator().manual_seed(8)
+    centres = torch.randn(6, 12, generator=g)
+    x = centres[torch.randint(0, 6, (400,), generator=g)] + 0.8 * torch.randn(400, 12, generator=g)
+    text = torch.randn(3, 12, generator=g)
+    for kw in ({}, {"text_tokens": text}):
+        idx, stats = select_concepts_with_stats(x, 30, chunk_size=64, tile_columns=32, **kw)
+        assert (stats.sweeps > 0) == (factor == 0.0)
+        assert torch.equal(idx, dense_greedy_reference(x, 30, **kw))
+
+
+def test_small_problems_take_the_dense_path_and_large_ones_do_not():
+    x = torch.randn(300, 8, generator=torch.Generator().manual_seed(2))
+    _, small = select_concepts_with_stats(x, 20)
+    _, tiled = select_concepts_with_stats(x, 20, chunk_size=64, tile_columns=64)
+    assert small.dense and small.steps == 20
+    assert not tiled.dense and tiled.refresh_rounds > 0
+
+
+class _LargestTensor(TorchDispatchMode):
+    """Records the element count of the largest tensor any torch op returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        sizes = [t.numel() for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        self.largest = max([self.largest, *sizes])
+        return out
+
+
+def test_no_tensor_grows_with_the_square_of_the_token_count():
+    n = 4000
+    x = torch.randn(n, 4, generator=torch.Generator().manual_seed(n))
+    with _LargestTensor() as probe:
+        select_concepts(x, 4, tile_columns=512)
+    # Tiles (512² in the sweeps, at most _TILE_ENTRIES in refreshes) and O(L) vectors; L² = 16M entries.
+    assert probe.largest <= max(selection._TILE_ENTRIES, 512 * 512, 2 * n * 4)
+    assert probe.largest <= n * n / 8
 
 
 def test_bad_inputs_name_the_problem():

@@ -43,6 +43,7 @@ TIE_ATOL = 1e-13
 # largest first-step gain, per step); it only widens the set of candidates that get refreshed.
 _DRIFT = 1e-12
 _MIN_TEMPERATURE = 0.005
+_HUGE = 1.0e308
 _FIRST_BATCH = 16
 # A float64 block of row vectors is capped at this size, so that D = 4096 does not multiply the memory.
 _ROW_BLOCK_BYTES = 16 * 2**20
@@ -91,8 +92,8 @@ def select_concepts(
     """Indices (sorted ascending, on `tokens.device`) of the k tokens greedy facility location keeps.
 
     tokens [L, D]; text_tokens [m, D] (the prompt only, never answer tokens) adds text rows P above
-    coverage_weight·Q. Work is done in float64 tiles of at most `chunk_size` rows × `tile_columns` columns
-    (square `tile_columns` tiles for the two normaliser sweeps).
+    coverage_weight·Q. Work is done in float64 blocks of at most `chunk_size` rows (fewer for wide tokens)
+    × `tile_columns` candidates, and square `tile_columns` tiles for the sweeps; memory is linear in L.
     """
     indices, _ = select_concepts_with_stats(
         tokens,
@@ -345,19 +346,23 @@ def _dense_greedy(cov: _Coverage, k: int) -> Tensor:
 
 
 class _LazyGreedy:
-    """Greedy facility location on exact gains, refreshed lazily (see the module docstring)."""
+    """Greedy facility location on exact gains, refreshed lazily (see the module docstring).
+
+    `gain[j]` is j's exact gain for the coverage after `fresh_at[j]` picks, hence an upper bound on its
+    current gain; picked candidates hold -inf.
+    """
 
     def __init__(self, cov: _Coverage) -> None:
         self.cov = cov
         self.stats = SelectionStats()
         dev = cov.device
-        self.gain = cov.all_gains()  # exact as of fresh_at: an upper bound on the current gain
+        self.gain = cov.all_gains()
         self.scale = float(self.gain.max())
-        self.fresh_at = torch.zeros(cov.L, dtype=torch.long, device=dev)  # step at which gain was exact
-        self.chosen = torch.zeros(cov.L, dtype=torch.bool, device=dev)
+        self.fresh_at = torch.zeros(cov.L, dtype=torch.long, device=dev)
         self.cover = torch.zeros(cov.m + cov.L, dtype=torch.float64, device=dev)
         self.raised_at = torch.zeros(cov.m + cov.L, dtype=torch.long, device=dev)  # picks made when last raised
         self.snapshots = {0: self.cover.clone()}  # step -> coverage after that many picks
+        self.changed: list[int] = [cov.L]  # [s]: visual rows raised since s picks, for the current step
 
     def run(self, k: int) -> Tensor:
         picks = []
@@ -369,92 +374,104 @@ class _LazyGreedy:
         self.stats.steps = k
         return torch.tensor(picks, dtype=torch.long, device=self.cov.device)
 
-    def _tolerance(self, best: float) -> float:
+    @staticmethod
+    def _tolerance(best: float) -> float:
         return max(TIE_RTOL * best, TIE_ATOL)
+
+    def _best_fresh(self, step: int) -> float:
+        return float(torch.where(self.fresh_at == step, self.gain, -math.inf).max())
 
     def _settle(self, step: int) -> float:
         """Refresh stale candidates, best bound first, until none can reach the best fresh gain's tie band.
 
         Returns the best fresh gain, which is then the best gain of all.
         """
-        batch, open_ = _FIRST_BATCH, ~self.chosen
+        # Nothing is fresh at the start of a step, except at step 0 where every gain is.
+        batch, best = _FIRST_BATCH, float(self.gain.max()) if step == 0 else -math.inf
         while True:
-            fresh = open_ & (self.fresh_at == step)
-            best = float(torch.where(fresh, self.gain, -math.inf).max())
-            floor = best - self._tolerance(best) - _DRIFT * self.scale * (step + 1)
-            stale = torch.nonzero(open_ & ~fresh & (self.gain >= floor)).squeeze(1)
+            # With nothing fresh yet every open candidate is stale; a finite floor keeps the picked (-inf) out.
+            floor = best - self._tolerance(best) - _DRIFT * self.scale * (step + 1) if best > -math.inf else -_HUGE
+            stale = torch.nonzero((self.fresh_at < step) & (self.gain >= floor)).squeeze(1)
             if stale.numel() == 0:
                 return best
-            if best > -math.inf and self._sweep_is_cheaper(stale, step):
+            if best > -math.inf and self._sweep_is_cheaper(stale):
                 self._sweep(step)
-                continue
-            if stale.numel() > batch:
+                return self._best_fresh(step)
+            everything = stale.numel() <= batch
+            if not everything:
                 stale = stale[torch.topk(self.gain[stale], batch, sorted=False).indices]
             self._refresh(stale, step)
+            best = max(best, float(self.gain[stale].max()))
+            if everything:  # nothing stale is left to check
+                return best
             batch *= 2
 
-    def _sweep_is_cheaper(self, stale: Tensor, step: int) -> bool:
+    def _sweep_is_cheaper(self, stale: Tensor) -> bool:
         """Would refreshing `stale` one by one cost more row×candidate products than one symmetric sweep?"""
-        rows = self._rows_changed_since(step)[self.fresh_at[stale]]
+        changed = torch.tensor(self.changed, dtype=torch.float64, device=self.cov.device)
+        rows = changed[self.fresh_at[stale]]
         rows = torch.where(rows > _FULL_REFRESH_FRACTION * self.cov.L, self.cov.L, rows)
-        return float(rows.sum(dtype=torch.float64)) > _SWEEP_FACTOR * self.cov.L * self.cov.L / 2
+        return float(rows.sum()) > _SWEEP_FACTOR * self.cov.L * self.cov.L / 2
 
     def _sweep(self, step: int) -> None:
         self.stats.sweeps += 1
         self._snapshot(step)
-        self.gain = self.cov.all_gains(self.cover)
+        gain = self.cov.all_gains(self.cover)
+        self.gain = gain.masked_fill_(self.gain == -math.inf, -math.inf)
         self.fresh_at.fill_(step)
 
     def _decide(self, step: int, best: float) -> int:
         """Every fresh gain within the tolerance of the best is a tie, and the lowest index wins."""
-        tied = ~self.chosen & (self.fresh_at == step) & (self.gain >= best - self._tolerance(best))
+        tied = (self.fresh_at == step) & (self.gain >= best - self._tolerance(best))
         return int(torch.nonzero(tied)[0, 0])
-
-    def _forget_snapshots(self) -> None:
-        if len(self.snapshots) > _SNAPSHOTS_KEPT:
-            live = set(torch.unique(self.fresh_at[~self.chosen]).tolist())
-            self.snapshots = {s: c for s, c in self.snapshots.items() if s in live}
 
     def _take(self, pick: int, step: int) -> None:
         column = self.cov.column(pick)
         self.raised_at[column > self.cover] = step + 1
         torch.maximum(self.cover, column, out=self.cover)
-        self.chosen[pick] = True
+        self.gain[pick] = -math.inf
+        # Rows raised since s picks, for s = 0..step+1: one histogram of the last raise, read from the top.
+        counts = torch.bincount(self.raised_at[self.cov.m :], minlength=step + 2)[: step + 2]
+        self.changed = (self.cov.L - torch.cumsum(counts, 0)).tolist()
 
     def _snapshot(self, step: int) -> None:
         if step not in self.snapshots:
             self.snapshots[step] = self.cover.clone()
             self.stats.snapshots_peak = max(self.stats.snapshots_peak, len(self.snapshots))
 
+    def _forget_snapshots(self) -> None:
+        if len(self.snapshots) > _SNAPSHOTS_KEPT:
+            live = set(torch.unique(self.fresh_at[self.gain > -math.inf]).tolist())
+            self.snapshots = {s: c for s, c in self.snapshots.items() if s in live}
+
     # ---- exact refreshes ------------------------------------------------------------------------------
 
     def _refresh(self, cand: Tensor, step: int) -> None:
         """Make the gains of `cand` exact for the coverage after `step` picks.
 
-        A candidate last exact at step s only lost gain on rows raised since s. Candidates are grouped by
-        how many rows that is (powers of two), so one matrix product per group serves them all; those
+        A candidate last exact at step s only lost gain on the rows raised since s. Candidates are grouped
+        by how many rows that is (powers of two), so one matrix product per group serves them all; those
         for which more than half the rows changed are summed afresh over all rows.
         """
         self.stats.refresh_rounds += 1
         self._snapshot(step)
-        since = self.fresh_at[cand]
-        changed = self._rows_changed_since(step)[since]
-        full = (changed > _FULL_REFRESH_FRACTION * self.cov.L) | (since == 0)
-        if bool(full.any()):
-            self.gain[cand[full]] = self._summed_gains(cand[full])
-        band = torch.log2(changed.clamp_min(1).to(torch.float64)).floor_().to(torch.long)
-        for b in torch.unique(band[~full]).tolist():
-            members = ~full & (band == b)
-            rows = torch.nonzero(self.raised_at[self.cov.m :] > since[members].min()).squeeze(1)
-            self.stats.incremental_evaluations += int(members.sum())
-            self.stats.incremental_rows += int(members.sum()) * (rows.numel() + self.cov.m)
-            self.gain[cand[members]] -= self._losses(cand[members], since[members], rows)
+        groups: dict[int, list[int]] = {}
+        since = self.fresh_at[cand].tolist()
+        for position, s in enumerate(since):
+            rows = self.changed[s]
+            band = -1 if s == 0 or rows > _FULL_REFRESH_FRACTION * self.cov.L else max(rows, 1).bit_length()
+            groups.setdefault(band, []).append(position)
+        for band, positions in groups.items():
+            members = cand[positions] if len(positions) < cand.numel() else cand
+            if band < 0:
+                self.gain[members] = self._summed_gains(members)
+                continue
+            oldest = min(since[p] for p in positions)
+            rows = torch.nonzero(self.raised_at[self.cov.m :] > oldest).squeeze(1)
+            self.stats.incremental_evaluations += len(positions)
+            self.stats.incremental_rows += len(positions) * (rows.numel() + self.cov.m)
+            self.gain[members] -= self._losses(members, [since[p] for p in positions], rows)
         self.fresh_at[cand] = step
-
-    def _rows_changed_since(self, step: int) -> Tensor:
-        """[step + 1]: how many visual rows were raised after s picks, for s = 0..step."""
-        counts = torch.bincount(self.raised_at[self.cov.m :], minlength=step + 1)
-        return self.cov.L - torch.cumsum(counts, 0)[: step + 1]
 
     def _summed_gains(self, cand: Tensor) -> Tensor:
         """Σ_i max(M[i, j] - cover_i, 0) over all rows, for each candidate j."""
@@ -467,19 +484,20 @@ class _LazyGreedy:
                 out[cs] += e.sub_(self.cover[rows, None]).clamp_(min=0).sum(0)
         return out
 
-    def _losses(self, cand: Tensor, since: Tensor, rows: Tensor) -> Tensor:
+    def _losses(self, cand: Tensor, since: list[int], rows: Tensor) -> Tensor:
         """Exact gain each candidate lost since its step `since`, given every visual row raised since then.
 
         Row i's share: max(0, M - then_i) - max(0, M - now_i) = clip(M - then_i, 0, now_i - then_i); it is
         zero on rows that did not change, so one set of rows serves candidates of different ages.
         """
-        steps, which = torch.unique(since, return_inverse=True)
-        snapshots = [self.snapshots[s] for s in steps.tolist()]
+        steps = sorted(set(since))
+        snapshots = [self.snapshots[s] for s in steps]
+        which = torch.tensor([steps.index(s) for s in since], device=self.cov.device) if len(steps) > 1 else None
         out = torch.zeros(cand.numel(), dtype=torch.float64, device=self.cov.device)
         for cs in _spans(cand.numel(), self.cov.tile):
             cols = self.cov.units(cand[cs])
             for global_rows, scaled, gamma in self.cov.row_blocks(rows, cols.shape[0]):
-                if len(snapshots) == 1:
+                if which is None:
                     then = snapshots[0][global_rows, None]
                 else:  # [rows, candidates]: each candidate's coverage as it was when its gain was exact
                     then = torch.stack([snap[global_rows] for snap in snapshots], 1)[:, which[cs]]
