@@ -83,13 +83,17 @@ def test_unusable_cache_file_is_a_clear_error(tmp_path):
 
 
 def test_vector_does_not_depend_on_batch_companions():
-    texts = ["An oval circumscribed mass.", "No suspicious abnormality is seen.", "Spiculated mass, BI-RADS 5.",
-             "Calcifications in the upper outer quadrant of the left breast, BI-RADS 4."]
+    sizes = [f"An oval mass of {k} mm in the {side} breast." for k in range(5, 40, 3) for side in ("left", "right")]
+    texts = sizes + ["No suspicious abnormality is seen.", "Calcifications in the upper outer quadrant, BI-RADS 4."]
+    model = text_metrics.load_embedding_model()
+    padded = text_metrics.padded_lengths(text_metrics.token_counts(model, texts))
+    assert np.bincount(padded).max() >= 8  # several texts share a batch, next to texts of other lengths
     together = text_metrics.embed_texts(texts)
     alone = np.stack([text_metrics.embed_texts([t])[0] for t in texts])
     assert np.array_equal(together, alone)  # bit for bit: a text's padding depends on its own length only
+    assert np.array_equal(text_metrics.embed_texts(texts[::-1]), together[::-1])
     assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-6)
-    reference = text_metrics.load_embedding_model().encode(texts, normalize_embeddings=True)
+    reference = model.encode(texts, normalize_embeddings=True)
     assert np.abs(together - reference).max() < 1e-6  # the same model as `encode`, up to float rounding
     assert text_metrics.embed_texts([]).shape == (0, 384)
 

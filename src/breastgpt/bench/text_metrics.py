@@ -93,12 +93,21 @@ def embed_texts(texts: Sequence[str], model_path: str | None = None, batch_size:
     model.eval()
     if not texts:
         return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
-    encoded = model.tokenizer(list(texts), truncation=True, max_length=model.max_seq_length)
+    encoded = _tokenize(model, texts)
     padded = padded_lengths(np.array([len(ids) for ids in encoded["input_ids"]], dtype=int))
     out = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
     for rows in batches_of_equal(padded, batch_size):
         out[rows] = _encode_padded(model, {k: [v[i] for i in rows] for k, v in encoded.items()}, int(padded[rows[0]]))
     return out
+
+
+def token_counts(model, texts: Sequence[str]) -> np.ndarray:
+    """Tokens per text as the model sees it (special tokens included, truncated at `max_seq_length`)."""
+    return np.array([len(ids) for ids in _tokenize(model, texts)["input_ids"]], dtype=int)
+
+
+def _tokenize(model, texts: Sequence[str]):
+    return model.tokenizer(list(texts), truncation=True, max_length=model.max_seq_length)
 
 
 def padded_lengths(token_counts: np.ndarray) -> np.ndarray:
