@@ -137,7 +137,8 @@ def run_case(n: int, d: int, kind: str, threads: int, dense_max_l: int | None) -
         case["dense"] = {k: v for k, v in dense.items() if k != "indices"}
         case["identical_indices"] = ours["indices"] == dense["indices"]
         case["speed_ratio_dense_over_ours"] = round(dense["seconds"] / max(ours["seconds"], 1e-9), 3)
-        case["extra_memory_ratio_ours_over_dense"] = round(ours["extra_peak_bytes"] / max(dense["extra_peak_bytes"], 1), 4)
+        ratio = ours["extra_peak_bytes"] / max(dense["extra_peak_bytes"], 1)
+        case["extra_memory_ratio_ours_over_dense"] = round(ratio, 4)
     else:
         case["dense"] = refusal
     case["ours_extra_over_dense_fp32_matrix"] = round(ours["extra_peak_bytes"] / (n * n * 4), 4)
@@ -174,7 +175,9 @@ def main() -> None:
         method, n, d, kind = args.one
         print(json.dumps(measure_one(method, int(n), int(d), kind, args.threads)))
         return
-    plan = PLAN if not args.only else [(int(a), int(b), c) for a, b, c in (s.split(":") for s in args.only.split(","))]
+    plan = PLAN
+    if args.only:
+        plan = [(int(a), int(b), c) for a, b, c in (part.split(":") for part in args.only.split(","))]
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _common import machine
 

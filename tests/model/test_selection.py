@@ -223,6 +223,13 @@ def test_bad_inputs_name_the_problem():
         select_concepts(torch.randn(4, 2), 1, temperature=1e-4)
 
 
+def test_bfloat16_tokens_select_as_their_float32_values():
+    x = torch.randn(120, 16, generator=torch.Generator().manual_seed(4)).to(torch.bfloat16)
+    for kw in ({}, {"chunk_size": 32, "tile_columns": 16}):
+        assert torch.equal(select_concepts(x, 10, **kw), select_concepts(x.float(), 10, **kw))
+        assert torch.equal(select_concepts(x, 10, **kw), dense_greedy_reference(x.float(), 10))
+
+
 def test_no_autograd_graph():
     x = torch.randn(20, 4, requires_grad=True)
     out = select_concepts(x, 5)

@@ -44,6 +44,7 @@ TIE_ATOL = 1e-13
 _DRIFT = 1e-12
 _MIN_TEMPERATURE = 0.005
 _HUGE = 1.0e308
+_CHECK_BLOCK_ELEMENTS = 2**22
 _FIRST_BATCH = 16
 # A float64 block of row vectors is capped at this size, so that D = 4096 does not multiply the memory.
 _ROW_BLOCK_BYTES = 16 * 2**20
@@ -147,7 +148,7 @@ def _check_inputs(tokens, k, text, temperature, text_temperature, weight, chunk_
         )
     if weight <= 0 or chunk_size < 1 or tile_columns < 1:
         raise ValueError("select_concepts: coverage_weight must be > 0 and chunk_size, tile_columns >= 1")
-    if not torch.isfinite(tokens).all():
+    if not _all_finite(tokens):
         raise ValueError("select_concepts: tokens contain NaN or Inf; check the encoder output")
     if text is not None:
         if text.dim() != 2 or text.shape[0] == 0 or text.shape[1] != tokens.shape[1]:
@@ -155,12 +156,20 @@ def _check_inputs(tokens, k, text, temperature, text_temperature, weight, chunk_
                 f"select_concepts: text_tokens must be [m>0, {tokens.shape[1]}], got {tuple(text.shape)}; "
                 "pass None for selection without text conditioning"
             )
-        if not torch.isfinite(text).all():
+        if not _all_finite(text):
             raise ValueError("select_concepts: text_tokens contain NaN or Inf")
 
 
-def _inverse_norms(x: Tensor) -> Tensor:
-    norms = torch.linalg.vector_norm(x.to(torch.float64), dim=1)
+def _all_finite(x: Tensor) -> bool:
+    # Block by block: isfinite on the whole input builds temporaries several times its size.
+    rows = max(1, _CHECK_BLOCK_ELEMENTS // max(x.shape[1], 1))
+    return bool(torch.stack([torch.isfinite(x[sl]).all() for sl in _spans(x.shape[0], rows)]).all())
+
+
+def _inverse_norms(x: Tensor, block_rows: int) -> Tensor:
+    # Block by block: a float64 copy of all the tokens would be the largest buffer of the whole selection.
+    blocks = _spans(x.shape[0], block_rows)
+    norms = torch.cat([torch.linalg.vector_norm(x[sl].to(torch.float64), dim=1) for sl in blocks])
     # A zero token stays a zero vector (cosine 0 with everything), as F.normalize does.
     return 1.0 / norms.clamp_min(1e-12)
 
@@ -185,8 +194,8 @@ class _Coverage:
         self.tau, self.text_tau = float(temperature), float(text_temperature)
         self.tile = int(tile_columns)
         self.chunk = max(1, min(int(chunk_size), _ROW_BLOCK_BYTES // (8 * tokens.shape[1])))
-        self.inv_norm = _inverse_norms(tokens)
-        self.text_inv_norm = None if text is None else _inverse_norms(text)
+        self.inv_norm = _inverse_norms(tokens, self.chunk)
+        self.text_inv_norm = None if text is None else _inverse_norms(text, self.chunk)
         self._no_rows = torch.zeros(0, dtype=torch.long, device=self.device)  # text rows only
         self._build_caches()
         weight = float(weight) if text is not None else 1.0
@@ -261,11 +270,13 @@ class _Coverage:
     def _symmetric_tiles(self):
         """(row span, column span, E) for each square tile of visual pairs on or above the diagonal.
 
-        E = exp((cos - 1)/tau) is symmetric, so an off-diagonal tile also stands for its transpose.
+        E = exp((cos - 1)/tau) is symmetric, so an off-diagonal tile also stands for its transpose. The side
+        is `tile_columns`, or less where a side's float64 vectors would exceed a row block (wide tokens).
         """
-        for rs in _spans(self.L, self.tile):
+        side = min(self.tile, self.chunk)
+        for rs in _spans(self.L, side):
             rows = self._scaled_units(rs)
-            for cs in _spans(self.L, self.tile):
+            for cs in _spans(self.L, side):
                 if cs.start < rs.start:
                     continue
                 yield rs, cs, torch.mm(rows, self.units(cs).T).sub_(1.0 / self.tau).exp_()
