@@ -30,7 +30,7 @@ if [ ! -f "$env_dir/.complete" ]; then
       || { echo "[env] install failed: see pip output above" >&2; exit 1; }
   touch "$env_dir/.complete"
   # Each environment is several GB: keep this one and the previous one, drop older builds and broken leftovers.
-  ls -1dt "$CACHE_ROOT"/py311-* 2>/dev/null | grep -v -x "$env_dir" | tail -n +2 | xargs -r rm -rf
+  { ls -1dt "$CACHE_ROOT"/py311-* 2>/dev/null | grep -v -x "$env_dir" || true; } | tail -n +2 | xargs -r rm -rf || true
 else
   echo "[env] reusing $env_dir"
 fi

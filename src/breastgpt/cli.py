@@ -86,13 +86,17 @@ def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for everything the demo writes."),
     quick: bool = typer.Option(False, "--quick", help="Smaller cohort, for tests."),
     secret_env: str = typer.Option("BREASTGPT_DEID_SECRET", help="Environment variable holding the pseudonym secret."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1,
+                                          help="Torch threads for training and inference (default: every core)."),
 ) -> None:
     """Run the pathway on a synthetic cohort (see docs/demo.md for what each stage shows)."""
     from breastgpt.demo import run_demo
 
     secret = os.environ.get(secret_env, "").encode() or None
-    summary = run_demo(out, quick=quick, secret=secret, console=console)
-    Console().print(summary.table())
+    summary = run_demo(out, quick=quick, secret=secret, console=console, threads=threads)
+    for table in summary.tables():
+        Console().print(table)
+    Console().print(f"Report: {out / 'report.html'}; figures: {out / 'summary.json'}")
     if not summary.ok:
         raise typer.Exit(code=1)
 

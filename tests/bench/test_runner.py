@@ -103,6 +103,7 @@ def write_bench(root: Path, records: list) -> Path:
 
 def config(bench: Path, stub: StubOpenAI, out: Path, **kw: Any) -> RunConfig:
     kw.setdefault("backoff_s", 0.01)
+    kw.setdefault("embeddings", False)  # the one test that fills the embedding cache says so
     return RunConfig(bench=bench, model=f"openai:{stub.base_url}#stub-model", out=out, **kw)
 
 
@@ -115,7 +116,8 @@ def decode_png(url: str) -> np.ndarray:
 
 def score(out: Path, **kw: Any):
     items = load_items(out / "bench_items.jsonl")
-    return score_run(items, out, ScoreConfig(n_resamples=200, embeddings=False, **kw))[0]
+    kw.setdefault("embeddings", False)
+    return score_run(items, out, ScoreConfig(n_resamples=200, **kw))[0]
 
 
 # -------------------------------------------------------------------------------------- exact scores + judge
@@ -152,6 +154,30 @@ def test_scores_against_scripted_answers_are_exact(tmp_path: Path) -> None:
     assert sc.open_metric == "judge" and sc.paper_row["open"]["point"] == pytest.approx((0.8 + 0.3) / 2)
     assert manifest["judge"]["ok"] == 2 and manifest["variants"]["full"]["answered"] == 8
     assert manifest["bench"]["format"] == "corpus-jsonl" and manifest["decoding"]["temperature"] == 0.0
+
+
+def test_the_run_fills_the_embedding_cache_so_scoring_needs_no_model(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from breastgpt.bench import embedding_cache, text_metrics
+
+    bench = _scored_bench(tmp_path)
+    with StubOpenAI(lambda body: MODEL_SAYS[item_of(body)]) as stub:
+        manifest = run_bench(config(bench, stub, tmp_path / "run", embeddings=True))
+    # 2 references + 2 answers to open items, all distinct; closed items need no vector.
+    assert manifest["embedding_cache"]["texts"] == 4 and manifest["embedding_cache"]["embedded"] == 4
+    shutil.copytree(tmp_path / "run", tmp_path / "cold")
+    (tmp_path / "cold" / embedding_cache.FILE_NAME).unlink()
+    cold = score(tmp_path / "cold", embeddings=True)
+
+    def no_model(*_: Any, **__: Any) -> None:
+        raise AssertionError("scoring after a run must find every vector in the cache")
+
+    monkeypatch.setattr(text_metrics, "load_embedding_model", no_model)
+    warm = score(tmp_path / "run", embeddings=True)
+    got, want = warm.per_item["embedding"].to_numpy(), cold.per_item["embedding"].to_numpy()
+    assert np.isfinite(got).sum() == 2 and np.array_equal(got, want, equal_nan=True)
 
 
 def test_manifest_and_files(tmp_path: Path) -> None:

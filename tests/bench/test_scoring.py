@@ -160,3 +160,22 @@ def test_cli_score_report_compare(bench, tmp_path):
     assert res.exit_code == 2 and "no responses" in res.output
     res = runner.invoke(app, ["score", str(items_path), str(run), "--open-metric", "bleu"])
     assert res.exit_code != 0
+
+
+def test_report_renders_a_binary_target_without_kappa(tmp_path):
+    """A binary clinical target has sensitivity/specificity but no weighted κ; the report shows a dash (it used
+    to fail on the missing κ, found by `breastgpt demo`)."""
+    target = {"name": "malignancy", "kind": "binary", "option_values": [False, True]}
+    recs = [closed_record(f"b{i}", f"p{i}", i % 2, target=target) for i in range(6)]
+    items_path = tmp_path / "bench.jsonl"
+    write_jsonl_atomic(items_path, recs)
+    run = tmp_path / "run"
+    write_jsonl_atomic(run / "responses.jsonl", [{"item_id": f"b{i}", "response": "AB"[i % 3 == 0], "model": MODEL}
+                                                 for i in range(6)])
+    items = [item_from_record(r) for r in recs]
+    sc, files = score_run(items, run, ScoreConfig(n_resamples=100, embeddings=False))
+    (clinical,) = sc.clinical
+    assert clinical["kind"] == "binary" and "kappa_linear" not in clinical
+    write_report(sc, tmp_path / "out", [items_path, *files])
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "malignancy" in html and "κ linear" in html

@@ -165,3 +165,36 @@ def test_config_round_trip_and_errors():
         LongNetConfig(segments=((10, 4),))
     with pytest.raises(ValueError, match="divisible by heads"):
         LongNetConfig(width=10, heads=4, positional="none")
+
+
+def test_standardised_inputs_are_folded_into_the_projection_exactly():
+    torch.manual_seed(0)
+    cfg = LongNetConfig(width=16, depth=1, heads=2, ffn=32, segments=[[8, 1]], input_dim=6, positional="none")
+    enc = LongNetEncoder(cfg).double()
+    feats = 5.0 + 0.01 * torch.randn(1, 9, 6, dtype=torch.float64)  # a large constant, small variation
+    feats[..., 5] = 3.0  # one constant dimension: std 0, scaled by the floor, never divided by 0
+    mean, std = feats[0].mean(0), feats[0].std(0, unbiased=False)
+    reference = LongNetEncoder(cfg).double()
+    reference.load_state_dict(enc.state_dict())
+    enc.standardise_inputs(mean, std)
+    floored = std.clamp_min(float(std.median()) * 0.05)
+    expected = reference(((feats - mean) / floored))[-1]
+    assert torch.allclose(enc(feats)[-1], expected, atol=1e-10)
+    assert torch.isfinite(enc.input_proj.weight).all()
+    with pytest.raises(ValueError, match="shape"):
+        enc.standardise_inputs(mean[:3], std[:3])
+
+
+def test_position_code_is_added_with_its_gain():
+    """The sin-cos code enters scaled by `positional_scale` (unscaled it swamped the projected features)."""
+    coords = torch.tensor([[[3, 5], [4, 5], [5, 5], [3, 6], [4, 6]]]).float()
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    code = sincos_2d(coords - coords.amin(dim=1, keepdim=True), 16)  # origin at the first tile
+    for gain in (0.1, 1.0):
+        enc = LongNetEncoder(_tiny_config(positional_scale=gain))
+        assert torch.allclose(enc._positions(coords, mask, None), gain * code)
+    assert LongNetConfig().positional_scale == 0.1
+    assert LongNetConfig.from_dict(LongNetConfig(positional_scale=0.3).to_dict()).positional_scale == 0.3
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="positional_scale"):
+            LongNetConfig(positional_scale=bad)

@@ -23,6 +23,7 @@ import base64
 import gzip
 import hashlib
 import io
+import json
 import os
 import re
 import threading
@@ -390,6 +391,17 @@ def checkpoint_fingerprint(folder: Path) -> str:
     return h.hexdigest()
 
 
+def trained_slide_mode(folder: Path) -> str:
+    """How the checkpoint saw slides in training (`data.slide_mode` in its export manifest): a model trained on
+    slide thumbnails (the comparator without a slide branch) is shown thumbnails; otherwise tile features."""
+    try:
+        manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return "features"
+    mode = manifest.get("config", {}).get("data", {}).get("slide_mode", "features")
+    return mode if mode in ("features", "thumbnail") else "features"
+
+
 class LocalClient:
     """A checkpoint loaded with `Engine.from_pretrained`, answering in left-padded batches."""
 
@@ -402,6 +414,7 @@ class LocalClient:
         self.folder, self.params, self.root, self.batch_size = Path(folder), params, Path(corpus_root), batch_size
         self.engine = engine or Engine.from_pretrained(self.folder, device=device)
         self.fingerprint = checkpoint_fingerprint(self.folder)
+        self.slide_mode = trained_slide_mode(self.folder)
         self.model_name = self.engine.name
         self.model_id = f"local:{self.folder.resolve()}@{self.fingerprint[:16]}"
         self.generate_calls = 0
@@ -411,7 +424,7 @@ class LocalClient:
                 "batch_size": self.batch_size, "device": str(self.engine.device)}
 
     def media_policy(self) -> dict[str, Any]:
-        return {"endpoint": "local"}
+        return {"endpoint": "local", "slide": self.slide_mode}
 
     def _slide_dim(self) -> int | None:
         cfg = getattr(self.engine.model.config, "slide_config", None)
@@ -428,7 +441,8 @@ class LocalClient:
         ready, conversations = [], []
         for request in batch:
             try:
-                conv = record_conversation(request.record, self.root, slide_dim=self._slide_dim()).conversation
+                conv = record_conversation(request.record, self.root, slide_dim=self._slide_dim(),
+                                           slide_mode=self.slide_mode).conversation
             except (MedicalFileError, ValueError, OSError) as exc:  # unreadable media: this item fails, not the batch
                 on_answer(request, Answer(None, f"media: {exc}", 0.0, {}))
                 continue

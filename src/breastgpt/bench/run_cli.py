@@ -41,6 +41,8 @@ def run(
     batch_size: int = typer.Option(8, "--batch-size", help="Batch size of a local model."),
     volume_frames: int = typer.Option(4, "--volume-frames", help="Slices sent per volume to generic endpoints."),
     device: Optional[str] = typer.Option(None, "--device", help="Device of a local model (default: cuda if any)."),
+    embeddings: bool = typer.Option(True, "--embeddings/--no-embeddings",
+                                    help="Embed open-ended answers into RUN_DIR/embeddings.sqlite for `bench score`."),
     as_json: bool = typer.Option(False, "--json", help="Print run.json instead of a summary."),
 ) -> None:
     """Ask a model every bench question (plus ablations), resumably; write answers `bench score` reads."""
@@ -50,7 +52,7 @@ def run(
                            seed=seed, api_key_env=api_key_env, judge_api_key_env=judge_api_key_env, limit=limit,
                            retry_failed=retry_failed, timeout_s=timeout_s, max_retries=max_retries,
                            breastgpt_server=breastgpt_server, batch_size=batch_size, volume_frames=volume_frames,
-                           device=device)
+                           device=device, embeddings=embeddings)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     try:

@@ -63,6 +63,9 @@ class RunConfig:
     batch_size: int = 8
     volume_frames: int = 4
     device: str | None = None
+    # Embed open-ended answers and references into RUN_DIR/embeddings.sqlite once answered, so that `bench score`
+    # finds every vector in the cache (docs/evaluation.md). Closed-only benches never load the embedding model.
+    embeddings: bool = True
 
     def __post_init__(self) -> None:
         bad = [a for a in self.ablations if a not in ABLATIONS]
@@ -211,8 +214,11 @@ def run_bench(config: RunConfig, client: BenchClient | None = None, progress: Pr
         for ablation in sets:
             outcomes.append(_run_variant(ablation, client, cache, phash, params, config, progress))
         _write_outputs(out, bench, outcomes)
+        embedding_info = fill_embedding_cache(out, bench, outcomes, progress) if config.embeddings else None
         judge_info = _run_judge(config, bench, outcomes[0], cache, client, phash, progress, judge)
     manifest = _manifest(config, bench, client, params, phash, outcomes, judge_info)
+    if embedding_info is not None:
+        manifest["embedding_cache"] = embedding_info
     atomic_write_json(out / "run.json", manifest)
     return manifest
 
@@ -252,6 +258,32 @@ def _run_variant(ablation: AblationSet, client: BenchClient, cache: ResponseCach
     if pending:
         client.answer_all([Request(keys[p.item_id], p.record) for p in pending], store)
     return _collect(ablation, cache.get_many(keys.values()), keys, shas, client.model_name, params, len(pending))
+
+
+def fill_embedding_cache(out: Path, bench: BenchInput, outcomes: list[VariantOutcome],
+                         progress: Progress | None = None) -> dict[str, Any]:
+    """Embed every reference answer and every non-empty answer to an item with one into RUN_DIR/embeddings.sqlite.
+
+    The texts and the vectors are exactly those `scoring._add_embeddings` looks up (same model key, one vector per
+    distinct text, padding by each text's own length), so scoring afterwards embeds nothing. Texts already stored
+    are not embedded again: a resumed run pays only for new answers.
+    """
+    from breastgpt.bench.embedding_cache import embed_with_cache, open_run_cache
+    from breastgpt.bench.text_metrics import embed_texts, packaged_embedding_model_path
+
+    refs = {iid: item.answer for iid, item in bench.items.items() if item.answer is not None}
+    texts = [refs[i] for i in sorted(refs)]
+    texts += [r.response for o in outcomes for r in o.responses if r.item_id in refs and r.response.strip()]
+    if not texts:
+        return {"texts": 0, "embedded": 0}
+    if progress:
+        progress("embeddings", 0, len(texts))
+    with open_run_cache(out, packaged_embedding_model_path()) as cache:
+        _, stats = embed_with_cache(texts, cache, embed_texts)
+    if progress:
+        progress("embeddings", len(texts), len(texts))
+    return {"texts": stats.texts, "distinct": stats.distinct, "from_cache": stats.from_cache,
+            "embedded": stats.embedded, "seconds": round(stats.embed_s, 2)}
 
 
 def _needs_asking(row: CachedAnswer | None, sha: str, retry_failed: bool) -> bool:

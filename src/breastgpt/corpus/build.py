@@ -67,6 +67,7 @@ class BuildConfig:
     retry_quarantined: bool = False  # redo items quarantined by an earlier run (e.g. after fixing a reader)
     limits: NormaliseLimits = field(default_factory=NormaliseLimits)  # normalised image/volume sizes
     answer_style: str = "letter"  # closed answers: "letter" ("B. <option>", the published style) or "text"
+    media_position: str = "before"  # placeholders "before" the question (published layout) or "after" the text
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -76,6 +77,8 @@ class BuildConfig:
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise BuildError(f"a source is named twice in {names}")
+        if self.media_position not in ("before", "after"):
+            raise BuildError(f"media_position {self.media_position!r} is not 'before' or 'after'")
 
     def split_config(self) -> SplitConfig:
         return self.split or SplitConfig(salt=f"breaststage-seed{self.seed}")
@@ -204,6 +207,7 @@ def code_versions(config: BuildConfig, normaliser: Callable[..., Any]) -> dict[s
     return {"breastgpt": __version__, "templates": load_templates().digest,
             "normaliser": f"{normaliser.__module__}.{getattr(normaliser, '__qualname__', type(normaliser).__name__)}",
             "limits": json.dumps(asdict(config.limits), sort_keys=True), "answer_style": config.answer_style,
+            "media_position": config.media_position,
             "templates_per_sample": str(config.templates_per_sample), "seed": str(config.seed)}
 
 
@@ -219,7 +223,7 @@ def make_tasks(config: BuildConfig, samples: list[Any], pseudo: Any, normaliser:
         tasks.append(ItemTask(sample=sample, patient_key=pk, study_key=sk, split=split,
                               fingerprint=fingerprint(sample, pk, sk, split, code), out=config.out,
                               normaliser=normaliser, seed=config.seed, limits=config.limits,
-                              answer_style=config.answer_style,
+                              answer_style=config.answer_style, media_position=config.media_position,
                               templates_per_sample=config.templates_per_sample))
     return tasks
 

@@ -21,7 +21,7 @@ from breastgpt.corpus.templates import SampleView, load_templates, render_sample
 from breastgpt.io.errors import MedicalFileError
 
 STATE_DIR = ".state"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: slide records reference their feature file as media
 _BOX_LITERAL = re.compile(r"\[\d+(?:,\d+){3,5}\]")
 
 
@@ -38,6 +38,7 @@ class ItemTask:
     templates_per_sample: int | None = None
     limits: NormaliseLimits = field(default_factory=NormaliseLimits)
     answer_style: str = "letter"
+    media_position: str = "before"
 
     @property
     def key(self) -> str:
@@ -109,17 +110,24 @@ def _render_item(task: ItemTask) -> dict[str, Any]:
     media = task.normaliser(sample, Path(task.out), limits=task.limits)
     view = SampleView(
         source=sample.source, sample_id=sample.sample_id, patient_key=task.patient_key, study_key=task.study_key,
-        modality=sample.modality, kind=media.kind, split=task.split,
-        media=[MediaRef(p, h, media.kind) for p, h in zip(media.paths, media.sha256s)],
+        modality=sample.modality, kind=media.kind, split=task.split, media=media_refs(media),
         labels=sample.labels, report=sample.report, boxes=media.boxes_norm1000,
     )
-    records = subsample(render_sample(view, load_templates(), task.answer_style), task.templates_per_sample, task.seed)
+    records = subsample(render_sample(view, load_templates(), task.answer_style, task.media_position), task.templates_per_sample, task.seed)
     findings = item_phi_findings(sample, records)
     if findings:
         return _quarantine_state(task, "phi_leak", "; ".join(findings[:5]), "",
                                  "identifying values of this sample appear in its rendered records")
     return {"version": STATE_VERSION, "key": task.key, "fingerprint": task.fingerprint, "status": "done",
             "media": asdict(media), "records": [r.to_dict() for r in records]}
+
+
+def media_refs(media: Any) -> list[MediaRef]:
+    """A record's media: the normalised files, or for a slide its tile-feature file (relative to the features
+    root, written by `breastgpt slides`) with the slide's own sha256, so leakage checks see the slide."""
+    if media.kind == "slide" and media.feature_path:
+        return [MediaRef(media.feature_path, media.sha256s[0], "slide")]
+    return [MediaRef(p, h, media.kind) for p, h in zip(media.paths, media.sha256s)]
 
 
 def subsample(records: list[Record], k: int | None, seed: int) -> list[Record]:

@@ -1,12 +1,16 @@
-"""Named model flavours: ``tiny`` (tests, demos; builds in milliseconds), ``4b`` and ``8b`` (published shapes).
+"""Named model flavours: ``tiny`` (tests; builds in milliseconds), ``demo`` (`breastgpt demo`: trains on a laptop
+CPU in minutes), ``4b`` and ``8b`` (published shapes).
 
 The 4B/8B shapes are Qwen3-VL-4B/8B-Instruct's published ``config.json`` values (SPEC §3.1); the slide
 branch and selection take this package's defaults. ``tiny`` comes with a byte-level tokenizer that holds
 Qwen's special tokens, so a whole chain (processor -> model -> generate) runs offline with no hub files.
+``demo`` pairs with a small BPE tokenizer trained on the corpus text (``demo_tokenizer``): with one token per
+byte a small LLM spends its capacity on spelling option words (docs/demo.md), with merges it need not.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from breastgpt.model.configuration import HISTO_TOKEN, BreastGPTConfig
@@ -94,6 +98,58 @@ def tiny(**overrides: Any) -> BreastGPTConfig:
     return BreastGPTConfig(**kwargs)
 
 
+DEMO_VOCAB_SIZE = 1024
+DEMO_FEATURE_DIM = 86  # the `stain-texture-v1` tile encoder (no weights to download)
+
+
+def demo(**overrides: Any) -> BreastGPTConfig:
+    """~1.3 M parameters: LLM 2 x 128, ViT 2 x 64, LongNet 2 x 64; ids match ``demo_tokenizer()`` (specials first)."""
+    kwargs: dict[str, Any] = dict(
+        text_config=dict(
+            vocab_size=DEMO_VOCAB_SIZE, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=4096,
+            rope_parameters=_rope(5_000_000.0, [4, 6, 6]), pad_token_id=0,
+        ),
+        vision_config=dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=128,
+                           num_position_embeddings=64, deepstack_visual_indexes=[0, 1]),
+        slide_config=dict(
+            feature_dim=DEMO_FEATURE_DIM, encoder_id="stain-texture-v1", positional=True,
+            longnet=dict(width=64, depth=2, heads=2, ffn=128, segments=[[64, 1], [128, 2]],
+                         input_dim=DEMO_FEATURE_DIM, positional="sincos2d"),
+        ),
+        selection_config=dict(image_budget=16, volume_budget=32, slide_budget=8),
+        histo_token_id=len(QWEN_SPECIAL_TOKENS),
+        tie_word_embeddings=False,
+        **_qwen_ids(0),
+    )
+    kwargs.update(overrides)
+    return BreastGPTConfig(**kwargs)
+
+
+def demo_tokenizer(texts: Iterable[str], vocab_size: int = DEMO_VOCAB_SIZE):
+    """A byte-level BPE tokenizer trained on ``texts``, Qwen's special tokens and ``<|histo_pad|>`` at ids 0..14.
+
+    Training is deterministic for the same texts in the same order, so a demo re-run rebuilds the same
+    tokenizer. Any text still encodes (the 256 byte symbols are in the alphabet).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = [*QWEN_SPECIAL_TOKENS, HISTO_TOKEN]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, clean_up_tokenization_spaces=False)
+    fast.add_special_tokens({"additional_special_tokens": specials})
+    fast.pad_token, fast.eos_token = "<|endoftext|>", "<|im_end|>"
+    if len(fast) > vocab_size:
+        raise ValueError(f"the trained tokenizer holds {len(fast)} entries, more than the {vocab_size} embedding rows")
+    return fast
+
+
 def _published(size: str) -> dict[str, Any]:
     if size == "8b":
         text = dict(hidden_size=4096, intermediate_size=12288)
@@ -123,7 +179,7 @@ def published(size: str, **overrides: Any) -> BreastGPTConfig:
     return BreastGPTConfig(**kwargs)
 
 
-FLAVOURS = {"tiny": tiny, "4b": lambda **kw: published("4b", **kw), "8b": lambda **kw: published("8b", **kw)}
+FLAVOURS = {"tiny": tiny, "demo": demo, "4b": lambda **kw: published("4b", **kw), "8b": lambda **kw: published("8b", **kw)}
 
 
 def build_config(name: str, **overrides: Any) -> BreastGPTConfig:
@@ -172,10 +228,13 @@ def tiny_processor(**kwargs: Any):
 
 
 __all__ = [
+    "DEMO_VOCAB_SIZE",
     "FLAVOURS",
     "QWEN_HISTO_ID",
     "QWEN_SPECIAL_TOKENS",
     "build_config",
+    "demo",
+    "demo_tokenizer",
     "published",
     "tiny",
     "tiny_processor",

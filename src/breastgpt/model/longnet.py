@@ -32,6 +32,10 @@ class LongNetConfig:
     segments: tuple[tuple[int, int], ...] = ((512, 1), (1024, 2), (2048, 4))
     input_dim: int = 768
     positional: str = "sincos2d"  # "none" reproduces the reference, which ignored tile coordinates
+    # Gain on the 2-D sin-cos code added to the projected tile features. Unscaled, the code's norm is
+    # sqrt(width / 2) (19.6 at width 768, 5.7 at 64) while freshly projected features are ~1-2: where a tile
+    # sits would drown what it shows, and the slide branch learned to ignore tile content (docs/model.md).
+    positional_scale: float = 0.1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "segments", tuple((int(s), int(r)) for s, r in self.segments))
@@ -41,6 +45,8 @@ class LongNetConfig:
             raise ValueError(f"LongNetConfig: width {self.width} is not divisible by heads {self.heads}")
         if self.positional not in _POSITIONAL:
             raise ValueError(f"LongNetConfig: positional must be one of {_POSITIONAL}, got {self.positional!r}")
+        if not (math.isfinite(self.positional_scale) and self.positional_scale > 0):
+            raise ValueError(f"LongNetConfig: positional_scale must be a positive number, got {self.positional_scale}")
         if self.positional == "sincos2d" and self.width % 4:
             raise ValueError(f"LongNetConfig: 2-D sin-cos positions need width divisible by 4, got {self.width}")
         if not self.segments:
@@ -238,6 +244,29 @@ class LongNetEncoder(nn.Module):
             outputs.append(x)
         return outputs
 
+    @torch.no_grad()
+    def standardise_inputs(self, mean: Tensor, std: Tensor, floor: float = 0.05) -> None:
+        """Fold per-dimension feature standardisation, (x − mean) / std, into the input projection.
+
+        Tile-encoder features are often far from zero-mean, unit-variance, and what tells slides apart can be a
+        small variation on a large constant (hand-made stain/texture features vary by ~1 % of their value).
+        A freshly initialised projection then sees mostly the constant, and the branch learns slowly or not at
+        all. Folding the statistics into W and b (W' = W / std, b' = b − W' · mean) is exactly the same function
+        as standardising every input, with no new module or config field, so checkpoints stay compatible. A
+        dimension whose std is below `floor` × the median std is scaled as if its std were that (no division by
+        ~0). Call it once, at initialisation, with statistics of the training slides' features.
+        """
+        if not isinstance(self.input_proj, nn.Linear):
+            raise ValueError("standardise_inputs needs an input projection (input_dim differs from width)")
+        mean = mean.to(self.input_proj.weight)
+        std = std.to(self.input_proj.weight)
+        if mean.shape != (self.config.input_dim,) or std.shape != (self.config.input_dim,):
+            raise ValueError(f"mean and std must have shape ({self.config.input_dim},)")
+        std = std.clamp_min(float(std.median()) * floor).clamp_min(torch.finfo(std.dtype).tiny)
+        weight = self.input_proj.weight / std
+        self.input_proj.bias -= weight @ mean
+        self.input_proj.weight.copy_(weight)
+
     def _positions(self, coords: Tensor, mask: Tensor, tile_size: float | None) -> Tensor:
         if coords.shape[:2] != mask.shape or coords.shape[-1] != 2:
             raise ValueError(f"LongNetEncoder: coords must be [B, N, 2] matching features, got {tuple(coords.shape)}")
@@ -246,4 +275,4 @@ class LongNetEncoder(nn.Module):
         big = torch.finfo(grid.dtype).max
         origin = grid.masked_fill(~mask[..., None], big).amin(dim=1, keepdim=True)
         origin = torch.where(origin == big, torch.zeros_like(origin), origin)
-        return sincos_2d(torch.floor(grid - origin + 1e-3), self.config.width)
+        return self.config.positional_scale * sincos_2d(torch.floor(grid - origin + 1e-3), self.config.width)

@@ -82,8 +82,8 @@ def spicules(rng: np.random.Generator, h: int, w: int, centre: tuple[float, floa
 
 
 def calc_cluster(rng: np.random.Generator, h: int, w: int, centre: tuple[float, float], radius: float,
-                 distribution: str) -> np.ndarray:
-    """Small bright dots, grouped in a disc or along a line/segment."""
+                 distribution: str, dot: int = 1) -> np.ndarray:
+    """Small bright dots (dilated `dot` times), grouped in a disc or along a line/segment."""
     n = int(rng.integers(10, 18))
     if distribution in ("linear", "segmental"):
         angle = rng.uniform(0, np.pi)
@@ -95,7 +95,7 @@ def calc_cluster(rng: np.random.Generator, h: int, w: int, centre: tuple[float, 
         xs, ys = centre[0] + rng.normal(0, spread, n), centre[1] + rng.normal(0, spread, n)
     out = np.zeros((h, w), bool)
     out[np.clip(ys.astype(int), 0, h - 1), np.clip(xs.astype(int), 0, w - 1)] = True
-    return ndimage.binary_dilation(out, iterations=1)
+    return ndimage.binary_dilation(out, iterations=dot)
 
 
 def render_mammogram(rng: np.random.Generator, h: int, w: int, side: str, density: str,
@@ -116,11 +116,13 @@ def render_mammogram(rng: np.random.Generator, h: int, w: int, side: str, densit
 
 def _draw_finding(rng, image, breast, side, abnormality, mass_shape, mass_margin, calc_distribution) -> Finding:
     h, w = image.shape
-    radius = max(6.0, min(h, w) * rng.uniform(0.05, 0.08))
+    # Findings are drawn large (10-15 % of the short side) and brighter than dense tissue, so that they stay
+    # visible after normalisation to the ~100 px images a CPU demo trains on.
+    radius = max(6.0, min(h, w) * rng.uniform(0.10, 0.15))
     cx = w * rng.uniform(0.22, 0.42) if side == "L" else w * rng.uniform(0.58, 0.78)
     centre = (cx, h * rng.uniform(0.38, 0.62))
     if abnormality == "calcification":
-        mask = calc_cluster(rng, h, w, centre, radius, calc_distribution) & breast
+        mask = calc_cluster(rng, h, w, centre, radius, calc_distribution, dot=max(1, min(h, w) // 100)) & breast
         image[mask] += 2400
         return Finding("calcification", mask, mask_to_box(mask))
     shape = mass_shape if abnormality == "mass" else "irregular"
@@ -132,7 +134,7 @@ def _draw_finding(rng, image, breast, side, abnormality, mass_shape, mass_margin
         lines = spicules(rng, h, w, centre, radius)
         layer = np.maximum(layer, 0.8 * lines)
         mask = mask | lines
-    gain = {"mass": 1100.0, "asymmetry": 500.0, "architectural_distortion": 400.0}.get(abnormality, 800.0)
+    gain = {"mass": 1900.0, "asymmetry": 700.0, "architectural_distortion": 600.0}.get(abnormality, 1000.0)
     image += gain * layer * breast
     mask &= breast
     return Finding(abnormality, mask, mask_to_box(mask))

@@ -25,7 +25,7 @@ def render_ultrasound(rng: np.random.Generator, h: int, w: int, *, lesion: bool 
     mask_local = np.zeros((rh, rw), bool)
     if lesion:
         centre = (rw * rng.uniform(0.35, 0.65), rh * rng.uniform(0.3, 0.5))
-        radius = rh * rng.uniform(0.1, 0.16)
+        radius = rh * rng.uniform(0.17, 0.24)  # large enough to read at ~100 px (the CPU demo's size)
         shape = "irregular" if us_margin == "not_circumscribed" and us_shape == "oval" else us_shape
         mask_local = lesion_mask(rng, rh, rw, centre, radius, shape)
         tissue = _paint_lesion(rng, tissue, mask_local, us_echo, us_boundary, us_calcification, shadowing)

@@ -13,24 +13,26 @@ CT_DRAWN = ("lung_nodule", "pleural_effusion", "cardiomegaly", "emphysema", "con
             "arterial_wall_calcification", "pericardial_effusion", "atelectasis")
 
 
-def _ellipsoid(shape, centre, radii) -> np.ndarray:
+def _ellipsoid(shape, centre, radii, wobble: np.ndarray | float = 0.0) -> np.ndarray:
     zz, yy, xx = np.ogrid[0:shape[0], 0:shape[1], 0:shape[2]]
     return (((zz - centre[0]) / radii[0]) ** 2 + ((yy - centre[1]) / radii[1]) ** 2
-            + ((xx - centre[2]) / radii[2]) ** 2) <= 1.0
+            + ((xx - centre[2]) / radii[2]) ** 2) <= 1.0 + wobble
 
 
-def mri_lesion_mask(rng, shape, side: str, lesion_type: str) -> np.ndarray:
+def mri_lesion_mask(rng, shape, side: str, lesion_type: str, shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """The lesion in the breast on `side`; `shift` is that breast's (y, x) offset as fractions of the volume."""
     z, y, x = shape
-    cx = x * (0.28 if side == "R" else 0.72)  # radiological convention: patient right on image left
-    centre = (z / 2 + rng.uniform(-2, 2), y * 0.4, cx + rng.uniform(-4, 4))
+    cx = x * ((0.28 if side == "R" else 0.72) + shift[1])  # radiological convention: patient right on image left
+    centre = (z / 2 + rng.uniform(-2, 2), y * (0.4 + shift[0]), cx + rng.uniform(-4, 4))
     if lesion_type == "none":
         return np.zeros(shape, bool)
+    # Sizes keep each lesion type visible at the 64 px in-plane volumes of the CPU demo.
     if lesion_type == "focus":
-        return _ellipsoid(shape, centre, (1.2, 2.0, 2.0))
+        return _ellipsoid(shape, centre, (1.5, y * 0.05, x * 0.04))
     if lesion_type == "non_mass_enhancement":
-        clumps = smooth_noise(rng, shape, 2.0) > 0.6
-        return clumps & _ellipsoid(shape, centre, (z * 0.3, y * 0.12, x * 0.16))
-    mask = _ellipsoid(shape, centre, (z * 0.18, y * 0.1, x * 0.07))
+        clumps = smooth_noise(rng, shape, 2.0) > 0.4
+        return clumps & _ellipsoid(shape, centre, (z * 0.35, y * 0.2, x * 0.2))
+    mask = _ellipsoid(shape, centre, (z * 0.25, y * 0.16, x * 0.12))
     return ndimage.binary_opening(mask) | mask
 
 
@@ -38,12 +40,20 @@ def render_mri(rng: np.random.Generator, shape: tuple[int, int, int], side: str,
                curve: str, malignant: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """({sequence name: float32 volume (Z,Y,X)}, uint8 label map with 1 = lesion)."""
     z, y, x = shape
-    body = _ellipsoid(shape, (z / 2, y * 0.95, x / 2), (z, y * 0.55, x * 0.48))
-    breasts = _ellipsoid(shape, (z / 2, y * 0.5, x * 0.28), (z, y * 0.35, x * 0.22)) | \
-        _ellipsoid(shape, (z / 2, y * 0.5, x * 0.72), (z, y * 0.35, x * 0.22))
+    # Per-patient anatomy (body and breast size) and a smooth coil-sensitivity field: patients differ, so two
+    # patients' scans are not perceptual near-duplicates (the corpus audit would rightly flag identical anatomy).
+    size, b = rng.uniform(0.85, 1.12), rng.uniform(0.8, 1.15, size=2)
+    gy, gx = rng.uniform(-0.08, 0.08, size=2)  # where the patient lies in the coil
+    shifts = [(gy + rng.uniform(-0.06, 0.06), gx + rng.uniform(-0.04, 0.04)) for _ in range(2)]  # right, left breast
+    body = _ellipsoid(shape, (z / 2, y * (0.95 + gy), x * (0.5 + gx)), (z, y * 0.55 * size, x * 0.48 * size))
+    breasts = np.zeros(shape, bool)
+    for (dy, dx), cx, scale in zip(shifts, (0.28, 0.72), b):
+        breasts |= _ellipsoid(shape, (z / 2, y * (0.5 + dy), x * (cx + dx)), (z, y * 0.35 * scale, x * 0.22 * scale))
     tissue = (body | breasts).astype(np.float32)
-    texture = 1 + 0.1 * smooth_noise(rng, shape, 2.0)
-    lesion = mri_lesion_mask(rng, shape, side, lesion_type) & (body | breasts)
+    coil = 1 + 0.35 * smooth_noise(rng, shape, max(shape) / 3)
+    parenchyma = 0.25 * smooth_noise(rng, shape, max(shape) / 12)  # each patient's own fibroglandular pattern
+    texture = (1 + 0.1 * smooth_noise(rng, shape, 2.0) + parenchyma) * coil
+    lesion = mri_lesion_mask(rng, shape, side, lesion_type, shifts[0 if side == "R" else 1]) & (body | breasts)
     base = 300 * tissue * texture
     volumes = {"T1": base.copy()}
     for phase, gain in enumerate(CURVES[curve]):
@@ -65,17 +75,27 @@ def render_ct(rng: np.random.Generator, shape: tuple[int, int, int], findings: d
     """A chest CT in HU (int16) with the drawn subset of CT-RATE abnormalities set in `findings`."""
     z, y, x = shape
     hu = np.full(shape, -1000.0)
-    hu[_ellipsoid(shape, (z / 2, y / 2, x / 2), (z, y * 0.42, x * 0.47))] = 30.0
-    lungs = [(z / 2, y * 0.48, x * 0.3), (z / 2, y * 0.48, x * 0.7)]
-    for centre in lungs:
-        hu[_ellipsoid(shape, centre, (z * 0.48, y * 0.3, x * 0.15))] = -850.0
+    # Per-patient body habitus and lung size (patients differ; see render_mri).
+    body, lung = rng.uniform(0.75, 1.2, size=2), rng.uniform(0.7, 1.2, size=2)
+    dy, dx = rng.uniform(-0.12, 0.12, size=2)  # where the patient lies on the table
+    hu[_ellipsoid(shape, (z / 2, y * (0.5 + dy), x * (0.5 + dx)), (z, y * 0.42 * body[0], x * 0.47 * body[1]))] = 30.0
+    lungs = [(z / 2, y * (0.48 + dy), x * (0.3 + dx)), (z / 2, y * (0.48 + dy), x * (0.7 + dx))]
+    wobble = 0.2 * smooth_noise(rng, shape, max(shape) / 8)  # irregular lung outlines, one per patient
+    for centre, scale in zip(lungs, lung):
+        hu[_ellipsoid(shape, centre, (z * 0.48, y * 0.3 * scale, x * 0.15 * scale), wobble)] = -850.0
+    soft = hu > -500  # soft-tissue density varies between patients, coarse and fine
+    hu += (60.0 * smooth_noise(rng, shape, max(shape) / 3) + 40.0 * smooth_noise(rng, shape, max(shape) / 12)) * soft
     heart_r = 0.16 if findings.get("cardiomegaly") else 0.1
-    heart = _ellipsoid(shape, (z * 0.6, y * 0.55, x * 0.52), (z * 0.25, y * heart_r, x * heart_r))
+    heart_c = (z * 0.6, y * (0.55 + dy), x * (0.52 + dx))
+    heart = _ellipsoid(shape, heart_c, (z * 0.25, y * heart_r, x * heart_r))
     hu[heart] = 40.0
     if findings.get("pericardial_effusion"):
-        rim = _ellipsoid(shape, (z * 0.6, y * 0.55, x * 0.52), (z * 0.28, y * (heart_r + 0.03), x * (heart_r + 0.03)))
+        rim = _ellipsoid(shape, heart_c, (z * 0.28, y * (heart_r + 0.03), x * (heart_r + 0.03)))
         hu[rim & ~heart] = 12.0
     _draw_lung_findings(rng, hu, shape, lungs, findings)
+    # A slightly rotated patient (±12° in-plane): with position and habitus, scans of different patients stay
+    # perceptually distinct even in cohorts of hundreds (the corpus audit compares them pairwise).
+    hu = ndimage.rotate(hu, rng.uniform(-12, 12), axes=(1, 2), reshape=False, order=1, cval=-1000.0)
     hu += rng.normal(0, 12, shape)
     return hu.clip(-1024, 3000).astype(np.int16)
 
@@ -93,7 +113,7 @@ def _draw_lung_findings(rng, hu, shape, lungs, findings) -> None:
         hu[lung & _ellipsoid(shape, (z * 0.75, y * 0.6, lungs[1][2]), (z * 0.08, y * 0.05, x * 0.1))] = 20.0
     if findings.get("lung_nodule"):
         c = lungs[int(rng.integers(0, 2))]
-        hu[_ellipsoid(shape, (c[0] + rng.uniform(-3, 3), c[1] - y * 0.08, c[2]), (2.2, 2.5, 2.5))] = 45.0
+        hu[_ellipsoid(shape, (c[0] + rng.uniform(-3, 3), c[1] - y * 0.08, c[2]), (2.5, y * 0.05, x * 0.05))] = 45.0
     if findings.get("arterial_wall_calcification"):
         aorta = _ellipsoid(shape, (z / 2, y * 0.62, x * 0.45), (z, y * 0.05, x * 0.05))
         inner = _ellipsoid(shape, (z / 2, y * 0.62, x * 0.45), (z, y * 0.035, x * 0.035))

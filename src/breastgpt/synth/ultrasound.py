@@ -45,11 +45,14 @@ def gen_busi(root: Path, config: SynthConfig) -> list[Truth]:
         label = case["pathology"]
         counts[label] += 1
         stem = f"{label} ({counts[label]})"
-        rgb, mask, _ = _render(rng, case, config)
+        rgb, mask, (rx1, ry1, rx2, ry2) = _render(rng, case, config)
         image = write_png(root / "Dataset_BUSI_with_GT" / label / f"{stem}.png", rgb)
         masks, boxes = [mask], [mask_to_box(mask)] if mask.any() else []
         if mask.any() and rng.random() < 0.3:  # a second lesion mask, as some BUSI images have
             second = np.roll(ndimage.binary_erosion(mask, iterations=2), shift=-mask.shape[1] // 4, axis=1)
+            inside = np.zeros_like(second)
+            inside[ry1:ry2, rx1:rx2] = True
+            second &= inside  # never outside the imaging region (the roll can carry it into the margin)
             if second.any():
                 masks.append(second)
                 boxes.append(mask_to_box(second))

@@ -117,7 +117,7 @@ def gen_ct_cohort(root: Path, config: SynthConfig) -> list[Truth]:
         volume = render_ct(rng, shape, {**findings, "lung_nodule": False}).astype(np.int16)
         side = pick(rng, [0.3, 0.7])
         centre = (shape[0] * rng.uniform(0.3, 0.7), shape[1] * 0.42, shape[2] * side)
-        radius = rng.uniform(2.0, 3.5)
+        radius = rng.uniform(2.5, 4.0)
         mask = _ellipsoid(shape, centre, (radius, radius * 1.2, radius * 1.2))
         volume[mask] = 45
         folder = Path(f"case_{i + 1:04d}")
@@ -125,7 +125,8 @@ def gen_ct_cohort(root: Path, config: SynthConfig) -> list[Truth]:
         write_nifti(root / folder / "nodule_mask.nii.gz", mask.astype(np.uint8), (2.5, 1.2, 1.2))
         present = ["lung_nodule"] + [k for k, v in findings.items() if v]
         report = (f"Solid pulmonary nodule in the {'right' if side < 0.5 else 'left'} lung "
-                  f"{size_phrase(mask, 1.2)}. " + " ".join(CT_TEXT[k] for k in present[1:]))
+                  f"{size_phrase(mask, 1.2)}. " + " ".join(CT_TEXT[k] for k in present[1:])
+                  + f" Follow-up study {i + 1} of the programme.")
         rows.append({"sample": f"ct-{i + 1:04d}", "patient": f"CTMRN{500000 + i}", "study": f"CTACC{300000 + i}",
                      "modality": "ct", "kind": "volume", "files": str(folder / "ct.nii.gz"),
                      "masks": str(folder / "nodule_mask.nii.gz"), "report": report.strip(),

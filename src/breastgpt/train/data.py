@@ -142,11 +142,12 @@ class MediaLoader:
 
 def _rgb(array: np.ndarray, path: Path) -> np.ndarray:
     if array.ndim == 2:
-        return np.repeat(array[..., None], 3, axis=-1)
-    if array.ndim == 3 and array.shape[-1] == 4:
-        return array[..., :3]
+        array = np.repeat(array[..., None], 3, axis=-1)
+    elif array.ndim == 3 and array.shape[-1] == 4:
+        array = array[..., :3]
     if array.ndim == 3 and array.shape[-1] == 3:
-        return array
+        # A read-only array (a decoded cache entry, a stored thumbnail) makes torch warn at every conversion.
+        return array if array.flags.writeable else array.copy()
     raise DataError(f"{path}: image of shape {array.shape} is neither grey nor RGB")
 
 

@@ -55,27 +55,37 @@ def system_prompt(stage: str, family: str | None = None, tset: TemplateSet | Non
 
 
 ANSWER_STYLES = ("letter", "text")
+MEDIA_POSITIONS = ("before", "after")
 
 
-def render_sample(view: SampleView, tset: TemplateSet | None = None, answer_style: str = "letter") -> list[Record]:
+def render_sample(view: SampleView, tset: TemplateSet | None = None, answer_style: str = "letter",
+                  media_position: str = "before") -> list[Record]:
     """All records of one sample, in template order (deterministic).
 
     `answer_style` sets how closed questions are answered: "letter" (the published corpus's "B. <option>") or
     "text" (the option's text alone; the strict parser accepts exact option text). Small models trained from
     scratch learn "text" far faster, since it does not require finding the option's letter in the prompt.
+
+    `media_position` puts the placeholders "before" the question (the published layout) or "after" the whole
+    user text. With "after", a causal LLM reads the question first, so its visual tokens can attend to it: a
+    small LLM trained from scratch then learns question-specific readings of one image (which finding is asked
+    about) in hundreds of steps instead of not at all (docs/demo.md).
     """
     if answer_style not in ANSWER_STYLES:
         raise ValueError(f"answer_style {answer_style!r} not in {ANSWER_STYLES}")
+    if media_position not in MEDIA_POSITIONS:
+        raise ValueError(f"media_position {media_position!r} not in {MEDIA_POSITIONS}")
     tset = tset or load_templates()
     records = []
     for t in applicable_templates(view, tset):
-        rec = render_one(view, t, tset, answer_style)
+        rec = render_one(view, t, tset, answer_style, media_position)
         if rec is not None:
             records.append(rec)
     return records
 
 
-def render_one(view: SampleView, t: Template, tset: TemplateSet, answer_style: str = "letter") -> Record | None:
+def render_one(view: SampleView, t: Template, tset: TemplateSet, answer_style: str = "letter",
+               media_position: str = "before") -> Record | None:
     rec_id = record_id(view.source, view.sample_id, t.id)
     ctx = RenderContext(rec_id, view.labels, view.report, view.boxes, tset.vocab_text)
     try:
@@ -85,6 +95,8 @@ def render_one(view: SampleView, t: Template, tset: TemplateSet, answer_style: s
     question = t.questions[ctx.rng("question").randrange(len(t.questions))]
     question = TextTemplate(question).substitute(built.question_vars)
     user, assistant = _turns(view, t, tset, question, built, answer_style)
+    if media_position == "after":
+        user = _media_after(user, view)
     text_answers = answer_style == "text" and t.family == "closed_vqa"
     system = system_prompt(t.stage, "closed_vqa_text" if text_answers else t.family, tset)
     return Record(
@@ -108,6 +120,11 @@ def _turns(view: SampleView, t: Template, tset: TemplateSet, question: str, buil
         return "\n".join([f"{tokens}\n{question}", *lines, tset.prompts["closed_suffix_text"]]), chosen
     user = "\n".join([f"{tokens}\n{question}", *lines, tset.prompts["closed_suffix"]])
     return user, f"{LETTERS[built.answer_index]}. {chosen}"
+
+
+def _media_after(user: str, view: SampleView) -> str:
+    tokens = "".join(MEDIA_TOKENS[m.kind] for m in view.media)
+    return f"{user.removeprefix(tokens).lstrip()}\n{tokens}" if tokens else user
 
 
 # How each clinical target turns options into a clinical call (SPEC §5: e.g. BI-RADS ≥ 4 = positive), keyed by

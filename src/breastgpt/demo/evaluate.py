@@ -1,0 +1,170 @@
+"""Demo stages that measure: the benchmark (with shortcut ablations) for both models, then the learning
+criterion and the slide-branch vs thumbnail comparison, every figure with a patient-clustered 95 % interval."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from breastgpt.demo.state import forget_other_runs, manifest_sha
+from breastgpt.demo.training import MODELS
+
+# Issue 9's criterion on the image-dependent closed templates.
+MIN_OVER_CHANCE = 0.20
+MIN_OVER_NO_IMAGE = 0.15
+MODALITIES = ("mammography", "ultrasound", "mri", "ct", "pathology")
+
+
+def stage_bench(ctx: Any) -> dict[str, Any]:
+    """Both models on the held-out task set, plus the no-image and shuffled-image ablations (resumable)."""
+    from breastgpt.bench.runner import RunConfig, run_bench
+
+    s, figures = ctx.settings, {}
+    for name in _trained(ctx):
+        forget_other_runs(ctx.out / "bench" / name, manifest_sha(ctx.out, f"train {name}"))
+        config = RunConfig(bench=ctx.state["task_set"] / "bench.jsonl", model=f"local:{ctx.state[f'model:{name}']}",
+                           out=ctx.out / "bench" / name, ablations=_ablations(s, name), corpus_root=ctx.state["corpus"],
+                           max_new_tokens=16, seed=s.seed, batch_size=s.bench_batch)
+        with ctx.progress() as progress:
+            tasks: dict[str, Any] = {}
+
+            def report(phase: str, done: int, total: int, tasks: dict[str, Any] = tasks, progress: Any = progress,
+                       name: str = name) -> None:
+                if phase not in tasks:
+                    tasks[phase] = progress.add_task(f"bench {name}: {phase}", total=total)
+                progress.update(tasks[phase], completed=done)
+
+            manifest = run_bench(config, progress=report)
+        figures[name] = {v: c.get("asked", c) if isinstance(c, dict) else c
+                         for v, c in manifest.get("counts", {}).items()} or "done"
+        ctx.state[f"bench:{name}"] = config.out
+    return figures
+
+
+def _ablations(settings: Any, name: str) -> tuple[str, ...]:
+    """The shortcut ablations for BreastGPT; the comparator is compared on the full run only (paired)."""
+    return tuple(settings.ablations) if name == "breastgpt" else ()
+
+
+def _trained(ctx: Any) -> list[str]:
+    return [name for name in MODELS if f"model:{name}" in ctx.state]
+
+
+# ------------------------------------------------------------------------------------------------- scoring
+
+
+@dataclass
+class Scored:
+    """Per-item correctness of one model: full run and each ablation, aligned to the bench items."""
+
+    items: list[Any]
+    correct: dict[str, np.ndarray]  # variant -> 1/0 per item (NaN where the variant did not run)
+
+
+def score_model(items: list[Any], run_dir: Path) -> Scored:
+    from breastgpt.bench.scoring import ScoreConfig, load_run, score_responses
+
+    df = score_responses(items, load_run(run_dir, items), ScoreConfig(embeddings=False))
+    ids = [it.id for it in items]
+    correct = {}
+    for variant in sorted(set(df["variant"])):
+        sub = df[df["variant"] == variant].set_index("item_id")["correct"]
+        correct[variant] = sub.reindex(ids).to_numpy(float)
+    return Scored(items, correct)
+
+
+def _masks(items: list[Any]) -> dict[str, np.ndarray]:
+    modality = np.array([it.modality for it in items])
+    masks = {"all image-dependent": np.ones(len(items), bool)}
+    masks.update({m: modality == m for m in MODALITIES if (modality == m).any()})
+    return masks
+
+
+def learning_table(scored: Scored, n_resamples: int, seed: int) -> list[dict[str, Any]]:
+    """Accuracy, chance and every ablation per item set, with intervals from one shared patient resampler."""
+    from breastgpt.bench.statistics import ClusterResampler, MetricSpec
+
+    items = scored.items
+    chance = np.array([1.0 / len(it.options) for it in items])
+    rs = ClusterResampler(np.array([it.patient_key for it in items]), n_resamples=n_resamples, seed=seed)
+    rows = []
+    for where, mask in _masks(items).items():
+        specs = {variant: MetricSpec.mean(values, mask) for variant, values in scored.correct.items()}
+        specs.update({f"full-{v}": MetricSpec.mean_difference(scored.correct["full"], values, mask)
+                      for v, values in scored.correct.items() if v != "full"})
+        intervals = rs.bootstrap_batch(specs)
+        rows.append({"set": where, "n_items": int(mask.sum()),
+                     "n_patients": len({it.patient_key for it, m in zip(items, mask) if m}),
+                     "chance": float(chance[mask].mean()),
+                     **{k: iv.as_dict() for k, iv in intervals.items()}})
+    return rows
+
+
+def criterion(row: dict[str, Any]) -> dict[str, Any]:
+    """Issue 9: accuracy ≥ chance + 20 points and ≥ no-image + 15 points, and the 95 % intervals of the full
+    and the no-image accuracy do not overlap."""
+    full, no_image = row["full"], row.get("no_image")
+    checks = {"over_chance": full["point"] - row["chance"] >= MIN_OVER_CHANCE}
+    if no_image is not None:
+        checks["over_no_image"] = full["point"] - no_image["point"] >= MIN_OVER_NO_IMAGE
+        checks["intervals_separate"] = full["low"] > no_image["high"]
+    return {"passed": all(checks.values()) and no_image is not None, **checks}
+
+
+def slide_comparison(a: Scored, b: Scored, n_resamples: int, seed: int) -> list[dict[str, Any]]:
+    """Paired accuracy difference BreastGPT − thumbnail comparator on the same items (same resampled patients)."""
+    from breastgpt.bench.statistics import ClusterResampler, MetricSpec
+
+    items = a.items
+    rs = ClusterResampler(np.array([it.patient_key for it in items]), n_resamples=n_resamples, seed=seed)
+    template = np.array([it.template_id for it in items])
+    masks = {k: v for k, v in _masks(items).items() if k in ("all image-dependent", "pathology")}
+    if "pathology" in masks:
+        masks.update({t: template == t for t in sorted(set(template[masks["pathology"]]))})
+    rows = []
+    for where, mask in masks.items():
+        iv = rs.bootstrap_batch({
+            "difference": MetricSpec.mean_difference(a.correct["full"], b.correct["full"], mask),
+            "breastgpt": MetricSpec.mean(a.correct["full"], mask), "thumbnail": MetricSpec.mean(b.correct["full"], mask)})
+        rows.append({"set": where, "n_items": int(mask.sum()), **{k: v.as_dict() for k, v in iv.items()}})
+    return rows
+
+
+def stage_score(ctx: Any) -> dict[str, Any]:
+    """The learning criterion (image-dependent set) and the slide-branch vs thumbnail paired difference."""
+    from breastgpt.bench.items import item_from_record
+    from breastgpt.corpus.records import iter_jsonl
+
+    s = ctx.settings
+    items = [item_from_record(row, f"bench:{i}") for i, row in enumerate(iter_jsonl(ctx.state["task_set"] / "bench.jsonl"))]
+    scored = {name: score_model(items, ctx.state[f"bench:{name}"]) for name in _trained(ctx)}
+    results: dict[str, Any] = {"models": {}}
+    for name, sc in scored.items():
+        table = learning_table(sc, s.bootstrap, s.seed)
+        # The criterion needs the no-image ablation, which only BreastGPT is run with.
+        results["models"][name] = {"table": table, "criterion": criterion(table[0]) if "no_image" in table[0] else None}
+    if len(scored) == 2:
+        results["slide_vs_thumbnail"] = slide_comparison(scored["breastgpt"], scored["thumbnail"], s.bootstrap, s.seed)
+    ctx.state["results"] = results
+    main = results["models"]["breastgpt"]
+    row = main["table"][0]
+    figures = {"accuracy": _pct(row["full"]), "chance": f"{100 * row['chance']:.1f}",
+               "no_image": _pct(row.get("no_image")), "criterion": "passed" if main["criterion"]["passed"] else "NOT met"}
+    if "slide_vs_thumbnail" in results:
+        path = next(r for r in results["slide_vs_thumbnail"] if r["set"] == "pathology")
+        figures["pathology_slide_minus_thumbnail"] = _pct(path["difference"], signed=True)
+    return figures
+
+
+def _pct(iv: dict[str, Any] | None, signed: bool = False) -> str:
+    if not iv:
+        return "-"
+    fmt = "{:+.1f}" if signed else "{:.1f}"
+    return f"{fmt.format(100 * iv['point'])} [{fmt.format(100 * iv['low'])}, {fmt.format(100 * iv['high'])}]"
+
+
+__all__ = ["MIN_OVER_CHANCE", "MIN_OVER_NO_IMAGE", "criterion", "learning_table", "score_model", "slide_comparison",
+           "stage_bench", "stage_score"]

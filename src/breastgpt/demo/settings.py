@@ -1,0 +1,56 @@
+"""What `breastgpt demo` runs at its two sizes: the full demo and `--quick` (the test suite's)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+# Several public-layout sources per modality; HISTAI-breast has no labels for closed questions, so it is left out.
+FULL_SOURCES: tuple[str, ...] = (
+    "cbis_ddsm", "vindr_mammo", "inbreast",  # mammography (DICOM)
+    "busi", "bus_cot",  # ultrasound
+    "ct_rate", "ct_cohort",  # chest CT
+    "mri_cohort_a", "mri_cohort_b",  # breast MRI (institutional manifests)
+    "tcga_brca", "bcnb",  # whole-slide pathology
+)
+# --quick: the two modalities whose images a small model learns to read fastest (docs/demo.md), and slides so
+# that the slide branch is trained too; no comparator (the test suite's time), one shortcut ablation.
+QUICK_SOURCES: tuple[str, ...] = ("vindr_mammo", "mri_cohort_a", "bcnb")
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Every knob of one demo size; part of each stage's manifest, so a changed knob redoes the stage."""
+
+    name: str
+    deid_patients: int  # DICOM studies of the de-identification showcase
+    sources: tuple[str, ...]
+    patients: int  # per source
+    seed: int = 0
+    image_long_side: int = 96  # normalised 2-D images (px): 6-9 visual tokens each
+    volume_inplane: int = 64  # normalised volumes: in-plane long edge (px) ...
+    volume_depth: int = 8  # ... and slices (4 frames of 2 after the temporal patch)
+    slide_tile_px: int = 192  # tiles at 20x (0.5 um/px); the synthetic slides are 768 px square: ~10 tiles each
+    thumbnail_px: int = 256  # slide thumbnail stored in each feature file (the comparator's input)
+    train_steps: int = 300
+    micro_batch: int = 8
+    lr: float = 2e-3
+    ablations: tuple[str, ...] = ("no-image", "shuffle-image")
+    bench_batch: int = 32
+    bootstrap: int = 2000  # patient-clustered resamples per interval
+    comparator: bool = True  # also train the thumbnail comparator (slides through the standard branch)
+
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+FULL = DemoSettings(name="full", deid_patients=8, sources=FULL_SOURCES, patients=30, train_steps=250)
+QUICK = DemoSettings(name="quick", deid_patients=3, sources=QUICK_SOURCES, patients=24, train_steps=150,
+                     ablations=("no-image",), bootstrap=1000, comparator=False)
+
+
+def settings_for(quick: bool) -> DemoSettings:
+    return QUICK if quick else FULL
+
+
+__all__ = ["FULL", "FULL_SOURCES", "QUICK", "QUICK_SOURCES", "DemoSettings", "settings_for"]

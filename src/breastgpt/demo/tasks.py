@@ -1,0 +1,89 @@
+"""The demo's task set: closed questions whose answer the synthetic image determines.
+
+A closed template is *image-dependent* when every label fact its answer is built from is drawn into the pixels
+by the synthetic renderer of its modality (`breastgpt.synth.contract.RENDERED_LABELS`). The set follows from
+template metadata and the renderers' inputs alone — it is fixed before any model is trained, so it cannot be
+tuned to the results.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from breastgpt.corpus.templates import Template, load_templates
+from breastgpt.synth.contract import is_rendered
+
+# Builders whose answer is one label fact (a yes/no on a field or one dict key, or a field's value).
+_SINGLE_FACT_BUILDERS = ("yes_no", "field_choice")
+
+
+def answer_facts(template: Template) -> list[tuple[str, str | None]]:
+    """(field, key) pairs the answer of a closed template is built from."""
+    key = template.args.get("key")
+    return [(name, key) for name in template.fields]
+
+
+def is_image_dependent(template: Template) -> bool:
+    if template.family != "closed_vqa" or template.builder not in _SINGLE_FACT_BUILDERS:
+        return False
+    return all(is_rendered(template.modality, name, key) for name, key in answer_facts(template))
+
+
+def image_dependent_templates(templates: Iterable[Template] | None = None) -> list[str]:
+    """Ids of the image-dependent closed templates, in template order."""
+    pool = load_templates().templates if templates is None else templates
+    return [t.id for t in pool if is_image_dependent(t)]
+
+
+def select_records(records: Iterable[dict[str, Any]], template_ids: Iterable[str]) -> list[dict[str, Any]]:
+    wanted = set(template_ids)
+    return [r for r in records if r["template_id"] in wanted]
+
+
+_PLACEHOLDER = re.compile(r"\s*(<image>|<video>|<slide>)\s*")
+_SWIFT_MEDIA = {"image": "images", "volume": "videos", "slide": "slides"}
+
+
+def _turn(record: dict[str, Any], role: str) -> str:
+    return next(m["content"] for m in record["messages"] if m["role"] == role)
+
+
+def conversations(records: Iterable[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """Training conversations: every question about one study, as turns of one conversation (ms-swift rows).
+
+    Records that share their media and system prompt become one multi-turn conversation: the media once, in the
+    first user turn, then each question and its answer. A training step then supervises every answer about an
+    image for one pass of the vision encoder instead of one, which is what lets the demo's small model learn to
+    read the images in a few hundred CPU steps (docs/demo.md). The turn order is shuffled per conversation
+    (seeded), so no question always comes first. Evaluation still asks one question per conversation, as the
+    bench does.
+    """
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for record in records:
+        system = next((m["content"] for m in record["messages"] if m["role"] == "system"), "")
+        key = (record["source"], *(m["path"] for m in record["media"]), system)
+        groups.setdefault(key, []).append(record)
+    rng = random.Random(seed)
+    rows = []
+    for key in sorted(groups):  # the same conversations whatever order the records came in
+        group = sorted(groups[key], key=lambda r: r["id"])
+        rng.shuffle(group)
+        system = [m for m in group[0]["messages"] if m["role"] == "system"]
+        messages = [dict(m) for m in system]
+        for i, record in enumerate(group):
+            user = _turn(record, "user")
+            if i:
+                user = _PLACEHOLDER.sub("\n", user).strip()
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": _turn(record, "assistant")}]
+        row: dict[str, Any] = {"id": f"{group[0]['id']}+{len(group) - 1}", "messages": messages,
+                               "images": [], "videos": [], "slides": []}
+        for media in group[0]["media"]:
+            row[_SWIFT_MEDIA[media["kind"]]].append(media["path"])
+        rows.append(row)
+    return rows
+
+
+__all__ = ["answer_facts", "conversations", "image_dependent_templates", "is_image_dependent", "select_records"]

@@ -1,0 +1,151 @@
+"""Demo stages that make models: the demo tokenizer and initial checkpoint, then two CPU trainings on the same
+records — BreastGPT with its slide branch, and the comparator that sees each slide as a thumbnail image through
+the standard branch (same model config, same seed, same steps)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from breastgpt.demo.state import forget_other_runs, load_done, manifest_sha, save_done, source_digest, stage_key
+
+# model name -> how slides reach the model (train.config.DataConfig.slide_mode)
+MODELS: dict[str, str] = {"breastgpt": "features", "thumbnail": "thumbnail"}
+
+
+def corpus_texts(records_path: Path) -> list[str]:
+    from breastgpt.corpus.records import iter_jsonl
+
+    return [m["content"] for row in iter_jsonl(records_path) for m in row["messages"]]
+
+
+def slide_feature_stats(paths: list[Path]) -> tuple[Any, Any]:
+    """Per-dimension mean and std of the tile features of the given slides (the training slides)."""
+    import numpy as np
+    import torch
+
+    from breastgpt.pathology.features import load_features
+
+    tiles = np.concatenate([np.asarray(load_features(p).features, dtype=np.float64) for p in paths])
+    return torch.from_numpy(tiles.mean(0)), torch.from_numpy(tiles.std(0))
+
+
+def write_initial_checkpoint(folder: Path, texts: list[str], settings: Any, slide_features: list[Path]) -> Path:
+    """The `demo` flavour with seeded random weights and a BPE tokenizer trained on the corpus text; the slide
+    branch's input projection standardises the training slides' features (`LongNetEncoder.standardise_inputs`)."""
+    import torch
+
+    from breastgpt.model import BreastGPTForConditionalGeneration
+    from breastgpt.model.flavours import demo, demo_tokenizer
+    from breastgpt.model.processing import BreastGPTProcessor, qwen_image_processor, qwen_video_processor
+    from breastgpt.train.model_setup import seeded_init
+
+    config = demo()
+    torch.manual_seed(settings.seed)
+    model = BreastGPTForConditionalGeneration(config)
+    seeded_init(model, settings.seed)
+    if slide_features:
+        model.model.slide_encoder.standardise_inputs(*slide_feature_stats(slide_features))
+    sel, side = config.selection, settings.image_long_side
+    processor = BreastGPTProcessor(
+        image_processor=qwen_image_processor(), tokenizer=demo_tokenizer(texts),
+        video_processor=qwen_video_processor(), image_budget=sel.image_budget, volume_budget=sel.volume_budget,
+        slide_budget=sel.slide_budget, slide_feature_dim=config.slide.feature_dim,
+        image_min_pixels=64 * 64, image_max_pixels=side * side)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def train_slide_features(ctx: Any) -> list[Path]:
+    """The feature files of the slides in the training conversations (never a bench slide)."""
+    from breastgpt.corpus.records import iter_jsonl
+
+    paths = {p for row in iter_jsonl(ctx.state["task_set"] / "train_conversations.jsonl") for p in row["slides"]}
+    return [ctx.state["corpus"] / p for p in sorted(paths)]
+
+
+def stage_model(ctx: Any) -> dict[str, Any]:
+    """The `demo` model flavour (LLM 2 x 128, ViT 2 x 64, LongNet 2 x 64) and a 1,024-token BPE tokenizer."""
+    folder = ctx.out / "init"
+    # The model and training code decide what this stage and the trainings after it produce (their keys chain
+    # through this manifest), so a change to either redoes them, not only a new version number.
+    key = stage_key("model", ctx.settings.as_dict(), manifest_sha(ctx.out, "corpus"),
+                    (ctx.state["corpus"] / "manifest.json").read_text(), source_digest("breastgpt.model"),
+                    source_digest("breastgpt.train"))
+    done = load_done(ctx.out, "model", key)
+    if done is None:
+        write_initial_checkpoint(folder, corpus_texts(ctx.state["corpus"] / "records.jsonl"), ctx.settings,
+                                 train_slide_features(ctx))
+        config = json.loads((folder / "config.json").read_text())
+        from breastgpt.model import BreastGPTForConditionalGeneration
+
+        params = sum(p.numel() for p in BreastGPTForConditionalGeneration.from_pretrained(folder).parameters())
+        done = {"flavour": "demo", "parameters": params, "vocab": config["text_config"]["vocab_size"]}
+        save_done(ctx.out, "model", key, sorted(p for p in folder.iterdir() if p.is_file()), done)
+    ctx.state["init"] = folder
+    return done
+
+
+def train_config(ctx: Any, name: str) -> Any:
+    from breastgpt.train.config import (CheckpointConfig, DataConfig, LoggingConfig, ModelConfig, OptimConfig,
+                                        ScheduleConfig, TrainConfig)
+
+    s, corpus = ctx.settings, ctx.state["corpus"]
+    return TrainConfig(
+        name=name, seed=s.seed, precision="fp32", output_dir=str(ctx.out / "runs" / name),
+        data=DataConfig(train=str(ctx.state["task_set"] / "train_conversations.jsonl"), format="swift",
+                        media_root=str(corpus),
+                        slide_root=str(corpus), slide_mode=MODELS[name], max_length=4096),
+        model=ModelConfig(path=str(ctx.state["init"])),
+        optim=OptimConfig(lr=s.lr, weight_decay=0.0, grad_clip=1.0),
+        schedule=ScheduleConfig(epochs=0, max_steps=s.train_steps, scheduler="cosine", warmup_ratio=0.05,
+                                micro_batch_size=s.micro_batch),
+        checkpoint=CheckpointConfig(every_steps=max(50, s.train_steps // 4), keep_last=1),
+        logging=LoggingConfig(every_steps=10, tensorboard=False, progress=True))
+
+
+def _final_verifies(final: Path) -> bool:
+    from breastgpt.artifacts import sha256_file
+
+    path = final / "manifest.json"
+    if not path.is_file():
+        return False
+    files = json.loads(path.read_text())["files"]
+    return all((final / rel).is_file() and sha256_file(final / rel) == digest for rel, digest in files.items())
+
+
+def train_one(ctx: Any, name: str) -> dict[str, Any]:
+    """Train (or resume, or reuse a verified final model) one of the demo models."""
+    from breastgpt.train.loop import train
+
+    config = train_config(ctx, name)
+    final = Path(config.output_dir) / "final"
+    key = stage_key("train", name, config.to_dict(), manifest_sha(ctx.out, "model"))
+    done = load_done(ctx.out, f"train {name}", key)
+    if done is None or not _final_verifies(final):
+        forget_other_runs(Path(config.output_dir), key)
+        result = train(config, resume="auto")
+        losses = result.losses
+        done = {"steps": result.steps, "first_loss": round(losses[0], 3) if losses else None,
+                "final_loss_mean10": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 3) if losses else None}
+        save_done(ctx.out, f"train {name}", key, [final / "manifest.json"], done)
+    ctx.state[f"model:{name}"] = final
+    return done
+
+
+def stage_train_breastgpt(ctx: Any) -> dict[str, Any]:
+    """CPU training of BreastGPT on the task set (slides as tile features through the slide branch)."""
+    return train_one(ctx, "breastgpt")
+
+
+def stage_train_thumbnail(ctx: Any) -> dict[str, Any]:
+    """The comparator: same model, records, seed and steps; slides as thumbnail images (standard branch)."""
+    if not ctx.settings.comparator:
+        return {"skipped": f"not part of the {ctx.settings.name} demo"}
+    return train_one(ctx, "thumbnail")
+
+
+__all__ = ["MODELS", "stage_model", "stage_train_breastgpt", "stage_train_thumbnail", "train_config",
+           "write_initial_checkpoint"]

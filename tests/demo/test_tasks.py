@@ -1,0 +1,62 @@
+"""The demo's task set and its training conversations (`breastgpt.demo.tasks`), and the learning criterion."""
+
+from __future__ import annotations
+
+from breastgpt.corpus.templates import load_templates
+from breastgpt.demo.evaluate import criterion
+from breastgpt.demo.tasks import conversations, image_dependent_templates, is_image_dependent
+
+
+def _record(rid: str, media: str, question: str, answer: str, *, system: str = "sys", kind: str = "image",
+            source: str = "src") -> dict:
+    token = {"image": "<image>", "volume": "<video>", "slide": "<slide>"}[kind]
+    return {"id": rid, "source": source, "media": [{"path": media, "kind": kind, "sha256": "0" * 64}],
+            "messages": [{"role": "system", "content": system},
+                         {"role": "user", "content": f"{token}\n{question}"},
+                         {"role": "assistant", "content": answer}]}
+
+
+def test_questions_about_one_study_become_one_conversation_with_the_media_once() -> None:
+    records = [_record("a1", "m/a.png", "Q1?", "yes"), _record("b1", "m/b.npz", "Q3?", "no", kind="volume"),
+               _record("a2", "m/a.png", "Q2?", "no"), _record("a3", "m/a.png", "Q4?", "oval", system="other")]
+    rows = conversations(records, seed=0)
+    assert len(rows) == 3  # a1+a2 share media and system prompt; a3 has another system prompt; b1 alone
+    pair = next(r for r in rows if len(r["messages"]) == 5)
+    assert pair["images"] == ["m/a.png"] and pair["videos"] == [] and pair["slides"] == []
+    roles = [m["role"] for m in pair["messages"]]
+    assert roles == ["system", "user", "assistant", "user", "assistant"]
+    users = [m["content"] for m in pair["messages"] if m["role"] == "user"]
+    assert users[0].startswith("<image>\n") and "<image>" not in users[1]
+    assert sorted(u.split("\n")[-1] for u in users) == ["Q1?", "Q2?"]
+    answers = {u.split("\n")[-1]: a["content"] for u, a in zip(users, pair["messages"][2::2])}
+    assert answers == {"Q1?": "yes", "Q2?": "no"}  # each answer stays with its question
+    volume = next(r for r in rows if r["videos"])
+    assert volume["videos"] == ["m/b.npz"] and volume["messages"][1]["content"] == "<video>\nQ3?"
+    assert conversations(list(reversed(records)), seed=0) == rows  # input order does not matter
+    orders = {tuple(m["content"] for m in conversations(records, seed=s)[1]["messages"][1::2]) for s in range(8)}
+    assert len(orders) == 2  # the turn order is shuffled by the seed
+
+
+def test_image_dependent_templates_follow_the_renderers_contract() -> None:
+    ids = image_dependent_templates()
+    assert ids and len(ids) == len(set(ids))
+    by_id = {t.id: t for t in load_templates().templates}
+    assert all(by_id[i].family == "closed_vqa" for i in ids)
+    modalities = {by_id[i].modality for i in ids}
+    assert modalities == {"mammography", "ultrasound", "mri", "ct", "pathology"}
+    # BI-RADS is drawn at random beside the image (2 vs 3 cannot be told from the pixels): never in the set.
+    assert not any(is_image_dependent(t) for t in load_templates().templates if "birads" in t.fields)
+
+
+def _iv(point: float, low: float, high: float) -> dict:
+    return {"point": point, "low": low, "high": high}
+
+
+def test_criterion_needs_every_part() -> None:
+    row = {"chance": 0.40, "full": _iv(0.61, 0.56, 0.66), "no_image": _iv(0.45, 0.40, 0.50)}
+    assert criterion(row) == {"passed": True, "over_chance": True, "over_no_image": True, "intervals_separate": True}
+    assert criterion({**row, "full": _iv(0.59, 0.56, 0.66)})["passed"] is False  # 19 points over chance
+    assert criterion({**row, "no_image": _iv(0.47, 0.42, 0.52)})["over_no_image"] is False  # 14 points
+    overlap = criterion({**row, "no_image": _iv(0.45, 0.40, 0.57)})
+    assert overlap["passed"] is False and overlap["intervals_separate"] is False
+    assert criterion({"chance": 0.4, "full": _iv(0.9, 0.85, 0.95)})["passed"] is False  # no ablation, no claim
