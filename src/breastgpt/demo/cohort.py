@@ -62,7 +62,7 @@ def build_config(ctx: Any) -> Any:
     sources = tuple(SourceSpec(name, ctx.state["cohort"] / name) for name in s.sources)
     return BuildConfig(out=ctx.out / "corpus", sources=sources, workers=max(1, min(2, os.cpu_count() or 1)),
                        seed=s.seed, secret_env=_SECRET_ENV, split=SplitConfig(0.7, 0.0, 0.3, salt="breastgpt-demo"),
-                       progress=True, limits=limits, answer_style="text")
+                       progress=True, limits=limits, answer_style="text", media_position=s.media_position)
 
 
 def stage_corpus(ctx: Any) -> dict[str, Any]:
@@ -105,7 +105,8 @@ def stage_task_set(ctx: Any) -> dict[str, Any]:
         rows = [r for r in chosen if r["split"] == split]
         atomic_write_text(folder / f"{split}.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         figures[split] = len(rows)
-    train = conversations((r for r in chosen if r["split"] == "train"), ctx.settings.seed)
+    train = conversations((r for r in chosen if r["split"] == "train"), ctx.settings.seed,
+                          group=ctx.settings.group_turns)
     atomic_write_text(folder / "train_conversations.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in train))
     figures["train_conversations"] = len(train)
     figures["bench_by_modality"] = dict(sorted(Counter(r["modality"] for r in chosen if r["split"] == "bench").items()))

@@ -51,7 +51,7 @@ def _turn(record: dict[str, Any], role: str) -> str:
     return next(m["content"] for m in record["messages"] if m["role"] == role)
 
 
-def conversations(records: Iterable[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+def conversations(records: Iterable[dict[str, Any]], seed: int, group: bool = True) -> list[dict[str, Any]]:
     """Training conversations: every question about one study, as turns of one conversation (ms-swift rows).
 
     Records that share their media and system prompt become one multi-turn conversation: the media once, in the
@@ -64,7 +64,7 @@ def conversations(records: Iterable[dict[str, Any]], seed: int) -> list[dict[str
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for record in records:
         system = next((m["content"] for m in record["messages"] if m["role"] == "system"), "")
-        key = (record["source"], *(m["path"] for m in record["media"]), system)
+        key = (record["source"], *(m["path"] for m in record["media"]), system) if group else (record["id"],)
         groups.setdefault(key, []).append(record)
     rng = random.Random(seed)
     rows = []

@@ -31,6 +31,24 @@ def slide_feature_stats(paths: list[Path]) -> tuple[Any, Any]:
     return torch.from_numpy(tiles.mean(0)), torch.from_numpy(tiles.std(0))
 
 
+def offset_patch_embedding(model: Any, seed: int, relative: float = 0.5) -> None:
+    """Draw the ViT patch-embedding bias at `relative` × the scale of its response to a uniform patch.
+
+    With a zero bias a uniform patch embeds as brightness × (W · 1), and the first LayerNorm is invariant to
+    that scale: a randomly initialised ViT cannot tell a bright uniform region from a dark one. Pretrained
+    Qwen3-VL weights have long learned this; a demo model trained from scratch for a few hundred CPU steps
+    did not (a linear probe on its image tokens read the mammograms' density at chance, while the pixels
+    alone separate the four ACR categories). A random bias makes brightness visible from the first step.
+    """
+    import torch
+
+    proj = model.model.visual.patch_embed.proj
+    response = proj.weight.detach().flatten(1).sum(1)
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        proj.bias.copy_(torch.randn(proj.bias.shape, generator=generator) * relative * float(response.std()))
+
+
 def write_initial_checkpoint(folder: Path, texts: list[str], settings: Any, slide_features: list[Path]) -> Path:
     """The `demo` flavour with seeded random weights and a BPE tokenizer trained on the corpus text; the slide
     branch's input projection standardises the training slides' features (`LongNetEncoder.standardise_inputs`)."""
@@ -45,6 +63,7 @@ def write_initial_checkpoint(folder: Path, texts: list[str], settings: Any, slid
     torch.manual_seed(settings.seed)
     model = BreastGPTForConditionalGeneration(config)
     seeded_init(model, settings.seed)
+    offset_patch_embedding(model, settings.seed)
     if slide_features:
         model.model.slide_encoder.standardise_inputs(*slide_feature_stats(slide_features))
     sel, side = config.selection, settings.image_long_side
@@ -73,7 +92,7 @@ def stage_model(ctx: Any) -> dict[str, Any]:
     # through this manifest), so a change to either redoes them, not only a new version number.
     key = stage_key("model", ctx.settings.as_dict(), manifest_sha(ctx.out, "corpus"),
                     (ctx.state["corpus"] / "manifest.json").read_text(), source_digest("breastgpt.model"),
-                    source_digest("breastgpt.train"))
+                    source_digest("breastgpt.train"), source_digest("breastgpt.demo"))
     done = load_done(ctx.out, "model", key)
     if done is None:
         write_initial_checkpoint(folder, corpus_texts(ctx.state["corpus"] / "records.jsonl"), ctx.settings,
