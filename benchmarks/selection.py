@@ -164,13 +164,33 @@ def _merge(results: dict, case: dict) -> None:
     results["cases"] = sorted(kept + [case], key=lambda c: (c["D"], c["data"], c["L"]))
 
 
+def markdown_table(results: dict) -> str:
+    """The results as the table in docs/token_selection.md."""
+    head = ("| L | D | data | ours s | dense s | dense/ours time | ours extra MiB | % of fp32 L×L | % of fp64 L×L "
+            "| same indices | threads | load at start |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for c in results["cases"]:
+        ours, dense = c["ours"], c["dense"]
+        ran = isinstance(dense, dict)
+        rows.append(" | ".join(str(x) for x in (
+            "", f"{c['L']:,}", c["D"], c["data"], ours["seconds"], dense["seconds"] if ran else "refused",
+            c.get("speed_ratio_dense_over_ours", "—"), round(ours["extra_peak_bytes"] / 2**20),
+            round(100 * c["ours_extra_over_dense_fp32_matrix"], 2), round(100 * c["ours_extra_over_dense_fp64_matrix"], 2),
+            c.get("identical_indices", "—"), ours["threads"], round(ours["load_average_before"][0], 1), "")).strip())
+    return head + "\n" + "\n".join(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--one", nargs=4, metavar=("METHOD", "L", "D", "KIND"))
     ap.add_argument("--only", help="comma-separated L:D:kind cases instead of the full plan")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for both methods (default 1)")
     ap.add_argument("--dense-max-l", type=int, default=None, help="skip the dense greedy above this L")
+    ap.add_argument("--table", action="store_true", help="print the results file as a Markdown table and exit")
     args = ap.parse_args()
+    if args.table:
+        print(markdown_table(_load_results()))
+        return
     if args.one:
         method, n, d, kind = args.one
         print(json.dumps(measure_one(method, int(n), int(d), kind, args.threads)))
