@@ -60,3 +60,25 @@ def test_criterion_needs_every_part() -> None:
     overlap = criterion({**row, "no_image": _iv(0.45, 0.40, 0.57)})
     assert overlap["passed"] is False and overlap["intervals_separate"] is False
     assert criterion({"chance": 0.4, "full": _iv(0.9, 0.85, 0.95)})["passed"] is False  # no ablation, no claim
+
+
+def test_prior_is_the_most_frequent_training_answer_per_template() -> None:
+    import numpy as np
+
+    from breastgpt.bench.items import BenchItem
+    from breastgpt.demo.evaluate import Scored, prior_correct, template_table
+
+    def train(template: str, answer: str) -> dict:
+        return {"template_id": template, "label": {"options": ["Yes", "No"], "answer_index": ["Yes", "No"].index(answer)}}
+
+    rows = [train("t1", "Yes")] * 3 + [train("t1", "No"), train("t2", "No")]
+    items = [BenchItem(id=f"i{k}", source="s", patient_key=f"p{k}", stage="diagnosis", modality="mri",
+                       task_family="closed_vqa", template_id=t, answer_provenance="label", question="Q?",
+                       options=("No", "Yes"), answer_index=a)
+             for k, (t, a) in enumerate([("t1", 1), ("t1", 0), ("t2", 0), ("t3", 0)])]
+    prior = prior_correct(items, rows)
+    assert prior.tolist() == [1.0, 0.0, 1.0, 0.0]  # t3 was never trained: no prior answer, never right
+    scored = Scored(items, {"full": np.array([1.0, 1.0, 0.0, 1.0])}, prior)
+    table = {row["template"]: row for row in template_table(scored, n_resamples=50, seed=0)}
+    assert table["t1"]["n_items"] == 2 and table["t1"]["full"]["point"] == 1.0 and table["t1"]["prior"]["point"] == 0.5
+    assert table["t3"]["prior"]["point"] == 0.0

@@ -62,6 +62,21 @@ class Scored:
 
     items: list[Any]
     correct: dict[str, np.ndarray]  # variant -> 1/0 per item (NaN where the variant did not run)
+    prior: np.ndarray | None = None  # 1/0 per item: would the template's most frequent training answer be right?
+
+
+def prior_correct(items: list[Any], train_rows: list[dict[str, Any]]) -> np.ndarray:
+    """Per bench item: 1 when the most frequent training answer of its template is its answer (ties: the answer
+    first seen). A model that ignores the image can reach this without reading anything; it is the text-prior
+    baseline every image-dependent figure should be read against."""
+    from collections import Counter
+
+    counts: dict[str, Counter[str]] = {}
+    for row in train_rows:
+        label = row["label"]
+        counts.setdefault(row["template_id"], Counter())[label["options"][label["answer_index"]]] += 1
+    prior = {t: c.most_common(1)[0][0] for t, c in counts.items()}
+    return np.array([float(it.options[it.answer_index] == prior.get(it.template_id)) for it in items])
 
 
 def score_model(items: list[Any], run_dir: Path) -> Scored:
@@ -95,11 +110,39 @@ def learning_table(scored: Scored, n_resamples: int, seed: int) -> list[dict[str
         specs = {variant: MetricSpec.mean(values, mask) for variant, values in scored.correct.items()}
         specs.update({f"full-{v}": MetricSpec.mean_difference(scored.correct["full"], values, mask)
                       for v, values in scored.correct.items() if v != "full"})
+        if scored.prior is not None:
+            specs["prior"] = MetricSpec.mean(scored.prior, mask)
         intervals = rs.bootstrap_batch(specs)
         rows.append({"set": where, "n_items": int(mask.sum()),
                      "n_patients": len({it.patient_key for it, m in zip(items, mask) if m}),
                      "chance": float(chance[mask].mean()),
                      **{k: iv.as_dict() for k, iv in intervals.items()}})
+    return rows
+
+
+def template_table(scored: Scored, n_resamples: int, seed: int) -> list[dict[str, Any]]:
+    """Per template: accuracy of every variant and of the training prior, with patient-clustered intervals.
+
+    This is the table that tells reading from guessing: a template whose accuracy equals its prior and its
+    shuffled-image accuracy is answered from the wording, whatever the overall figure says."""
+    from breastgpt.bench.statistics import ClusterResampler, MetricSpec
+
+    items = scored.items
+    rs = ClusterResampler(np.array([it.patient_key for it in items]), n_resamples=n_resamples, seed=seed)
+    template = np.array([it.template_id for it in items])
+    specs, where = {}, {}
+    for t in sorted(set(template)):
+        mask = template == t
+        where[t] = (items[int(np.argmax(mask))].modality, int(mask.sum()))
+        specs.update({f"{t}|{v}": MetricSpec.mean(values, mask) for v, values in scored.correct.items()})
+        if scored.prior is not None:
+            specs[f"{t}|prior"] = MetricSpec.mean(scored.prior, mask)
+    intervals = rs.bootstrap_batch(specs)
+    rows = []
+    for t, (modality, n) in where.items():
+        row: dict[str, Any] = {"template": t, "modality": modality, "n_items": n}
+        row.update({key.split("|", 1)[1]: iv.as_dict() for key, iv in intervals.items() if key.split("|", 1)[0] == t})
+        rows.append(row)
     return rows
 
 
@@ -140,18 +183,21 @@ def stage_score(ctx: Any) -> dict[str, Any]:
 
     s = ctx.settings
     items = [item_from_record(row, f"bench:{i}") for i, row in enumerate(iter_jsonl(ctx.state["task_set"] / "bench.jsonl"))]
+    train_rows = list(iter_jsonl(ctx.state["task_set"] / "train.jsonl"))
     scored = {name: score_model(items, ctx.state[f"bench:{name}"]) for name in _trained(ctx)}
     results: dict[str, Any] = {"models": {}}
     for name, sc in scored.items():
+        sc.prior = prior_correct(items, train_rows)
         table = learning_table(sc, s.bootstrap, s.seed)
         # The criterion needs the no-image ablation, which only BreastGPT is run with.
-        results["models"][name] = {"table": table, "criterion": criterion(table[0]) if "no_image" in table[0] else None}
+        results["models"][name] = {"table": table, "criterion": criterion(table[0]) if "no_image" in table[0] else None,
+                                   "templates": template_table(sc, s.bootstrap, s.seed)}
     if len(scored) == 2:
         results["slide_vs_thumbnail"] = slide_comparison(scored["breastgpt"], scored["thumbnail"], s.bootstrap, s.seed)
     ctx.state["results"] = results
     main = results["models"]["breastgpt"]
     row = main["table"][0]
-    figures = {"accuracy": _pct(row["full"]), "chance": f"{100 * row['chance']:.1f}",
+    figures = {"accuracy": _pct(row["full"]), "chance": f"{100 * row['chance']:.1f}", "prior": _pct(row.get("prior")),
                "no_image": _pct(row.get("no_image")), "criterion": "passed" if main["criterion"]["passed"] else "NOT met"}
     if "slide_vs_thumbnail" in results:
         path = next(r for r in results["slide_vs_thumbnail"] if r["set"] == "pathology")
@@ -166,5 +212,5 @@ def _pct(iv: dict[str, Any] | None, signed: bool = False) -> str:
     return f"{fmt.format(100 * iv['point'])} [{fmt.format(100 * iv['low'])}, {fmt.format(100 * iv['high'])}]"
 
 
-__all__ = ["MIN_OVER_CHANCE", "MIN_OVER_NO_IMAGE", "criterion", "learning_table", "score_model", "slide_comparison",
-           "stage_bench", "stage_score"]
+__all__ = ["MIN_OVER_CHANCE", "MIN_OVER_NO_IMAGE", "criterion", "learning_table", "prior_correct", "score_model",
+           "slide_comparison", "stage_bench", "stage_score", "template_table"]

@@ -97,13 +97,14 @@ def write_bench_reports(ctx: Any) -> list[str]:
 def learning_rich_table(results: dict[str, Any]) -> Table:
     variants = variants_of(results)
     table = Table(title="Image-dependent closed questions: accuracy % [95 % CI, patient bootstrap]")
-    for column in ("model", "items", "n", "chance", "accuracy", *variants, "criterion"):
+    for column in ("model", "items", "n", "chance", "prior", "accuracy", *variants, "criterion"):
         table.add_column(column)
     for name, m in results.get("models", {}).items():
         for i, row in enumerate(m["table"]):
             verdict = "" if i or not m["criterion"] else "[green]met" if m["criterion"]["passed"] else "[red]not met"
             table.add_row(name if i == 0 else "", row["set"], str(row["n_items"]), _pct(row["chance"]),
-                          fmt_interval(row["full"]), *[fmt_interval(row.get(v)) for v in variants], verdict)
+                          _pct((row.get("prior") or {}).get("point")), fmt_interval(row["full"]),
+                          *[fmt_interval(row.get(v)) for v in variants], verdict)
     return table
 
 
