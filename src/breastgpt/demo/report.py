@@ -39,7 +39,8 @@ def accuracy_plot(results: dict[str, Any]) -> str:
     fig = Figure(figsize=(9, 3.4))
     ax = fig.subplots()
     models = results.get("models", {})
-    series = [(f"{name}: {v}", name, v) for name in models for v in ["full", *variants_of(results)]]
+    series = [(f"{name}: {v}", name, v) for name in models for v in ["full", *variants_of(results)]
+              if any(row.get(v) for row in models[name]["table"])]  # a model without an ablation gets no empty bars
     sets = [row["set"] for row in next(iter(models.values()))["table"]] if models else []
     width = 0.8 / max(1, len(series))
     for i, (label, name, variant) in enumerate(series):
