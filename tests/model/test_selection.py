@@ -257,6 +257,21 @@ def test_straight_through_value_is_exact_and_gradient_matches_dense_soft_selecti
     assert torch.allclose(ours, v.grad, atol=1e-12, rtol=0)
 
 
+def test_keeping_every_token_passes_the_exact_gradient():
+    """L ≤ k: the selection is the identity, so the gradient is exact, not the soft estimate (which would blur
+    each token's gradient over all tokens of its block)."""
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    w_out = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    idx = select_concepts(v.detach(), 8)
+    assert idx.tolist() == [0, 1, 2, 3, 4]
+    (straight_through_select(v, idx) * w_out).sum().backward()
+    assert torch.equal(v.grad, w_out)
+    v.grad = None  # a proper subset still takes the soft path: its gradient reaches tokens that were not kept
+    (straight_through_select(v, torch.tensor([0, 2])) * w_out[:2]).sum().backward()
+    assert (v.grad[[1, 3, 4]] != 0).any()
+
+
 def test_straight_through_float32_and_no_grad_paths():
     v = torch.randn(50, 8, requires_grad=True)
     idx = select_concepts(v, 6)

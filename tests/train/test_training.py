@@ -136,3 +136,25 @@ def test_nan_stop_leaves_weights_unchanged(tmp_path, monkeypatch):
         loop.train_step(run)
     assert all(torch.equal(before[n], p) for n, p in run.model.named_parameters())
     assert run.optimizer.state_dict()["state"][0]["step"] == 1  # one step taken, not two
+
+
+def test_a_run_from_a_checkpoint_trains_in_training_mode(tmp_path, monkeypatch):
+    """from_pretrained hands back an eval-mode model; the loop must switch it to training mode, or gradient
+    checkpointing and the selection's straight-through estimator (both keyed on .training) are silently off."""
+    first = train(tiny_config(tmp_path / "first", steps=1))
+    modes = []
+    real = loop.forward_loss_sum
+
+    def spy(model, batch):
+        modes.append(loop_model_training(model))
+        return real(model, batch)
+
+    monkeypatch.setattr(loop, "forward_loss_sum", spy)
+    config = tiny_config(tmp_path / "second", steps=2, model__path=str(first.output_dir / "final"), model__flavour="")
+    train(config)
+    assert modes == [True, True]
+
+
+def loop_model_training(model) -> bool:
+    inner = getattr(model, "module", model)
+    return bool(inner.training) and all(m.training for m in inner.modules())

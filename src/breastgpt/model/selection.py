@@ -536,6 +536,11 @@ def straight_through_select(tokens: Tensor, indices: Tensor, *, soft_temperature
     hard = tokens[indices]
     if not (torch.is_grad_enabled() and tokens.requires_grad):
         return hard
+    if indices.numel() == tokens.shape[0] and torch.equal(indices, torch.arange(len(indices), device=indices.device)):
+        # Every token kept (L ≤ k): the selection is the identity, so there is nothing to estimate and the exact
+        # gradient is used. The soft path would blur each token's gradient over all tokens of its image
+        # (cosines / 1.0 give near-uniform weights), which starved the vision encoder of token-level signal.
+        return hard
     work = tokens.to(torch.promote_types(tokens.dtype, torch.float32))
     unit = F.normalize(work, dim=1)
     soft = torch.cat([

@@ -175,6 +175,9 @@ def setup(config: TrainConfig, accelerator=None) -> _Run:
     scheduler = build_scheduler(optimizer, config, total)
     _fill_deepspeed(accelerator, config)
     model, optimizer = accelerator.prepare(model, optimizer)
+    # from_pretrained returns a model in eval mode: without this, a run started from a checkpoint trained with
+    # gradient checkpointing and the selection's straight-through estimator silently off (both test .training).
+    model.train()
     manifest = data_manifest(config.data, len(train_set), train_set.dropped)
     log = MetricsLog(out / "logs", enabled=accelerator.is_main_process, tensorboard=config.logging.tensorboard,
                      jsonl=config.logging.jsonl)
