@@ -239,3 +239,23 @@ def test_phi_gate_quarantines_own_ids_and_blocks_cross_sample_leaks(tmp_path):
     with pytest.raises(BuildError, match="PHI gate"):
         build(src, out)
     assert not (out / "records.jsonl").read_text().count(cases[2]["patient"])
+
+
+def test_phi_gate_ignores_short_row_number_ids_but_not_record_numbers(tmp_path):
+    """BCNB-style patient ids (row numbers 1-1058) match sizes and counts in other patients' reports; a real
+    record number (5+ digits) in a report still stops the build."""
+    src = tmp_path / "src"
+    cases = _cases("a", 4)
+    for i, case in enumerate(cases):
+        case["patient"] = str(103 + i)
+    cases[1]["report"] = "Oval mass measuring 105 x 104 mm, follow-up study 106 of the programme."
+    make_source(src / "alpha", "alpha", cases)
+    make_source(src / "beta", "beta", _cases("b", 2, "ultrasound"))
+    summary = build(src, tmp_path / "out")
+    assert summary.phi_gate == "passed" and summary.quarantined == 0
+    for i, case in enumerate(cases):
+        case["patient"] = str(480230 + i)
+    cases[1]["report"] = "Compared with the study of 480232, the mass is unchanged in size and shape."
+    make_source(src / "alpha", "alpha", cases)
+    with pytest.raises(BuildError, match="PHI gate"):
+        build(src, tmp_path / "out2")

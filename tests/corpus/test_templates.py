@@ -101,7 +101,7 @@ def test_every_template_renders_and_answers_match_labels():
 def test_open_answers_exact_values():
     ts = load_templates()
     recs = {r.template_id: r for r in render_sample(view("mammography", FULL_LABELS["mammography"]), ts)}
-    assert recs["scr-mam-density-open"].message("assistant") == "The breast density is ACR category C (heterogeneously dense)."
+    assert recs["scr-mam-density-open"].message("assistant") == "The breast density is heterogeneously dense (ACR C)."
     assert recs["dx-mam-mass-open"].message("assistant") == "The mass is irregular in shape. Its margin is spiculated."
     assert recs["scr-mam-birads-open"].message("assistant") == (
         "The assessment is BI-RADS 4 (suspicious); tissue diagnosis is recommended.")
@@ -227,3 +227,15 @@ def test_text_answer_style_answers_with_the_option_text_that_the_bench_parser_ac
         assert parse_choice(rec.message("assistant"), list(item_from_record(rec.to_dict()).options)) == index
     with pytest.raises(ValueError, match="answer_style"):
         render_sample(view("mammography", labels), ts, answer_style="emoji")
+
+
+def test_no_option_text_reads_like_an_option_letter():
+    """Closed questions list options as "A. <text>"; a text that itself starts with a capital letter and a break
+    ("C (heterogeneously dense)") makes the answer ambiguous with an option label — a small model then answers
+    "C (almost entirely fatty)", the label of one option glued to the text of another."""
+    import re
+
+    ts = load_templates()
+    offending = [(field, key, text) for field, values in ts.vocab_text.items() for key, text in values.items()
+                 if re.match(r"^[A-Z]\b", text)]
+    assert offending == []

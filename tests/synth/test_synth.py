@@ -19,7 +19,7 @@ def test_same_seed_same_cohort(tmp_path):
     from breastgpt.corpus.sources.media import read_pixels
 
     a = generate(tmp_path / "a", 3, ["vindr_mammo", "csaw_m", "busi"], seed=5)
-    b = generate(tmp_path / "b", 3, ["vindr_mammo", "csaw_m", "busi"], seed=5)
+    b = generate(tmp_path / "b", 3, ["vindr_mammo", "csaw_m", "busi"], seed=5, workers=2)  # sources in parallel
     c = generate(tmp_path / "c", 3, ["vindr_mammo"], seed=6)
     assert (a["vindr_mammo"] / "finding_annotations.csv").read_bytes() == \
         (b["vindr_mammo"] / "finding_annotations.csv").read_bytes()
@@ -29,6 +29,9 @@ def test_same_seed_same_cohort(tmp_path):
         assert np.array_equal(read_pixels(a["busi"] / rel), read_pixels(b["busi"] / rel))
     assert (a["vindr_mammo"] / "finding_annotations.csv").read_bytes() != \
         (c["vindr_mammo"] / "finding_annotations.csv").read_bytes()
+    truth_a = (tmp_path / "a" / ".truth" / "csaw_m.json").read_text()
+    assert truth_a.replace(str(tmp_path / "a"), str(tmp_path / "b")) == \
+        (tmp_path / "b" / ".truth" / "csaw_m.json").read_text()
     manifest = json.loads((tmp_path / "a" / "synth_manifest.json").read_text())
     assert manifest["seed"] == 5 and manifest["sources"]["busi"]["samples"] == 3
 

@@ -387,14 +387,14 @@ def verify_build(out: Path) -> list[str]:
 
 
 def _corpus_scanner(samples: list[Any]) -> Any:
-    from breastgpt.corpus.build_items import phi_scanner_class
+    from breastgpt.corpus.build_items import add_patient_id, phi_scanner_class
 
     scanner_cls = phi_scanner_class()
     if scanner_cls is None:
         return None
     scanner = scanner_cls()
     for s in samples:
-        scanner.add_value("patient_id", s.patient_id)
+        add_patient_id(scanner, s.patient_id)
     return scanner
 
 

@@ -172,13 +172,27 @@ def phi_scanner_class() -> type | None:
     return PhiScanner
 
 
+# Digit-only dataset ids shorter than this are row numbers (BCNB numbers its patients 1-1058), not identifiers
+# of a person; searched for in free text they match every size, count and follow-up number ("measuring 105 mm",
+# "study 120 of the programme") and would stop a whole build. Hospital record numbers are longer and still scanned.
+MIN_DIGIT_ID_LENGTH = 5
+
+
+def add_patient_id(scanner: Any, patient_id: str) -> None:
+    """Add a dataset's raw patient id to `scanner` unless it is a short row number (`MIN_DIGIT_ID_LENGTH`)."""
+    text = str(patient_id).strip()
+    if text.isdigit() and len(text) < MIN_DIGIT_ID_LENGTH:
+        return
+    scanner.add_value("patient_id", text)
+
+
 def item_phi_findings(sample: Any, records: list[Record]) -> list[str]:
     """This sample's own identifiers (raw patient id, DICOM header PHI of its inputs) in its own records."""
     scanner_cls = phi_scanner_class()
     if scanner_cls is None or not records:
         return []
     scanner = scanner_cls()
-    scanner.add_value("patient_id", sample.patient_id)
+    add_patient_id(scanner, sample.patient_id)
     for path in sample.media:
         if _looks_like_dicom(Path(path)):
             try:

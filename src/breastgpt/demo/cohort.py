@@ -29,7 +29,8 @@ def stage_cohort(ctx: Any) -> dict[str, Any]:
     if done is None:
         with ctx.progress() as progress:
             task = progress.add_task("synthesizing sources", total=len(s.sources))
-            generate(out, s.patients, list(s.sources), seed=s.seed, progress=lambda _: progress.advance(task))
+            generate(out, s.patients, list(s.sources), seed=s.seed, progress=lambda _: progress.advance(task),
+                     workers=max(1, min(2, os.cpu_count() or 1)))
         truths = sorted((out / ".truth").glob("*.json"))
         samples = {p.stem: len(json.loads(p.read_text())) for p in truths}
         done = {"sources": len(s.sources), "patients": s.patients * len(s.sources), "samples": sum(samples.values())}

@@ -103,12 +103,19 @@ DEMO_FEATURE_DIM = 86  # the `stain-texture-v1` tile encoder (no weights to down
 
 
 def demo(**overrides: Any) -> BreastGPTConfig:
-    """~1.3 M parameters: LLM 2 x 128, ViT 2 x 64, LongNet 2 x 64; ids match ``demo_tokenizer()`` (specials first)."""
+    """~1.3 M parameters: LLM 2 x 128, ViT 2 x 64, LongNet 2 x 64; ids match ``demo_tokenizer()`` (specials first).
+
+    RoPE base 10,000, not Qwen3-VL's 5,000,000: with 32-dimensional heads that base leaves only the first few
+    frequency pairs turning over a few hundred tokens, so a model trained from scratch can hardly tell the latest
+    question of a conversation from earlier ones, nor the token after an option label from any other (copying an
+    option needs that). Trained `breastgpt demo` models with the published base answered one yes/no template
+    with another template's majority answer even on their training images (docs/demo.md).
+    """
     kwargs: dict[str, Any] = dict(
         text_config=dict(
             vocab_size=DEMO_VOCAB_SIZE, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=4096,
-            rope_parameters=_rope(5_000_000.0, [4, 6, 6]), pad_token_id=0,
+            rope_parameters=_rope(10_000.0, [4, 6, 6]), pad_token_id=0,
         ),
         vision_config=dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=128,
                            num_position_embeddings=64, deepstack_visual_indexes=[0, 1]),

@@ -30,26 +30,42 @@ GENERATORS: dict[str, Generator] = {
 }
 
 
+def _generate_source(name: str, root: Path, config: SynthConfig) -> int:
+    truths = GENERATORS[name](root, config)
+    _write_json(root.parent / ".truth" / f"{name}.json", [t.as_dict() for t in truths])
+    return len(truths)
+
+
 def generate(out: Path, patients: int, sources: list[str] | None = None, seed: int = 0, full_size: bool = False,
-             progress: Callable[[str], None] | None = None) -> dict[str, Path]:
-    """Write `out/<source>/...` for each source (all by default); return {source: root}."""
+             progress: Callable[[str], None] | None = None, workers: int = 1) -> dict[str, Path]:
+    """Write `out/<source>/...` for each source (all by default); return {source: root}.
+
+    Each source draws from its own seeded stream, so `workers` > 1 (sources in parallel processes) writes the
+    same files as one worker.
+    """
     names = list(GENERATORS) if not sources else list(sources)
     unknown = [n for n in names if n not in GENERATORS]
     if unknown:
         raise ValueError(f"unknown source(s) {unknown}; known: {sorted(GENERATORS)}")
     config = SynthConfig(patients=patients, seed=seed, full_size=full_size)
-    roots, counts = {}, {}
-    for name in names:
-        root = Path(out) / name
-        truths = GENERATORS[name](root, config)
-        _write_json(Path(out) / ".truth" / f"{name}.json", [t.as_dict() for t in truths])
-        roots[name], counts[name] = root, len(truths)
-        if progress:
-            progress(name)
+    roots = {name: Path(out) / name for name in names}
+    counts: dict[str, int] = {}
+    if workers <= 1 or len(names) <= 1:
+        for name in names:
+            counts[name] = _generate_source(name, roots[name], config)
+            if progress:
+                progress(name)
+    else:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(names))) as pool:
+            futures = {pool.submit(_generate_source, name, roots[name], config): name for name in names}
+            for future in as_completed(futures):
+                counts[futures[future]] = future.result()
+                if progress:
+                    progress(futures[future])
     _write_json(Path(out) / "synth_manifest.json", {
         "generator": "breastgpt.synth", "seed": seed, "patients_per_source": patients, "full_size": full_size,
         "sources": {n: {"root": str(roots[n]), "samples": counts[n]} for n in names},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}})
     return roots
-
-

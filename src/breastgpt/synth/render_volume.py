@@ -26,13 +26,15 @@ def mri_lesion_mask(rng, shape, side: str, lesion_type: str, shift: tuple[float,
     centre = (z / 2 + rng.uniform(-2, 2), y * (0.4 + shift[0]), cx + rng.uniform(-4, 4))
     if lesion_type == "none":
         return np.zeros(shape, bool)
-    # Sizes keep each lesion type visible at the 64 px in-plane volumes of the CPU demo.
+    # Sizes keep each lesion type visible at the 64 px in-plane volumes of the CPU demo; each lesion has its own
+    # size within its type (reports then state different measurements, as real ones do).
+    k = rng.uniform(0.8, 1.25)
     if lesion_type == "focus":
-        return _ellipsoid(shape, centre, (1.5, y * 0.05, x * 0.04))
+        return _ellipsoid(shape, centre, (1.5, y * 0.05 * k, x * 0.04 * k))
     if lesion_type == "non_mass_enhancement":
         clumps = smooth_noise(rng, shape, 2.0) > 0.4
-        return clumps & _ellipsoid(shape, centre, (z * 0.35, y * 0.2, x * 0.2))
-    mask = _ellipsoid(shape, centre, (z * 0.25, y * 0.16, x * 0.12))
+        return clumps & _ellipsoid(shape, centre, (z * 0.35, y * 0.2 * k, x * 0.2 * k))
+    mask = _ellipsoid(shape, centre, (z * 0.25, y * 0.16 * k, x * 0.12 * k))
     return ndimage.binary_opening(mask) | mask
 
 
@@ -42,16 +44,19 @@ def render_mri(rng: np.random.Generator, shape: tuple[int, int, int], side: str,
     z, y, x = shape
     # Per-patient anatomy (body and breast size) and a smooth coil-sensitivity field: patients differ, so two
     # patients' scans are not perceptual near-duplicates (the corpus audit would rightly flag identical anatomy).
-    size, b = rng.uniform(0.85, 1.12), rng.uniform(0.8, 1.15, size=2)
-    gy, gx = rng.uniform(-0.08, 0.08, size=2)  # where the patient lies in the coil
-    shifts = [(gy + rng.uniform(-0.06, 0.06), gx + rng.uniform(-0.04, 0.04)) for _ in range(2)]  # right, left breast
+    # The ranges are wide enough that cohorts of several hundred patients have no two alike (issue 9's demo
+    # audits 200+ MRI patients per cohort; narrower ranges gave a few pairs of near-identical anatomy).
+    size = rng.uniform(0.75, 1.25)
+    b = rng.uniform(0.7, 1.3, size=(2, 2))  # each breast's own height and width
+    gy, gx = rng.uniform(-0.1, 0.1, size=2)  # where the patient lies in the coil
+    shifts = [(gy + rng.uniform(-0.08, 0.08), gx + rng.uniform(-0.04, 0.04)) for _ in range(2)]  # right, left breast
     body = _ellipsoid(shape, (z / 2, y * (0.95 + gy), x * (0.5 + gx)), (z, y * 0.55 * size, x * 0.48 * size))
     breasts = np.zeros(shape, bool)
-    for (dy, dx), cx, scale in zip(shifts, (0.28, 0.72), b):
-        breasts |= _ellipsoid(shape, (z / 2, y * (0.5 + dy), x * (cx + dx)), (z, y * 0.35 * scale, x * 0.22 * scale))
+    for (dy, dx), cx, (sy, sx) in zip(shifts, (0.28, 0.72), b):
+        breasts |= _ellipsoid(shape, (z / 2, y * (0.5 + dy), x * (cx + dx)), (z, y * 0.35 * sy, x * 0.22 * sx))
     tissue = (body | breasts).astype(np.float32)
     coil = 1 + 0.35 * smooth_noise(rng, shape, max(shape) / 3)
-    parenchyma = 0.25 * smooth_noise(rng, shape, max(shape) / 12)  # each patient's own fibroglandular pattern
+    parenchyma = 0.35 * smooth_noise(rng, shape, max(shape) / 12)  # each patient's own fibroglandular pattern
     texture = (1 + 0.1 * smooth_noise(rng, shape, 2.0) + parenchyma) * coil
     lesion = mri_lesion_mask(rng, shape, side, lesion_type, shifts[0 if side == "R" else 1]) & (body | breasts)
     base = 300 * tissue * texture
@@ -76,9 +81,11 @@ def render_ct(rng: np.random.Generator, shape: tuple[int, int, int], findings: d
     z, y, x = shape
     hu = np.full(shape, -1000.0)
     # Per-patient body habitus and lung size (patients differ; see render_mri).
-    body, lung = rng.uniform(0.75, 1.2, size=2), rng.uniform(0.7, 1.2, size=2)
-    dy, dx = rng.uniform(-0.12, 0.12, size=2)  # where the patient lies on the table
-    hu[_ellipsoid(shape, (z / 2, y * (0.5 + dy), x * (0.5 + dx)), (z, y * 0.42 * body[0], x * 0.47 * body[1]))] = 30.0
+    body, lung = rng.uniform(0.7, 1.3, size=2), rng.uniform(0.65, 1.25, size=2)
+    dy, dx = rng.uniform(-0.15, 0.15, size=2)  # where the patient lies on the table
+    outline = 0.4 * smooth_noise(rng, shape, max(shape) / 6)  # each patient's own body outline
+    hu[_ellipsoid(shape, (z / 2, y * (0.5 + dy), x * (0.5 + dx)), (z, y * 0.42 * body[0], x * 0.47 * body[1]),
+                  outline)] = 30.0
     lungs = [(z / 2, y * (0.48 + dy), x * (0.3 + dx)), (z / 2, y * (0.48 + dy), x * (0.7 + dx))]
     wobble = 0.2 * smooth_noise(rng, shape, max(shape) / 8)  # irregular lung outlines, one per patient
     for centre, scale in zip(lungs, lung):
@@ -93,9 +100,9 @@ def render_ct(rng: np.random.Generator, shape: tuple[int, int, int], findings: d
         rim = _ellipsoid(shape, heart_c, (z * 0.28, y * (heart_r + 0.03), x * (heart_r + 0.03)))
         hu[rim & ~heart] = 12.0
     _draw_lung_findings(rng, hu, shape, lungs, findings)
-    # A slightly rotated patient (±12° in-plane): with position and habitus, scans of different patients stay
+    # A slightly rotated patient (±20° in-plane): with position and habitus, scans of different patients stay
     # perceptually distinct even in cohorts of hundreds (the corpus audit compares them pairwise).
-    hu = ndimage.rotate(hu, rng.uniform(-12, 12), axes=(1, 2), reshape=False, order=1, cval=-1000.0)
+    hu = ndimage.rotate(hu, rng.uniform(-20, 20), axes=(1, 2), reshape=False, order=1, cval=-1000.0)
     hu += rng.normal(0, 12, shape)
     return hu.clip(-1024, 3000).astype(np.int16)
 

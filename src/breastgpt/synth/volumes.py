@@ -87,7 +87,13 @@ def gen_mri_cohort(root: Path, config: SynthConfig, *, stream: int = 15) -> list
         files = [write_nifti(root / folder / f"{name}.nii.gz", vol, (3.0, 0.9, 0.9)) for name, vol in volumes.items()]
         write_nifti(root / folder / "lesion_mask.nii.gz", mask, (3.0, 0.9, 0.9))
         birads = pick(rng, [4, 5]) if malignant else pick(rng, [2, 3])
-        report = (f"{'Left' if side == 'L' else 'Right'} breast {lesion_type.replace('_', ' ')} "
+        # Fibroglandular tissue and background enhancement are stated as BI-RADS MRI reports do; drawn beside the
+        # image (as BI-RADS is), they make reports of lesions of one kind and size differ, as real ones do.
+        fgt = pick(rng, ["almost entirely fat", "scattered fibroglandular tissue", "heterogeneous fibroglandular "
+                         "tissue", "extreme fibroglandular tissue"])
+        bpe = pick(rng, ["minimal", "mild", "moderate", "marked"])
+        report = (f"Amount of fibroglandular tissue: {fgt}; background parenchymal enhancement {bpe}. "
+                  f"{'Left' if side == 'L' else 'Right'} breast {lesion_type.replace('_', ' ')} "
                   f"{size_phrase(mask, 0.9)}, {clock_phrase(rng)}, with {curve} kinetics. BI-RADS {birads}.")
         rel_files = ";".join(str(folder / p.name) for p in files)
         rows.append({"sample": f"mri-{i + 1:04d}", "patient": f"MRN{900000 + i}", "study": f"ACC{700000 + i}",
