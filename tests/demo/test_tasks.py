@@ -82,3 +82,14 @@ def test_prior_is_the_most_frequent_training_answer_per_template() -> None:
     table = {row["template"]: row for row in template_table(scored, n_resamples=50, seed=0)}
     assert table["t1"]["n_items"] == 2 and table["t1"]["full"]["point"] == 1.0 and table["t1"]["prior"]["point"] == 0.5
     assert table["t3"]["prior"]["point"] == 0.0
+
+
+def test_max_turns_splits_a_study_into_short_conversations_each_with_the_media() -> None:
+    records = [_record(f"a{i}", "m/a.png", f"Q{i}?", f"A{i}") for i in range(5)]
+    rows = conversations(records, seed=3, max_turns=2)
+    assert [len(r["messages"]) for r in rows] == [5, 5, 3]  # system + 2 turns, 2 turns, 1 turn
+    assert all(r["images"] == ["m/a.png"] and r["messages"][1]["content"].startswith("<image>\n") for r in rows)
+    asked = [m["content"].split("\n")[-1] for r in rows for m in r["messages"] if m["role"] == "user"]
+    assert sorted(asked) == [f"Q{i}?" for i in range(5)]  # every question exactly once
+    whole = conversations(records, seed=3)
+    assert asked == [m["content"].split("\n")[-1] for m in whole[0]["messages"] if m["role"] == "user"]

@@ -40,7 +40,8 @@ class DemoSettings:
     bootstrap: int = 2000  # patient-clustered resamples per interval
     comparator: bool = True  # also train the thumbnail comparator (slides through the standard branch)
     media_position: str = "before"  # corpus build: placeholders before the question, or "after" it
-    group_turns: bool = True  # training: every question about one study as turns of one conversation
+    group_turns: bool = True  # training: every question about one study as turns of one conversation ...
+    max_turns: int = 0  # ... of at most this many turns (0: all of them in one)
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)

@@ -51,7 +51,8 @@ def _turn(record: dict[str, Any], role: str) -> str:
     return next(m["content"] for m in record["messages"] if m["role"] == role)
 
 
-def conversations(records: Iterable[dict[str, Any]], seed: int, group: bool = True) -> list[dict[str, Any]]:
+def conversations(records: Iterable[dict[str, Any]], seed: int, group: bool = True,
+                  max_turns: int = 0) -> list[dict[str, Any]]:
     """Training conversations: every question about one study, as turns of one conversation (ms-swift rows).
 
     Records that share their media and system prompt become one multi-turn conversation: the media once, in the
@@ -59,7 +60,9 @@ def conversations(records: Iterable[dict[str, Any]], seed: int, group: bool = Tr
     image for one pass of the vision encoder instead of one, which is what lets the demo's small model learn to
     read the images in a few hundred CPU steps (docs/demo.md). The turn order is shuffled per conversation
     (seeded), so no question always comes first. Evaluation still asks one question per conversation, as the
-    bench does.
+    bench does. `max_turns` > 0 splits a study's questions (after the shuffle) into conversations of at most that
+    many turns, each with the media again: every answer then sits within a few turns of the image, as the
+    bench's single question does.
     """
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for record in records:
@@ -69,21 +72,27 @@ def conversations(records: Iterable[dict[str, Any]], seed: int, group: bool = Tr
     rng = random.Random(seed)
     rows = []
     for key in sorted(groups):  # the same conversations whatever order the records came in
-        group = sorted(groups[key], key=lambda r: r["id"])
-        rng.shuffle(group)
-        system = [m for m in group[0]["messages"] if m["role"] == "system"]
-        messages = [dict(m) for m in system]
-        for i, record in enumerate(group):
-            user = _turn(record, "user")
-            if i:
-                user = _PLACEHOLDER.sub("\n", user).strip()
-            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": _turn(record, "assistant")}]
-        row: dict[str, Any] = {"id": f"{group[0]['id']}+{len(group) - 1}", "messages": messages,
-                               "images": [], "videos": [], "slides": []}
-        for media in group[0]["media"]:
-            row[_SWIFT_MEDIA[media["kind"]]].append(media["path"])
-        rows.append(row)
+        ordered = sorted(groups[key], key=lambda r: r["id"])
+        rng.shuffle(ordered)
+        size = max_turns if max_turns > 0 else len(ordered)
+        rows += [_conversation(ordered[i:i + size]) for i in range(0, len(ordered), size)]
     return rows
+
+
+def _conversation(group: list[dict[str, Any]]) -> dict[str, Any]:
+    """One ms-swift row: the system prompt, the media in the first user turn, then each question and answer."""
+    system = [m for m in group[0]["messages"] if m["role"] == "system"]
+    messages = [dict(m) for m in system]
+    for i, record in enumerate(group):
+        user = _turn(record, "user")
+        if i:
+            user = _PLACEHOLDER.sub("\n", user).strip()
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": _turn(record, "assistant")}]
+    row: dict[str, Any] = {"id": f"{group[0]['id']}+{len(group) - 1}", "messages": messages,
+                           "images": [], "videos": [], "slides": []}
+    for media in group[0]["media"]:
+        row[_SWIFT_MEDIA[media["kind"]]].append(media["path"])
+    return row
 
 
 __all__ = ["answer_facts", "conversations", "image_dependent_templates", "is_image_dependent", "select_records"]
