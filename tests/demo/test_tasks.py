@@ -93,3 +93,70 @@ def test_max_turns_splits_a_study_into_short_conversations_each_with_the_media()
     assert sorted(asked) == [f"Q{i}?" for i in range(5)]  # every question exactly once
     whole = conversations(records, seed=3)
     assert asked == [m["content"].split("\n")[-1] for m in whole[0]["messages"] if m["role"] == "user"]
+
+
+def _closed_record(rid: str, template_id: str, answer_index: int = 1) -> dict:
+    """A record as the corpus renders a closed question: media token, a phrasing, lettered options, suffix."""
+    template = load_templates().by_id(template_id)
+    options = [v if isinstance(v, str) else str(v) for v in ("first option", "second option", "third option")]
+    lines = [f"{'ABC'[i]}. {o}" for i, o in enumerate(options)]
+    user = "\n".join(["<image>\n" + template.questions[0], *lines, "Answer with the text of the correct option."])
+    record = _record(rid, "m/a.png", "", options[answer_index])
+    record["messages"][1]["content"] = user
+    record.update(template_id=template_id, label={"options": options, "answer_index": answer_index})
+    return record
+
+
+def test_reword_changes_phrasing_and_option_order_but_never_the_answer() -> None:
+    import random
+
+    from breastgpt.demo.tasks import reword
+
+    template = load_templates().by_id("scr-mam-density-choice")
+    record = _closed_record("r1", template.id)
+    rng = random.Random(0)
+    seen_questions, seen_orders = set(), set()
+    for _ in range(60):
+        out = reword(record, template, rng)
+        user = out["messages"][1]["content"]
+        lines = user.split("\n")
+        assert lines[0] == "<image>" and lines[-1] == "Answer with the text of the correct option."
+        assert lines[1] in template.questions
+        options = [line[3:] for line in lines[2:-1]]
+        assert [line[:3] for line in lines[2:-1]] == ["A. ", "B. ", "C. "]
+        assert sorted(options) == sorted(record["label"]["options"])  # the same options, re-lettered
+        assert out["messages"][2]["content"] == "second option" and out["messages"][0] == record["messages"][0]
+        seen_questions.add(lines[1])
+        seen_orders.add(tuple(options))
+    assert seen_questions == set(template.questions) and len(seen_orders) == 6
+    assert record["messages"][1]["content"].split("\n")[1] == template.questions[0]  # the input is untouched
+
+
+def test_reword_refuses_a_question_it_cannot_find() -> None:
+    import random
+
+    import pytest
+
+    from breastgpt.demo.tasks import reword
+
+    template = load_templates().by_id("scr-mam-density-choice")
+    record = _closed_record("r1", template.id)
+    record["messages"][1]["content"] = record["messages"][1]["content"].replace(template.questions[0], "What?")
+    with pytest.raises(ValueError, match="r1.*scr-mam-density-choice"):
+        reword(record, template, random.Random(0))
+
+
+def test_variants_repeat_every_conversation_re_worded_after_the_first() -> None:
+    records = [_closed_record("a1", "scr-mam-density-choice", 0), _closed_record("a2", "scr-mam-dense-yesno", 2)]
+    base = conversations(records, seed=1)
+    rows = conversations(records, seed=1, variants=4)
+    assert len(base) == 1 and len(rows) == 4 and rows[0] == base[0]
+    assert len({r["id"] for r in rows}) == 4
+    assert len({tuple(m["content"] for m in r["messages"][1::2]) for r in rows}) > 1  # the wording changes
+    phrasings = {t: load_templates().by_id(t).questions for t in ("scr-mam-density-choice", "scr-mam-dense-yesno")}
+    expected = {"scr-mam-density-choice": "first option", "scr-mam-dense-yesno": "third option"}
+    for row in rows:  # ... and each answer still stays with its question
+        for user, answer in zip(row["messages"][1::2], row["messages"][2::2]):
+            asked = [t for t, qs in phrasings.items() if any(q in user["content"] for q in qs)]
+            assert len(asked) == 1 and answer["content"] == expected[asked[0]]
+    assert conversations(records, seed=1, variants=4) == rows  # deterministic

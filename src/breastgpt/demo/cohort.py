@@ -107,7 +107,8 @@ def stage_task_set(ctx: Any) -> dict[str, Any]:
         atomic_write_text(folder / f"{split}.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         figures[split] = len(rows)
     train = conversations((r for r in chosen if r["split"] == "train"), ctx.settings.seed,
-                          group=ctx.settings.group_turns, max_turns=ctx.settings.max_turns)
+                          group=ctx.settings.group_turns, max_turns=ctx.settings.max_turns,
+                          variants=ctx.settings.train_variants)
     atomic_write_text(folder / "train_conversations.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in train))
     figures["train_conversations"] = len(train)
     figures["bench_by_modality"] = dict(sorted(Counter(r["modality"] for r in chosen if r["split"] == "bench").items()))

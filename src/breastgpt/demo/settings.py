@@ -42,6 +42,7 @@ class DemoSettings:
     media_position: str = "before"  # corpus build: placeholders before the question, or "after" it
     group_turns: bool = True  # training: every question about one study as turns of one conversation ...
     max_turns: int = 0  # ... of at most this many turns (0: all of them in one)
+    train_variants: int = 1  # training: each conversation this many times, re-worded (`demo.tasks.reword`)
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)

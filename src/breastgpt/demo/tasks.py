@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from breastgpt.corpus.templates import Template, load_templates
+from breastgpt.corpus.templates.render import LETTERS
 from breastgpt.synth.contract import is_rendered
 
 # Builders whose answer is one label fact (a yes/no on a field or one dict key, or a field's value).
@@ -52,7 +53,7 @@ def _turn(record: dict[str, Any], role: str) -> str:
 
 
 def conversations(records: Iterable[dict[str, Any]], seed: int, group: bool = True,
-                  max_turns: int = 0) -> list[dict[str, Any]]:
+                  max_turns: int = 0, variants: int = 1) -> list[dict[str, Any]]:
     """Training conversations: every question about one study, as turns of one conversation (ms-swift rows).
 
     Records that share their media and system prompt become one multi-turn conversation: the media once, in the
@@ -63,20 +64,59 @@ def conversations(records: Iterable[dict[str, Any]], seed: int, group: bool = Tr
     bench does. `max_turns` > 0 splits a study's questions (after the shuffle) into conversations of at most that
     many turns, each with the media again: every answer then sits within a few turns of the image, as the
     bench's single question does.
+
+    `variants` > 1 writes every conversation that many times, each copy after the first with every question
+    re-worded: another of its template's phrasings and a new option order (`reword`), the turns shuffled again.
+    The answers and media stay. Over several epochs a model then cannot lower its loss by memorising which
+    wording of a study's questions goes with which answers — the text of a study changes from one pass to the
+    next and only its image stays the same (docs/demo.md).
     """
+    if variants < 1:
+        raise ValueError(f"variants must be at least 1, not {variants}")
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for record in records:
         system = next((m["content"] for m in record["messages"] if m["role"] == "system"), "")
         key = (record["source"], *(m["path"] for m in record["media"]), system) if group else (record["id"],)
         groups.setdefault(key, []).append(record)
     rng = random.Random(seed)
+    templates = load_templates() if variants > 1 else None
     rows = []
-    for key in sorted(groups):  # the same conversations whatever order the records came in
-        ordered = sorted(groups[key], key=lambda r: r["id"])
-        rng.shuffle(ordered)
-        size = max_turns if max_turns > 0 else len(ordered)
-        rows += [_conversation(ordered[i:i + size]) for i in range(0, len(ordered), size)]
+    for variant in range(variants):
+        for key in sorted(groups):  # the same conversations whatever order the records came in
+            ordered = sorted(groups[key], key=lambda r: r["id"])
+            if variant:
+                ordered = [reword(r, templates.by_id(r["template_id"]), rng) for r in ordered]
+            rng.shuffle(ordered)
+            size = max_turns if max_turns > 0 else len(ordered)
+            for i in range(0, len(ordered), size):
+                row = _conversation(ordered[i:i + size])
+                if variant:
+                    row["id"] += f"~{variant}"
+                rows.append(row)
     return rows
+
+
+def reword(record: dict[str, Any], template: Template, rng: random.Random) -> dict[str, Any]:
+    """The record with its closed question re-worded: a phrasing of its template drawn from `rng` and its options
+    in a new order (letters re-assigned). The answer, an option's text, is unchanged.
+
+    Raises ValueError when the user turn is not the one the template renders (a question and its option block
+    must appear verbatim), so that a change to the corpus layout cannot silently leave questions unchanged.
+    """
+    options = list(record["label"]["options"])
+    user = _turn(record, "user")
+    block = "\n".join(f"{LETTERS[i]}. {text}" for i, text in enumerate(options))
+    asked = [q for q in template.questions if f"\n{q}\n" in user or user.startswith(f"{q}\n")]
+    if block not in user or len(asked) != 1 or any("$" in q for q in template.questions):
+        raise ValueError(f"record {record['id']}: its question is not one of template {template.id}'s phrasings "
+                         "followed by its options; cannot re-word it")
+    order = list(range(len(options)))
+    rng.shuffle(order)
+    new_block = "\n".join(f"{LETTERS[j]}. {options[i]}" for j, i in enumerate(order))
+    question = template.questions[rng.randrange(len(template.questions))]
+    user = user.replace(block, new_block).replace(asked[0], question, 1)
+    messages = [dict(m, content=user) if m["role"] == "user" else dict(m) for m in record["messages"]]
+    return dict(record, messages=messages)
 
 
 def _conversation(group: list[dict[str, Any]]) -> dict[str, Any]:
@@ -95,4 +135,5 @@ def _conversation(group: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-__all__ = ["answer_facts", "conversations", "image_dependent_templates", "is_image_dependent", "select_records"]
+__all__ = ["answer_facts", "conversations", "image_dependent_templates", "is_image_dependent", "reword",
+           "select_records"]
