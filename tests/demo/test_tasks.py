@@ -160,3 +160,16 @@ def test_variants_repeat_every_conversation_re_worded_after_the_first() -> None:
             asked = [t for t, qs in phrasings.items() if any(q in user["content"] for q in qs)]
             assert len(asked) == 1 and answer["content"] == expected[asked[0]]
     assert conversations(records, seed=1, variants=4) == rows  # deterministic
+
+
+def test_reword_gives_an_open_question_another_phrasing() -> None:
+    import random
+
+    from breastgpt.demo.tasks import reword
+
+    template = load_templates().by_id("scr-mam-density-open")
+    record = _record("o1", "m/a.png", template.questions[0], "The breast density is extremely dense (ACR D).")
+    record["template_id"] = template.id
+    rng = random.Random(0)
+    asked = {reword(record, template, rng)["messages"][1]["content"] for _ in range(40)}
+    assert asked == {f"<image>\n{q}" for q in template.questions}

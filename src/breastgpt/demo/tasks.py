@@ -97,16 +97,16 @@ def conversations(records: Iterable[dict[str, Any]], seed: int, group: bool = Tr
 
 
 def reword(record: dict[str, Any], template: Template, rng: random.Random) -> dict[str, Any]:
-    """The record with its closed question re-worded: a phrasing of its template drawn from `rng` and its options
-    in a new order (letters re-assigned). The answer, an option's text, is unchanged.
+    """The record with its question re-worded: a phrasing of its template drawn from `rng` and, for a closed
+    question, its options in a new order (letters re-assigned). The answer is unchanged.
 
     Raises ValueError when the user turn is not the one the template renders (a question and its option block
     must appear verbatim), so that a change to the corpus layout cannot silently leave questions unchanged.
     """
-    options = list(record["label"]["options"])
+    options = list((record.get("label") or {}).get("options") or [])
     user = _turn(record, "user")
     block = "\n".join(f"{LETTERS[i]}. {text}" for i, text in enumerate(options))
-    asked = [q for q in template.questions if f"\n{q}\n" in user or user.startswith(f"{q}\n")]
+    asked = [q for q in template.questions if f"\n{q}\n" in f"\n{user}\n"]
     if block not in user or len(asked) != 1 or any("$" in q for q in template.questions):
         raise ValueError(f"record {record['id']}: its question is not one of template {template.id}'s phrasings "
                          "followed by its options; cannot re-word it")
@@ -114,7 +114,7 @@ def reword(record: dict[str, Any], template: Template, rng: random.Random) -> di
     rng.shuffle(order)
     new_block = "\n".join(f"{LETTERS[j]}. {options[i]}" for j, i in enumerate(order))
     question = template.questions[rng.randrange(len(template.questions))]
-    user = user.replace(block, new_block).replace(asked[0], question, 1)
+    user = (user.replace(block, new_block, 1) if options else user).replace(asked[0], question, 1)
     messages = [dict(m, content=user) if m["role"] == "user" else dict(m) for m in record["messages"]]
     return dict(record, messages=messages)
 
