@@ -43,6 +43,8 @@ class DemoSettings:
     group_turns: bool = True  # training: every question about one study as turns of one conversation ...
     max_turns: int = 0  # ... of at most this many turns (0: all of them in one)
     train_variants: int = 1  # training: each conversation this many times, re-worded (`demo.tasks.reword`)
+    encoder_steps: int = 0  # > 0: first pre-train the encoders on the training labels (`demo.pretrain`) ...
+    freeze_encoders: bool = False  # ... and keep them frozen while the language model trains
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)

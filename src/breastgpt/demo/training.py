@@ -117,7 +117,8 @@ def train_config(ctx: Any, name: str) -> Any:
         data=DataConfig(train=str(ctx.state["task_set"] / "train_conversations.jsonl"), format="swift",
                         media_root=str(corpus),
                         slide_root=str(corpus), slide_mode=MODELS[name], max_length=4096),
-        model=ModelConfig(path=str(ctx.state["init"])),
+        model=ModelConfig(path=str(ctx.state.get(f"encoders:{name}", ctx.state["init"])),
+                          trainable="language" if s.freeze_encoders else "all"),
         optim=OptimConfig(lr=s.lr, weight_decay=0.0, grad_clip=1.0),
         schedule=ScheduleConfig(epochs=0, max_steps=s.train_steps, scheduler="cosine", warmup_ratio=0.05,
                                 micro_batch_size=s.micro_batch),
@@ -135,10 +136,32 @@ def _final_verifies(final: Path) -> bool:
     return all((final / rel).is_file() and sha256_file(final / rel) == digest for rel, digest in files.items())
 
 
+def pretrain_one(ctx: Any, name: str) -> dict[str, Any] | None:
+    """With `encoder_steps`, pre-train this model's encoders on the training labels (`demo.pretrain`) into
+    runs/NAME-encoders, which its training then starts from; None when the settings ask for none."""
+    s = ctx.settings
+    if s.encoder_steps <= 0:
+        return None
+    from breastgpt.demo.pretrain import pretrain_encoders
+
+    folder = ctx.out / "runs" / f"{name}-encoders"
+    key = stage_key("pretrain", name, MODELS[name], s.encoder_steps, s.lr, s.micro_batch, s.seed,
+                    manifest_sha(ctx.out, "model"), manifest_sha(ctx.out, "task set"))
+    done = load_done(ctx.out, f"pretrain {name}", key)
+    if done is None or not (folder / "config.json").is_file():
+        done = pretrain_encoders(ctx.state["init"], folder, ctx.state["task_set"] / "train.jsonl",
+                                 ctx.state["corpus"], slide_mode=MODELS[name], steps=s.encoder_steps, lr=s.lr,
+                                 batch=2 * s.micro_batch, seed=s.seed)
+        save_done(ctx.out, f"pretrain {name}", key, sorted(p for p in folder.iterdir() if p.is_file()), done)
+    ctx.state[f"encoders:{name}"] = folder
+    return done
+
+
 def train_one(ctx: Any, name: str) -> dict[str, Any]:
     """Train (or resume, or reuse a verified final model) one of the demo models."""
     from breastgpt.train.loop import train
 
+    encoders = pretrain_one(ctx, name)
     config = train_config(ctx, name)
     final = Path(config.output_dir) / "final"
     key = stage_key("train", name, config.to_dict(), manifest_sha(ctx.out, "model"))
@@ -151,7 +174,7 @@ def train_one(ctx: Any, name: str) -> dict[str, Any]:
                 "final_loss_mean10": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 3) if losses else None}
         save_done(ctx.out, f"train {name}", key, [final / "manifest.json"], done)
     ctx.state[f"model:{name}"] = final
-    return done
+    return done if encoders is None else {**done, "encoder_pretraining": encoders}
 
 
 def stage_train_breastgpt(ctx: Any) -> dict[str, Any]:

@@ -66,7 +66,7 @@ class ModelConfig:
     path: str = ""  # local checkpoint folder (HF format); nothing is fetched
     init_seed: int = 0
     dtype: str = "float32"  # weights as stored: float32 (mixed precision keeps fp32 masters) | bfloat16
-    trainable: str = "all"  # all | stage1 | lora
+    trainable: str = "all"  # all | stage1 | lora | language
     gradient_checkpointing: bool = False
     attn_implementation: str = "sdpa"
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -74,7 +74,7 @@ class ModelConfig:
     def check(self) -> None:
         _one_of("model.arch", self.arch, ("breastgpt", "qwen3vl"))
         _one_of("model.dtype", self.dtype, ("float32", "bfloat16"))
-        _one_of("model.trainable", self.trainable, ("all", "stage1", "lora"))
+        _one_of("model.trainable", self.trainable, ("all", "stage1", "lora", "language"))
         if bool(self.flavour) == bool(self.path):
             raise ConfigError("give exactly one of model.flavour (random weights) or model.path (a local folder)")
 

@@ -6,6 +6,8 @@ Trainable sets are named by module path so a recipe's claim can be tested:
 - ``stage1``: ``STAGE1_TRAINABLE`` — the ViT patch merger and the DeepStack mergers, the LongNet slide
   encoder and the slide projectors; the ViT blocks, patch embedding and the whole LLM stay frozen.
 - ``lora``: peft LoRA adapters on the LLM projections plus the modules named in ``model.lora.modules_to_save``.
+- ``language``: everything but ``ENCODER_PARAMS`` (the whole vision tower with its mergers, the slide branch):
+  the language model learns to read encoders that were trained before, e.g. by ``breastgpt.demo.pretrain``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch import nn
 
 from breastgpt.train.config import ConfigError, ModelConfig
 
+ENCODER_PARAMS = ("model.visual.", "model.slide_encoder.", "model.slide_projector.", "model.slide_deepstack_projectors.")
 STAGE1_TRAINABLE = (
     "model.visual.merger.",
     "model.visual.deepstack_merger_list.",
@@ -100,6 +103,10 @@ def seeded_init(model: nn.Module, seed: int, std: float = 0.02) -> None:
 def apply_trainable(model: nn.Module, config: ModelConfig) -> None:
     if config.trainable in ("all",):
         model.requires_grad_(True)
+        return
+    if config.trainable == "language":
+        for name, param in model.named_parameters():
+            param.requires_grad_(not name.startswith(ENCODER_PARAMS))
         return
     model.requires_grad_(False)
     if config.trainable == "stage1":

@@ -1,0 +1,143 @@
+"""Encoder pre-training for the demo: the vision tower and the slide branch alone, on the training split's labels.
+
+A model trained from scratch has to learn at once to see (the encoders) and to map what it sees to the answer words
+(the language model); in the demo's few hundred CPU steps the second half decides what is learned (docs/demo.md).
+This stage gives the first half a head start, as a pretrained vision front end would: every training medium's
+media tokens are mean-pooled and fed to one linear head per closed template, trained with cross-entropy on that
+template's answer. Only training-split records are read; the heads are discarded, the encoders are saved as the
+starting checkpoint of the language training (which may then keep them frozen: `model.trainable="language"`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class EncoderTask:
+    """What the heads learn: the answer classes of each template and the labels of each training medium."""
+
+    classes: dict[str, list[str]]
+    media: dict[tuple[str, ...], dict[str, int]] = field(default_factory=dict)  # media paths -> template -> class
+    examples: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)  # media paths -> one record
+
+
+def _answer(record: dict[str, Any]) -> str:
+    label = record.get("label") or {}
+    if "options" not in label or "answer_index" not in label:
+        raise ValueError(f"record {record.get('id')}: not a closed question (no options / answer index)")
+    return label["options"][label["answer_index"]]
+
+
+def encoder_task(records: list[dict[str, Any]]) -> EncoderTask:
+    """Classes and per-medium labels from closed training records; refuses any record not in the train split."""
+    for record in records:
+        if record.get("split") != "train":
+            raise ValueError(f"record {record.get('id')}: split {record.get('split')!r}; encoder pre-training reads "
+                             "training records only")
+    classes: dict[str, list[str]] = {}
+    for record in records:
+        classes.setdefault(record["template_id"], [])
+        if _answer(record) not in classes[record["template_id"]]:
+            classes[record["template_id"]].append(_answer(record))
+    classes = {t: sorted(c) for t, c in sorted(classes.items())}
+    task = EncoderTask(classes)
+    for record in sorted(records, key=lambda r: r["id"]):
+        key = tuple(m["path"] for m in record["media"])
+        task.examples.setdefault(key, record)
+        task.media.setdefault(key, {})[record["template_id"]] = classes[record["template_id"]].index(_answer(record))
+    return task
+
+
+def pooled_media(model: Any, batch: dict[str, Any]) -> list[torch.Tensor]:
+    """One vector per medium of a one-kind batch: the mean of its media tokens before selection."""
+    inner = model.model
+    if batch.get("pixel_values") is not None and batch.get("image_grid_thw") is not None:
+        cands = inner.image_candidates(batch["pixel_values"], batch["image_grid_thw"])
+    elif batch.get("pixel_values_videos") is not None and batch.get("video_grid_thw") is not None:
+        cands = inner.video_candidates(batch["pixel_values_videos"], batch["video_grid_thw"])
+    elif batch.get("slide_features") is not None:
+        cands = inner.slide_candidates(batch["slide_features"], batch["slide_grid"], batch.get("slide_mask"))
+    else:
+        raise ValueError("the batch holds no image, volume or slide")
+    return [c.main.mean(0) for c in cands]
+
+
+def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, *, slide_mode: str, steps: int,
+                      lr: float, batch: int, seed: int, progress: bool = True) -> dict[str, Any]:
+    """Pre-train the encoders of the checkpoint `init` and write the result (model + processor) to `out`.
+
+    `slide_mode` is how the model being prepared sees slides ("features" through the slide branch, "thumbnail" as
+    an image), so that each demo model's encoders are prepared on the inputs it will be trained on.
+    """
+    from breastgpt.corpus.records import iter_jsonl
+    from breastgpt.model import BreastGPTForConditionalGeneration
+    from breastgpt.model.processing import BreastGPTProcessor
+    from breastgpt.train.data import MediaLoader, Sample, collate, encode_sample
+    from breastgpt.train.model_setup import ENCODER_PARAMS
+    from breastgpt.train.progress import step_progress
+
+    torch.manual_seed(seed)
+    model = BreastGPTForConditionalGeneration.from_pretrained(init)
+    processor = BreastGPTProcessor.from_pretrained(init)
+    model.train()
+    task = encoder_task(list(iter_jsonl(train_records)))
+    loader = MediaLoader(Path(corpus), Path(corpus), slide_mode, model.config.slide.feature_dim)
+    encoded: dict[tuple[str, ...], dict[str, Any]] = {}
+    kinds: dict[tuple[str, ...], str] = {}
+    for key, record in task.examples.items():
+        user = next(m["content"] for m in record["messages"] if m["role"] == "user")
+        messages = [{"role": "user", "content": user}, {"role": "assistant", "content": "."}]
+        sample = Sample(record["id"], messages, [(m["kind"], m["path"]) for m in record["media"]], record.get("stage"))
+        encoded[key] = dict(encode_sample(sample, processor, loader), sample_id=record["id"])
+        kinds[key] = "image" if slide_mode == "thumbnail" and record["media"][0]["kind"] == "slide" else \
+            record["media"][0]["kind"]
+    width = model.config.text_config.hidden_size
+    heads = nn.ModuleList(nn.Linear(width, len(c)) for c in task.classes.values())
+    head_of = {t: i for i, t in enumerate(task.classes)}
+    params = [p for n, p in model.named_parameters() if n.startswith(ENCODER_PARAMS)] + list(heads.parameters())
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    keys, rng, losses = sorted(task.media), random.Random(seed), []
+    with step_progress(steps, 0, progress, "pretrain encoders") as advance:
+        for _ in range(steps):
+            chosen = rng.sample(keys, min(batch, len(keys)))
+            terms = []
+            for kind in ("image", "volume", "slide"):
+                group = [k for k in chosen if kinds[k] == kind]
+                if not group:
+                    continue
+                pooled = pooled_media(model, collate([dict(encoded[k]) for k in group], processor))
+                for key, vector in zip(group, pooled):
+                    for template, target in task.media[key].items():
+                        logits = heads[head_of[template]](vector)[None]
+                        terms.append(nn.functional.cross_entropy(logits, torch.tensor([target])))
+            loss = torch.stack(terms).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            advance(losses[-1])
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    (tmp / "encoder_pretraining.json").write_text(json.dumps(
+        {"steps": steps, "lr": lr, "batch": batch, "seed": seed, "slide_mode": slide_mode,
+         "templates": len(task.classes), "media": len(keys), "first_loss": losses[0] if losses else None,
+         "final_loss_mean10": sum(losses[-10:]) / max(1, len(losses[-10:]))}, indent=1))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return {"steps": steps, "media": len(keys), "templates": len(task.classes),
+            "first_loss": round(losses[0], 3) if losses else None,
+            "final_loss_mean10": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 3)}
+
+
+__all__ = ["EncoderTask", "encoder_task", "pooled_media", "pretrain_encoders"]

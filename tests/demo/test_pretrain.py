@@ -1,0 +1,89 @@
+"""Encoder pre-training (`breastgpt.demo.pretrain`) and the `language` trainable set that keeps encoders frozen."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from breastgpt.demo.pretrain import encoder_task, pretrain_encoders
+from breastgpt.demo.settings import QUICK
+from breastgpt.demo.training import write_initial_checkpoint
+from breastgpt.model import BreastGPTForConditionalGeneration
+from breastgpt.train.config import ModelConfig
+from breastgpt.train.model_setup import ENCODER_PARAMS, apply_trainable
+
+SYSTEM = "You are BreastGPT. Clinical stage: screening."
+
+
+def _record(rid: str, path: str, answer: str, split: str = "train") -> dict:
+    options = ["No", "Yes"]
+    user = "<image>\nIs the breast dense?\nA. No\nB. Yes\nAnswer with the text of the correct option."
+    return {"id": rid, "split": split, "template_id": "scr-mam-dense-yesno", "stage": "screening",
+            "label": {"options": options, "answer_index": options.index(answer)},
+            "media": [{"kind": "image", "path": path, "sha256": "0" * 64}],
+            "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user},
+                         {"role": "assistant", "content": answer}]}
+
+
+def test_encoder_task_reads_training_records_only() -> None:
+    records = [_record("a", "m/a.png", "Yes"), _record("b", "m/b.png", "No")]
+    task = encoder_task(records)
+    assert task.classes == {"scr-mam-dense-yesno": ["No", "Yes"]}
+    assert task.media == {("m/a.png",): {"scr-mam-dense-yesno": 1}, ("m/b.png",): {"scr-mam-dense-yesno": 0}}
+    with pytest.raises(ValueError, match="c.*'bench'.*training records only"):
+        encoder_task([*records, _record("c", "m/c.png", "No", split="bench")])
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """Bright images answer "Yes", dark ones "No"; the demo model's initial checkpoint."""
+    root = tmp_path_factory.mktemp("pretrain")
+    corpus = root / "corpus"
+    (corpus / "m").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(12):
+        bright = i % 2 == 0
+        pixels = rng.normal(170 if bright else 60, 20, (96, 66)).clip(0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(corpus / "m" / f"{i}.png")
+        records.append(_record(f"r{i}", f"m/{i}.png", "Yes" if bright else "No"))
+    train = root / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in records))
+    init = write_initial_checkpoint(root / "init", [m["content"] for r in records for m in r["messages"]],
+                                    dataclasses.replace(QUICK, seed=0), [])
+    return init, train, corpus
+
+
+def test_pretraining_trains_the_encoders_and_leaves_the_language_model(tiny_set, tmp_path: Path) -> None:
+    init, train, corpus = tiny_set
+    out = tmp_path / "encoders"
+    figures = pretrain_encoders(init, out, train, corpus, slide_mode="features", steps=30, lr=5e-3, batch=8,
+                                seed=0, progress=False)
+    assert figures["media"] == 12 and figures["templates"] == 1 and figures["steps"] == 30
+    assert figures["final_loss_mean10"] < figures["first_loss"]
+    assert json.loads((out / "encoder_pretraining.json").read_text())["slide_mode"] == "features"
+    assert not (tmp_path / "encoders.partial").exists()
+    before = dict(BreastGPTForConditionalGeneration.from_pretrained(init).named_parameters())
+    after = dict(BreastGPTForConditionalGeneration.from_pretrained(out).named_parameters())
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed and all(n.startswith(ENCODER_PARAMS) for n in changed)
+    assert any(n.startswith("model.visual.blocks.") for n in changed)
+    again = pretrain_encoders(init, tmp_path / "again", train, corpus, slide_mode="features", steps=30, lr=5e-3,
+                              batch=8, seed=0, progress=False)
+    assert again == figures  # deterministic for a seed
+
+
+def test_language_trainable_set_freezes_exactly_the_encoders(tiny_set) -> None:
+    init, _, _ = tiny_set
+    model = BreastGPTForConditionalGeneration.from_pretrained(init)
+    apply_trainable(model, ModelConfig(path=str(init), trainable="language"))
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {n for n, _ in model.named_parameters() if n.startswith(ENCODER_PARAMS)}
+    assert any(n.startswith("model.slide_encoder.") for n in frozen)
+    assert any(n.startswith("model.language_model.") for n, p in model.named_parameters() if p.requires_grad)
