@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from breastgpt.demo.pretrain import encoder_task, pretrain_encoders
+from breastgpt.demo.pretrain import encoder_task, pretrain_encoders, study_tokens
 from breastgpt.demo.settings import QUICK
 from breastgpt.demo.training import write_initial_checkpoint
 from breastgpt.model import BreastGPTForConditionalGeneration
@@ -87,3 +87,13 @@ def test_language_trainable_set_freezes_exactly_the_encoders(tiny_set) -> None:
     assert frozen == {n for n, _ in model.named_parameters() if n.startswith(ENCODER_PARAMS)}
     assert any(n.startswith("model.slide_encoder.") for n in frozen)
     assert any(n.startswith("model.language_model.") for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_study_tokens_give_each_study_all_of_its_media() -> None:
+    """An MRI study's sequences are one study: its tokens are all of theirs, in order (the batch's media are flat)."""
+    tokens = [torch.full((2, 3), float(i)) for i in range(5)]  # media 0-1: study a; 2-4: study b (three sequences)
+    a, b = study_tokens(tokens, [2, 3])
+    assert a.shape == (4, 3) and b.shape == (6, 3)
+    assert a[:, 0].tolist() == [0, 0, 1, 1] and b[:, 0].tolist() == [2, 2, 3, 3, 4, 4]
+    with pytest.raises(ValueError, match="5 media token sets for studies of \\[2, 2\\] media"):
+        study_tokens(tokens, [2, 2])

@@ -82,6 +82,32 @@ def test_mri_enhancement_curves_and_ct_findings():
     assert (hu[lower] > -200).mean() > (clean[lower] > -200).mean() + 0.1
 
 
+def test_mri_time_course_survives_per_phase_windowing():
+    """Each phase is windowed on its own (corpus MRI percentiles); the blood pool sets every post-contrast window, so
+    the lesion's grey level still rises, stays or falls from the early to the delayed phase."""
+    from breastgpt.io.windowing import window_array
+
+    grey = {}
+    for curve in ("persistent", "plateau", "washout"):
+        volumes, mask = render_mri(np.random.default_rng(7), (24, 64, 96), "R", "mass", curve, True)
+        lesion = mask.astype(bool)
+        grey[curve] = [float(window_array(volumes[f"T1_dyn{k}"], "mri-percentile")[lesion].mean()) for k in (1, 2)]
+    assert grey["persistent"][1] > grey["persistent"][0] + 20
+    assert abs(grey["plateau"][1] - grey["plateau"][0]) < 10
+    assert grey["washout"][1] < grey["washout"][0] - 20
+
+
+def test_ct_wide_window_shows_emphysema_the_soft_tissue_window_hides():
+    from breastgpt.io.windowing import window_array
+
+    sick = render_ct(np.random.default_rng(4), (16, 64, 64), {"emphysema": True}).astype(np.float32)
+    clean = render_ct(np.random.default_rng(4), (16, 64, 64), {}).astype(np.float32)
+    lung = (clean < -700) & (sick < -700)  # lung in both (the findings' draws change the later random ones)
+    for window, visible in (("ct-soft-tissue", False), ("ct-wide", True)):
+        diff = np.abs(window_array(sick, window)[lung].astype(float) - window_array(clean, window)[lung]).mean()
+        assert bool(diff > 1.0) == visible, (window, diff)
+
+
 def test_cli_generate_json_and_errors(tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["generate", "--out", str(tmp_path), "--patients", "2", "--sources", "mias,busi",

@@ -2,10 +2,11 @@
 
 A model trained from scratch has to learn at once to see (the encoders) and to map what it sees to the answer words
 (the language model); in the demo's few hundred CPU steps the second half decides what is learned (docs/demo.md).
-This stage gives the first half a head start, as a pretrained vision front end would: every training medium's
-media tokens are mean-pooled and fed to one linear head per closed template, trained with cross-entropy on that
-template's answer. Only training-split records are read; the heads are discarded, the encoders are saved as the
-starting checkpoint of the language training (which may then keep them frozen: `model.trainable="language"`).
+This stage gives the first half a head start, as a pretrained vision front end would: the mean of the media tokens of
+every training study (all of its media: an MRI study's seven sequences, every frame of a volume) feeds one linear
+head per closed template, trained with cross-entropy on that template's answer. Only training-split records are
+read; the heads are discarded, the encoders are saved as the starting checkpoint of the language training (which may
+then keep them frozen: `model.trainable="language"`).
 """
 
 from __future__ import annotations
@@ -57,18 +58,29 @@ def encoder_task(records: list[dict[str, Any]]) -> EncoderTask:
     return task
 
 
-def pooled_media(model: Any, batch: dict[str, Any]) -> list[torch.Tensor]:
-    """One vector per medium of a one-kind batch: the mean of its media tokens before selection."""
+def media_tokens(model: Any, batch: dict[str, Any]) -> list[torch.Tensor]:
+    """The media tokens (before selection) of each medium of a one-kind batch, in batch order (a volume's are those
+    of all of its frames: the model makes one selection candidate per frame)."""
     inner = model.model
     if batch.get("pixel_values") is not None and batch.get("image_grid_thw") is not None:
         cands = inner.image_candidates(batch["pixel_values"], batch["image_grid_thw"])
     elif batch.get("pixel_values_videos") is not None and batch.get("video_grid_thw") is not None:
         cands = inner.video_candidates(batch["pixel_values_videos"], batch["video_grid_thw"])
+        frames = [int(t) for t in batch["video_grid_thw"][:, 0].tolist()]
+        return study_tokens([c.main for c in cands], frames)
     elif batch.get("slide_features") is not None:
         cands = inner.slide_candidates(batch["slide_features"], batch["slide_grid"], batch.get("slide_mask"))
     else:
         raise ValueError("the batch holds no image, volume or slide")
-    return [c.main.mean(0) for c in cands]
+    return [c.main for c in cands]
+
+
+def study_tokens(tokens: list[torch.Tensor], counts: list[int]) -> list[torch.Tensor]:
+    """Per-medium tokens regrouped per study: a study of several media (an MRI's sequences) gets all of theirs."""
+    if sum(counts) != len(tokens):
+        raise ValueError(f"{len(tokens)} media token sets for studies of {counts} media")
+    starts = [sum(counts[:i]) for i in range(len(counts))]
+    return [torch.cat(tokens[a:a + n]) for a, n in zip(starts, counts)]
 
 
 def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, *, slide_mode: str, steps: int,
@@ -114,10 +126,10 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
                 group = [k for k in chosen if kinds[k] == kind]
                 if not group:
                     continue
-                pooled = pooled_media(model, collate([dict(encoded[k]) for k in group], processor))
-                for key, vector in zip(group, pooled):
+                tokens = media_tokens(model, collate([dict(encoded[k]) for k in group], processor))
+                for key, study in zip(group, study_tokens(tokens, [len(k) for k in group])):
                     for template, target in task.media[key].items():
-                        logits = heads[head_of[template]](vector)[None]
+                        logits = heads[head_of[template]](study.mean(0))[None]
                         terms.append(nn.functional.cross_entropy(logits, torch.tensor([target])))
             loss = torch.stack(terms).mean()
             optimizer.zero_grad(set_to_none=True)
@@ -140,4 +152,4 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
             "final_loss_mean10": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 3)}
 
 
-__all__ = ["EncoderTask", "encoder_task", "pooled_media", "pretrain_encoders"]
+__all__ = ["EncoderTask", "encoder_task", "media_tokens", "pretrain_encoders", "study_tokens"]

@@ -30,6 +30,7 @@ class DemoSettings:
     image_long_side: int = 96  # normalised 2-D images (px): 6-9 visual tokens each
     volume_inplane: int = 64  # normalised volumes: in-plane long edge (px) ...
     volume_depth: int = 8  # ... and slices (4 frames of 2 after the temporal patch)
+    ct_window: str = "ct-wide"  # corpus window preset for CT (`breastgpt.io.windowing.WINDOW_PRESETS`)
     slide_tile_px: int = 192  # tiles at 20x (0.5 um/px); the synthetic slides are 768 px square: ~10 tiles each
     thumbnail_px: int = 256  # slide thumbnail stored in each feature file (the comparator's input)
     train_steps: int = 300

@@ -28,6 +28,9 @@ WINDOW_PRESETS: dict[str, WindowPreset] = {
     "ct-lung": WindowPreset("ct-lung", center=-600.0, width=1500.0),
     "ct-mediastinum": WindowPreset("ct-mediastinum", center=50.0, width=350.0),
     "ct-bone": WindowPreset("ct-bone", center=400.0, width=1800.0),
+    # -1000..1000 HU: air to dense bone in one window, lung and mediastinal findings both visible (the clip
+    # chest-CT foundation models trained on CT-RATE commonly use)
+    "ct-wide": WindowPreset("ct-wide", center=0.0, width=2000.0),
     "mri-percentile": WindowPreset("mri-percentile", low_percentile=0.5, high_percentile=99.5),
     # Already-windowed 8-bit data (corpus volumes): values pass through unchanged.
     "identity": WindowPreset("identity", center=127.5, width=255.0),

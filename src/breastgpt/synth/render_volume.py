@@ -8,7 +8,12 @@ from scipy import ndimage
 
 from breastgpt.synth.render import smooth_noise
 
-CURVES = {"persistent": (1.0, 1.35, 1.6), "plateau": (1.0, 1.55, 1.55), "washout": (1.0, 1.7, 1.2)}
+# Lesion signal per dynamic phase (pre-contrast, early, delayed) relative to the unenhanced tissue. Enhancing
+# cancers reach 2-3x their pre-contrast signal in the early phase; the three time courses differ in the
+# delayed phase (still rising, flat, falling), by at least 0.45 of the baseline so that they survive 8-bit
+# windowing at the CPU demo's size.
+CURVES = {"persistent": (1.0, 1.9, 2.5), "plateau": (1.0, 2.4, 2.4), "washout": (1.0, 2.7, 1.9)}
+BLOOD_POOL = 3.2  # the heart / blood pool after contrast: the brightest structure of every post-contrast phase
 CT_DRAWN = ("lung_nodule", "pleural_effusion", "cardiomegaly", "emphysema", "consolidation",
             "arterial_wall_calcification", "pericardial_effusion", "atelectasis")
 
@@ -30,7 +35,7 @@ def mri_lesion_mask(rng, shape, side: str, lesion_type: str, shift: tuple[float,
     # size within its type (reports then state different measurements, as real ones do).
     k = rng.uniform(0.8, 1.25)
     if lesion_type == "focus":
-        return _ellipsoid(shape, centre, (1.5, y * 0.05 * k, x * 0.04 * k))
+        return _ellipsoid(shape, centre, (2.0, y * 0.05 * k, x * 0.04 * k))
     if lesion_type == "non_mass_enhancement":
         clumps = smooth_noise(rng, shape, 2.0) > 0.4
         return clumps & _ellipsoid(shape, centre, (z * 0.35, y * 0.2 * k, x * 0.2 * k))
@@ -60,17 +65,28 @@ def render_mri(rng: np.random.Generator, shape: tuple[int, int, int], side: str,
     texture = (1 + 0.1 * smooth_noise(rng, shape, 2.0) + parenchyma) * coil
     lesion = mri_lesion_mask(rng, shape, side, lesion_type, shifts[0 if side == "R" else 1]) & (body | breasts)
     base = 300 * tissue * texture
+    # A lesion has its own, homogeneous signal (times the coil field, not the parenchymal pattern), so it stands
+    # out from the fibroglandular tissue around it as an enhancing lesion does on a fat-suppressed scan.
+    own = 300 * coil[lesion]
+    # The heart behind the breasts: after contrast it is the brightest structure, so each post-contrast phase's
+    # percentile window is set by the same blood pool and the lesion's grey level from phase to phase follows its
+    # time course (without it the lesion itself sets the window of every phase and the course is lost).
+    heart = _ellipsoid(shape, (z / 2, y * (0.9 + gy), x * (0.5 + gx)), (z * 0.45, y * 0.1, x * 0.13)) & body
     volumes = {"T1": base.copy()}
     for phase, gain in enumerate(CURVES[curve]):
         seq = base * (1.05 if phase else 1.0)
-        seq[lesion] *= gain * (1.0 if phase else 1.0)
+        seq[lesion] = own * gain
+        if phase:
+            seq[heart] = 300 * BLOOD_POOL * coil[heart]
         volumes[f"T1_dyn{phase}"] = seq
+    # Cancers: dark on T2, restricted diffusion (bright DWI, dark ADC); benign lesions: bright on T2 (oedema,
+    # fibroadenoma), no restriction.
     t2 = base.copy()
-    t2[lesion] *= 0.8 if malignant else 1.8
+    t2[lesion] = own * (0.55 if malignant else 2.0)
     dwi = 150 * tissue * texture
-    dwi[lesion] *= 2.5 if malignant else 1.1
+    dwi[lesion] = own / 2 * (3.0 if malignant else 1.0)
     adc = 1400 * tissue * texture
-    adc[lesion] *= 0.55 if malignant else 1.1
+    adc[lesion] = own * 1400 / 300 * (0.45 if malignant else 1.2)
     volumes.update({"T2": t2, "DWI": dwi, "ADC": adc})
     noisy = {k: (v + rng.normal(0, 6, shape)).clip(0).astype(np.float32) for k, v in volumes.items()}
     return noisy, lesion.astype(np.uint8)
