@@ -123,3 +123,20 @@ def test_pad_batch_left_and_right(processor):
     assert left["slide_mask"].sum(1).tolist() == [10, 20]
     assert left["pixel_values"].shape[0] == int(b["image_grid_thw"][0].prod())
     assert torch.equal(left["slide_grid"][0, :10], a["slide_grid"][0])
+
+
+def test_memoised_text_pieces_match_the_tokenizer_and_follow_added_tokens():
+    from breastgpt.model.flavours import tiny_processor
+
+    processor = tiny_processor()
+    direct = processor.tokenizer.encode("Is there a mass? <|image_pad|>", add_special_tokens=False,
+                                        split_special_tokens=True)
+    first = processor._text("Is there a mass? <|image_pad|>")
+    again = processor._text("Is there a mass? <|image_pad|>")
+    assert first == again == direct
+    again.append(-1)  # callers get their own list: the cache cannot be corrupted through it
+    assert processor._text("Is there a mass? <|image_pad|>") == direct
+    before = processor._text("zqxjkv")
+    processor.tokenizer.add_tokens(["zqxjkv"])
+    after = processor._text("zqxjkv")
+    assert after == [processor.tokenizer.convert_tokens_to_ids("zqxjkv")] != before

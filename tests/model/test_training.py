@@ -69,3 +69,38 @@ def test_peft_lora_wraps_and_trains_only_adapters(tiny_model, processor):
     out = lora(**batch)
     out.loss.backward()
     assert any(float(p.grad.abs().sum()) > 0 for n, p in lora.named_parameters() if "lora_B" in n)
+
+
+def test_loss_on_the_supervised_positions_only_equals_the_full_logits_loss(tiny_model, processor):
+    """Training computes logits only where the next token is supervised (`supervised_positions`): same loss and
+    gradients as the full batch x seq x vocab logits, the kept rows equal to the full logits' rows."""
+    from breastgpt.model.modeling import next_token_labels, supervised_positions
+
+    convs = [conversation(*MIXES["all"](), answer="Invasive ductal carcinoma."),
+             conversation(*MIXES["image"](), answer="BI-RADS 2.")]
+    batch = processor.pad_batch([processor.encode(c, stage="diagnosis") for c in convs], "right")
+    keep = supervised_positions(batch["labels"])
+    assert 0 < int(keep.sum()) < keep.numel() // 4  # answers are a small share of the tokens
+    assert int(keep.sum()) == int((batch["labels"][:, 1:] != -100).sum())
+    tiny_model.eval()
+    grads = []
+    for extra in ({}, {"logits_to_keep": keep}):
+        tiny_model.zero_grad()
+        out = tiny_model(**batch, **extra)
+        out.loss.backward()
+        grads.append([p.grad.clone() for p in (tiny_model.lm_head.weight,
+                                               tiny_model.model.language_model.layers[0].mlp.up_proj.weight)])
+        if extra:
+            kept = out
+        else:
+            full = out
+    assert kept.logits.shape == (int(keep.sum()), full.logits.shape[-1])
+    torch.testing.assert_close(kept.logits, full.logits[keep], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(kept.loss, full.loss, rtol=1e-6, atol=1e-6)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert torch.equal(next_token_labels(batch["labels"])[keep], batch["labels"][:, 1:][keep[:, :-1]])
+    wrong = keep.clone()
+    wrong[0, 0] = True  # a position whose next token is not supervised
+    with pytest.raises(ValueError, match="supervised positions"):
+        tiny_model(**batch, logits_to_keep=wrong)

@@ -353,12 +353,33 @@ def raise_count_mismatch(kind: str, runs: int, blocks: int) -> None:
     )
 
 
+def next_token_labels(labels: torch.Tensor) -> torch.Tensor:
+    """The label each position predicts (labels shifted left by one, -100 after the last), as causal LM losses use."""
+    return nn.functional.pad(labels[..., 1:], (0, 1), value=-100)
+
+
+def supervised_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Boolean (batch, seq) mask of the positions whose next token is supervised: the ``logits_to_keep`` that
+    makes the forward compute logits and loss for those positions only (same loss as the full-logits one)."""
+    return next_token_labels(labels) != -100
+
+
+def _is_mask(value) -> bool:
+    return isinstance(value, torch.Tensor) and value.ndim == 2 and value.dtype == torch.bool
+
+
 class BreastGPTForConditionalGeneration(Qwen3VLForConditionalGeneration):
     """Causal LM head over ``BreastGPTModel``; ``generate()`` encodes visual inputs once, at prefill."""
 
     config_class = BreastGPTConfig
     config: BreastGPTConfig
     _SLIDE_KEYS = ("slide_features", "slide_grid", "slide_mask")
+    # With labels and a boolean (batch, seq) ``logits_to_keep`` mask, the loss is taken over the kept positions
+    # only (each predicting the next label) and ``logits`` holds just those rows, (n_kept, vocab). Training
+    # keeps the supervised positions (`supervised_positions`): answer tokens are a small share of a multimodal
+    # conversation, so this skips most of the LM-head product and the log-softmax over the vocabulary (a
+    # quarter of a CPU demo step) and never materialises batch x seq x vocab logits (151k-wide for Qwen3-VL).
+    loss_on_kept_logits = True
 
     def __init__(self, config: BreastGPTConfig):
         Qwen3VLPreTrainedModel.__init__(self, config)
@@ -404,7 +425,14 @@ class BreastGPTForConditionalGeneration(Qwen3VLForConditionalGeneration):
         hidden = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
         logits = self.lm_head(hidden)
         loss = None
-        if labels is not None:
+        if labels is not None and _is_mask(logits_to_keep):
+            targets = next_token_labels(labels)[logits_to_keep]
+            if len(targets) != len(logits) or bool((targets == -100).any()):
+                raise ValueError("BreastGPTForConditionalGeneration: a boolean logits_to_keep with labels must keep "
+                                 "exactly the supervised positions; build it with supervised_positions(labels).")
+            loss = (nn.functional.cross_entropy(logits.float(), targets) if len(targets)
+                    else logits.float().sum() * 0.0)
+        elif labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size)
         return CausalLMOutputWithPast(
             loss=loss,
@@ -454,5 +482,6 @@ __all__ = [
     "BreastGPTModel",
     "Candidate",
     "register_breastgpt",
+    "supervised_positions",
     "volume_frame_budgets",
 ]

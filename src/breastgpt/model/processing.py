@@ -25,6 +25,7 @@ from breastgpt.model.modeling import volume_frame_budgets
 
 IGNORE_INDEX = -100
 MAX_IMAGE_PIXELS = 1024 * 32 * 32  # SPEC §3.3: area <= 1024·32·32, sides multiples of 32
+_TEXT_CACHE_SIZE = 16384  # distinct text pieces memoised per processor (`_text`)
 STAGES = ("screening", "diagnosis", "treatment planning")
 
 
@@ -88,8 +89,19 @@ class BreastGPTProcessor(Qwen3VLProcessor):
         return [self.tokenizer.convert_tokens_to_ids(token)]
 
     def _text(self, text: str) -> list[int]:
-        # split_special_tokens: a "<|image_pad|>" typed in a report must never become a placeholder
-        return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
+        # Memoised: a training conversation repeats the same pieces (role headers, system prompts, options,
+        # instructions) and tokenising them one call at a time was the largest share of encoding a sample. Keyed
+        # on the vocabulary size too, so tokens added to the tokenizer afterwards are never served stale.
+        cache = self.__dict__.setdefault("_text_ids", {})
+        key = (text, len(self.tokenizer))
+        ids = cache.get(key)
+        if ids is None:
+            # split_special_tokens: a "<|image_pad|>" typed in a report must never become a placeholder
+            ids = tuple(self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True))
+            if len(cache) >= _TEXT_CACHE_SIZE:
+                cache.clear()
+            cache[key] = ids
+        return list(ids)
 
     def _wrap(self, pad: str, count: int) -> list[int]:
         return self._special(self.vision_start_token) + self._special(pad) * count + self._special(

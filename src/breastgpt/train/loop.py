@@ -195,7 +195,12 @@ def _to_device(batch: dict[str, Any], device) -> dict[str, Any]:
 def forward_loss_sum(model, batch: dict[str, Any]) -> torch.Tensor:
     """Summed token loss of one micro-batch (the model's mean × its supervised token count)."""
     n = supervised_tokens(batch["labels"])
-    out = model(**batch, use_cache=False)
+    extra = {}
+    if getattr(getattr(model, "module", model), "loss_on_kept_logits", False):  # BreastGPT (also DDP-wrapped)
+        from breastgpt.model.modeling import supervised_positions
+
+        extra["logits_to_keep"] = supervised_positions(batch["labels"])
+    out = model(**batch, use_cache=False, **extra)
     if n == 0:
         return out.logits.float().sum() * 0.0  # keeps the graph (DDP needs every rank to run backward)
     return out.loss.float() * n
