@@ -2,6 +2,9 @@
 
 CPU (default): the tiny flavour and a ~10 M-parameter config, fp32, text batches; the baseline is the full
 fine-tune step of the same model measured in the same run, and every other mode is reported as a ratio.
+Two more CPU rows supervise only the last 1/16 of each row (an answer after a long multimodal prompt, as in
+training conversations): logits over every position (the Hugging Face default) vs over the supervised
+positions only (`supervised_positions`, what the training loop passes); the first of the two is their baseline.
 ``--gpu``: the 8B architecture with random weights on one GPU, bf16, sequence 4,096, gradient
 checkpointing; full and LoRA: tokens/s, MFU and peak memory (the full step is the baseline).
 
@@ -25,10 +28,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 H100_BF16_DENSE_FLOPS = 989e12  # H100 SXM, dense bf16 (NVIDIA data sheet)
 
 
-def ten_million_config():
+def ten_million_config(vocab_size: int = 320):
     from breastgpt.model.flavours import tiny
 
-    text = dict(vocab_size=320, hidden_size=384, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=6,
+    text = dict(vocab_size=vocab_size, hidden_size=384, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=6,
                 num_key_value_heads=2, head_dim=64, max_position_embeddings=4096, pad_token_id=256,
                 rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": [8, 12, 12],
                                  "mrope_interleaved": True})
@@ -57,21 +60,28 @@ def build(model_config, trainable: str, checkpointing: bool, device: str, dtype)
     return model.train()
 
 
-def measure(model, batch: int, seq: int, steps: int, device: str) -> dict:
-    """Seconds per optimizer step (after one warm-up step) on random text with every token supervised."""
+def measure(model, batch: int, seq: int, steps: int, device: str, answer_share: float = 1.0,
+            kept_logits: bool = False) -> dict:
+    """Seconds per optimizer step (after one warm-up step) on random text; the last ``answer_share`` of each
+    row supervised, logits over every position or (``kept_logits``) over the supervised ones only."""
     import torch
+
+    from breastgpt.model.modeling import supervised_positions
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, foreach=device != "cpu")
     vocab = model.config.text_config.vocab_size
     gen = torch.Generator(device="cpu").manual_seed(0)
     ids = torch.randint(0, min(vocab, 250), (batch, seq), generator=gen).to(device)
+    labels = ids.clone()
+    labels[:, :seq - max(2, int(seq * answer_share))] = -100
+    extra = {"logits_to_keep": supervised_positions(labels)} if kept_logits else {}
     times = []
     for i in range(steps + 1):
         if device != "cpu":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+        loss = model(input_ids=ids, labels=labels, use_cache=False, **extra).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -95,15 +105,24 @@ def run_cpu(args) -> dict:
 
     torch.manual_seed(0)
     out = {}
-    for name, cfg in (("tiny", tiny()), ("10m", ten_million_config())):
+    # "10m-qwen-vocab": the 10 M config with Qwen3-VL's 151,936-token vocabulary, where the logits dominate
+    # (answer rows only: that is what they measure)
+    for name, cfg in (("tiny", tiny()), ("10m", ten_million_config()), ("10m-qwen-vocab", ten_million_config(151936))):
         rows = {}
-        for mode, trainable, ckpt in (("full", "all", False), ("full+ckpt", "all", True), ("lora", "lora", False)):
+        modes = () if name == "10m-qwen-vocab" else (("full", "all", False), ("full+ckpt", "all", True),
+                                                     ("lora", "lora", False))
+        for mode, trainable, ckpt in modes:
             model = build(cfg, trainable, ckpt, "cpu", torch.float32)
             rows[mode] = measure(model, args.batch, args.seq, args.steps, "cpu")
-        base = rows["full"]["tokens_per_second"]
         for row in rows.values():
-            row["ratio_to_full"] = row["tokens_per_second"] / base
-        out[name] = rows
+            row["ratio_to_full"] = row["tokens_per_second"] / rows["full"]["tokens_per_second"]
+        model = build(cfg, "all", False, "cpu", torch.float32)
+        answers = {mode: measure(model, args.batch, args.seq, args.steps, "cpu", 1 / 16, kept)
+                   for mode, kept in (("answers 1/16, all logits", False), ("answers 1/16, kept logits", True))}
+        base = answers["answers 1/16, all logits"]["tokens_per_second"]
+        for row in answers.values():
+            row["ratio_to_all_logits"] = row["tokens_per_second"] / base
+        out[name] = {**rows, **answers}
     return {"device": "cpu", "threads": torch.get_num_threads(), "batch": args.batch, "seq": args.seq, "results": out}
 
 
