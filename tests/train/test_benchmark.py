@@ -18,11 +18,18 @@ def test_cpu_benchmark_writes_figures(tmp_path):
     payload = module.main(["--steps", "1", "--seq", "16", "--batch", "1", "--out", str(tmp_path / "r.json")])
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["benchmark"] == "train_throughput" and saved["machine"]["cpu_count"] >= 1
+    answers = {"answers 1/16, all logits", "answers 1/16, kept logits"}
     for name in ("tiny", "10m"):
         rows = saved["results"][name]
-        assert set(rows) == {"full", "full+ckpt", "lora"}
+        assert set(rows) == {"full", "full+ckpt", "lora"} | answers
         assert rows["full"]["ratio_to_full"] == 1.0
         assert all(r["tokens_per_second"] > 0 for r in rows.values())
         assert rows["lora"]["trainable_params"] < rows["full"]["trainable_params"]
+    assert set(saved["results"]["10m-qwen-vocab"]) == answers
+    for name in ("tiny", "10m", "10m-qwen-vocab"):
+        rows = saved["results"][name]
+        assert rows["answers 1/16, all logits"]["ratio_to_all_logits"] == 1.0
+        # the same model and batch either way: the loss agrees (float32 sums in another order)
+        assert abs(rows["answers 1/16, kept logits"]["loss_last"] - rows["answers 1/16, all logits"]["loss_last"]) < 1e-4
     assert 8e6 < saved["results"]["10m"]["full"]["params"] < 14e6
     assert payload["results"] == saved["results"]
