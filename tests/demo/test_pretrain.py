@@ -97,3 +97,42 @@ def test_study_tokens_give_each_study_all_of_its_media() -> None:
     assert a[:, 0].tolist() == [0, 0, 1, 1] and b[:, 0].tolist() == [2, 2, 3, 3, 4, 4]
     with pytest.raises(ValueError, match="5 media token sets for studies of \\[2, 2\\] media"):
         study_tokens(tokens, [2, 2])
+
+
+def test_both_slide_modes_train_the_slide_branch_and_the_vision_tower_on_thumbnails(tiny_set, tmp_path) -> None:
+    """One pre-training for BreastGPT and its comparator: a slide study trains the slide branch on its tile
+    features and the vision tower on its thumbnail; "features" alone leaves the vision tower to the images."""
+    from breastgpt.pathology.features import write_features
+
+    init, train, corpus = tiny_set
+    dim = BreastGPTForConditionalGeneration.from_pretrained(init).config.slide.feature_dim
+    rng = np.random.default_rng(1)
+    records = []
+    for i in range(6):  # slides only: the vision tower can learn from the thumbnails alone
+        positive = i % 2 == 0
+        write_features(corpus / "features" / f"s{i}.h5", np.stack([np.arange(4), np.zeros(4)], 1) * 192,
+                       rng.normal(1.0 if positive else -1.0, 0.3, (4, dim)), {"footprint_level0": [192, 192]},
+                       thumbnail=np.full((64, 96, 3), 200 if positive else 50, np.uint8))
+        record = _record(f"s{i}", f"features/s{i}.h5", "Yes" if positive else "No")
+        record["template_id"], record["media"][0]["kind"] = "tx-path-er-yesno", "slide"
+        record["messages"][1]["content"] = record["messages"][1]["content"].replace("<image>", "<slide>")
+        records.append(record)
+    slides = tmp_path / "slides.jsonl"
+    slides.write_text("".join(json.dumps(r) + "\n" for r in records))
+    before = dict(BreastGPTForConditionalGeneration.from_pretrained(init).named_parameters())
+
+    def changed(mode: str) -> set[str]:
+        out = tmp_path / mode
+        figures = pretrain_encoders(init, out, slides, corpus, slide_mode=mode, steps=5, lr=5e-3, batch=4, seed=0,
+                                    progress=False)
+        assert figures["slide_mode"] == mode and figures["media"] == 6
+        after = dict(BreastGPTForConditionalGeneration.from_pretrained(out).named_parameters())
+        return {n.split(".")[1] for n in before if not torch.equal(before[n], after[n])}
+
+    slide_branch = {"slide_encoder", "slide_projector"}
+    assert changed("both") == {"visual", *slide_branch}
+    assert changed("features") == slide_branch
+    assert changed("thumbnail") == {"visual"}
+    with pytest.raises(ValueError, match="choose features, thumbnail or both"):
+        pretrain_encoders(init, tmp_path / "x", slides, corpus, slide_mode="pixels", steps=1, lr=1e-3, batch=1,
+                          seed=0, progress=False)

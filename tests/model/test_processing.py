@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from breastgpt.model.processing import IGNORE_INDEX, STAGES, system_prompts
+from breastgpt.model.processing import IGNORE_INDEX, STAGES, frame_stamp_texts, system_prompts
 from tests.model.conftest import conversation, make_image, make_slide, make_volume
 
 
@@ -61,6 +61,17 @@ def test_volume_has_per_frame_timing_and_split_budget(processor):
     frames = ["<0.2 seconds><|vision_start|>" + "<|video_pad|>" * 6 + "<|vision_end|>",
               "<1.2 seconds><|vision_start|>" + "<|video_pad|>" * 6 + "<|vision_end|>"]
     assert "".join(frames) in text
+
+
+@pytest.mark.parametrize("fps", [2.0, 1.0, 3.0])
+def test_frame_stamps_are_qwen3_vl_timestamps(processor, fps):
+    """The helper the demo tokenizer trains on writes exactly Qwen3-VL's per-patch times, odd counts included."""
+    for frames in range(1, 10):
+        upstream = processor._calculate_timestamps(list(range(frames)), fps, 2)
+        assert frame_stamp_texts(frames, fps, 2) == [f"<{t:.1f} seconds>" for t in upstream]
+    assert frame_stamp_texts(8) == ["<0.2 seconds>", "<1.2 seconds>", "<2.2 seconds>", "<3.2 seconds>"]
+    with pytest.raises(ValueError, match="positive"):
+        frame_stamp_texts(0)
 
 
 def test_volume_input_checks(processor):

@@ -87,8 +87,10 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
                       lr: float, batch: int, seed: int, progress: bool = True) -> dict[str, Any]:
     """Pre-train the encoders of the checkpoint `init` and write the result (model + processor) to `out`.
 
-    `slide_mode` is how the model being prepared sees slides ("features" through the slide branch, "thumbnail" as
-    an image), so that each demo model's encoders are prepared on the inputs it will be trained on.
+    `slide_mode` is how the models to be trained from `out` see slides: "features" through the slide branch,
+    "thumbnail" as an image through the vision tower, or "both" — every slide study then trains the slide branch
+    on its features *and* the vision tower on its thumbnail (a head of its own for each), so that BreastGPT and its
+    thumbnail comparator start from one and the same pre-trained encoders, prepared once.
     """
     from breastgpt.corpus.records import iter_jsonl
     from breastgpt.model import BreastGPTForConditionalGeneration
@@ -97,39 +99,48 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
     from breastgpt.train.model_setup import ENCODER_PARAMS
     from breastgpt.train.progress import step_progress
 
+    modes = {"features": ("features",), "thumbnail": ("thumbnail",), "both": ("features", "thumbnail")}
+    if slide_mode not in modes:
+        raise ValueError(f"slide_mode {slide_mode!r}: choose features, thumbnail or both")
     torch.manual_seed(seed)
     model = BreastGPTForConditionalGeneration.from_pretrained(init)
     processor = BreastGPTProcessor.from_pretrained(init)
     model.train()
     task = encoder_task(list(iter_jsonl(train_records)))
-    loader = MediaLoader(Path(corpus), Path(corpus), slide_mode, model.config.slide.feature_dim)
-    encoded: dict[tuple[str, ...], dict[str, Any]] = {}
-    kinds: dict[tuple[str, ...], str] = {}
+    loaders = {m: MediaLoader(Path(corpus), Path(corpus), m, model.config.slide.feature_dim) for m in modes[slide_mode]}
+    # one entry per (study, route): a slide study has one per slide mode, every other study one
+    encoded: dict[tuple[tuple[str, ...], str], dict[str, Any]] = {}
+    kinds: dict[tuple[tuple[str, ...], str], str] = {}
+    routes: dict[tuple[str, ...], list[tuple[tuple[str, ...], str]]] = {}
     for key, record in task.examples.items():
         user = next(m["content"] for m in record["messages"] if m["role"] == "user")
         messages = [{"role": "user", "content": user}, {"role": "assistant", "content": "."}]
         sample = Sample(record["id"], messages, [(m["kind"], m["path"]) for m in record["media"]], record.get("stage"))
-        encoded[key] = dict(encode_sample(sample, processor, loader), sample_id=record["id"])
-        kinds[key] = "image" if slide_mode == "thumbnail" and record["media"][0]["kind"] == "slide" else \
-            record["media"][0]["kind"]
+        is_slide = record["media"][0]["kind"] == "slide"
+        for mode in modes[slide_mode] if is_slide else modes[slide_mode][:1]:
+            item = (key, mode)
+            encoded[item] = dict(encode_sample(sample, processor, loaders[mode]), sample_id=record["id"])
+            kinds[item] = "image" if is_slide and mode == "thumbnail" else record["media"][0]["kind"]
+            routes.setdefault(key, []).append(item)
     width = model.config.text_config.hidden_size
-    heads = nn.ModuleList(nn.Linear(width, len(c)) for c in task.classes.values())
-    head_of = {t: i for i, t in enumerate(task.classes)}
+    head_keys = sorted({(t, kinds[item]) for item in kinds for t in task.media[item[0]]})
+    heads = nn.ModuleList(nn.Linear(width, len(task.classes[t])) for t, _ in head_keys)
+    head_of = {k: i for i, k in enumerate(head_keys)}
     params = [p for n, p in model.named_parameters() if n.startswith(ENCODER_PARAMS)] + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     keys, rng, losses = sorted(task.media), random.Random(seed), []
     with step_progress(steps, 0, progress, "pretrain encoders") as advance:
         for _ in range(steps):
-            chosen = rng.sample(keys, min(batch, len(keys)))
+            chosen = [item for key in rng.sample(keys, min(batch, len(keys))) for item in routes[key]]
             terms = []
             for kind in ("image", "volume", "slide"):
-                group = [k for k in chosen if kinds[k] == kind]
+                group = [item for item in chosen if kinds[item] == kind]
                 if not group:
                     continue
-                tokens = media_tokens(model, collate([dict(encoded[k]) for k in group], processor))
-                for key, study in zip(group, study_tokens(tokens, [len(k) for k in group])):
+                tokens = media_tokens(model, collate([dict(encoded[item]) for item in group], processor))
+                for (key, _), study in zip(group, study_tokens(tokens, [len(item[0]) for item in group])):
                     for template, target in task.media[key].items():
-                        logits = heads[head_of[template]](study.mean(0))[None]
+                        logits = heads[head_of[template, kind]](study.mean(0))[None]
                         terms.append(nn.functional.cross_entropy(logits, torch.tensor([target])))
             loss = torch.stack(terms).mean()
             optimizer.zero_grad(set_to_none=True)
@@ -147,7 +158,7 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
          "final_loss_mean10": sum(losses[-10:]) / max(1, len(losses[-10:]))}, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    return {"steps": steps, "media": len(keys), "templates": len(task.classes),
+    return {"steps": steps, "media": len(keys), "templates": len(task.classes), "slide_mode": slide_mode,
             "first_loss": round(losses[0], 3) if losses else None,
             "final_loss_mean10": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 3)}
 

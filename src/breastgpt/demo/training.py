@@ -14,10 +14,25 @@ from breastgpt.demo.state import forget_other_runs, load_done, manifest_sha, sav
 MODELS: dict[str, str] = {"breastgpt": "features", "thumbnail": "thumbnail"}
 
 
-def corpus_texts(records_path: Path) -> list[str]:
-    from breastgpt.corpus.records import iter_jsonl
+def corpus_texts(records_path: Path, volume_depth: int) -> list[str]:
+    """What the demo tokenizer is trained on: the text of every corpus message *as the model reads it* — its
+    content, its role header (``user\\n`` …) and, for each volume, the frame times the processor writes before
+    each temporal patch (``<0.2 seconds>``; the corpus resamples every volume to ``volume_depth`` slices).
 
-    return [m["content"] for row in iter_jsonl(records_path) for m in row["messages"]]
+    Trained on the contents alone, the tokenizer spelled each frame time in 10 tokens and each role header in 4-5:
+    a 7-sequence MRI study carried about 280 tokens of frame times for its 56 visual tokens. In the texts with
+    their real frequencies, BPE gives them their own tokens and every sequence with a volume gets shorter.
+    """
+    from breastgpt.corpus.records import iter_jsonl
+    from breastgpt.model.processing import frame_stamp_texts
+
+    stamps = " ".join(frame_stamp_texts(volume_depth))
+    texts = []
+    for row in iter_jsonl(records_path):
+        for message in row["messages"]:
+            texts += [f"{message['role']}\n", message["content"]]
+        texts += [stamps for medium in row.get("media", []) if medium.get("kind") == "volume"]
+    return texts
 
 
 def slide_feature_stats(paths: list[Path]) -> tuple[Any, Any]:
@@ -95,7 +110,8 @@ def stage_model(ctx: Any) -> dict[str, Any]:
                     source_digest("breastgpt.train"), source_digest("breastgpt.demo"))
     done = load_done(ctx.out, "model", key)
     if done is None:
-        write_initial_checkpoint(folder, corpus_texts(ctx.state["corpus"] / "records.jsonl"), ctx.settings,
+        write_initial_checkpoint(folder, corpus_texts(ctx.state["corpus"] / "records.jsonl",
+                                                          ctx.settings.volume_depth), ctx.settings,
                                  train_slide_features(ctx))
         config = json.loads((folder / "config.json").read_text())
         from breastgpt.model import BreastGPTForConditionalGeneration
@@ -117,7 +133,7 @@ def train_config(ctx: Any, name: str) -> Any:
         data=DataConfig(train=str(ctx.state["task_set"] / "train_conversations.jsonl"), format="swift",
                         media_root=str(corpus),
                         slide_root=str(corpus), slide_mode=MODELS[name], max_length=4096),
-        model=ModelConfig(path=str(ctx.state.get(f"encoders:{name}", ctx.state["init"])),
+        model=ModelConfig(path=str(ctx.state.get("encoders", ctx.state["init"])),
                           trainable="language" if s.freeze_encoders else "all"),
         optim=OptimConfig(lr=s.lr, weight_decay=0.0, grad_clip=1.0),
         schedule=ScheduleConfig(epochs=0, max_steps=s.train_steps, scheduler="cosine", warmup_ratio=0.05,
@@ -136,24 +152,30 @@ def _final_verifies(final: Path) -> bool:
     return all((final / rel).is_file() and sha256_file(final / rel) == digest for rel, digest in files.items())
 
 
-def pretrain_one(ctx: Any, name: str) -> dict[str, Any] | None:
-    """With `encoder_steps`, pre-train this model's encoders on the training labels (`demo.pretrain`) into
-    runs/NAME-encoders, which its training then starts from; None when the settings ask for none."""
+def pretrain_shared(ctx: Any) -> dict[str, Any] | None:
+    """With `encoder_steps`, pre-train the encoders once on the training labels (`demo.pretrain`) into
+    runs/encoders, which every demo model's training then starts from; None when the settings ask for none.
+
+    With the comparator the slide studies train both routes (the slide branch on tile features, the vision tower
+    on thumbnails), so BreastGPT and the comparator start from the same encoders — one pre-training instead of one
+    per model, and a comparison in which the slide path is the only difference.
+    """
     s = ctx.settings
     if s.encoder_steps <= 0:
         return None
     from breastgpt.demo.pretrain import pretrain_encoders
 
-    folder = ctx.out / "runs" / f"{name}-encoders"
-    key = stage_key("pretrain", name, MODELS[name], s.encoder_steps, s.lr, s.micro_batch, s.seed,
-                    manifest_sha(ctx.out, "model"), manifest_sha(ctx.out, "task set"))
-    done = load_done(ctx.out, f"pretrain {name}", key)
+    mode = "both" if s.comparator else MODELS["breastgpt"]
+    folder = ctx.out / "runs" / "encoders"
+    key = stage_key("pretrain", mode, s.encoder_steps, s.lr, s.micro_batch, s.seed, manifest_sha(ctx.out, "model"),
+                    manifest_sha(ctx.out, "task set"))
+    done = load_done(ctx.out, "pretrain", key)
     if done is None or not (folder / "config.json").is_file():
         done = pretrain_encoders(ctx.state["init"], folder, ctx.state["task_set"] / "train.jsonl",
-                                 ctx.state["corpus"], slide_mode=MODELS[name], steps=s.encoder_steps, lr=s.lr,
+                                 ctx.state["corpus"], slide_mode=mode, steps=s.encoder_steps, lr=s.lr,
                                  batch=2 * s.micro_batch, seed=s.seed)
-        save_done(ctx.out, f"pretrain {name}", key, sorted(p for p in folder.iterdir() if p.is_file()), done)
-    ctx.state[f"encoders:{name}"] = folder
+        save_done(ctx.out, "pretrain", key, sorted(p for p in folder.iterdir() if p.is_file()), done)
+    ctx.state["encoders"] = folder
     return done
 
 
@@ -161,10 +183,11 @@ def train_one(ctx: Any, name: str) -> dict[str, Any]:
     """Train (or resume, or reuse a verified final model) one of the demo models."""
     from breastgpt.train.loop import train
 
-    encoders = pretrain_one(ctx, name)
+    encoders = pretrain_shared(ctx)
     config = train_config(ctx, name)
     final = Path(config.output_dir) / "final"
-    key = stage_key("train", name, config.to_dict(), manifest_sha(ctx.out, "model"))
+    key = stage_key("train", name, config.to_dict(), manifest_sha(ctx.out, "model"),
+                    manifest_sha(ctx.out, "pretrain") if encoders is not None else "")
     done = load_done(ctx.out, f"train {name}", key)
     if done is None or not _final_verifies(final):
         forget_other_runs(Path(config.output_dir), key)
@@ -189,5 +212,5 @@ def stage_train_thumbnail(ctx: Any) -> dict[str, Any]:
     return train_one(ctx, "thumbnail")
 
 
-__all__ = ["MODELS", "stage_model", "stage_train_breastgpt", "stage_train_thumbnail", "train_config",
-           "write_initial_checkpoint"]
+__all__ = ["MODELS", "corpus_texts", "pretrain_shared", "stage_model", "stage_train_breastgpt",
+           "stage_train_thumbnail", "train_config", "write_initial_checkpoint"]

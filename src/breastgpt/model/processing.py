@@ -37,6 +37,17 @@ def system_prompts() -> dict[str, str]:
     return {stage: system_prompt(stage) for stage in STAGES}
 
 
+def frame_stamp_texts(frames: int, fps: float = 2.0, temporal_patch: int = 2) -> list[str]:
+    """The text before each temporal patch of a volume of ``frames`` slices, as Qwen3-VL writes it for video:
+    the mean time of the patch's first and last frame at ``fps`` (a short last patch repeats its last frame),
+    e.g. ``["<0.2 seconds>", "<1.2 seconds>"]`` for 4 slices at 2 fps."""
+    if frames < 1 or temporal_patch < 1 or fps <= 0:
+        raise ValueError(f"frames={frames}, temporal_patch={temporal_patch}, fps={fps}: need positive values")
+    indices = list(range(frames)) + [frames - 1] * (-frames % temporal_patch)
+    return [f"<{(indices[i] + indices[i + temporal_patch - 1]) / fps / 2:.1f} seconds>"
+            for i in range(0, len(indices), temporal_patch)]
+
+
 def qwen_image_processor(**kwargs: Any):
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
 
@@ -133,11 +144,10 @@ class BreastGPTProcessor(Qwen3VLProcessor):
         out["video_grid_thw"].append(grid)
         t, h, w = (int(x) for x in grid)
         per_frame = h * w // self.video_processor.merge_size**2
-        stamps = self._calculate_timestamps(list(range(arr.shape[0])), self.volume_fps,
-                                            self.video_processor.temporal_patch_size)
+        stamps = frame_stamp_texts(arr.shape[0], self.volume_fps, self.video_processor.temporal_patch_size)
         ids: list[int] = []
         for stamp, count in zip(stamps, volume_frame_budgets(t, per_frame, self.volume_budget)):
-            ids += self._text(f"<{stamp:.1f} seconds>") + self._wrap(self.video_token, count)
+            ids += self._text(stamp) + self._wrap(self.video_token, count)
         return ids
 
     def _slide(self, part: dict[str, Any], out: dict[str, list]) -> list[int]:
@@ -276,5 +286,5 @@ def _slide_tensors(part: dict[str, Any], feature_dim: int | None) -> tuple[torch
     return feats, grid
 
 
-__all__ = ["BreastGPTProcessor", "IGNORE_INDEX", "STAGES", "qwen_image_processor", "qwen_video_processor",
+__all__ = ["BreastGPTProcessor", "IGNORE_INDEX", "STAGES", "frame_stamp_texts", "qwen_image_processor", "qwen_video_processor",
            "system_prompts"]
