@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from breastgpt.demo.pretrain import encoder_task, pretrain_encoders, study_tokens
+from breastgpt.demo.pretrain import (MirroredLoader, encoder_task, mirror_classes, mirrored_text, pretrain_encoders,
+                                   study_tokens)
 from breastgpt.demo.settings import QUICK
 from breastgpt.demo.training import write_initial_checkpoint
 from breastgpt.model import BreastGPTForConditionalGeneration
@@ -136,3 +137,43 @@ def test_both_slide_modes_train_the_slide_branch_and_the_vision_tower_on_thumbna
     with pytest.raises(ValueError, match="choose features, thumbnail or both"):
         pretrain_encoders(init, tmp_path / "x", slides, corpus, slide_mode="pixels", steps=1, lr=1e-3, batch=1,
                           seed=0, progress=False)
+
+
+def test_mirror_classes_follow_a_left_right_mirror() -> None:
+    assert mirrored_text("Right breast, left axilla") == "Left breast, right axilla"
+    assert mirrored_text("bright enhancement, upright") == "bright enhancement, upright"  # whole words only
+    assert mirror_classes(["right breast", "left breast"]) == [1, 0]
+    assert mirror_classes(["No", "Yes"]) == [0, 1]
+    assert mirror_classes(["both breasts", "left breast", "right breast"]) == [0, 2, 1]
+    assert mirror_classes(["left breast", "no lesion"]) is None  # the mirror of a class is missing
+
+
+def test_mirrored_loader_mirrors_images_and_volumes(tiny_set) -> None:
+    from breastgpt.train.data import MediaLoader
+
+    _, _, corpus = tiny_set
+    loader = MediaLoader(corpus, corpus, "features", None)
+    plain, mirrored = loader.part("image", "m/0.png")["image"], MirroredLoader(loader).part("image", "m/0.png")["image"]
+    assert mirrored.shape == plain.shape and np.array_equal(mirrored, plain[:, ::-1])
+
+    class Volumes:
+        def part(self, kind: str, rel: str) -> dict:
+            return {"type": "volume", "volume": np.arange(2 * 3 * 4 * 3).reshape(2, 3, 4, 3)}
+
+    volume = MirroredLoader(Volumes()).part("volume", "v.npz")["volume"]
+    assert np.array_equal(volume, Volumes().part("volume", "v.npz")["volume"][:, :, ::-1])
+
+
+def test_mirror_augmentation_trains_and_is_recorded(tiny_set, tmp_path: Path) -> None:
+    init, train, corpus = tiny_set
+    figures = pretrain_encoders(init, tmp_path / "m", train, corpus, slide_mode="features", steps=30, lr=5e-3,
+                                batch=8, seed=0, mirror=True, progress=False)
+    assert figures["mirror"] is True and figures["final_loss_mean10"] < figures["first_loss"]
+    assert json.loads((tmp_path / "m" / "encoder_pretraining.json").read_text())["mirror"] is True
+
+    def losses(folder: str, mirror: bool) -> float:  # a few steps: both runs still learning, mirrors drawn
+        pretrain_encoders(init, tmp_path / folder, train, corpus, slide_mode="features", steps=4, lr=5e-3, batch=8,
+                          seed=0, mirror=mirror, progress=False)
+        return json.loads((tmp_path / folder / "encoder_pretraining.json").read_text())["final_loss_mean10"]
+
+    assert losses("p", False) != losses("m4", True)

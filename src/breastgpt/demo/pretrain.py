@@ -7,6 +7,12 @@ every training study (all of its media: an MRI study's seven sequences, every fr
 head per closed template, trained with cross-entropy on that template's answer. Only training-split records are
 read; the heads are discarded, the encoders are saved as the starting checkpoint of the language training (which may
 then keep them frozen: `model.trainable="language"`).
+
+Mirror augmentation (`mirror=True`): each time a study of images or volumes is drawn, it is shown left-right mirrored
+with probability one half, its labels mirrored with it (`mirror_classes`: "left breast" becomes "right breast";
+every other reading the demo asks about is unchanged by a mirror). With 48 training studies per ultrasound template
+the heads otherwise fit the studies instead of the findings (held-out ultrasound accuracy under its prior); mirrored
+copies double what they see and make a side-specific memory useless (docs/demo.md, eighth round).
 """
 
 from __future__ import annotations
@@ -29,6 +35,51 @@ class EncoderTask:
     classes: dict[str, list[str]]
     media: dict[tuple[str, ...], dict[str, int]] = field(default_factory=dict)  # media paths -> template -> class
     examples: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)  # media paths -> one record
+
+
+_SIDES = {"left": "right", "right": "left"}
+
+
+def mirrored_text(text: str) -> str:
+    """`text` with the words left and right exchanged (case kept for a leading capital)."""
+    import re
+
+    def swap(match: re.Match) -> str:
+        word = _SIDES[match.group(0).lower()]
+        return word.capitalize() if match.group(0)[0].isupper() else word
+
+    return re.sub(r"\b(?:[Ll]eft|[Rr]ight)\b", swap, text)
+
+
+def mirror_classes(classes: list[str]) -> list[int] | None:
+    """Where each answer class goes when the image is mirrored left-right: its own index for a class that names no
+    side, the index of its mirror image for one that does; None when a side is named whose mirror is not a class
+    (the template's labels cannot follow a mirror, so mirrored copies do not train it)."""
+    out = []
+    for name in classes:
+        mirrored = mirrored_text(name)
+        if mirrored not in classes:
+            return None
+        out.append(classes.index(mirrored))
+    return out
+
+
+class MirroredLoader:
+    """A `train.data.MediaLoader` whose images and volumes come out mirrored left-right (slides unchanged: tile
+    features carry no orientation the readings depend on)."""
+
+    def __init__(self, loader: Any):
+        self.loader = loader
+
+    def part(self, kind: str, rel: str) -> dict[str, Any]:
+        import numpy as np
+
+        part = self.loader.part(kind, rel)
+        if part["type"] == "image":  # (H, W, C)
+            part["image"] = np.ascontiguousarray(part["image"][:, ::-1])
+        elif part["type"] == "volume":  # (D, H, W, C)
+            part["volume"] = np.ascontiguousarray(part["volume"][:, :, ::-1])
+        return part
 
 
 def _answer(record: dict[str, Any]) -> str:
@@ -84,13 +135,15 @@ def study_tokens(tokens: list[torch.Tensor], counts: list[int]) -> list[torch.Te
 
 
 def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, *, slide_mode: str, steps: int,
-                      lr: float, batch: int, seed: int, progress: bool = True) -> dict[str, Any]:
+                      lr: float, batch: int, seed: int, mirror: bool = False,
+                      progress: bool = True) -> dict[str, Any]:
     """Pre-train the encoders of the checkpoint `init` and write the result (model + processor) to `out`.
 
     `slide_mode` is how the models to be trained from `out` see slides: "features" through the slide branch,
     "thumbnail" as an image through the vision tower, or "both" — every slide study then trains the slide branch
     on its features *and* the vision tower on its thumbnail (a head of its own for each), so that BreastGPT and its
-    thumbnail comparator start from one and the same pre-trained encoders, prepared once.
+    thumbnail comparator start from one and the same pre-trained encoders, prepared once. `mirror`: the mirror
+    augmentation of the module docstring.
     """
     from breastgpt.corpus.records import iter_jsonl
     from breastgpt.model import BreastGPTForConditionalGeneration
@@ -108,8 +161,10 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
     model.train()
     task = encoder_task(list(iter_jsonl(train_records)))
     loaders = {m: MediaLoader(Path(corpus), Path(corpus), m, model.config.slide.feature_dim) for m in modes[slide_mode]}
+    flips = {t: mirror_classes(c) for t, c in task.classes.items()} if mirror else {}
     # one entry per (study, route): a slide study has one per slide mode, every other study one
     encoded: dict[tuple[tuple[str, ...], str], dict[str, Any]] = {}
+    mirrored: dict[tuple[tuple[str, ...], str], dict[str, Any]] = {}
     kinds: dict[tuple[tuple[str, ...], str], str] = {}
     routes: dict[tuple[str, ...], list[tuple[tuple[str, ...], str]]] = {}
     for key, record in task.examples.items():
@@ -121,6 +176,9 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
             item = (key, mode)
             encoded[item] = dict(encode_sample(sample, processor, loaders[mode]), sample_id=record["id"])
             kinds[item] = "image" if is_slide and mode == "thumbnail" else record["media"][0]["kind"]
+            if mirror and kinds[item] != "slide":
+                mirrored[item] = dict(encode_sample(sample, processor, MirroredLoader(loaders[mode])),
+                                      sample_id=record["id"])
             routes.setdefault(key, []).append(item)
     width = model.config.text_config.hidden_size
     head_keys = sorted({(t, kinds[item]) for item in kinds for t in task.media[item[0]]})
@@ -132,14 +190,20 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
     with step_progress(steps, 0, progress, "pretrain encoders") as advance:
         for _ in range(steps):
             chosen = [item for key in rng.sample(keys, min(batch, len(keys))) for item in routes[key]]
+            flipped = {item for item in chosen if item in mirrored and rng.random() < 0.5}
             terms = []
             for kind in ("image", "volume", "slide"):
                 group = [item for item in chosen if kinds[item] == kind]
                 if not group:
                     continue
-                tokens = media_tokens(model, collate([dict(encoded[item]) for item in group], processor))
-                for (key, _), study in zip(group, study_tokens(tokens, [len(item[0]) for item in group])):
-                    for template, target in task.media[key].items():
+                batch_items = [dict((mirrored if item in flipped else encoded)[item]) for item in group]
+                tokens = media_tokens(model, collate(batch_items, processor))
+                for item, study in zip(group, study_tokens(tokens, [len(item[0]) for item in group])):
+                    for template, target in task.media[item[0]].items():
+                        if item in flipped:
+                            if flips[template] is None:
+                                continue
+                            target = flips[template][target]
                         logits = heads[head_of[template, kind]](study.mean(0))[None]
                         terms.append(nn.functional.cross_entropy(logits, torch.tensor([target])))
             loss = torch.stack(terms).mean()
@@ -153,14 +217,16 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
     (tmp / "encoder_pretraining.json").write_text(json.dumps(
-        {"steps": steps, "lr": lr, "batch": batch, "seed": seed, "slide_mode": slide_mode,
+        {"steps": steps, "lr": lr, "batch": batch, "seed": seed, "slide_mode": slide_mode, "mirror": mirror,
          "templates": len(task.classes), "media": len(keys), "first_loss": losses[0] if losses else None,
          "final_loss_mean10": sum(losses[-10:]) / max(1, len(losses[-10:]))}, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return {"steps": steps, "media": len(keys), "templates": len(task.classes), "slide_mode": slide_mode,
+            "mirror": mirror,
             "first_loss": round(losses[0], 3) if losses else None,
             "final_loss_mean10": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 3)}
 
 
-__all__ = ["EncoderTask", "encoder_task", "media_tokens", "pretrain_encoders", "study_tokens"]
+__all__ = ["EncoderTask", "MirroredLoader", "encoder_task", "media_tokens", "mirror_classes", "mirrored_text",
+           "pretrain_encoders", "study_tokens"]

@@ -46,6 +46,7 @@ class DemoSettings:
     train_variants: int = 1  # training: each conversation this many times, re-worded (`demo.tasks.reword`)
     encoder_steps: int = 0  # > 0: first pre-train the encoders on the training labels (`demo.pretrain`) ...
     freeze_encoders: bool = False  # ... and keep them frozen while the language model trains
+    encoder_mirror: bool = True  # ... showing images and volumes mirrored half the time (`demo.pretrain`)
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)

@@ -167,13 +167,13 @@ def pretrain_shared(ctx: Any) -> dict[str, Any] | None:
 
     mode = "both" if s.comparator else MODELS["breastgpt"]
     folder = ctx.out / "runs" / "encoders"
-    key = stage_key("pretrain", mode, s.encoder_steps, s.lr, s.micro_batch, s.seed, manifest_sha(ctx.out, "model"),
-                    manifest_sha(ctx.out, "task set"))
+    key = stage_key("pretrain", mode, s.encoder_steps, s.lr, s.micro_batch, s.seed, s.encoder_mirror,
+                    manifest_sha(ctx.out, "model"), manifest_sha(ctx.out, "task set"))
     done = load_done(ctx.out, "pretrain", key)
     if done is None or not (folder / "config.json").is_file():
         done = pretrain_encoders(ctx.state["init"], folder, ctx.state["task_set"] / "train.jsonl",
                                  ctx.state["corpus"], slide_mode=mode, steps=s.encoder_steps, lr=s.lr,
-                                 batch=2 * s.micro_batch, seed=s.seed)
+                                 batch=2 * s.micro_batch, seed=s.seed, mirror=s.encoder_mirror)
         save_done(ctx.out, "pretrain", key, sorted(p for p in folder.iterdir() if p.is_file()), done)
     ctx.state["encoders"] = folder
     return done
