@@ -177,3 +177,16 @@ def test_mirror_augmentation_trains_and_is_recorded(tiny_set, tmp_path: Path) ->
         return json.loads((tmp_path / folder / "encoder_pretraining.json").read_text())["final_loss_mean10"]
 
     assert losses("p", False) != losses("m4", True)
+
+
+def test_score_heads_reports_held_out_accuracy_beside_the_prior(tiny_set, tmp_path: Path) -> None:
+    init, train, corpus = tiny_set
+    held_out = tmp_path / "bench.jsonl"
+    rows = [json.loads(line) for line in train.read_text().splitlines()]
+    held_out.write_text("".join(json.dumps({**r, "split": "bench", "modality": "mammography"}) + "\n" for r in rows))
+    figures = pretrain_encoders(init, tmp_path / "e", train, corpus, slide_mode="features", steps=30, lr=5e-3,
+                                batch=8, seed=0, progress=False, score_records=held_out)
+    heads = figures["heads"]
+    assert heads["all"] == {"n_items": 12, "heads": 1.0, "prior": 0.5}  # bright = Yes is read; half are Yes
+    assert heads["modalities"]["mammography"]["n_items"] == 12
+    assert heads["templates"]["scr-mam-dense-yesno"]["heads"] == 1.0

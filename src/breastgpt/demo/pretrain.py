@@ -135,8 +135,8 @@ def study_tokens(tokens: list[torch.Tensor], counts: list[int]) -> list[torch.Te
 
 
 def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, *, slide_mode: str, steps: int,
-                      lr: float, batch: int, seed: int, mirror: bool = False,
-                      progress: bool = True) -> dict[str, Any]:
+                      lr: float, batch: int, seed: int, mirror: bool = False, progress: bool = True,
+                      score_records: Path | None = None) -> dict[str, Any]:
     """Pre-train the encoders of the checkpoint `init` and write the result (model + processor) to `out`.
 
     `slide_mode` is how the models to be trained from `out` see slides: "features" through the slide branch,
@@ -144,6 +144,10 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
     on its features *and* the vision tower on its thumbnail (a head of its own for each), so that BreastGPT and its
     thumbnail comparator start from one and the same pre-trained encoders, prepared once. `mirror`: the mirror
     augmentation of the module docstring.
+
+    `score_records` (diagnostics only: `benchmarks/demo_encoder_heads.py`; the demo never passes it): closed records
+    of another split on which the trained heads are scored before they are discarded (`score_heads`) — the ceiling
+    of a language model that reads the mean of the media tokens of frozen encoders.
     """
     from breastgpt.corpus.records import iter_jsonl
     from breastgpt.model import BreastGPTForConditionalGeneration
@@ -212,6 +216,12 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
             optimizer.step()
             losses.append(float(loss.detach()))
             advance(losses[-1])
+    scores = None
+    if score_records is not None:
+        model.eval()
+        with torch.no_grad():
+            scores = score_heads(model, processor, heads, head_of, task, list(iter_jsonl(score_records)),
+                                 loaders[modes[slide_mode][0]])
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
@@ -222,11 +232,56 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
          "final_loss_mean10": sum(losses[-10:]) / max(1, len(losses[-10:]))}, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    return {"steps": steps, "media": len(keys), "templates": len(task.classes), "slide_mode": slide_mode,
-            "mirror": mirror,
-            "first_loss": round(losses[0], 3) if losses else None,
-            "final_loss_mean10": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 3)}
+    figures = {"steps": steps, "media": len(keys), "templates": len(task.classes), "slide_mode": slide_mode,
+               "mirror": mirror, "first_loss": round(losses[0], 3) if losses else None,
+               "final_loss_mean10": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 3)}
+    return figures if scores is None else {**figures, "heads": scores}
+
+
+def score_heads(model: Any, processor: Any, heads: nn.ModuleList, head_of: dict[tuple[str, str], int],
+                task: EncoderTask, records: list[dict[str, Any]], loader: Any) -> dict[str, Any]:
+    """Accuracy of the pre-training heads on `records` (one forward per study), beside each template's prior (its
+    most frequent training class), per template, per modality and overall. A record whose template or media kind
+    had no head, or whose answer is not a training class, counts as wrong."""
+    from collections import Counter, defaultdict
+
+    from breastgpt.train.data import Sample, collate, encode_sample
+
+    prior = {t: task.classes[t][Counter(lab[t] for lab in task.media.values() if t in lab).most_common(1)[0][0]]
+             for t in task.classes}
+    studies: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        studies[tuple(m["path"] for m in record["media"])].append(record)
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])  # (modality, template): right, n, prior
+    for key, group in studies.items():
+        first = group[0]
+        sample = Sample(first["id"], [{"role": "user", "content": next(m["content"] for m in first["messages"]
+                                                                        if m["role"] == "user")},
+                                      {"role": "assistant", "content": "."}],
+                        [(m["kind"], m["path"]) for m in first["media"]], first.get("stage"))
+        kind = first["media"][0]["kind"]
+        kind = "image" if kind == "slide" and loader.slide_mode == "thumbnail" else kind
+        tokens = media_tokens(model, collate([dict(encode_sample(sample, processor, loader), sample_id=first["id"])],
+                                             processor))
+        mean = torch.cat(tokens).mean(0)
+        for record in group:
+            template, answer = record["template_id"], _answer(record)
+            head = head_of.get((template, kind))
+            guess = None if head is None else task.classes[template][int(heads[head](mean).argmax())]
+            row = counts[record.get("modality", kind), template]
+            row[0] += guess == answer
+            row[1] += 1
+            row[2] += prior.get(template) == answer
+
+    def summary(rows: list[list[int]]) -> dict[str, Any]:
+        right, n, at_prior = (sum(r[i] for r in rows) for i in range(3))
+        return {"n_items": n, "heads": round(right / n, 4) if n else None, "prior": round(at_prior / n, 4) if n else None}
+
+    modalities = sorted({m for m, _ in counts})
+    return {"all": summary(list(counts.values())),
+            "modalities": {m: summary([v for (mm, _), v in counts.items() if mm == m]) for m in modalities},
+            "templates": {t: {"modality": m, **summary([v])} for (m, t), v in sorted(counts.items(), key=lambda x: x[0][1])}}
 
 
 __all__ = ["EncoderTask", "MirroredLoader", "encoder_task", "media_tokens", "mirror_classes", "mirrored_text",
-           "pretrain_encoders", "study_tokens"]
+           "pretrain_encoders", "score_heads", "study_tokens"]
