@@ -43,6 +43,31 @@ def test_deepstack_count_must_match_longnet_depth():
         tiny(slide_config=slide)
 
 
+@pytest.mark.parametrize("flavour", ["tiny", "demo", "4b", "8b"])
+def test_every_deepstack_set_reaches_a_language_model_layer(flavour):
+    cfg = build_config(flavour)
+    assert len(cfg.vision_config.deepstack_visual_indexes) < cfg.text_config.num_hidden_layers
+    text = {**tiny().text_config.to_dict(), "num_hidden_layers": 2}
+    with pytest.raises(ValueError, match="would never reach the output"):
+        tiny(text_config=text)  # 2 sets on 2 layers: set 1 is added after the last layer
+
+
+def test_the_trained_deepstack_sets_all_get_gradients():
+    from breastgpt.model import BreastGPTForConditionalGeneration
+
+    torch.manual_seed(0)
+    cfg = build_config("demo")
+    model = BreastGPTForConditionalGeneration(cfg)
+    grid = torch.tensor([[1, 4, 4]])
+    pixels = torch.randn(16, 3 * 2 * 16 * 16)
+    ids = torch.tensor([[cfg.vision_start_token_id] + [cfg.image_token_id] * 4 + [cfg.vision_end_token_id, 20, 21]])
+    out = model(input_ids=ids, pixel_values=pixels, image_grid_thw=grid, labels=ids)
+    out.loss.backward()
+    for name, param in model.named_parameters():
+        if "deepstack" in name and param.dim() == 2 and "slide" not in name:
+            assert param.grad is not None and float(param.grad.abs().sum()) > 0, name
+
+
 def test_positional_flag_must_agree_with_longnet():
     slide = {**tiny().slide_config, "positional": False}
     with pytest.raises(ValueError, match="positional=False disagrees"):

@@ -101,7 +101,7 @@ def train_slide_features(ctx: Any) -> list[Path]:
 
 
 def stage_model(ctx: Any) -> dict[str, Any]:
-    """The `demo` model flavour (LLM 2 x 128, ViT 2 x 64, LongNet 2 x 64) and a 1,024-token BPE tokenizer."""
+    """The `demo` model flavour (LLM 2 x 128, ViT 2 x 64, LongNet 1 x 64) and a 1,024-token BPE tokenizer."""
     folder = ctx.out / "init"
     # The model and training code decide what this stage and the trainings after it produce (their keys chain
     # through this manifest), so a change to either redoes them, not only a new version number.

@@ -142,6 +142,16 @@ class BreastGPTConfig(Qwen3VLConfig):
                 f"BreastGPTConfig: the slide LongNet has {slide.longnet.depth} layers but the ViT has {n_taps} "
                 "DeepStack taps; each LongNet layer feeds one DeepStack set, so the two counts must be equal."
             )
+        # Qwen3-VL adds DeepStack set j to the hidden states *after* decoder layer j. A set added after the last
+        # layer reaches no logit: its merger / projector never receives a gradient and only costs compute
+        # (the demo and tiny flavours once had 2 sets on a 2-layer language model; docs/model.md).
+        n_layers = int(self.text_config.num_hidden_layers)
+        if n_taps >= n_layers:
+            raise ValueError(
+                f"BreastGPTConfig: {n_taps} DeepStack taps on a {n_layers}-layer language model; set j is added "
+                f"after layer j, so set {n_layers - 1} and later would never reach the output. Use at most "
+                f"{n_layers - 1} taps (and as many LongNet layers) or a deeper language model."
+            )
 
     @property
     def slide(self) -> SlideBranchConfig:

@@ -64,7 +64,7 @@ def tiny(**overrides: Any) -> BreastGPTConfig:
             vocab_size=TINY_VOCAB_SIZE,
             hidden_size=64,
             intermediate_size=128,
-            num_hidden_layers=2,
+            num_hidden_layers=3,  # > the 2 DeepStack taps: set j is added after layer j (configuration.py)
             num_attention_heads=4,
             num_key_value_heads=2,
             head_dim=16,
@@ -103,7 +103,7 @@ DEMO_FEATURE_DIM = 86  # the `stain-texture-v1` tile encoder (no weights to down
 
 
 def demo(**overrides: Any) -> BreastGPTConfig:
-    """~1.3 M parameters: LLM 2 x 128, ViT 2 x 64, LongNet 2 x 64; ids match ``demo_tokenizer()`` (specials first).
+    """~1.0 M parameters: LLM 2 x 128, ViT 2 x 64, LongNet 1 x 64; ids match ``demo_tokenizer()`` (specials first).
 
     RoPE base 10,000, not Qwen3-VL's 5,000,000: with 32-dimensional heads that base leaves only the first few
     frequency pairs turning over a few hundred tokens, so a model trained from scratch can hardly tell the latest
@@ -117,11 +117,13 @@ def demo(**overrides: Any) -> BreastGPTConfig:
             num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=4096,
             rope_parameters=_rope(10_000.0, [4, 6, 6]), pad_token_id=0,
         ),
+        # One DeepStack tap (and so one LongNet layer): Qwen3-VL adds set j after LLM layer j, and a second set
+        # after the last of 2 layers never reached the output (its merger and projector stayed at their init).
         vision_config=dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=128,
-                           num_position_embeddings=64, deepstack_visual_indexes=[0, 1]),
+                           num_position_embeddings=64, deepstack_visual_indexes=[0]),
         slide_config=dict(
             feature_dim=DEMO_FEATURE_DIM, encoder_id="stain-texture-v1", positional=True,
-            longnet=dict(width=64, depth=2, heads=2, ffn=128, segments=[[64, 1], [128, 2]],
+            longnet=dict(width=64, depth=1, heads=2, ffn=128, segments=[[64, 1], [128, 2]],
                          input_dim=DEMO_FEATURE_DIM, positional="sincos2d"),
         ),
         selection_config=dict(image_budget=16, volume_budget=32, slide_budget=8),
