@@ -151,3 +151,24 @@ def test_memoised_text_pieces_match_the_tokenizer_and_follow_added_tokens():
     processor.tokenizer.add_tokens(["zqxjkv"])
     after = processor._text("zqxjkv")
     assert after == [processor.tokenizer.convert_tokens_to_ids("zqxjkv")] != before
+
+
+def test_memoised_media_equal_fresh_processing_and_follow_the_pixels():
+    from breastgpt.model.flavours import tiny_processor
+
+    image, volume = make_image(h=96, w=128), make_volume(t=4, h=64, w=64)
+    fresh = tiny_processor().encode(conversation({"type": "image", "image": image}))
+    fresh_vol = tiny_processor().encode(conversation({"type": "volume", "volume": volume}))
+    processor = tiny_processor()
+    for _ in range(2):  # the second pass is served from the memo
+        enc = processor.encode(conversation({"type": "image", "image": image}))
+        vol = processor.encode(conversation({"type": "volume", "volume": volume}))
+        assert torch.equal(enc["pixel_values"][0], fresh["pixel_values"][0])
+        assert torch.equal(enc["image_grid_thw"][0], fresh["image_grid_thw"][0])
+        assert torch.equal(vol["pixel_values_videos"][0], fresh_vol["pixel_values_videos"][0])
+        assert torch.equal(enc["input_ids"], fresh["input_ids"]) and torch.equal(vol["input_ids"], fresh_vol["input_ids"])
+    assert len(processor._media_memo) == 2
+    edited = image.copy()
+    edited[0, 0, 0] ^= 255  # one pixel changed: a new key, never the stale tensors
+    changed = processor.encode(conversation({"type": "image", "image": edited}))
+    assert not torch.equal(changed["pixel_values"][0], fresh["pixel_values"][0]) and len(processor._media_memo) == 3

@@ -138,3 +138,28 @@ def test_plan_is_deterministic_grouped_and_resumable():
     assert fresh.next_local() == one.next_local()
     with pytest.raises(ValueError, match="global_micro_batch=2, this run has 4"):
         BatchPlan(lengths, 4, 1, 0, seed=3).load_state_dict(fresh.state_dict())
+
+
+def test_media_memo_serves_equal_copies_and_rereads_a_changed_file(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.full((32, 48), 100, np.uint8)).save(path)
+    loader = MediaLoader(tmp_path, tmp_path, memo_bytes=1 << 20)
+    first = loader.part("image", "a.png")["image"]
+    first[:] = 0  # a caller altering its copy cannot reach the memo
+    second = loader.part("image", "a.png")["image"]
+    assert second.shape == (32, 48, 3) and int(second.min()) == 100 and second.flags.writeable
+    assert len(loader._memo) == 1
+    Image.fromarray(np.full((32, 48), 7, np.uint8)).save(path)
+    import os
+
+    os.utime(path, ns=(1, 1))  # a rewrite with another mtime (and here the same size) is read again
+    assert int(loader.part("image", "a.png")["image"].max()) == 7
+    tiny_memo = MediaLoader(tmp_path, tmp_path, memo_bytes=10)  # smaller than one image: cleared, still correct
+    assert int(tiny_memo.part("image", "a.png")["image"].max()) == 7 and len(tiny_memo._memo) == 1
+    assert DataConfig(train="x", media_memo_mib=0).check() is None
+    from breastgpt.train.config import ConfigError
+
+    with pytest.raises(ConfigError, match="media_memo_mib"):
+        DataConfig(train="x", media_memo_mib=-1).check()

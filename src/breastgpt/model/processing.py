@@ -26,6 +26,7 @@ from breastgpt.model.modeling import volume_frame_budgets
 IGNORE_INDEX = -100
 MAX_IMAGE_PIXELS = 1024 * 32 * 32  # SPEC §3.3: area <= 1024·32·32, sides multiples of 32
 _TEXT_CACHE_SIZE = 16384  # distinct text pieces memoised per processor (`_text`)
+_MEDIA_CACHE_BYTES = 1 << 30  # processed image/volume tensors memoised per processor (`_processed`)
 STAGES = ("screening", "diagnosis", "treatment planning")
 
 
@@ -121,11 +122,41 @@ class BreastGPTProcessor(Qwen3VLProcessor):
 
     # ---- visual inputs ------------------------------------------------------------------------
 
+    def _processed(self, kind: str, array: Any, run: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pixel values, grid) of one image or volume: `run()`, memoised on the array's content.
+
+        Training draws every medium once per epoch — with re-worded variants many times per epoch — and the
+        Qwen3-VL image / video processors (resize, normalise, patchify) were about a quarter of encoding a sample.
+        The key is a digest of the pixels with their shape and dtype plus the processor settings that shape the
+        output, so an edited image can never be served stale; the memo is bounded (`_MEDIA_CACHE_BYTES`, cleared
+        when full). Callers only read the tensors (collation concatenates them into new ones).
+        """
+        import hashlib
+
+        arr = np.ascontiguousarray(np.asarray(array))
+        key = (kind, hashlib.blake2b(arr.tobytes(), digest_size=16).hexdigest(), arr.shape, str(arr.dtype),
+               self.image_min_pixels, self.image_max_pixels)
+        cache = self.__dict__.setdefault("_media_memo", {})
+        hit = cache.get(key)
+        if hit is None:
+            hit = run()
+            held = self.__dict__.get("_media_memo_bytes", 0) + hit[0].numel() * hit[0].element_size()
+            if held > _MEDIA_CACHE_BYTES:
+                cache.clear()
+                held = hit[0].numel() * hit[0].element_size()
+            cache[key] = hit
+            self.__dict__["_media_memo_bytes"] = held
+        return hit
+
     def _image(self, image: Any, out: dict[str, list]) -> list[int]:
         size = {"shortest_edge": self.image_min_pixels, "longest_edge": self.image_max_pixels}
-        feats = self.image_processor(images=[image], size=size, return_tensors="pt")
-        grid = feats["image_grid_thw"][0]
-        out["pixel_values"].append(feats["pixel_values"])
+
+        def run() -> tuple[torch.Tensor, torch.Tensor]:
+            feats = self.image_processor(images=[image], size=size, return_tensors="pt")
+            return feats["pixel_values"], feats["image_grid_thw"][0]
+
+        pixels, grid = self._processed("image", image, run)
+        out["pixel_values"].append(pixels)
         out["image_grid_thw"].append(grid)
         tokens = int(grid.prod()) // self.image_processor.merge_size**2
         return self._wrap(self.image_token, min(tokens, self.image_budget))
@@ -135,12 +166,16 @@ class BreastGPTProcessor(Qwen3VLProcessor):
         factor = self.video_processor.patch_size * self.video_processor.merge_size
         # sides only rounded to the patch grid: io already windowed and resampled the volume
         size = {"shortest_edge": 1, "longest_edge": arr.shape[0] * max(arr.shape[1], factor) * max(arr.shape[2], factor) * 4}
-        feats = self.video_processor(
-            videos=[torch.from_numpy(arr).permute(0, 3, 1, 2)], do_sample_frames=False, size=size,
-            cap_pixels_per_frame=False, return_tensors="pt",
-        )
-        grid = feats["video_grid_thw"][0]
-        out["pixel_values_videos"].append(feats["pixel_values_videos"])
+
+        def run() -> tuple[torch.Tensor, torch.Tensor]:
+            feats = self.video_processor(
+                videos=[torch.from_numpy(arr).permute(0, 3, 1, 2)], do_sample_frames=False, size=size,
+                cap_pixels_per_frame=False, return_tensors="pt",
+            )
+            return feats["pixel_values_videos"], feats["video_grid_thw"][0]
+
+        pixels, grid = self._processed("volume", arr, run)
+        out["pixel_values_videos"].append(pixels)
         out["video_grid_thw"].append(grid)
         t, h, w = (int(x) for x in grid)
         per_frame = h * w // self.video_processor.merge_size**2

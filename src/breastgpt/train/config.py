@@ -35,6 +35,8 @@ class DataConfig:
     group_by_length: bool = True
     mega_batch_factor: int = 8  # length grouping sorts inside windows of this many global micro-batches
     num_workers: int = 0
+    # decoded images / volumes kept in memory between epochs (MiB; 0 = off; cleared when full)
+    media_memo_mib: int = 1024
 
     def check(self) -> None:
         _one_of("data.format", self.format, ("records", "swift"))
@@ -42,6 +44,8 @@ class DataConfig:
         _one_of("data.overlong", self.overlong, ("drop", "error"))
         _positive("data.max_length", self.max_length)
         _positive("data.mega_batch_factor", self.mega_batch_factor)
+        if self.media_memo_mib < 0:
+            raise ConfigError(f"data.media_memo_mib must be >= 0 (0 turns the memo off), got {self.media_memo_mib}")
         if not self.train and self.synthetic_records <= 0:
             raise ConfigError("data.train is empty: give a records JSONL (--set data.train=PATH) "
                               "or data.synthetic_records=N for a synthetic corpus")

@@ -102,7 +102,8 @@ def _datasets(config: TrainConfig, processor, model) -> tuple[TrainDataset, Trai
     media_root, slide_root = resolve_roots(config.data)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     dim = base.config.slide.feature_dim if config.model.arch == "breastgpt" else None
-    loader = MediaLoader(media_root, slide_root, config.data.slide_mode, dim)
+    loader = MediaLoader(media_root, slide_root, config.data.slide_mode, dim,
+                         memo_bytes=config.data.media_memo_mib * (1 << 20))
     train = TrainDataset(read_samples(config.data.train, config.data.format), processor, loader, config.data)
     val = None
     if config.data.val:
