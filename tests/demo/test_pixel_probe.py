@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,14 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "demo_pixel_probe.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("demo_pixel_probe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.demo.scripts import load_benchmark
 
 
 def _record(i: int, template: str, answer: str, split: str) -> dict:
@@ -41,7 +33,7 @@ def test_probe_reads_brightness_and_not_noise(tmp_path: Path) -> None:
     (tmp_path / "task_set").mkdir()
     for split, name in (("train", "train.jsonl"), ("bench", "bench.jsonl")):
         (tmp_path / "task_set" / name).write_text("".join(json.dumps(r) + "\n" for r in rows[split]))
-    result = _module().probe(tmp_path)
+    result = load_benchmark("demo_pixel_probe").probe(tmp_path)
     by = {t["template"]: t for t in result["templates"]}
     assert by["bright"]["probe"] == 1.0 and by["bright"]["prior"] == 0.5
     assert by["coin"]["probe"] <= by["coin"]["prior"] + 0.15
@@ -50,4 +42,4 @@ def test_probe_reads_brightness_and_not_noise(tmp_path: Path) -> None:
 
 def test_probe_needs_a_task_set(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="run the demo's stages up to `task set`"):
-        _module().probe(tmp_path)
+        load_benchmark("demo_pixel_probe").probe(tmp_path)

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "demo_token_spread.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("demo_token_spread", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.demo.scripts import load_benchmark
 
 
 def test_spread_and_cosine_exact_on_tiny_inputs() -> None:
-    spread_stats = _module().spread_stats
+    spread_stats = load_benchmark("demo_token_spread").spread_stats
     orthogonal = spread_stats(np.array([[1.0, 0.0], [0.0, 1.0]]))
     assert orthogonal == {"norm": 1.0, "spread": 0.5, "cosine": 0.0, "studies": 2}
     # one shared direction 100 long, studies differing by 1 along another: almost no spread, cosine ~1
@@ -31,7 +21,7 @@ def test_spread_and_cosine_exact_on_tiny_inputs() -> None:
 
 
 def test_probe_reads_a_small_difference_on_a_large_shared_vector() -> None:
-    probe_accuracy = _module().probe_accuracy
+    probe_accuracy = load_benchmark("demo_token_spread").probe_accuracy
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 80)
     x = 50.0 + rng.normal(0, 0.01, (80, 6))
