@@ -121,14 +121,48 @@ def test_missing_fields_and_when_filters_skip_templates():
     assert yes_no.label["options"][yes_no.label["answer_index"]] == "No"
 
 
-def test_adjacent_distractors_are_ordinal_neighbours():
+def test_adjacent_distractors_are_a_window_whose_place_does_not_tell_the_answer():
+    """Ordinal options are n consecutive values holding the answer; the window is drawn among all that hold it, so
+    the answer is not always in its middle (where a reader that never looks at the image would learn to point)."""
     ts = load_templates()
     texts = ts.vocab_text["birads"]
-    for i in range(40):
-        rec = next(r for r in render_sample(view("mammography", {"birads": 1}, sample_id=f"n{i}"), ts)
+    places = Counter()
+    for i in range(200):
+        rec = next(r for r in render_sample(view("mammography", {"birads": 3}, sample_id=f"n{i}"), ts)
                    if r.template_id == "scr-mam-birads-choice")
         values = sorted(int(k) for k, v in texts.items() if v in rec.label["options"])
-        assert values == [0, 1, 2, 3]
+        assert len(values) == 4 and values == list(range(values[0], values[0] + 4)) and 3 in values
+        places[values.index(3)] += 1
+    assert set(places) == {0, 1, 2, 3} and min(places.values()) >= 30, places  # BI-RADS 3: windows 0-3 ... 3-6
+
+
+def test_option_sets_of_small_vocabularies_are_the_same_whatever_the_answer():
+    """A vocabulary that fits in six options is shown whole (less the values the template's `when` excludes), so the
+    option set carries nothing about the answer; e.g. the mammographic abnormality type drew 4 of 6 values around
+    the answer, and a model without the image scored 24 points over the template's prior."""
+    ts = load_templates()
+    for template_id, field, values in (
+            ("scr-mam-abnormality-choice", "abnormality", FIELDS["abnormality"].values),
+            ("dx-mam-abnormality-choice", "abnormality", ts.by_id("dx-mam-abnormality-choice").when["abnormality"]),
+            ("dx-mam-margin-choice", "mass_margin", FIELDS["mass_margin"].values)):
+        sets = set()
+        for value in values:
+            labels = {**FULL_LABELS["mammography"], field: value}
+            rec = next(r for r in render_sample(view("mammography", labels), ts) if r.template_id == template_id)
+            assert rec.label["options"][rec.label["answer_index"]] == ts.vocab_text[field][value_key(value)]
+            sets.add(frozenset(rec.label["options"]))
+        assert len(sets) == 1 and len(next(iter(sets))) == len(values), template_id
+    excluded = ts.by_id("tx-mri-lesion-type-choice")
+    assert excluded.options.n == len(excluded.when["lesion_type"]) < len(FIELDS["lesion_type"].values)
+
+
+def test_an_option_count_that_would_draw_a_subset_of_a_small_vocabulary_is_refused():
+    raw = {"id": "x-choice", "stage": "screening", "modality": "mammography", "family": "closed_vqa",
+           "fields": ["density"], "builder": "field_choice", "args": {"field": "density"}, "options": {"n": 3},
+           "questions": ["a?", "b?", "c?"]}
+    with pytest.raises(TemplateError, match="options.n=3, but its 4 answerable values are all shown.*set n to 4"):
+        check_builder_args(_parse_template(raw, "t.json"), "t.json")
+    check_builder_args(_parse_template({**raw, "options": {"n": 4}}, "t.json"), "t.json")
 
 
 def test_rendering_is_deterministic_and_ids_differ_per_sample():

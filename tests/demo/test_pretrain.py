@@ -101,8 +101,9 @@ def test_study_tokens_give_each_study_all_of_its_media() -> None:
 
 
 def test_both_slide_modes_train_the_slide_branch_and_the_vision_tower_on_thumbnails(tiny_set, tmp_path) -> None:
-    """One pre-training for BreastGPT and its comparator: a slide study trains the slide branch on its tile
-    features and the vision tower on its thumbnail; "features" alone leaves the vision tower to the images."""
+    """"both": one pre-training usable by BreastGPT and its comparator (a slide study trains the slide branch on its
+    tile features and the vision tower on its thumbnail); "features" alone leaves the vision tower to the images,
+    "thumbnail" leaves the slide branch untouched (the demo pre-trains each model on its own routes)."""
     from breastgpt.pathology.features import write_features
 
     init, train, corpus = tiny_set
@@ -190,3 +191,32 @@ def test_score_heads_reports_held_out_accuracy_beside_the_prior(tiny_set, tmp_pa
     assert heads["all"] == {"n_items": 12, "heads": 1.0, "prior": 0.5}  # bright = Yes is read; half are Yes
     assert heads["modalities"]["mammography"]["n_items"] == 12
     assert heads["templates"]["scr-mam-dense-yesno"]["heads"] == 1.0
+
+
+def test_each_demo_model_pretrains_its_own_routes_and_trains_from_them(tiny_set, tmp_path: Path) -> None:
+    """`demo.training.pretrain_for`: BreastGPT's encoders see slides as tile features, the comparator's as
+    thumbnails; each language training starts from its own model's encoders; a re-run reuses a verified stage."""
+    from types import SimpleNamespace
+
+    from breastgpt.demo.training import pretrain_for, train_config
+
+    init, train, corpus = tiny_set
+    task_set = tmp_path / "task_set"
+    task_set.mkdir()
+    (task_set / "train.jsonl").write_text(train.read_text())
+    settings = dataclasses.replace(QUICK, encoder_steps=3, comparator=True)
+    ctx = SimpleNamespace(out=tmp_path, settings=settings,
+                          state={"init": init, "task_set": task_set, "corpus": corpus})
+    for name, mode in (("breastgpt", "features"), ("thumbnail", "thumbnail")):
+        figures = pretrain_for(ctx, name)
+        assert figures["slide_mode"] == mode and figures["steps"] == 3
+        folder = tmp_path / "runs" / f"encoders-{name}"
+        assert ctx.state[f"encoders:{name}"] == folder
+        assert json.loads((folder / "encoder_pretraining.json").read_text())["slide_mode"] == mode
+        assert (tmp_path / "stages" / f"pretrain_{name}.json").is_file()
+        assert train_config(ctx, name).model.path == str(folder)
+        stamp = (folder / "model.safetensors").stat().st_mtime_ns
+        assert pretrain_for(ctx, name) == figures  # the verified stage is reused, not redone
+        assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
+    ctx.settings = dataclasses.replace(settings, encoder_steps=0)
+    assert pretrain_for(ctx, "breastgpt") is None

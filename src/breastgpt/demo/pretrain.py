@@ -142,8 +142,9 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
     `slide_mode` is how the models to be trained from `out` see slides: "features" through the slide branch,
     "thumbnail" as an image through the vision tower, or "both" — every slide study then trains the slide branch
     on its features *and* the vision tower on its thumbnail (a head of its own for each), so that BreastGPT and its
-    thumbnail comparator start from one and the same pre-trained encoders, prepared once. `mirror`: the mirror
-    augmentation of the module docstring.
+    thumbnail comparator could start from one and the same pre-trained encoders, prepared once (the demo instead
+    pre-trains each model on its own routes: `demo.training.pretrain_for`). `mirror`: the mirror augmentation of
+    the module docstring.
 
     `score_records` (diagnostics only: `benchmarks/demo_encoder_heads.py`; the demo never passes it): closed records
     of another split on which the trained heads are scored before they are discarded (`score_heads`) — the ceiling

@@ -133,7 +133,7 @@ def train_config(ctx: Any, name: str) -> Any:
         data=DataConfig(train=str(ctx.state["task_set"] / "train_conversations.jsonl"), format="swift",
                         media_root=str(corpus),
                         slide_root=str(corpus), slide_mode=MODELS[name], max_length=4096),
-        model=ModelConfig(path=str(ctx.state.get("encoders", ctx.state["init"])),
+        model=ModelConfig(path=str(ctx.state.get(f"encoders:{name}", ctx.state["init"])),
                           trainable="language" if s.freeze_encoders else "all"),
         optim=OptimConfig(lr=s.lr, weight_decay=0.0, grad_clip=1.0),
         schedule=ScheduleConfig(epochs=0, max_steps=s.train_steps, scheduler="cosine", warmup_ratio=0.05,
@@ -152,30 +152,33 @@ def _final_verifies(final: Path) -> bool:
     return all((final / rel).is_file() and sha256_file(final / rel) == digest for rel, digest in files.items())
 
 
-def pretrain_shared(ctx: Any) -> dict[str, Any] | None:
-    """With `encoder_steps`, pre-train the encoders once on the training labels (`demo.pretrain`) into
-    runs/encoders, which every demo model's training then starts from; None when the settings ask for none.
+def pretrain_for(ctx: Any, name: str) -> dict[str, Any] | None:
+    """With `encoder_steps`, pre-train the encoders of demo model `name` on the training labels (`demo.pretrain`)
+    into runs/encoders-NAME, which its language training then starts from; None when the settings ask for none.
 
-    With the comparator the slide studies train both routes (the slide branch on tile features, the vision tower
-    on thumbnails), so BreastGPT and the comparator start from the same encoders — one pre-training instead of one
-    per model, and a comparison in which the slide path is the only difference.
+    Each model pre-trains the routes it will see: BreastGPT the vision tower on images and volumes and the slide
+    branch on tile features; the comparator the vision tower on images, volumes and slide thumbnails. An earlier
+    version pre-trained once for both ("both" routes into one set of encoders), which also trained BreastGPT's
+    small vision tower on thumbnails it never sees; per-model pre-training keeps "same training" literal — each
+    model's whole pipeline, run on its own inputs — at the cost of a second pre-training (docs/demo.md, tenth round).
     """
     s = ctx.settings
     if s.encoder_steps <= 0:
         return None
     from breastgpt.demo.pretrain import pretrain_encoders
 
-    mode = "both" if s.comparator else MODELS["breastgpt"]
-    folder = ctx.out / "runs" / "encoders"
+    mode = MODELS[name]
+    folder = ctx.out / "runs" / f"encoders-{name}"
     key = stage_key("pretrain", mode, s.encoder_steps, s.lr, s.micro_batch, s.seed, s.encoder_mirror,
                     manifest_sha(ctx.out, "model"), manifest_sha(ctx.out, "task set"))
-    done = load_done(ctx.out, "pretrain", key)
+    stage = f"pretrain {name}"
+    done = load_done(ctx.out, stage, key)
     if done is None or not (folder / "config.json").is_file():
         done = pretrain_encoders(ctx.state["init"], folder, ctx.state["task_set"] / "train.jsonl",
                                  ctx.state["corpus"], slide_mode=mode, steps=s.encoder_steps, lr=s.lr,
                                  batch=2 * s.micro_batch, seed=s.seed, mirror=s.encoder_mirror)
-        save_done(ctx.out, "pretrain", key, sorted(p for p in folder.iterdir() if p.is_file()), done)
-    ctx.state["encoders"] = folder
+        save_done(ctx.out, stage, key, sorted(p for p in folder.iterdir() if p.is_file()), done)
+    ctx.state[f"encoders:{name}"] = folder
     return done
 
 
@@ -183,11 +186,11 @@ def train_one(ctx: Any, name: str) -> dict[str, Any]:
     """Train (or resume, or reuse a verified final model) one of the demo models."""
     from breastgpt.train.loop import train
 
-    encoders = pretrain_shared(ctx)
+    encoders = pretrain_for(ctx, name)
     config = train_config(ctx, name)
     final = Path(config.output_dir) / "final"
     key = stage_key("train", name, config.to_dict(), manifest_sha(ctx.out, "model"),
-                    manifest_sha(ctx.out, "pretrain") if encoders is not None else "")
+                    manifest_sha(ctx.out, f"pretrain {name}") if encoders is not None else "")
     done = load_done(ctx.out, f"train {name}", key)
     if done is None or not _final_verifies(final):
         forget_other_runs(Path(config.output_dir), key)
@@ -212,5 +215,5 @@ def stage_train_thumbnail(ctx: Any) -> dict[str, Any]:
     return train_one(ctx, "thumbnail")
 
 
-__all__ = ["MODELS", "corpus_texts", "pretrain_shared", "stage_model", "stage_train_breastgpt",
+__all__ = ["MODELS", "corpus_texts", "pretrain_for", "stage_model", "stage_train_breastgpt",
            "stage_train_thumbnail", "train_config", "write_initial_checkpoint"]

@@ -15,7 +15,7 @@ from string import Template as TextTemplate
 from typing import Any, Callable
 
 from breastgpt.corpus.labels import FIELDS
-from breastgpt.corpus.templates.schema import Template, TemplateError, value_key
+from breastgpt.corpus.templates.schema import MAX_OPTIONS, Template, TemplateError, value_key
 
 YES, NO = "Yes", "No"
 
@@ -72,21 +72,46 @@ def shuffle_options(ctx: RenderContext, correct: str, distractors: list[str],
 
 
 def _vocabulary(t: Template, field_name: str) -> tuple[Any, ...]:
+    """The values this template can answer: the option rule's `values` (or the field's whole vocabulary), less any
+    value its `when` filter excludes — an option that can never be correct would be one a text-only reader learns to
+    skip."""
     assert t.options is not None
-    return t.options.values or FIELDS[field_name].values
+    vocab = t.options.values or FIELDS[field_name].values
+    allowed = t.when.get(field_name)
+    return tuple(v for v in vocab if allowed is None or v in allowed)
+
+
+def option_count(t: Template, vocab: tuple[Any, ...]) -> int:
+    """How many options a `field_choice` question shows: the whole vocabulary when it fits in MAX_OPTIONS (then the
+    option set is the same for every answer), else the rule's `n`."""
+    assert t.options is not None
+    return len(vocab) if len(vocab) <= MAX_OPTIONS else min(t.options.n, len(vocab))
 
 
 def _pick_distractors(ctx: RenderContext, t: Template, vocab: tuple[Any, ...], answer: Any) -> list[Any]:
+    """The wrong options beside `answer`, chosen so that the option set does not tell the answer.
+
+    The answer is always among the options, so a subset of a larger vocabulary drawn around it leaks: a value shown
+    is likelier to be the answer than one left out, and ordinal neighbours centred on the answer put it in the
+    middle, where a model that never looks at the image learns to point (the no-image ablation then scores well
+    above the template's prior; docs/demo.md, tenth round). So a vocabulary of up to MAX_OPTIONS values is shown
+    whole (`option_count`); an ordinal ("adjacent") one larger than that shows a window of `n` consecutive values
+    drawn uniformly among the windows that hold the answer, so its place in the window is uniform; a nominal one
+    larger than that draws `n - 1` distractors at random — the one residual leak, which the bench's no-image
+    ablation measures.
+    """
     assert t.options is not None
-    others = [v for v in vocab if v != answer]
+    n = option_count(t, vocab)
     rng = ctx.rng("distractors")
-    tiebreak = {value_key(v): rng.random() for v in others}
     if t.options.distractors == "adjacent":
         pos = vocab.index(answer)
-        others.sort(key=lambda v: (abs(vocab.index(v) - pos), tiebreak[value_key(v)]))
-    else:
-        others.sort(key=lambda v: tiebreak[value_key(v)])
-    return others[: min(t.options.n, len(vocab)) - 1]
+        starts = [s for s in range(len(vocab) - n + 1) if s <= pos < s + n]
+        start = starts[rng.randrange(len(starts))]
+        return [v for v in vocab[start:start + n] if v != answer]
+    others = [v for v in vocab if v != answer]
+    tiebreak = {value_key(v): rng.random() for v in others}
+    others.sort(key=lambda v: tiebreak[value_key(v)])
+    return others[: n - 1]
 
 
 # ---------------------------------------------------------------------------------------------------- closed
@@ -259,3 +284,9 @@ def check_builder_args(t: Template, where: str) -> None:
     sentences = t.args.get("sentences") if t.builder in ("multi_sentence", "box_caption") else None
     if sentences is not None and not any(f in t.fields for f in sentences):
         raise TemplateError(f"{where}: template {t.id!r}: at least one sentence field must be required")
+    if t.builder == "field_choice" and t.options is not None and named in FIELDS:
+        vocab = _vocabulary(t, named)
+        if option_count(t, vocab) != t.options.n:
+            raise TemplateError(f"{where}: template {t.id!r}: options.n={t.options.n}, but its {len(vocab)} "
+                                f"answerable values are all shown (a subset drawn around the answer would tell it "
+                                f"to a reader who never looks at the image); set n to {len(vocab)}")

@@ -34,17 +34,22 @@ class TemplateError(ValueError):
     """A template data file that breaks the schema; the message names the file and the template."""
 
 
+MAX_OPTIONS = 6  # a closed question shows 2-6 options (A-F)
+
+
 @dataclass(frozen=True)
 class OptionRule:
-    """How a closed question's options are drawn: `n` options (2–6) from the field's vocabulary."""
+    """How a closed question's options are drawn from the field's vocabulary: all of its answerable values when
+    they are at most MAX_OPTIONS (then `n` must equal their number — `builders.check_builder_args`), else `n`
+    (2-6) of them around the answer (`builders._pick_distractors`: why an option set must not tell the answer)."""
 
     n: int = 4
     distractors: str = "vocabulary"  # "vocabulary": any other values; "adjacent": nearest ordinal neighbours
     values: tuple[Any, ...] = ()  # restrict the vocabulary (e.g. benign/malignant only)
 
     def __post_init__(self) -> None:
-        if not 2 <= self.n <= 6:
-            raise TemplateError(f"option count {self.n} outside 2-6")
+        if not 2 <= self.n <= MAX_OPTIONS:
+            raise TemplateError(f"option count {self.n} outside 2-{MAX_OPTIONS}")
         if self.distractors not in DISTRACTOR_RULES:
             raise TemplateError(f"distractor rule {self.distractors!r} not in {DISTRACTOR_RULES}")
 
