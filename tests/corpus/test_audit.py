@@ -156,3 +156,32 @@ def test_letter_bias_is_flagged(clean):
     report = audit_records(biased, out, AuditConfig(near_duplicates=False))
     flagged = report.findings["letter_imbalance"]
     assert flagged and all(g["max_letter"] == "A" and g["max_share"] == 1.0 for g in flagged)
+
+
+def _closed(i: int, split: str, answer: str, options: list[str]) -> object:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(task_family="closed_vqa", split=split, template_id="dx-mam-abnormality-choice",
+                           label={"options": options, "answer_index": options.index(answer)})
+
+
+def test_option_sets_that_tell_the_answer_are_flagged():
+    """Options drawn around the answer (2 of 5 types) tell it: the offered option most often correct in training
+    beats the template's most frequent answer. The same answers with every type offered are not flagged."""
+    from breastgpt.corpus.stats import option_set_leak
+
+    rng = np.random.default_rng(0)
+    types = ["mass", "calcification", "asymmetry", "distortion", "other"]
+    answers = rng.choice(types, size=400, p=[0.4, 0.3, 0.1, 0.1, 0.1])
+    leaky, fair = [], []
+    for i, answer in enumerate(answers):
+        split = "train" if i % 2 else "bench"
+        distractor = rng.choice([t for t in types if t != answer])
+        leaky.append(_closed(i, split, answer, sorted([answer, distractor])))
+        fair.append(_closed(i, split, answer, types))
+    [row] = option_set_leak(leaky)
+    assert row["flagged"] and row["items"] == 200 and row["offered_option_prior"] - row["prior"] > 0.2
+    [row] = option_set_leak(fair)
+    assert not row["flagged"] and row["offered_option_prior"] == row["prior"] and row["p_value"] == 1.0
+    few = option_set_leak(leaky[:12])  # six held-out items: an excess that may be chance is not flagged
+    assert not few[0]["flagged"]

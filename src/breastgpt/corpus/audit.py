@@ -11,6 +11,9 @@ Checks, all across splits (train/val against bench and each other):
                                boilerplate), and repeated report text
   media_integrity              a media file missing or whose bytes do not match the sha256 in its record
   letter_imbalance             a closed-question answer letter correct more often than 1/n + margin, beyond chance
+  option_set_leak              a closed template whose option sets tell the answer: outside the training split, the
+                               offered option most often correct in training beats the template's most frequent
+                               answer by more than a margin, beyond chance (`stats.option_set_leak`)
 Duplicates between sources inside one split are not leakage; they are listed under `info`.
 """
 
@@ -27,10 +30,10 @@ from typing import Any, Iterable
 import numpy as np
 
 from breastgpt.corpus.records import Record, read_records_jsonl
-from breastgpt.corpus.stats import letter_balance
+from breastgpt.corpus.stats import letter_balance, option_set_leak
 
 LEAKAGE_CHECKS = ("patients_in_several_splits", "identical_media", "near_duplicate_media", "repeated_text",
-                  "media_integrity", "letter_imbalance")
+                  "media_integrity", "letter_imbalance", "option_set_leak")
 _TOKENS = re.compile(r"<image>|<video>|<slide>")
 _SPACE = re.compile(r"\s+")
 
@@ -43,6 +46,8 @@ class AuditConfig:
     min_words: int = 8  # shorter non-label answers ("Normal study.") are boilerplate, not leakage
     letter_margin: float = 0.05
     letter_alpha: float = 1e-3  # one-sided binomial p-value below which an excess is not chance
+    option_margin: float = 0.10  # offered-option prior over the template's prior, in accuracy
+    option_alpha: float = 1e-3  # one-sided sign-test p-value below which that gain is not chance
 
 
 @dataclass
@@ -99,6 +104,9 @@ def audit_records(records: list[Record], media_root: Path, config: AuditConfig |
     balance = letter_balance(records, margin=config.letter_margin, alpha=config.letter_alpha)
     report.findings["letter_imbalance"] = [g for g in balance if g["flagged"]]
     report.info["letter_balance"] = balance
+    options = option_set_leak(records, margin=config.option_margin, alpha=config.option_alpha)
+    report.findings["option_set_leak"] = [t for t in options if t["flagged"]]
+    report.info["option_sets"] = options
     return report
 
 

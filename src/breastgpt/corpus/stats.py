@@ -33,6 +33,44 @@ def letter_balance(records: Iterable[Record], *, margin: float = 0.05, alpha: fl
     return out
 
 
+def option_set_leak(records: Iterable[Record], *, margin: float = 0.10, alpha: float = 1e-3) -> list[dict[str, Any]]:
+    """Per closed template: does the option set tell the answer to a reader that never looks at the media?
+
+    Two text-only baselines answer every closed record outside the training split: the template's most frequent
+    training answer ("prior"), and the *offered* option most often correct in training ("offered-option prior").
+    They differ only where an option set drawn around the answer carries it (a value shown is likelier to be the
+    answer than one left out; docs/corpus.md, "Option sets"). A template is flagged when the offered-option prior
+    beats the prior by more than `margin` AND a one-sided sign test over the items where the two disagree says the
+    excess is not chance (p < alpha), so a few lucky items in a small corpus are not flagged.
+    """
+    from scipy.stats import binomtest
+
+    closed = [r for r in records if r.task_family == "closed_vqa"]
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for r in closed:
+        if r.split == "train":
+            counts[r.template_id][r.label["options"][r.label["answer_index"]]] += 1
+    tallies: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])  # items, prior, offered, wins, losses
+    for r in closed:
+        if r.split == "train" or not counts.get(r.template_id):
+            continue
+        seen = counts[r.template_id]
+        answer = r.label["options"][r.label["answer_index"]]
+        prior = max(seen, key=lambda a: (seen[a], a)) == answer
+        offered = max(r.label["options"], key=lambda o: (seen.get(o, 0), o)) == answer
+        t = tallies[r.template_id]
+        t[0], t[1], t[2], t[3], t[4] = t[0] + 1, t[1] + prior, t[2] + offered, t[3] + (offered and not prior), \
+            t[4] + (prior and not offered)
+    out = []
+    for template, (items, prior, offered, wins, losses) in sorted(tallies.items()):
+        gain = (offered - prior) / items
+        p_value = binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue if wins + losses else 1.0
+        out.append({"template": template, "items": items, "prior": round(prior / items, 4),
+                    "offered_option_prior": round(offered / items, 4), "gain": round(gain, 4),
+                    "p_value": float(p_value), "flagged": bool(gain > margin and p_value < alpha)})
+    return out
+
+
 def corpus_stats(records: list[Record]) -> dict[str, Any]:
     def count(key) -> dict[str, int]:
         return dict(sorted(Counter(key(r) for r in records).items()))
