@@ -1,0 +1,58 @@
+"""The full demo's recipe in miniature: per-model encoder pre-training, frozen encoders, re-worded conversations and
+the thumbnail comparator, end to end (the quick demo trains neither a comparator nor pre-trained encoders).
+
+Two sources (mammography DICOM and slides), 12 synthetic patients each and a handful of steps: nothing here is
+about accuracy, only that every part of the default path runs and does what its settings say.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from breastgpt.demo import run_demo
+from breastgpt.demo.settings import DemoSettings
+
+MINI = DemoSettings(name="mini", deid_patients=2, sources=("vindr_mammo", "bcnb"), patients=12, train_steps=6,
+                    micro_batch=4, bootstrap=200, encoder_steps=4, freeze_encoders=True, train_variants=2)
+
+
+@pytest.fixture(scope="module")
+def mini_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    out = tmp_path_factory.mktemp("mini") / "out"
+    return out, run_demo(out, settings=MINI, secret=b"m" * 32)
+
+
+def test_both_models_pretrain_their_own_routes_and_keep_their_encoders_frozen(mini_demo) -> None:
+    from breastgpt.model import BreastGPTForConditionalGeneration
+    from breastgpt.train.model_setup import ENCODER_PARAMS
+
+    out, summary = mini_demo
+    stages = {stage.name: stage for stage in summary.stages}
+    assert all(stage.ok for stage in summary.stages), [s.message for s in summary.stages if not s.ok]
+    for name, mode in (("breastgpt", "features"), ("thumbnail", "thumbnail")):
+        figures = stages[f"train {name}"].figures
+        assert figures["steps"] == 6 and figures["encoder_pretraining"]["slide_mode"] == mode
+        manifest = json.loads((out / "stages" / f"pretrain_{name}.json").read_text())
+        assert manifest["figures"]["slide_mode"] == mode
+        encoders = BreastGPTForConditionalGeneration.from_pretrained(out / "runs" / f"encoders-{name}")
+        final = BreastGPTForConditionalGeneration.from_pretrained(out / "runs" / name / "final")
+        before, after = dict(encoders.named_parameters()), dict(final.named_parameters())
+        frozen = [n for n in before if n.startswith(ENCODER_PARAMS)]
+        assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)  # freeze_encoders held
+        assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith("model.language_model."))
+
+
+def test_the_comparator_is_scored_beside_breastgpt(mini_demo) -> None:
+    out, summary = mini_demo
+    results = summary.results
+    assert set(results["models"]) == {"breastgpt", "thumbnail"}
+    rows = {row["set"]: row for row in results["slide_vs_thumbnail"]}
+    assert {"all image-dependent", "pathology"} <= set(rows)
+    for key in ("breastgpt", "thumbnail", "difference"):
+        assert rows["pathology"][key]["n_items"] == rows["pathology"]["n_items"] > 0
+    assert summary.settings["train_variants"] == 2 and summary.settings["comparator"] is True
+    assert (out / "report.html").is_file() and "thumbnail" in (out / "report.html").read_text()
