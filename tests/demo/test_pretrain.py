@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from breastgpt.demo.pretrain import (MirroredLoader, encoder_task, mirror_classes, mirrored_text, pretrain_encoders,
-                                   study_tokens)
+from breastgpt.demo.pretrain import (MirroredLoader, encoder_task, media_tokens, mirror_classes, mirrored_text,
+                                   pretrain_encoders, study_summary, study_tokens)
 from breastgpt.demo.settings import QUICK
 from breastgpt.demo.training import write_initial_checkpoint
 from breastgpt.model import BreastGPTForConditionalGeneration
@@ -98,6 +98,43 @@ def test_study_tokens_give_each_study_all_of_its_media() -> None:
     assert a[:, 0].tolist() == [0, 0, 1, 1] and b[:, 0].tolist() == [2, 2, 3, 3, 4, 4]
     with pytest.raises(ValueError, match="5 media token sets for studies of \\[2, 2\\] media"):
         study_tokens(tokens, [2, 2])
+
+
+def test_study_summary_reads_mean_side_and_peak() -> None:
+    """A head reads the tokens' mean, their mean weighted by horizontal place (which side a finding is on) and their
+    per-feature maximum (a small bright finding that the mean dilutes)."""
+    sides = torch.tensor([-0.5, 0.5, -0.5, 0.5])  # two frames of a left and a right token
+    finding_left = torch.tensor([[4.0, 1.0], [0.0, 1.0], [4.0, 1.0], [0.0, 1.0]])
+    summary = study_summary(torch.cat([finding_left, sides[:, None]], 1))
+    assert summary.tolist() == [2.0, 1.0, -1.0, 0.0, 4.0, 1.0]  # mean | side-weighted mean | maximum
+    mirrored = study_summary(torch.cat([finding_left, -sides[:, None]], 1))
+    assert mirrored[2:4].tolist() == [1.0, 0.0] and torch.equal(mirrored[[0, 1, 4, 5]], summary[[0, 1, 4, 5]])
+
+
+def test_media_tokens_mark_each_tokens_side(tiny_set) -> None:
+    """Image tokens carry their horizontal place in the frame (-1 left .. +1 right, symmetric about the middle):
+    the place of the token, whatever the image shows (a mirrored image's tokens have the same places)."""
+    from breastgpt.model.processing import BreastGPTProcessor
+    from breastgpt.train.data import MediaLoader, Sample, collate, encode_sample
+
+    init, train, corpus = tiny_set
+    model = BreastGPTForConditionalGeneration.from_pretrained(init).eval()
+    processor = BreastGPTProcessor.from_pretrained(init)
+    record = json.loads(train.read_text().splitlines()[0])
+    sample = Sample("r0", record["messages"][1:], [("image", record["media"][0]["path"])], "screening")
+    loader = MediaLoader(corpus, corpus)
+    with torch.no_grad():
+        plain, = media_tokens(model, collate([dict(encode_sample(sample, processor, loader), sample_id="r0")],
+                                             processor), with_sides=True)
+        flipped, = media_tokens(model, collate([dict(encode_sample(sample, processor, MirroredLoader(loader)),
+                                                     sample_id="r0")], processor), with_sides=True)
+    sides = plain[:, -1]
+    assert sides.min() > -1 and sides.max() < 1 and abs(float(sides.sum())) < 1e-5
+    assert len(set(sides.tolist())) > 1
+    width = len(set(sides.tolist()))
+    grid = plain[:, :-1].reshape(-1, width, plain.shape[1] - 1)
+    assert torch.equal(flipped[:, -1], sides)
+    assert not torch.allclose(flipped[:, :-1].reshape(grid.shape), grid)
 
 
 def test_both_slide_modes_train_the_slide_branch_and_the_vision_tower_on_thumbnails(tiny_set, tmp_path) -> None:

@@ -97,6 +97,20 @@ def test_mri_time_course_survives_per_phase_windowing():
     assert grey["washout"][1] < grey["washout"][0] - 20
 
 
+def test_enhancing_lesion_is_the_brightest_tissue_of_the_fat_suppressed_breast():
+    """The dynamic series is fat-suppressed: on the early post-contrast phase (windowed per volume) the lesion is
+    brighter than nearly all of the breast around it, whatever the parenchymal pattern (before: as bright as it)."""
+    from breastgpt.io.windowing import window_array
+
+    for seed, lesion_type in ((5, "mass"), (6, "non_mass_enhancement"), (7, "focus")):
+        volumes, mask = render_mri(np.random.default_rng(seed), (24, 64, 96), "L", lesion_type, "plateau", True)
+        early = window_array(volumes["T1_dyn1"], "mri-percentile").astype(float)
+        lesion = mask.astype(bool)
+        tissue = (volumes["T1"] > 100) & ~lesion  # body and breasts (air is ~0)
+        tissue[:, int(64 * 0.75):, :] = False  # the heart and chest wall below the breasts
+        assert np.median(early[lesion]) > np.percentile(early[tissue], 95), lesion_type
+
+
 def test_ct_wide_window_shows_emphysema_the_soft_tissue_window_hides():
     from breastgpt.io.windowing import window_array
 

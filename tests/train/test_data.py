@@ -163,3 +163,22 @@ def test_media_memo_serves_equal_copies_and_rereads_a_changed_file(tmp_path):
 
     with pytest.raises(ConfigError, match="media_memo_mib"):
         DataConfig(train="x", media_memo_mib=-1).check()
+
+
+def test_media_memo_keeps_slide_features_and_thumbnails(tmp_path):
+    from breastgpt.pathology.features import write_features
+
+    coords = np.stack([np.arange(6) % 3, np.arange(6) // 3], 1) * 512
+    feats = np.arange(6 * 4, dtype=np.float32).reshape(6, 4)
+    write_features(tmp_path / "s.h5", coords, feats, {"footprint_level0": [512, 512]},
+                   thumbnail=np.full((8, 12, 3), 9, np.uint8))
+    loader = MediaLoader(tmp_path, tmp_path, "features", 4, memo_bytes=1 << 20)
+    first = loader.part("slide", "s.h5")
+    first["features"][:] = -1  # the caller's copy, not the memo's
+    second = loader.part("slide", "s.h5")
+    assert np.array_equal(second["features"], feats) and np.array_equal(second["coords"], coords)
+    assert second["tile_size"] == 512.0 and second["features"].flags.writeable and len(loader._memo) == 1
+    assert loader._memo_held == feats.nbytes + coords.nbytes
+    thumbs = MediaLoader(tmp_path, tmp_path, "thumbnail", None, memo_bytes=1 << 20)
+    assert thumbs.part("slide", "s.h5")["image"].shape == (8, 12, 3)
+    assert int(thumbs.part("slide", "s.h5")["image"].max()) == 9 and len(thumbs._memo) == 1

@@ -108,7 +108,9 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     diff = max(abs(x - y) for x, y in zip(a["losses"], b["losses"]))
     assert len(a["losses"]) == len(b["losses"]) == 6
     print(f"max |loss diff| 1 vs 2 processes: {diff:.3e}")
-    assert diff <= 1e-5, (a["losses"], b["losses"])
+    # fp32 rounding only: the two layouts run different attention kernels (one process: rows of unequal length,
+    # right-padded, causal; two processes: one unpadded row each) and gloo sums in its own order.
+    assert diff <= 1e-5 * max(abs(x) for x in a["losses"]), (a["losses"], b["losses"])
     wa = load_file(str(tmp_path / "one" / "final" / "model.safetensors"))
     wb = load_file(str(tmp_path / "two" / "final" / "model.safetensors"))
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) <= 1e-4

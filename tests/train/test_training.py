@@ -158,3 +158,40 @@ def test_a_run_from_a_checkpoint_trains_in_training_mode(tmp_path, monkeypatch):
 def loop_model_training(model) -> bool:
     inner = getattr(model, "module", model)
     return bool(inner.training) and all(m.training for m in inner.modules())
+
+
+def test_frozen_encoders_train_with_the_memo_and_the_same_losses(tmp_path):
+    """model.trainable=language attaches the encoder memo (breastgpt.model.encoder_memo); it changes no loss."""
+    losses, stats = {}, {}
+    for mib in (64, 0):
+        run = loop.setup(tiny_config(tmp_path / f"memo{mib}", steps=8, model__trainable="language",
+                                     model__encoder_memo_mib=mib))
+        memo = run.accelerator.unwrap_model(run.model).model.encoder_memo
+        assert (memo is not None) == (mib > 0)
+        losses[mib] = [loop.train_step(run)[0] for _ in range(8)]  # 12 records, 2 per step: a second epoch
+        stats[mib] = memo.stats if memo is not None else None
+    assert stats[64].misses == 9 and stats[64].hits >= 3  # 9 records have an image (every 4th is text-only)
+    assert losses[64] == pytest.approx(losses[0], rel=1e-5)
+    everything = loop.setup(tiny_config(tmp_path / "all", steps=1))
+    assert everything.accelerator.unwrap_model(everything.model).model.encoder_memo is None
+
+
+@pytest.mark.parametrize("arch", ["breastgpt", "qwen3vl"])
+def test_right_padded_batches_need_no_attention_mask(tmp_path, arch):
+    """Real tokens never see right padding under causal attention: dropping the mask changes no loss (BreastGPT's
+    positions and plain Qwen3-VL's, the demo comparator's, do not depend on padding after the real tokens)."""
+    from breastgpt.train.data import collate
+
+    run = loop.setup(tiny_config(tmp_path / "pad", steps=1, model__arch=arch))
+    items = [run.train_set[i] for i in range(4)]
+    batch = collate(items, run.processor)
+    mask = batch["attention_mask"]
+    assert not bool(mask.all())  # the samples differ in length: there is padding to drop
+    assert "attention_mask" not in loop.without_right_padding_mask(batch)
+    run.model.eval()
+    with torch.no_grad():
+        masked = run.model(**{k: v for k, v in loop._to_device(batch, "cpu").items()}, use_cache=False).loss
+        unmasked = loop.forward_loss_sum(run.model, loop._to_device(batch, "cpu")) / loop.supervised_tokens(batch["labels"])
+    assert float(unmasked) == pytest.approx(float(masked), rel=1e-5)
+    left = dict(batch, attention_mask=mask.flip(-1))  # padding before real tokens: the mask must stay
+    assert loop.without_right_padding_mask(left)["attention_mask"] is left["attention_mask"]

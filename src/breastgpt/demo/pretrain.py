@@ -109,21 +109,46 @@ def encoder_task(records: list[dict[str, Any]]) -> EncoderTask:
     return task
 
 
-def media_tokens(model: Any, batch: dict[str, Any]) -> list[torch.Tensor]:
-    """The media tokens (before selection) of each medium of a one-kind batch, in batch order (a volume's are those
-    of all of its frames: the model makes one selection candidate per frame)."""
+def _media_candidates(model: Any, batch: dict[str, Any]) -> tuple[list[Any], list[int] | None]:
+    """The selection candidates of a one-kind batch, and for volumes the number of frames (candidates) of each."""
     inner = model.model
     if batch.get("pixel_values") is not None and batch.get("image_grid_thw") is not None:
-        cands = inner.image_candidates(batch["pixel_values"], batch["image_grid_thw"])
-    elif batch.get("pixel_values_videos") is not None and batch.get("video_grid_thw") is not None:
-        cands = inner.video_candidates(batch["pixel_values_videos"], batch["video_grid_thw"])
+        return inner.image_candidates(batch["pixel_values"], batch["image_grid_thw"]), None
+    if batch.get("pixel_values_videos") is not None and batch.get("video_grid_thw") is not None:
         frames = [int(t) for t in batch["video_grid_thw"][:, 0].tolist()]
-        return study_tokens([c.main for c in cands], frames)
-    elif batch.get("slide_features") is not None:
-        cands = inner.slide_candidates(batch["slide_features"], batch["slide_grid"], batch.get("slide_mask"))
-    else:
-        raise ValueError("the batch holds no image, volume or slide")
-    return [c.main for c in cands]
+        return inner.video_candidates(batch["pixel_values_videos"], batch["video_grid_thw"]), frames
+    if batch.get("slide_features") is not None:
+        return inner.slide_candidates(batch["slide_features"], batch["slide_grid"], batch.get("slide_mask")), None
+    raise ValueError("the batch holds no image, volume or slide")
+
+
+def _sides(cand: Any, is_slide: bool) -> torch.Tensor:
+    """Each token's horizontal place in its frame, -1 (left edge) to +1 (right edge); 0 for slide tiles, whose
+    orientation on the glass means nothing."""
+    if is_slide:
+        return torch.zeros(cand.main.shape[0], dtype=cand.main.dtype)
+    width = int(cand.cols.max()) + 1 if cand.cols.numel() else 1
+    return ((cand.cols.to(cand.main.dtype) + 0.5) / width * 2 - 1).to(cand.main.device)
+
+
+def media_tokens(model: Any, batch: dict[str, Any], *, with_sides: bool = False) -> list[torch.Tensor]:
+    """The media tokens (before selection) of each medium of a one-kind batch, in batch order (a volume's are those
+    of all of its frames: the model makes one selection candidate per frame). `with_sides`: each row gets one more
+    column, the token's horizontal place (`_sides`), for `study_summary`."""
+    cands, frames = _media_candidates(model, batch)
+    is_slide = batch.get("slide_features") is not None and batch.get("pixel_values") is None \
+        and batch.get("pixel_values_videos") is None
+    rows = [torch.cat([c.main, _sides(c, is_slide)[:, None]], 1) if with_sides else c.main for c in cands]
+    return rows if frames is None else study_tokens(rows, frames)
+
+
+def study_summary(tokens: torch.Tensor) -> torch.Tensor:
+    """What a pre-training head reads of a study's tokens (rows from `media_tokens(..., with_sides=True)`): their
+    mean, and their mean weighted by horizontal place — how much more of each feature lies right of the middle than
+    left of it. The mean alone cannot say on which side a finding is (laterality), nor teach the encoders to mark
+    a finding's tokens rather than the whole image (docs/demo.md, eleventh round)."""
+    features, sides = tokens[:, :-1], tokens[:, -1:]
+    return torch.cat([features.mean(0), (features * sides).mean(0), features.amax(0)])
 
 
 def study_tokens(tokens: list[torch.Tensor], counts: list[int]) -> list[torch.Tensor]:
@@ -187,7 +212,7 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
             routes.setdefault(key, []).append(item)
     width = model.config.text_config.hidden_size
     head_keys = sorted({(t, kinds[item]) for item in kinds for t in task.media[item[0]]})
-    heads = nn.ModuleList(nn.Linear(width, len(task.classes[t])) for t, _ in head_keys)
+    heads = nn.ModuleList(nn.Linear(3 * width, len(task.classes[t])) for t, _ in head_keys)
     head_of = {k: i for i, k in enumerate(head_keys)}
     params = [p for n, p in model.named_parameters() if n.startswith(ENCODER_PARAMS)] + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -202,14 +227,14 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
                 if not group:
                     continue
                 batch_items = [dict((mirrored if item in flipped else encoded)[item]) for item in group]
-                tokens = media_tokens(model, collate(batch_items, processor))
+                tokens = media_tokens(model, collate(batch_items, processor), with_sides=True)
                 for item, study in zip(group, study_tokens(tokens, [len(item[0]) for item in group])):
                     for template, target in task.media[item[0]].items():
                         if item in flipped:
                             if flips[template] is None:
                                 continue
                             target = flips[template][target]
-                        logits = heads[head_of[template, kind]](study.mean(0))[None]
+                        logits = heads[head_of[template, kind]](study_summary(study))[None]
                         terms.append(nn.functional.cross_entropy(logits, torch.tensor([target])))
             loss = torch.stack(terms).mean()
             optimizer.zero_grad(set_to_none=True)
@@ -263,12 +288,12 @@ def score_heads(model: Any, processor: Any, heads: nn.ModuleList, head_of: dict[
         kind = first["media"][0]["kind"]
         kind = "image" if kind == "slide" and loader.slide_mode == "thumbnail" else kind
         tokens = media_tokens(model, collate([dict(encode_sample(sample, processor, loader), sample_id=first["id"])],
-                                             processor))
-        mean = torch.cat(tokens).mean(0)
+                                             processor), with_sides=True)
+        summary_ = study_summary(torch.cat(tokens))
         for record in group:
             template, answer = record["template_id"], _answer(record)
             head = head_of.get((template, kind))
-            guess = None if head is None else task.classes[template][int(heads[head](mean).argmax())]
+            guess = None if head is None else task.classes[template][int(heads[head](summary_).argmax())]
             row = counts[record.get("modality", kind), template]
             row[0] += guess == answer
             row[1] += 1
@@ -285,4 +310,4 @@ def score_heads(model: Any, processor: Any, heads: nn.ModuleList, head_of: dict[
 
 
 __all__ = ["EncoderTask", "MirroredLoader", "encoder_task", "media_tokens", "mirror_classes", "mirrored_text",
-           "pretrain_encoders", "score_heads", "study_tokens"]
+           "pretrain_encoders", "score_heads", "study_summary", "study_tokens"]

@@ -25,6 +25,7 @@ from transformers.models.qwen3_vl.modeling_qwen3_vl import (
 )
 
 from breastgpt.model.configuration import BreastGPTConfig, SelectionConfig
+from breastgpt.model.encoder_memo import EncoderMemoError, content_key, trainable_encoder_params
 from breastgpt.model.longnet import LongNetEncoder
 from breastgpt.model.positions import (
     PlaceholderMismatchError,
@@ -96,6 +97,9 @@ def _grid_candidates(
 
 class BreastGPTModel(Qwen3VLModel):
     """Qwen3-VL backbone + LongNet slide branch + concept-preserving token selection."""
+
+    # Visual tokens per medium while the encoders are frozen (`breastgpt.model.encoder_memo`); None: off.
+    encoder_memo = None
 
     config_class = BreastGPTConfig
     config: BreastGPTConfig
@@ -226,15 +230,70 @@ class BreastGPTModel(Qwen3VLModel):
     ) -> dict[str, list[Kept]]:
         kept: dict[str, list[Kept]] = {}
         for kind, clist in cands.items():
-            runs = placeholder_runs(input_ids, self.token_ids()[kind])
-            if len(runs) != len(clist):
-                raise_count_mismatch(kind, len(runs), len(clist))
+            runs = self._runs(input_ids, kind, len(clist))
             kept[kind] = []
             for run, cand in zip(runs, clist):
                 text = None if prompt is None else inputs_embeds[run.batch][prompt[run.batch]]
                 kept[kind].append(self.select(cand, kind, text))
             check_runs(runs, [k.block for k in kept[kind]], _TOKEN_NAMES[kind], _WHAT[kind])
         return kept
+
+    def _runs(self, input_ids: torch.Tensor, kind: str, blocks: int) -> list:
+        runs = placeholder_runs(input_ids, self.token_ids()[kind])
+        if len(runs) != blocks:
+            raise_count_mismatch(kind, len(runs), blocks)
+        return runs
+
+    # ---- frozen encoders: visual tokens once per medium (breastgpt.model.encoder_memo) ----------------
+
+    @torch.no_grad()
+    def memoised_blocks(
+        self, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw, slide_features, slide_grid, slide_mask
+    ) -> dict[str, list[Kept]]:
+        """What `candidates` + `select` give, from ``encoder_memo`` where the medium was seen before."""
+        trainable = trainable_encoder_params(self)
+        if trainable:
+            raise EncoderMemoError(
+                f"encoder_memo is set but {len(trainable)} encoder parameter(s) train (e.g. {trainable[0]}): "
+                "memoised visual tokens would go stale. Call breastgpt.model.encoder_memo.disable_encoder_memo first."
+            )
+        kept: dict[str, list[Kept]] = {}
+        if pixel_values is not None:
+            _require(image_grid_thw, "image_grid_thw", "pixel_values")
+            chunks = pixel_values.split(image_grid_thw.prod(-1).tolist())
+            keys = [content_key("image", c, g) for c, g in zip(chunks, image_grid_thw)]
+            kept["image"] = self._from_memo(keys, lambda miss: [[c] for c in self.image_candidates(
+                torch.cat([chunks[i] for i in miss]), image_grid_thw[miss])], "image")
+        if pixel_values_videos is not None:
+            _require(video_grid_thw, "video_grid_thw", "pixel_values_videos")
+            chunks = pixel_values_videos.split(video_grid_thw.prod(-1).tolist())
+            keys = [content_key("video", c, g) for c, g in zip(chunks, video_grid_thw)]
+
+            def volumes(miss: list[int]) -> list[list[Candidate]]:
+                frames = self.video_candidates(torch.cat([chunks[i] for i in miss]), video_grid_thw[miss])
+                counts = [int(video_grid_thw[i][0]) for i in miss]
+                starts = [sum(counts[:j]) for j in range(len(counts))]
+                return [frames[a:a + n] for a, n in zip(starts, counts)]
+
+            kept["video"] = self._from_memo(keys, volumes, "video")
+        if slide_features is not None:
+            _require(slide_grid, "slide_grid", "slide_features")
+            mask = (torch.ones(slide_features.shape[:2], dtype=torch.bool, device=slide_features.device)
+                    if slide_mask is None else slide_mask.bool())
+            keys = [content_key("slide", f[m], g[m]) for f, g, m in zip(slide_features, slide_grid, mask)]
+            kept["slide"] = self._from_memo(keys, lambda miss: [[c] for c in self.slide_candidates(
+                slide_features[miss], slide_grid[miss], mask[miss])], "slide")
+        return kept
+
+    def _from_memo(self, keys: list[tuple], compute: Callable[[list[int]], list[list[Candidate]]],
+                   kind: str) -> list[Kept]:
+        found = [self.encoder_memo.get(k) for k in keys]
+        miss = [i for i, f in enumerate(found) if f is None]
+        if miss:
+            for i, cands in zip(miss, compute(miss)):
+                found[i] = [self.select(c, kind, None) for c in cands]
+                self.encoder_memo.put(keys[i], found[i])
+        return [k for blocks in found for k in blocks]
 
     def scatter(
         self, input_ids: torch.Tensor, inputs_embeds: torch.Tensor, kept: dict[str, list[Kept]]
@@ -297,17 +356,25 @@ class BreastGPTModel(Qwen3VLModel):
     ) -> BaseModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("BreastGPTModel: pass exactly one of input_ids or inputs_embeds")
-        cands = self.candidates(pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw,
-                                slide_features, slide_grid, slide_mask)
-        if cands and input_ids is None:
+        media = (pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw, slide_features, slide_grid,
+                 slide_mask)
+        memo = self.encoder_memo is not None and not self._text_conditioning()
+        found = self.memoised_blocks(*media) if memo else self.candidates(*media)
+        if found and input_ids is None:
             raise ValueError("BreastGPTModel: visual inputs need input_ids (placeholders locate the visual tokens)")
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
         kept: dict[str, list[Kept]] = {}
         visual_mask, deepstack = None, None
-        if cands:
+        if found and memo:
+            kept = found
+            for kind, items in kept.items():
+                check_runs(self._runs(input_ids, kind, len(items)), [k.block for k in items], _TOKEN_NAMES[kind],
+                           _WHAT[kind])
+        elif found:
             prompt = self.prompt_mask(input_ids, attention_mask, labels) if self._text_conditioning() else None
-            kept = self.visual_blocks(input_ids, inputs_embeds, cands, prompt)
+            kept = self.visual_blocks(input_ids, inputs_embeds, found, prompt)
+        if kept:
             inputs_embeds, visual_mask, deepstack = self.scatter(input_ids, inputs_embeds, kept)
         if position_ids is None:
             position_ids = self.positions(input_ids, inputs_embeds, attention_mask, past_key_values, kept)

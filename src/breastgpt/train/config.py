@@ -73,12 +73,17 @@ class ModelConfig:
     trainable: str = "all"  # all | stage1 | lora | language
     gradient_checkpointing: bool = False
     attn_implementation: str = "sdpa"
+    # frozen encoders (trainable=language): each medium's visual tokens computed once and kept (MiB; 0 = off;
+    # cleared when full; breastgpt.model.encoder_memo)
+    encoder_memo_mib: int = 1024
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def check(self) -> None:
         _one_of("model.arch", self.arch, ("breastgpt", "qwen3vl"))
         _one_of("model.dtype", self.dtype, ("float32", "bfloat16"))
         _one_of("model.trainable", self.trainable, ("all", "stage1", "lora", "language"))
+        if self.encoder_memo_mib < 0:
+            raise ConfigError(f"model.encoder_memo_mib must be >= 0 (0 turns the memo off), got {self.encoder_memo_mib}")
         if bool(self.flavour) == bool(self.path):
             raise ConfigError("give exactly one of model.flavour (random weights) or model.path (a local folder)")
 

@@ -98,14 +98,15 @@ class MediaLoader:
     slide_mode: str = "features"
     slide_feature_dim: int | None = None
     # > 0: keep up to this many bytes of decoded media, keyed on path, size and mtime (a training run reads every
-    # medium once per epoch, and with re-worded variants many times per epoch; decoding was about a fifth of a
-    # small model's CPU training step). Arrays are handed out as copies, so a caller can never alter the memo.
+    # medium once per epoch, and with re-worded variants many times per epoch; decoding images and volumes was
+    # about a fifth of a small model's CPU training step, and reading a slide's feature file a third of encoding
+    # the samples that have one). Arrays are handed out as copies, so a caller can never alter the memo.
     memo_bytes: int = 0
     _memo: dict[tuple, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _memo_held: int = field(default=0, init=False, repr=False, compare=False)
 
     def part(self, kind: str, rel: str) -> dict[str, Any]:
-        if self.memo_bytes <= 0 or kind == "slide":
+        if self.memo_bytes <= 0:
             return self._decode(kind, rel)
         path = (self.slide_root if kind == "slide" else self.media_root) / rel
         stat = path.stat()
@@ -113,13 +114,17 @@ class MediaLoader:
         cached = self._memo.get(key)
         if cached is None:
             cached = self._decode(kind, rel)
-            cached[kind].flags.writeable = False
-            if self._memo_held + cached[kind].nbytes > self.memo_bytes:
+            size = 0
+            for value in cached.values():
+                if isinstance(value, np.ndarray):
+                    value.flags.writeable = False
+                    size += value.nbytes
+            if self._memo_held + size > self.memo_bytes:
                 self._memo.clear()
                 self._memo_held = 0
             self._memo[key] = cached
-            self._memo_held += cached[kind].nbytes
-        return {**cached, kind: cached[kind].copy()}
+            self._memo_held += size
+        return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in cached.items()}
 
     def _decode(self, kind: str, rel: str) -> dict[str, Any]:
         if kind == "image":

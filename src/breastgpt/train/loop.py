@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from breastgpt.model.encoder_memo import enable_encoder_memo
 from breastgpt.train import checkpoint as ckpt
 from breastgpt.train.config import ConfigError, TrainConfig
 from breastgpt.train.data import (MediaLoader, TrainDataset, collate, data_manifest, read_samples, resolve_roots,
@@ -166,6 +167,9 @@ def setup(config: TrainConfig, accelerator=None) -> _Run:
     accelerator = accelerator or make_accelerator(config)
     _prepare_data(config, out, accelerator)
     model = build_model(config.model)
+    # Frozen encoders give each medium the same visual tokens at every step: compute them once (a no-op when
+    # any encoder parameter trains or selection reads the prompt).
+    enable_encoder_memo(model, config.model.encoder_memo_mib << 20)
     processor = build_processor(config.model, model)
     train_set, val_set = _datasets(config, processor, model)
     plan = BatchPlan(train_set.lengths, config.schedule.micro_batch_size, accelerator.num_processes,
@@ -193,8 +197,27 @@ def _to_device(batch: dict[str, Any], device) -> dict[str, Any]:
     return {k: v.to(device) for k, v in batch.items() if k in _MODEL_KEYS and v is not None}
 
 
+def without_right_padding_mask(batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch without its attention mask when every row is right-padded (real tokens, then padding).
+
+    Under causal attention a real token only sees tokens before it, which are all real, so a right-padded
+    batch needs no mask for its real tokens; padding positions then see real tokens, but they carry no label
+    and nothing attends to them, so the loss and every gradient are unchanged. Without a mask, transformers'
+    SDPA path runs as ``is_causal`` instead of reading a (batch, 1, L, L) mask: the fused CPU kernel skips the
+    masked-out half, and the attention backward of a small model's CPU step took 11 % of it with the mask.
+    (BreastGPT's and Qwen3-VL's 3-D positions of real tokens do not depend on padding that follows them.)
+    """
+    mask = batch.get("attention_mask")
+    if mask is None or mask.ndim != 2:
+        return batch
+    if mask.shape[1] > 1 and bool((mask[:, 1:] > mask[:, :-1]).any()):  # padding before a real token somewhere
+        return batch
+    return {k: v for k, v in batch.items() if k != "attention_mask"}
+
+
 def forward_loss_sum(model, batch: dict[str, Any]) -> torch.Tensor:
     """Summed token loss of one micro-batch (the model's mean × its supervised token count)."""
+    batch = without_right_padding_mask(batch)
     n = supervised_tokens(batch["labels"])
     extra = {}
     if getattr(getattr(model, "module", model), "loss_on_kept_logits", False):  # BreastGPT (also DDP-wrapped)
