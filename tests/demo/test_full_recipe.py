@@ -44,6 +44,9 @@ def test_both_models_pretrain_their_own_routes_and_keep_their_encoders_frozen(mi
         frozen = [n for n in before if n.startswith(ENCODER_PARAMS)]
         assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)  # freeze_encoders held
         assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith("model.language_model."))
+    if summary.machine["torch_threads"] >= 2:  # the comparator trained meanwhile, in a process of its own
+        assert "parallel" in stages["train thumbnail"].figures and stages["train thumbnail"].figures["threads"] >= 1
+        assert "comparator" in stages["train breastgpt"].figures
 
 
 def test_the_comparator_is_scored_beside_breastgpt(mini_demo) -> None:
