@@ -59,3 +59,19 @@ def test_the_comparator_is_scored_beside_breastgpt(mini_demo) -> None:
         assert rows["pathology"][key]["n_items"] == rows["pathology"]["n_items"] > 0
     assert summary.settings["train_variants"] == 2 and summary.settings["comparator"] is True
     assert (out / "report.html").is_file() and "thumbnail" in (out / "report.html").read_text()
+
+
+def test_a_failed_comparator_process_names_its_error_and_log(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from breastgpt.demo.training import _Running, finish_comparator
+
+    result, log = tmp_path / "result.json", tmp_path / "thumbnail.log"
+    crashed = _Running(subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"]), result, log, 1)
+    with pytest.raises(RuntimeError, match=r"exited with status 3 \(its log: .*thumbnail.log\)"):
+        finish_comparator(crashed)
+    result.write_text(json.dumps({"error": "DataError: bad slide"}))
+    reported = _Running(subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(1)"]), result, log, 1)
+    with pytest.raises(RuntimeError, match="DataError: bad slide"):
+        finish_comparator(reported)

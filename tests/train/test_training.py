@@ -190,8 +190,9 @@ def test_right_padded_batches_need_no_attention_mask(tmp_path, arch):
     assert "attention_mask" not in loop.without_right_padding_mask(batch)
     run.model.eval()
     with torch.no_grad():
-        masked = run.model(**{k: v for k, v in loop._to_device(batch, "cpu").items()}, use_cache=False).loss
-        unmasked = loop.forward_loss_sum(run.model, loop._to_device(batch, "cpu")) / loop.supervised_tokens(batch["labels"])
+        masked = run.model(**loop._to_device(batch, "cpu"), use_cache=False).loss
+        unmasked = loop.forward_loss_sum(run.model, loop._to_device(batch, "cpu"))
+        unmasked = unmasked / loop.supervised_tokens(batch["labels"])
     assert float(unmasked) == pytest.approx(float(masked), rel=1e-5)
     left = dict(batch, attention_mask=mask.flip(-1))  # padding before real tokens: the mask must stay
     assert loop.without_right_padding_mask(left)["attention_mask"] is left["attention_mask"]

@@ -53,8 +53,9 @@ class DemoSettings:
 
 
 # The full demo: each model's encoders pre-trained on the training labels and then frozen, 1,400 language steps on
-# conversations re-worded 12 ways (docs/demo.md, eleventh and twelfth rounds: twice the tenth round's 600 steps
-# read more from the pixels; the frozen encoders' memo and mask-free causal attention pay for the extra steps).
+# conversations re-worded 12 ways (docs/demo.md, eleventh and twelfth rounds: more than twice the tenth round's
+# 600 steps read more from the pixels; the frozen encoders' memo, mask-free causal attention and the comparator
+# trained in a second process pay for the extra steps).
 FULL = DemoSettings(name="full", deid_patients=8, sources=FULL_SOURCES, patients=30, train_steps=1400,
                     train_variants=12, encoder_steps=600, freeze_encoders=True)
 QUICK = DemoSettings(name="quick", deid_patients=3, sources=QUICK_SOURCES, patients=24, train_steps=150,

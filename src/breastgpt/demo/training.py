@@ -207,26 +207,81 @@ def train_one(ctx: Any, name: str, progress: bool = True) -> dict[str, Any]:
 
 @dataclass
 class _TrainJob:
-    """What a training in another process needs of the demo's context (picklable)."""
+    """What a training in another process needs of the demo's context."""
 
     out: Path
     settings: Any
     state: dict[str, Any]
-    threads: int
 
 
-def _train_in_process(job: _TrainJob, name: str) -> tuple[dict[str, Any], dict[str, Any], float]:
-    """Child process: train demo model `name` on `job.threads` threads, without progress bars (the parent draws its
-    own); returns the stage figures, the state entries the later stages read, and the seconds it took."""
+def train_worker(job_file: str) -> int:
+    """Entry point of the second process (`python -m breastgpt.demo.training JOB`): train the model the job names on
+    the job's threads, without progress bars (the parent draws its own), and write the stage figures, the state
+    entries the later stages read and the seconds it took — or the error — to the job's result file."""
     import time
+    import traceback
 
     import torch
 
-    torch.set_num_threads(job.threads)
-    started = time.perf_counter()
-    done = train_one(job, name, progress=False)
+    from breastgpt.artifacts import atomic_write_json
+    from breastgpt.demo.settings import DemoSettings
+
+    spec = json.loads(Path(job_file).read_text())
+    torch.set_num_threads(int(spec["threads"]))
+    settings = DemoSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["settings"].items()})
+    job = _TrainJob(Path(spec["out"]), settings, {k: Path(v) for k, v in spec["state"].items()})
+    name, started = spec["name"], time.perf_counter()
+    try:
+        done = train_one(job, name, progress=False)
+    except Exception as error:  # reported by the parent's stage, with this process's log
+        traceback.print_exc()
+        atomic_write_json(Path(spec["result"]), {"error": f"{type(error).__name__}: {error}"})
+        return 1
     keys = (f"encoders:{name}", f"model:{name}")
-    return done, {k: job.state[k] for k in keys if k in job.state}, time.perf_counter() - started
+    atomic_write_json(Path(spec["result"]), {"done": done, "seconds": time.perf_counter() - started,
+                                             "state": {k: str(job.state[k]) for k in keys if k in job.state}})
+    return 0
+
+
+@dataclass
+class _Running:
+    process: Any
+    result: Path
+    log: Path
+    threads: int
+
+
+def start_comparator(ctx: Any, threads: int) -> _Running:
+    """Start the comparator's training in a second Python process (`train_worker`).
+
+    A fresh interpreter, not a multiprocessing child: spawn and forkserver children re-import the caller's main
+    module, which re-runs a script that calls `run_demo` without an ``if __name__ == "__main__"`` guard; fork after
+    torch has started its OpenMP threads can hang.
+    """
+    import subprocess
+    import sys
+
+    folder = ctx.out / "runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    job, result, log = folder / "thumbnail.job.json", folder / "thumbnail.result.json", folder / "thumbnail.log"
+    result.unlink(missing_ok=True)
+    job.write_text(json.dumps({"out": str(ctx.out), "settings": ctx.settings.as_dict(), "threads": threads,
+                               "name": "thumbnail", "result": str(result),
+                               "state": {k: str(ctx.state[k]) for k in ("corpus", "task_set", "init")}}))
+    with open(log, "w") as handle:
+        process = subprocess.Popen([sys.executable, "-m", "breastgpt.demo.training", str(job)], stdout=handle,
+                                   stderr=subprocess.STDOUT)
+    return _Running(process, result, log, threads)
+
+
+def finish_comparator(running: _Running) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """Wait for the second process; its figures, state entries and seconds, or a `RuntimeError` naming its log."""
+    code = running.process.wait()
+    answer = json.loads(running.result.read_text()) if running.result.is_file() else {}
+    if code != 0 or "done" not in answer:
+        reason = answer.get("error") or f"the process exited with status {code}"
+        raise RuntimeError(f"the comparator's training failed: {reason} (its log: {running.log})")
+    return answer["done"], {k: Path(v) for k, v in answer["state"].items()}, float(answer["seconds"])
 
 
 def _parallel_threads() -> tuple[int, int] | None:
@@ -250,17 +305,15 @@ def stage_train_breastgpt(ctx: Any) -> dict[str, Any]:
     split = _parallel_threads() if ctx.settings.comparator else None
     if split is None:
         return train_one(ctx, "breastgpt")
-    import multiprocessing
-
     threads = torch.get_num_threads()
-    pool = multiprocessing.get_context("spawn").Pool(1)
-    job = _TrainJob(ctx.out, ctx.settings, {k: ctx.state[k] for k in ("corpus", "task_set", "init")}, split[1])
-    ctx.state["comparator job"] = (pool, pool.apply_async(_train_in_process, (job, "thumbnail")))
+    running = start_comparator(ctx, split[1])
+    ctx.state["comparator job"] = running
     torch.set_num_threads(split[0])
     try:
         done = train_one(ctx, "breastgpt")
     except BaseException:
-        pool.terminate()
+        running.process.kill()
+        running.process.wait()
         ctx.state.pop("comparator job", None)
         raise
     finally:
@@ -275,18 +328,23 @@ def stage_train_thumbnail(ctx: Any) -> dict[str, Any]:
     running = ctx.state.pop("comparator job", None)
     if running is None:
         return train_one(ctx, "thumbnail")
-    pool, result = running
     try:
         with ctx.progress() as bar:
             bar.add_task("thumbnail (second process): waiting", total=None)
-            done, state, seconds = result.get()
+            done, state, seconds = finish_comparator(running)
     finally:
-        pool.terminate()
-        pool.join()
+        if running.process.poll() is None:
+            running.process.kill()
     ctx.state.update(state)
-    return {**done, "threads": _parallel_threads()[1], "process_seconds": round(seconds, 1),
+    return {**done, "threads": running.threads, "process_seconds": round(seconds, 1),
             "parallel": "trained in a second process while BreastGPT trained; this stage's time is the wait"}
 
 
 __all__ = ["MODELS", "corpus_texts", "pretrain_for", "stage_model", "stage_train_breastgpt",
            "stage_train_thumbnail", "train_config", "write_initial_checkpoint"]
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(train_worker(sys.argv[1]))
