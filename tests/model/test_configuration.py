@@ -74,9 +74,20 @@ def test_positional_flag_must_agree_with_longnet():
         tiny(slide_config=slide)
 
 
-def test_learnable_variant_is_refused_honestly():
-    with pytest.raises(ValueError, match="not implemented"):
-        SelectionConfig(learnable=True)
+def test_learnable_variant_config_and_the_combinations_it_refuses():
+    sel = SelectionConfig(learnable=True, learnable_concepts=4)
+    assert SelectionConfig.from_dict(sel.to_dict()) == sel
+    # config.json written before the learnable fields existed still loads, with the published defaults
+    old = {k: v for k, v in SelectionConfig().to_dict().items() if not k.startswith(("learnable_", "gumbel"))}
+    assert SelectionConfig.from_dict(old).learnable_concepts == 32
+    with pytest.raises(ValueError, match="text_conditioning"):
+        SelectionConfig(learnable=True, text_conditioning=True)
+    with pytest.raises(ValueError, match="deepstack_reuse_main_indices"):
+        SelectionConfig(learnable=True, deepstack_reuse_main_indices=False)
+    with pytest.raises(ValueError, match="learnable_concepts"):
+        SelectionConfig(learnable=True, learnable_concepts=0)
+    with pytest.raises(ValueError, match="gumbel_temperature"):
+        SelectionConfig(learnable=True, gumbel_temperature=0.0)
 
 
 def test_registration_is_idempotent_and_auto_classes_resolve():

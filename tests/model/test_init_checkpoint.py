@@ -97,8 +97,13 @@ def test_cli_init_and_verify(qwen_base, tmp_path, monkeypatch):
 
     base, _ = qwen_base
     original = ic.init_checkpoint
-    monkeypatch.setattr(ic, "init_checkpoint",
-                        lambda *a, **kw: original(*a, config_overrides=_tiny_overrides(), **kw))
+
+    def tiny_init(*a, config_overrides=None, **kw):  # tiny shapes; the CLI's selection flags on top
+        tiny = _tiny_overrides()
+        tiny["selection_config"] = {**tiny["selection_config"], **(config_overrides or {}).get("selection_config", {})}
+        return original(*a, config_overrides=tiny, **kw)
+
+    monkeypatch.setattr(ic, "init_checkpoint", tiny_init)
     runner = CliRunner()
     res = runner.invoke(cli.app, ["init", "--base", str(base), "--out", str(tmp_path / "ck"), "--json"])
     assert res.exit_code == 0, res.output
@@ -110,3 +115,34 @@ def test_cli_init_and_verify(qwen_base, tmp_path, monkeypatch):
     assert res.exit_code == 2
     res = runner.invoke(cli.app, ["init", "--base", str(base), "--out", str(tmp_path / "y"), "--size", "9b"])
     assert res.exit_code != 0
+
+
+def test_cli_init_learnable_selection_initialises_the_selectors(qwen_base, tmp_path, monkeypatch):
+    """`model init --learnable-selection`: the ablation's selectors are new weights, initialised and saved."""
+    from breastgpt.model import BreastGPTForConditionalGeneration, cli, init_checkpoint as ic
+
+    base, qwen = qwen_base
+    original = ic.init_checkpoint
+    seen = {}
+
+    def tiny_init(*a, config_overrides=None, **kw):
+        seen["overrides"] = config_overrides
+        tiny = _tiny_overrides()
+        tiny["selection_config"] = {**tiny["selection_config"], **config_overrides["selection_config"]}
+        return original(*a, config_overrides=tiny, **kw)
+
+    monkeypatch.setattr(ic, "init_checkpoint", tiny_init)
+    res = CliRunner().invoke(cli.app, ["init", "--base", str(base), "--out", str(tmp_path / "ck"),
+                                       "--learnable-selection"])
+    assert res.exit_code == 0, res.output
+    assert seen["overrides"] == {"selection_config": {"learnable": True}}
+    model = BreastGPTForConditionalGeneration.from_pretrained(tmp_path / "ck")
+    assert model.config.selection.learnable and model.config.selection.learnable_concepts == 32
+    selectors = {n: p for n, p in model.named_parameters() if n.startswith("model.concept_selectors.")}
+    assert len(selectors) == 6  # queries and key for image, video, slide
+    for name, p in selectors.items():
+        assert torch.isfinite(p).all() and 0.005 < float(p.std()) < 0.05, name  # transformers' init, std 0.02
+    ours = model.state_dict()
+    for name, value in qwen.state_dict().items():  # Qwen3-VL's weights still copied unchanged
+        if name not in ("model.language_model.embed_tokens.weight", "lm_head.weight"):
+            assert torch.equal(ours[name], value), name

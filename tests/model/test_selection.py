@@ -9,7 +9,6 @@ from torch.utils._pytree import tree_flatten
 
 from breastgpt.model import selection
 from breastgpt.model.selection import (
-    LearnableConceptSelector,
     select_concepts,
     select_concepts_with_stats,
     straight_through_select,
@@ -283,27 +282,3 @@ def test_straight_through_float32_and_no_grad_paths():
         assert straight_through_select(v, idx).grad_fn is None
     with pytest.raises(ValueError, match="soft_temperature"):
         straight_through_select(v, idx, soft_temperature=0)
-
-
-# ---- learnable ablation ---------------------------------------------------------------------------------
-
-
-def test_learnable_selector_indices_gate_and_coverage_loss():
-    torch.manual_seed(0)
-    sel = LearnableConceptSelector(dim=16, num_concepts=4)
-    x = torch.randn(30, 16, requires_grad=True)
-    out = sel(x, 5, generator=torch.Generator().manual_seed(1))
-    assert out.indices.tolist() == sorted(out.indices.tolist()) and out.indices.shape == (5,)
-    assert torch.equal(out.gate.detach(), torch.ones(5))
-    ((x[out.indices] * out.gate[:, None]).sum() + out.aux_loss).backward()
-    assert sel.queries.grad is not None and sel.queries.grad.abs().sum() > 0
-    # With identical concepts the attention maps coincide, so the overlap penalty is at its largest.
-    with torch.no_grad():
-        sel.queries.copy_(sel.queries[:1].expand_as(sel.queries))
-    same = sel(x.detach(), 5).aux_loss
-    attention = torch.softmax(sel.queries @ sel.key(x.detach()).T / 4.0, dim=1)
-    assert torch.allclose(same, 0.01 * (attention[0] @ attention[0]))
-    sel.eval()
-    a, b = sel(x.detach(), 5).indices, sel(x.detach(), 5).indices
-    assert torch.equal(a, b)  # no Gumbel noise at evaluation
-    assert sel(x.detach()[:3], 5).indices.tolist() == [0, 1, 2]

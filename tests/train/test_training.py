@@ -196,3 +196,25 @@ def test_right_padded_batches_need_no_attention_mask(tmp_path, arch):
     assert float(unmasked) == pytest.approx(float(masked), rel=1e-5)
     left = dict(batch, attention_mask=mask.flip(-1))  # padding before real tokens: the mask must stay
     assert loop.without_right_padding_mask(left)["attention_mask"] is left["attention_mask"]
+
+
+def test_the_learnable_selection_ablation_trains_through_the_loop(tmp_path):
+    """A checkpoint with selection.learnable=true (as `model init --learnable-selection` writes) trains with the
+    loop (the encoder memo stays off) and its image selector learns from the loss and the coverage regulariser."""
+    from breastgpt.model import BreastGPTForConditionalGeneration
+    from breastgpt.model.flavours import tiny, tiny_processor
+
+    sel = {**tiny().selection_config, "learnable": True, "learnable_concepts": 4}
+    torch.manual_seed(0)
+    BreastGPTForConditionalGeneration(tiny(selection_config=sel)).save_pretrained(tmp_path / "ablation")
+    tiny_processor().save_pretrained(tmp_path / "ablation")
+    run = loop.setup(tiny_config(tmp_path / "run", steps=3, model__path=str(tmp_path / "ablation"),
+                                 model__flavour=""))
+    model = run.accelerator.unwrap_model(run.model)
+    assert model.model.encoder_memo is None
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if "concept_selectors" in n}
+    losses = [loop.train_step(run)[0] for _ in range(3)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    changed = [n for n, p in model.named_parameters() if n in before and not torch.equal(p, before[n])]
+    # the tiny-debug corpus holds images only: the image selector learns, the others see no input
+    assert {n.split(".")[2] for n in changed} == {"image"}, changed

@@ -18,6 +18,10 @@ def init_command(
     out: Path = typer.Option(..., "--out", help="Folder to create (must not exist unless --overwrite)."),
     size: str = typer.Option(None, "--size", help="8b or 4b: check the base has that flavour's shapes."),
     seed: int = typer.Option(0, "--seed", help="Seed for the slide branch's initial weights."),
+    learnable_selection: bool = typer.Option(
+        False, "--learnable-selection",
+        help="The paper's learnable selection ablation (concept queries, Gumbel top-k) instead of the "
+             "training-free greedy; its selectors start untrained."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
@@ -32,7 +36,8 @@ def init_command(
     try:
         with _console.status("building checkpoint") as status:
             result = init_checkpoint(base, out, size=size, seed=seed, overwrite=overwrite,
-                                     progress=lambda msg: status.update(msg))
+                                     progress=lambda msg: status.update(msg),
+                                     config_overrides=_selection_overrides(learnable_selection))
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         _console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from exc
@@ -49,6 +54,11 @@ def init_command(
     else:
         for key, value in summary.items():
             _console.print(f"{key}: {value}")
+
+
+def _selection_overrides(learnable: bool) -> dict | None:
+    """Config overrides for `init_checkpoint`: the published selection defaults, learnable when asked."""
+    return {"selection_config": {"learnable": True}} if learnable else None
 
 
 @app.command("verify")

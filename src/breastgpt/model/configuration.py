@@ -46,20 +46,29 @@ class SelectionConfig:
     # True: DeepStack sets take the main selection's indices (ours); False: each set selects on its
     # own, as the reference did, so DeepStack token j may come from another patch than main token j.
     deepstack_reuse_main_indices: bool = True
+    # The paper's learnable ablation instead of the training-free greedy (breastgpt.model.learnable_selection):
+    # learned concept queries score tokens, Gumbel top-k in training, a coverage regulariser added to the loss.
     learnable: bool = False
+    learnable_concepts: int = 32
+    gumbel_temperature: float = 1.0
+    learnable_coverage_weight: float = 0.01
 
     def __post_init__(self) -> None:
-        for name in ("image_budget", "volume_budget", "slide_budget", "chunk_size"):
+        for name in ("image_budget", "volume_budget", "slide_budget", "chunk_size", "learnable_concepts"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"selection.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("temperature", "text_temperature", "soft_temperature"):
+        for name in ("temperature", "text_temperature", "soft_temperature", "gumbel_temperature"):
             if float(getattr(self, name)) <= 0:
                 raise ValueError(f"selection.{name} must be > 0, got {getattr(self, name)}")
-        if self.learnable:
-            raise ValueError(
-                "selection.learnable=True (the learnable concept-query ablation, SPEC §3.5) is not implemented in "
-                "this build; set it to false."
-            )
+        if self.learnable_coverage_weight < 0:
+            raise ValueError(f"selection.learnable_coverage_weight must be >= 0, got {self.learnable_coverage_weight}")
+        if self.learnable and self.text_conditioning:
+            raise ValueError("selection.learnable=true scores tokens with learned concept queries, which read no "
+                             "prompt; text_conditioning applies to the training-free selection only. Turn one off.")
+        if self.learnable and not self.deepstack_reuse_main_indices:
+            raise ValueError("selection.learnable=true: DeepStack sets always reuse the learned selection's indices "
+                             "(the reference's per-set selection is defined for the training-free greedy only); "
+                             "set deepstack_reuse_main_indices=true.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

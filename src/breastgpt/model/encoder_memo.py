@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 # Parameters that decide a medium's visual tokens (with selection unconditioned on the prompt).
-ENCODER_PREFIXES = ("visual.", "slide_encoder.", "slide_projector.", "slide_deepstack_projectors.")
+ENCODER_PREFIXES = ("visual.", "slide_encoder.", "slide_projector.", "slide_deepstack_projectors.", "concept_selectors.")
 
 
 class EncoderMemoError(RuntimeError):
@@ -100,11 +100,12 @@ def trainable_encoder_params(model: nn.Module) -> list[str]:
 def enable_encoder_memo(model: nn.Module, max_bytes: int) -> EncoderMemo | None:
     """Attach a memo to the `BreastGPTModel` inside `model` when its visual tokens cannot change; else None.
 
-    Conditions: a BreastGPT model, every encoder parameter frozen, selection not conditioned on the prompt and
-    ``max_bytes`` > 0. Returns the memo (its ``stats`` count hits and misses) or None with nothing changed.
+    Conditions: a BreastGPT model, every encoder parameter frozen, selection neither conditioned on the prompt
+    nor learnable (its Gumbel noise makes each pass pick anew) and ``max_bytes`` > 0. Returns the memo (its ``stats`` count hits and misses) or None with nothing changed.
     """
     inner = _breastgpt_model(model)
-    if inner is None or max_bytes <= 0 or inner.config.selection.text_conditioning:
+    selection = None if inner is None else inner.config.selection
+    if inner is None or max_bytes <= 0 or selection.text_conditioning or selection.learnable:
         return None
     if trainable_encoder_params(inner):
         return None

@@ -27,6 +27,8 @@ from breastgpt.model.modeling import BreastGPTForConditionalGeneration
 from breastgpt.model.processing import BreastGPTProcessor
 
 MANIFEST = "manifest.json"
+# Parameters a Qwen3-VL checkpoint lacks, initialised here: the slide branch, and the learnable selectors.
+NEW_PARAMS = ("model.slide_", "model.concept_selectors.")
 _SHAPE_FIELDS = {
     "text_config": ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                     "num_key_value_heads", "head_dim"),
@@ -141,7 +143,7 @@ def _load_model(base: Path, config: BreastGPTConfig, seed: int) -> BreastGPTForC
         base, config=config, local_files_only=True, output_loading_info=True, dtype="auto",
         ignore_mismatched_sizes=False,
     )
-    missing = [k for k in info["missing_keys"] if not k.startswith("model.slide_")]
+    missing = [k for k in info["missing_keys"] if not k.startswith(NEW_PARAMS)]
     if missing or info["unexpected_keys"] or info.get("mismatched_keys"):
         raise CheckpointError(
             f"{base}: weights do not match Qwen3-VL's layout (missing {missing[:5]}, unexpected "

@@ -26,6 +26,7 @@ from transformers.models.qwen3_vl.modeling_qwen3_vl import (
 
 from breastgpt.model.configuration import BreastGPTConfig, SelectionConfig
 from breastgpt.model.encoder_memo import EncoderMemoError, content_key, trainable_encoder_params
+from breastgpt.model.learnable_selection import LearnableConceptSelector
 from breastgpt.model.longnet import LongNetEncoder
 from breastgpt.model.positions import (
     PlaceholderMismatchError,
@@ -71,6 +72,20 @@ class Candidate:
 
 
 @dataclass
+class BreastGPTModelOutput(BaseModelOutputWithPast):
+    """The language model's output, plus the learnable selection's coverage regulariser (None without it)."""
+
+    selection_loss: torch.FloatTensor | None = None
+
+
+@dataclass
+class BreastGPTCausalLMOutput(CausalLMOutputWithPast):
+    """``loss`` includes ``selection_loss`` (the learnable ablation's regulariser) when there are labels."""
+
+    selection_loss: torch.FloatTensor | None = None
+
+
+@dataclass
 class Kept:
     """One visual block after selection."""
 
@@ -113,6 +128,14 @@ class BreastGPTModel(Qwen3VLModel):
         self.slide_deepstack_projectors = nn.ModuleList(
             nn.Linear(slide.longnet.width, width) for _ in range(slide.longnet.depth)
         )
+        sel = config.selection
+        # The learnable ablation (SPEC §3.5): one concept-query selector per visual kind, on tokens of LLM width.
+        self.concept_selectors = nn.ModuleDict({
+            kind: LearnableConceptSelector(width, sel.learnable_concepts, gumbel_temperature=sel.gumbel_temperature,
+                                           coverage_weight=sel.learnable_coverage_weight)
+            for kind in KINDS
+        }) if sel.learnable else None
+        self._selection_losses: list[torch.Tensor] = []
         self.post_init()
 
     # ---- encoders -------------------------------------------------------------------------------
@@ -172,6 +195,8 @@ class BreastGPTModel(Qwen3VLModel):
     # ---- selection ------------------------------------------------------------------------------
 
     def select(self, cand: Candidate, kind: str, text_tokens: torch.Tensor | None) -> Kept:
+        if self.concept_selectors is not None:
+            return self._select_learned(cand, kind)
         sel = self.config.selection
         idx = self._select_indices(cand.main, cand.budget, text_tokens, sel)
         if self.training and torch.is_grad_enabled():
@@ -183,6 +208,14 @@ class BreastGPTModel(Qwen3VLModel):
         else:  # the reference's behaviour: every DeepStack set picks its own tokens
             deepstack = [d[self._select_indices(d, cand.budget, text_tokens, sel)] for d in cand.deepstack(None)]
         return Kept(main, deepstack, VisualBlock(kind, cand.rows[idx], cand.cols[idx]))
+
+    def _select_learned(self, cand: Candidate, kind: str) -> Kept:
+        """The learnable ablation: value exactly V[idx] (the gate is 1.0), the scorer learns through the gate."""
+        out = self.concept_selectors[kind](cand.main, cand.budget)
+        self._selection_losses.append(out.aux_loss)
+        idx = out.indices
+        return Kept(cand.main[idx] * out.gate[:, None], cand.deepstack(idx),
+                    VisualBlock(kind, cand.rows[idx], cand.cols[idx]))
 
     @staticmethod
     def _select_indices(
@@ -252,6 +285,9 @@ class BreastGPTModel(Qwen3VLModel):
     ) -> dict[str, list[Kept]]:
         """What `candidates` + `select` give, from ``encoder_memo`` where the medium was seen before."""
         trainable = trainable_encoder_params(self)
+        if self.concept_selectors is not None:
+            raise EncoderMemoError("encoder_memo is set but selection is learnable (selection.learnable=true): its "
+                                   "picks change as it trains and with its Gumbel noise, so they cannot be memoised.")
         if trainable:
             raise EncoderMemoError(
                 f"encoder_memo is set but {len(trainable)} encoder parameter(s) train (e.g. {trainable[0]}): "
@@ -358,6 +394,7 @@ class BreastGPTModel(Qwen3VLModel):
             raise ValueError("BreastGPTModel: pass exactly one of input_ids or inputs_embeds")
         media = (pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw, slide_features, slide_grid,
                  slide_mask)
+        self._selection_losses = []
         memo = self.encoder_memo is not None and not self._text_conditioning()
         found = self.memoised_blocks(*media) if memo else self.candidates(*media)
         if found and input_ids is None:
@@ -378,7 +415,7 @@ class BreastGPTModel(Qwen3VLModel):
             inputs_embeds, visual_mask, deepstack = self.scatter(input_ids, inputs_embeds, kept)
         if position_ids is None:
             position_ids = self.positions(input_ids, inputs_embeds, attention_mask, past_key_values, kept)
-        return self.language_model(
+        out = self.language_model(
             input_ids=None,
             position_ids=position_ids,
             attention_mask=attention_mask,
@@ -387,6 +424,15 @@ class BreastGPTModel(Qwen3VLModel):
             visual_pos_masks=visual_mask,
             deepstack_visual_embeds=deepstack,
             **kwargs,
+        )
+        losses, self._selection_losses = self._selection_losses, []
+        return BreastGPTModelOutput(
+            last_hidden_state=out.last_hidden_state,
+            past_key_values=out.past_key_values,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+            # mean over the batch's visual blocks, so the regulariser's weight does not grow with the frame count
+            selection_loss=torch.stack(losses).mean() if losses else None,
         )
 
     def candidates(
@@ -472,7 +518,7 @@ class BreastGPTForConditionalGeneration(Qwen3VLForConditionalGeneration):
         mm_token_type_ids: torch.Tensor | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
-    ) -> CausalLMOutputWithPast:
+    ) -> BreastGPTCausalLMOutput:
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -501,12 +547,15 @@ class BreastGPTForConditionalGeneration(Qwen3VLForConditionalGeneration):
                     else logits.float().sum() * 0.0)
         elif labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size)
-        return CausalLMOutputWithPast(
+        if loss is not None and outputs.selection_loss is not None:
+            loss = loss + outputs.selection_loss.to(loss.dtype)
+        return BreastGPTCausalLMOutput(
             loss=loss,
             logits=logits,
             past_key_values=outputs.past_key_values,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            selection_loss=outputs.selection_loss,
         )
 
     def _prepare_position_ids_for_generation(self, inputs_tensor, model_kwargs):
@@ -545,8 +594,10 @@ def register_breastgpt() -> None:
 
 
 __all__ = [
+    "BreastGPTCausalLMOutput",
     "BreastGPTForConditionalGeneration",
     "BreastGPTModel",
+    "BreastGPTModelOutput",
     "Candidate",
     "register_breastgpt",
     "supervised_positions",

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 # Ties: two gains are equal when they differ by less than this. Rounding in two differently ordered float64
 # computations of one gain is ~1e-15 relative, so exact ties (duplicated tokens) always resolve to the
@@ -550,52 +550,3 @@ def straight_through_select(tokens: Tensor, indices: Tensor, *, soft_temperature
     # soft - soft.detach() is exactly zero, so the value is tokens[indices] bit for bit, and the only
     # gradient path is the soft selection.
     return hard.detach() + (soft - soft.detach())
-
-
-# ---- optional ablation: learnable concept queries ---------------------------------------------------
-
-
-@dataclass
-class LearnedSelection:
-    indices: Tensor  # [k] sorted ascending
-    gate: Tensor  # [k]: 1.0 in value, carries the score gradient (multiply the kept tokens by it)
-    aux_loss: Tensor  # coverage regulariser, already weighted
-
-
-class LearnableConceptSelector(nn.Module):
-    """The paper's learnable variant (SPEC §3.5, an ablation): concept queries score tokens by cross-attention.
-
-    Scores are each token's strongest attention from any concept; training adds Gumbel noise before
-    top-k. The coverage regulariser penalises concepts that attend to the same tokens.
-    """
-
-    def __init__(self, dim: int, num_concepts: int = 32, *, gumbel_temperature: float = 1.0,
-                 coverage_weight: float = 0.01) -> None:
-        super().__init__()
-        self.queries = nn.Parameter(torch.randn(num_concepts, dim) * dim**-0.5)
-        self.key = nn.Linear(dim, dim, bias=False)
-        self.gumbel_temperature = gumbel_temperature
-        self.coverage_weight = coverage_weight
-
-    def forward(self, tokens: Tensor, k: int, generator: torch.Generator | None = None) -> LearnedSelection:
-        length = tokens.shape[0]
-        logits = self.queries @ self.key(tokens).T * tokens.shape[1] ** -0.5  # [C, L]
-        attention = torch.softmax(logits, dim=1)
-        scores = attention.max(dim=0).values
-        aux = self._coverage_loss(attention)
-        if length <= k:
-            idx = torch.arange(length, device=tokens.device)
-            return LearnedSelection(idx, torch.ones(length, device=tokens.device, dtype=tokens.dtype), aux)
-        ranked = torch.log(scores.detach().clamp_min(1e-30))
-        if self.training:
-            u = torch.rand(length, generator=generator, device=tokens.device).clamp(1e-20, 1 - 1e-7)
-            ranked = ranked - self.gumbel_temperature * torch.log(-torch.log(u))
-        idx = torch.sort(torch.topk(ranked, k).indices).values
-        kept = scores[idx]
-        return LearnedSelection(idx, (1.0 + kept - kept.detach()).to(tokens.dtype), aux)
-
-    def _coverage_loss(self, attention: Tensor) -> Tensor:
-        c = attention.shape[0]
-        overlap = attention @ attention.T
-        off_diagonal = overlap.sum() - overlap.diagonal().sum()
-        return self.coverage_weight * off_diagonal / max(c * (c - 1), 1)

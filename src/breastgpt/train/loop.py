@@ -225,8 +225,9 @@ def forward_loss_sum(model, batch: dict[str, Any]) -> torch.Tensor:
 
         extra["logits_to_keep"] = supervised_positions(batch["labels"])
     out = model(**batch, use_cache=False, **extra)
-    if n == 0:
-        return out.logits.float().sum() * 0.0  # keeps the graph (DDP needs every rank to run backward)
+    if n == 0:  # keeps the graph (DDP needs every rank to run backward), with every trained module in it
+        extra_loss = getattr(out, "selection_loss", None)
+        return out.logits.float().sum() * 0.0 + (0.0 if extra_loss is None else extra_loss.float() * 0.0)
     return out.loss.float() * n
 
 

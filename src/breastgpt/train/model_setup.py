@@ -4,9 +4,11 @@ Trainable sets are named by module path so a recipe's claim can be tested:
 
 - ``all``: every parameter (stage 2; the tile encoder is not part of the model — features come from files).
 - ``stage1``: ``STAGE1_TRAINABLE`` — the ViT patch merger and the DeepStack mergers, the LongNet slide
-  encoder and the slide projectors; the ViT blocks, patch embedding and the whole LLM stay frozen.
+  encoder, the slide projectors and (learnable ablation only) the concept-query selectors; the ViT blocks,
+  patch embedding and the whole LLM stay frozen.
 - ``lora``: peft LoRA adapters on the LLM projections plus the modules named in ``model.lora.modules_to_save``.
-- ``language``: everything but ``ENCODER_PARAMS`` (the whole vision tower with its mergers, the slide branch):
+- ``language``: everything but ``ENCODER_PARAMS`` (the whole vision tower with its mergers, the slide branch, the
+  learnable selectors):
   the language model learns to read encoders that were trained before, e.g. by ``breastgpt.demo.pretrain``.
 """
 
@@ -21,13 +23,15 @@ from torch import nn
 
 from breastgpt.train.config import ConfigError, ModelConfig
 
-ENCODER_PARAMS = ("model.visual.", "model.slide_encoder.", "model.slide_projector.", "model.slide_deepstack_projectors.")
+ENCODER_PARAMS = ("model.visual.", "model.slide_encoder.", "model.slide_projector.", "model.slide_deepstack_projectors.",
+                  "model.concept_selectors.")
 STAGE1_TRAINABLE = (
     "model.visual.merger.",
     "model.visual.deepstack_merger_list.",
     "model.slide_encoder.",
     "model.slide_projector.",
     "model.slide_deepstack_projectors.",
+    "model.concept_selectors.",  # the learnable selection ablation, when the model has it
 )
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
