@@ -108,14 +108,16 @@ def test_tiny_model_generates_the_same_tokens_on_cuda():
     assert torch.equal(gpu.cpu(), cpu)
 
 
-def test_tiny_model_trains_in_bfloat16_on_cuda():
+@pytest.mark.parametrize("learnable", [False, True])
+def test_tiny_model_trains_in_bfloat16_on_cuda(learnable):
     from breastgpt.model import BreastGPTForConditionalGeneration
     from breastgpt.model.flavours import tiny, tiny_processor
     from tests.model.conftest import MIXES, conversation
 
     processor = tiny_processor()
     torch.manual_seed(0)
-    model = BreastGPTForConditionalGeneration(tiny()).cuda().to(torch.bfloat16).train()
+    config = tiny(selection_config={**tiny().selection_config, "learnable": learnable})  # + the learnable ablation
+    model = BreastGPTForConditionalGeneration(config).cuda().to(torch.bfloat16).train()
     enc = processor.encode(conversation(*MIXES["all"]()), stage="diagnosis")
     batch = {k: (v.cuda() if torch.is_tensor(v) else v) for k, v in processor.pad_batch([enc], "right").items()}
     for key in ("pixel_values", "pixel_values_videos", "slide_features"):
@@ -130,7 +132,8 @@ def test_tiny_model_trains_in_bfloat16_on_cuda():
         opt.zero_grad()
         losses.append(float(loss.detach()))
     assert all(torch.isfinite(torch.tensor(losses)))
-    # Measured on an H100 (torch 2.11): 5.79 -> 3.33 in 20 pure-bfloat16 AdamW steps at lr 1e-3.
+    # Measured on an H100 (torch 2.11): 5.79 -> 3.33 in 20 pure-bfloat16 AdamW steps at lr 1e-3. The learnable
+    # ablation, on this session's CPU in bfloat16 (no GPU lent): 5.74 -> 3.46.
     assert losses[-1] < 0.75 * losses[0], losses
 
 
