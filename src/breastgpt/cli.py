@@ -25,13 +25,20 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    # An option callback runs while the arguments are parsed, before click asks for a sub-command; a plain
+    # eager flag read in the group callback never runs because click stops first with "Missing command".
+    if value:
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                 callback=_print_version),
+) -> None:
+    del version  # handled by _print_version
 
 
 @app.command()
@@ -87,7 +94,8 @@ def demo(
     quick: bool = typer.Option(False, "--quick", help="Smaller cohort, for tests."),
     secret_env: str = typer.Option("BREASTGPT_DEID_SECRET", help="Environment variable holding the pseudonym secret."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1,
-                                          help="Torch threads for training and inference (default: every core)."),
+                                          help="Torch threads for training and inference (default: $BREASTGPT_THREADS, "
+                                               "else the cores not busy with other processes)."),
 ) -> None:
     """Run the pathway on a synthetic cohort (see docs/demo.md for what each stage shows)."""
     from breastgpt.demo import run_demo

@@ -48,3 +48,11 @@ def test_doctor_fails_with_a_fix_when_an_essential_piece_is_missing(monkeypatch:
     result = runner.invoke(cli.app, ["doctor"])
     assert result.exit_code == 1
     assert "MISSING" in result.output and "make env" in result.output
+
+
+def test_version_prints_the_version_and_exits_zero() -> None:
+    from breastgpt import __version__
+
+    result = runner.invoke(cli.app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == __version__ and __version__[0].isdigit()

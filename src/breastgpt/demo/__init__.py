@@ -147,19 +147,10 @@ def machine_info(threads: int) -> dict[str, Any]:
 
 
 def torch_threads(requested: int | None) -> int:
-    """Intra-op threads for training and inference: `requested`, else every core this process may use.
+    """Intra-op threads for the demo's trainings and inference (breastgpt.threads: explicit, env, free cores)."""
+    from breastgpt.threads import apply_threads
 
-    (An earlier version subtracted the load average; on a fresh machine the 1-minute load still counts the
-    environment's installation, so the demo ran on one thread of two for no reason. Pass `threads` when the
-    machine is shared: torch's threads spin while waiting for each other, and more threads than free cores is
-    several times slower.)
-    """
-    import torch
-
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, requested or available)
-    torch.set_num_threads(threads)
-    return threads
+    return apply_threads(requested)
 
 
 def run_demo(out: Path, *, quick: bool = False, secret: bytes | None = None, console: Console | None = None,

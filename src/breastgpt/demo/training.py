@@ -185,6 +185,8 @@ def pretrain_for(ctx: Any, name: str, progress: bool = True) -> dict[str, Any] |
 
 def train_one(ctx: Any, name: str, progress: bool = True) -> dict[str, Any]:
     """Train (or resume, or reuse a verified final model) one of the demo models."""
+    import torch
+
     from breastgpt.train.loop import train
 
     encoders = pretrain_for(ctx, name, progress)
@@ -196,6 +198,9 @@ def train_one(ctx: Any, name: str, progress: bool = True) -> dict[str, Any]:
     if done is None or not _final_verifies(final):
         forget_other_runs(Path(config.output_dir), key)
         config.logging.progress = progress
+        # The demo chose this process's threads (its budget, or its half of a side-by-side pair); set after the
+        # stage key, so a different thread count does not redo a finished training.
+        config.threads = torch.get_num_threads()
         result = train(config, resume="auto")
         losses = result.losses
         done = {"steps": result.steps, "first_loss": round(losses[0], 3) if losses else None,

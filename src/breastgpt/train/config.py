@@ -143,8 +143,11 @@ class TrainConfig:
     name: str = "run"
     seed: int = 0
     precision: str = "fp32"  # fp32 | bf16
-    # Deterministic kernels, one CPU thread: needed for golden loss curves, slower.
+    # Deterministic kernels (and one CPU thread unless `threads` says otherwise): golden loss curves, slower.
     deterministic: bool = False
+    # CPU intra-op threads: 0 = automatic (breastgpt.threads: $BREASTGPT_THREADS, else the free usable cores;
+    # 1 when deterministic), else exactly this many.
+    threads: int = 0
     output_dir: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -155,6 +158,8 @@ class TrainConfig:
 
     def check(self) -> TrainConfig:
         _one_of("precision", self.precision, ("fp32", "bf16"))
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0 = automatic), got {self.threads}")
         for section in (self.data, self.model, self.optim, self.schedule):
             section.check()
         if self.data.packing and self.model.arch != "breastgpt":

@@ -79,10 +79,12 @@ def make_accelerator(config: TrainConfig):
 def set_determinism(config: TrainConfig) -> None:
     from accelerate.utils import set_seed
 
+    from breastgpt.threads import apply_threads
+
     if config.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-        torch.set_num_threads(1)
+    apply_threads(config.threads or (1 if config.deterministic else None))
     set_seed(config.seed)
 
 
