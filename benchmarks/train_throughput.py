@@ -100,7 +100,6 @@ def measure(model, batch: int, seq: int, steps: int, device: str, answer_share: 
 def run_cpu(args) -> dict:
     import torch
 
-    import tests.train.standins  # noqa: F401  (until breastgpt.model.longnet lands)
     from breastgpt.model.flavours import tiny
 
     torch.manual_seed(0)

@@ -22,7 +22,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages name paths: never break them
 
 
 def _print_version(value: bool) -> None:
@@ -55,11 +55,15 @@ def doctor(
     else:
         table = Table(title=f"breastgpt {__version__} — doctor")
         for column in ("check", "status", "detail", "fix"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")  # a narrow terminal folds the fix, never drops it
         for check in checks:
             status = "[green]ok" if check.ok else ("[red]MISSING" if check.essential else "[yellow]optional")
             table.add_row(check.name, status, check.detail, check.fix)
         Console().print(table)
+        # Below the table, unwrapped, so the fix reads whole however narrow the terminal is.
+        for check in checks:
+            if not check.ok and check.essential:
+                console.print(f"[red]MISSING[/red] {check.name}: {check.detail}. Fix: {check.fix}", highlight=False)
     if not report["ok"]:
         raise typer.Exit(code=1)
 

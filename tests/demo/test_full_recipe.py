@@ -15,6 +15,7 @@ import torch
 
 from breastgpt.demo import run_demo
 from breastgpt.demo.settings import DemoSettings
+from breastgpt.synth.writers import PLANTED_IDENTIFIERS, PLANTED_PATIENT_ID_PREFIX
 
 MINI = DemoSettings(name="mini", deid_patients=2, sources=("vindr_mammo", "bcnb"), patients=12, train_steps=6,
                     micro_batch=4, bootstrap=200, encoder_steps=4, freeze_encoders=True, train_variants=2)
@@ -24,6 +25,32 @@ MINI = DemoSettings(name="mini", deid_patients=2, sources=("vindr_mammo", "bcnb"
 def mini_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp("mini") / "out"
     return out, run_demo(out, settings=MINI, secret=b"m" * 32)
+
+
+def test_every_stage_runs_in_order(mini_demo) -> None:
+    out, summary = mini_demo
+    assert summary.ok is True
+    stages = {stage.name: stage for stage in summary.stages}
+    assert list(stages) == ["synthesize DICOM", "inspect", "de-identify", "PHI scan", "cohort", "corpus", "audit",
+                            "task set", "slide features", "model", "train breastgpt", "train thumbnail", "bench",
+                            "score", "report"]
+    assert stages["synthesize DICOM"].figures == {"patients": 2, "dicom_files": 8}
+    assert stages["cohort"].figures["patients"] == 24
+    assert stages["audit"].figures["leakage"] is False
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "not a medical device" in html
+
+
+def test_nothing_identifying_leaks(mini_demo) -> None:
+    out, summary = mini_demo
+    stages = {stage.name: stage for stage in summary.stages}
+    assert stages["PHI scan"].figures["leaks"] == 0
+    written = [p for p in (out / "deidentified").rglob("*") if p.is_file()] + [out / "demo.log", out / "summary.json"]
+    assert len(written) > 2
+    for path in written:
+        blob = path.read_bytes() + str(path.relative_to(out)).encode()
+        for value in list(PLANTED_IDENTIFIERS.values()) + [PLANTED_PATIENT_ID_PREFIX, "FAKEPHI"]:
+            assert value.encode() not in blob, f"{value} leaked into {path}"
 
 
 def test_both_models_pretrain_their_own_routes_and_keep_their_encoders_frozen(mini_demo) -> None:

@@ -1,7 +1,4 @@
-"""Fixtures for the model tests: the tiny processor and model, synthetic images, volumes and slides.
-
-(The private stand-ins for selection.py and longnet.py that lived here are gone: both modules landed.)
-"""
+"""Fixtures for the model tests: the tiny processor and model, synthetic images, volumes and slides."""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tests.train.standins  # noqa: F401  (must run before breastgpt.model is imported)
 
 import pytest
 

@@ -17,8 +17,6 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[2] / "src")]
 
-import tests.train.standins  # noqa: E402,F401
-
 
 def _stall_on_save(n: int, out: Path) -> None:
     from breastgpt.train import checkpoint

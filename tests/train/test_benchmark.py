@@ -6,7 +6,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-import tests.train.standins  # noqa: F401
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_throughput.py"
 

@@ -7,7 +7,6 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import tests.train.standins  # noqa: F401
 
 from breastgpt.train.cli import app
 from breastgpt.train.config import ConfigError, TrainConfig, apply_overrides

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-import tests.train.standins  # noqa: F401
 
 from breastgpt.model import BreastGPTForConditionalGeneration
 from breastgpt.model.flavours import tiny, tiny_processor

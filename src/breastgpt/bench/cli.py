@@ -18,7 +18,7 @@ from breastgpt.bench.scoring import ScoreConfig, load_run, score_responses
 
 app = typer.Typer(help="Score saved benchmark answers offline and write reports.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
-_console = Console(stderr=True)
+_console = Console(stderr=True, soft_wrap=True)  # messages name paths: never break them
 
 
 def _config(resamples: int, seed: int, embeddings: bool, open_metric: str) -> ScoreConfig:

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from breastgpt.bench.items import BenchDataError
 from breastgpt.bench.runner import RunConfig, run_bench
 
-_console = Console(stderr=True)
+_console = Console(stderr=True, soft_wrap=True)  # messages name paths: never break them
 
 
 def run(

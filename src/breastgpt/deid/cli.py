@@ -23,7 +23,7 @@ from breastgpt.io.errors import MedicalFileError
 
 app = typer.Typer(help="De-identify DICOM files (PS3.15 basic profile, keyed pseudonyms) and scan for PHI.",
                   no_args_is_help=True)
-_console = Console(stderr=True)
+_console = Console(stderr=True, soft_wrap=True)  # messages name paths: never break them
 
 
 @app.command("run")

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from breastgpt import RESEARCH_USE_NOTICE
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages name paths: never break them
 
 
 def ask(

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 app = typer.Typer(help="BreastGPT model checkpoints (Qwen3-VL + slide branch).", no_args_is_help=True)
-_console = Console(stderr=True)
+_console = Console(stderr=True, soft_wrap=True)  # messages name paths: never break them
 
 
 @app.command("init")

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 app = typer.Typer(help="Whole-slide images: describe, tile + encode to feature files, overlays.",
                   no_args_is_help=True)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages name paths: never break them
 
 
 @app.command()
