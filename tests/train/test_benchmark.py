@@ -32,3 +32,19 @@ def test_cpu_benchmark_writes_figures(tmp_path):
         assert abs(rows["answers 1/16, kept logits"]["loss_last"] - rows["answers 1/16, all logits"]["loss_last"]) < 1e-4
     assert 8e6 < saved["results"]["10m"]["full"]["params"] < 14e6
     assert payload["results"] == saved["results"]
+
+
+def test_threads_benchmark_measures_both_policies_under_both_conditions(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("threads_benchmark", SCRIPT.with_name("threads.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--rounds", "1", "--steps", "1", "--seq", "16", "--batch", "1", "--out", str(tmp_path / "t.json")])
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert saved["benchmark"] == "threads" and set(saved["results"]) == {"idle", "one core busy elsewhere"}
+    for row in saved["results"].values():
+        assert set(row["seconds_per_step"]) == {"every core", "automatic"}
+        assert all(s > 0 for s in row["seconds_per_step"].values())
+        assert 1 <= row["automatic_threads"][0] <= row["every_core_threads"]
