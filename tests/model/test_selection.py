@@ -229,6 +229,21 @@ def test_bfloat16_tokens_select_as_their_float32_values():
         assert torch.equal(select_concepts(x, 10, **kw), dense_greedy_reference(x.float(), 10))
 
 
+@pytest.mark.parametrize("cache_bytes", [None, 0])
+def test_float64_tokens_are_left_untouched_and_select_as_float32_does(monkeypatch, cache_bytes):
+    if cache_bytes is not None:  # large problems convert block by block, from slices of the caller's tensor
+        monkeypatch.setattr(selection, "_CACHE_BYTES", cache_bytes)
+    g = torch.Generator().manual_seed(8)
+    x = (torch.randn(300, 24, generator=g) * 3).double()
+    text = torch.randn(5, 24, generator=g).double()
+    before, text_before = x.clone(), text.clone()
+    for kw in ({}, {"text_tokens": text}, {"chunk_size": 32, "tile_columns": 16}):
+        ours = select_concepts(x, 20, **kw)
+        assert torch.equal(x, before) and torch.equal(text, text_before), kw
+        reference = dense_greedy_reference(x, 20, text_tokens=kw.get("text_tokens"))
+        assert torch.equal(ours, reference), kw
+
+
 def test_no_autograd_graph():
     x = torch.randn(20, 4, requires_grad=True)
     out = select_concepts(x, 5)

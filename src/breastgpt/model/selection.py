@@ -209,18 +209,20 @@ class _Coverage:
 
     # ---- blocks of unit vectors ---------------------------------------------------------------------
 
+    # copy=True in the three converters below: for float64 tokens `.to(float64)` is the caller's tensor itself (a
+    # slice is a view of it), and the in-place scaling would rewrite the caller's tokens.
     def units(self, sel) -> Tensor:
         """float64 unit vectors of visual tokens `sel` (a slice or index tensor)."""
         if self.unit_cache is not None:
             return self.unit_cache[sel]
-        return self.tokens[sel].to(torch.float64).mul_(self.inv_norm[sel, None])
+        return self.tokens[sel].to(torch.float64, copy=True).mul_(self.inv_norm[sel, None])
 
     def _scaled_units(self, sel) -> Tensor:
         """Visual unit vectors divided by tau: the row side of a visual block."""
-        return self.tokens[sel].to(torch.float64).mul_((self.inv_norm[sel] / self.tau)[:, None])
+        return self.tokens[sel].to(torch.float64, copy=True).mul_((self.inv_norm[sel] / self.tau)[:, None])
 
     def _text_scaled(self, sel) -> Tensor:
-        return self.text[sel].to(torch.float64).mul_((self.text_inv_norm[sel] / self.text_tau)[:, None])
+        return self.text[sel].to(torch.float64, copy=True).mul_((self.text_inv_norm[sel] / self.text_tau)[:, None])
 
     def _build_caches(self) -> None:
         """Small problems keep their float64 vectors (<= _CACHE_BYTES), which saves per-step conversions."""
