@@ -1,4 +1,4 @@
-"""``breastgpt model ...``: build a BreastGPT checkpoint from a local Qwen3-VL folder, verify one."""
+"""``breastgpt model ...``: build a BreastGPT checkpoint from a local Qwen3-VL folder, verify one, export one."""
 
 from __future__ import annotations
 
@@ -79,3 +79,34 @@ def verify_command(
             _console.print(f"{path}: manifest verifies")
     if problems:
         raise typer.Exit(code=1)
+
+
+@app.command("export")
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="A BreastGPT checkpoint folder (`model init` or `train` output)."),
+    out: Path = typer.Option(..., "--out", help="Folder to create (must not exist unless --overwrite)."),
+    fmt: str = typer.Option("qwen3-vl", "--format", help="Target format; qwen3-vl: a plain Qwen3-VL folder "
+                            "without the slide branch (see its README.md)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+) -> None:
+    """Write the checkpoint in another model format, with a README and a manifest saying what was left out."""
+    from breastgpt.model.export import FORMATS, export_qwen3_vl
+    from breastgpt.model.init_checkpoint import CheckpointError
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    try:
+        with _console.status("exporting"):
+            result = export_qwen3_vl(checkpoint, out, overwrite=overwrite)
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        _console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
+    summary = {"out": str(result.out_dir), "format": fmt, "tensors_kept": result.tensors_kept,
+               "tensors_left_out": result.tensors_left_out, "parameters_left_out": result.parameters_left_out}
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        for key, value in summary.items():
+            _console.print(f"{key}: {value}")
+        _console.print("left out: the slide branch; token selection is not reproduced (see README.md in --out)")

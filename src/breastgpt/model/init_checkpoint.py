@@ -188,7 +188,7 @@ def init_checkpoint(
         slide_budget=config.selection.slide_budget, slide_feature_dim=config.slide.feature_dim,
     )
     progress("writing checkpoint")
-    _write_atomically(out, overwrite, lambda tmp: _save(tmp, model, processor, inputs, base, seed))
+    write_folder_atomically(out, overwrite, lambda tmp: _save(tmp, model, processor, inputs, base, seed))
     n_slide = sum(p.numel() for n, p in model.named_parameters() if n.startswith("model.slide_"))
     return InitResult(out, histo_id, model.config.text_config.vocab_size,
                       vocab_size == int(base_json["text_config"]["vocab_size"]),
@@ -211,7 +211,8 @@ def _save(tmp: Path, model, processor, inputs: dict[str, str], base: Path, seed:
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str), encoding="utf-8")
 
 
-def _write_atomically(out: Path, overwrite: bool, write: Callable[[Path], None]) -> None:
+def write_folder_atomically(out: Path, overwrite: bool, write: Callable[[Path], None]) -> None:
+    """Run ``write`` on a temporary sibling folder and rename it to ``out`` only once it is complete."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
@@ -249,4 +250,5 @@ def verify_checkpoint(path: Path) -> list[str]:
     return problems
 
 
-__all__ = ["CheckpointError", "InitResult", "code_version", "init_checkpoint", "verify_checkpoint"]
+__all__ = ["CheckpointError", "InitResult", "code_version", "hash_tree", "init_checkpoint", "verify_checkpoint",
+           "write_folder_atomically"]
