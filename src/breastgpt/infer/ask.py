@@ -24,10 +24,14 @@ class AskInputs:
     encoder: str = "stain-texture-v1"
     encoder_weights: Path | None = None
     mpp: float | None = None
+    tile_mpp: float | None = None
+    tile_size_level0: float | None = None
 
     def __post_init__(self) -> None:
         if self.slide is not None and self.slide_features is not None:
             raise ValueError("give --slide or --slide-features, not both")
+        if self.slide_features is None and (self.tile_mpp is not None or self.tile_size_level0 is not None):
+            raise ValueError("--tile-mpp and --tile-size-level0 describe a --slide-features file; give one")
 
 
 def build_conversation(engine: Engine, question: str, inputs: AskInputs, stage: str,
@@ -44,7 +48,8 @@ def build_conversation(engine: Engine, question: str, inputs: AskInputs, stage: 
     slide = None
     dim = getattr(engine.processor, "slide_feature_dim", None)
     if inputs.slide_features is not None:
-        slide = load_slide_features(inputs.slide_features, expect_dim=dim)
+        slide = load_slide_features(inputs.slide_features, expect_dim=dim, tile_mpp=inputs.tile_mpp,
+                                    tile_size_level0=inputs.tile_size_level0)
     elif inputs.slide is not None:
         if console:
             console.print(f"[dim]tiling and encoding {inputs.slide.name} with {inputs.encoder}…")

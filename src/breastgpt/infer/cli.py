@@ -21,7 +21,13 @@ def ask(
     volume: Optional[Path] = typer.Option(None, "--volume", help="NIfTI/NRRD file or DICOM series folder."),
     window: Optional[str] = typer.Option(None, "--window", help="Volume window preset (default: CT soft tissue / MRI percentiles)."),
     slide: Optional[Path] = typer.Option(None, "--slide", help="Whole-slide image, tiled and encoded now."),
-    slide_features: Optional[Path] = typer.Option(None, "--slide-features", help="Feature file from `slides extract`."),
+    slide_features: Optional[Path] = typer.Option(
+        None, "--slide-features", help="Tile-feature HDF5 from `slides extract`, TRIDENT, CLAM or hs2p."),
+    tile_mpp: Optional[float] = typer.Option(
+        None, "--tile-mpp", help="µm/px of the tiles in --slide-features, when the file does not record it."),
+    tile_size_level0: Optional[float] = typer.Option(
+        None, "--tile-size-level0", help="Tile side in level-0 pixels (the coords' frame) for --slide-features, "
+                                         "when the file does not record it (CLAM feature files)."),
     encoder: str = typer.Option("stain-texture-v1", "--encoder", help="Tile encoder for --slide (must match training)."),
     encoder_weights: Optional[Path] = typer.Option(None, "--encoder-weights", help="Local weights for --encoder."),
     mpp: Optional[float] = typer.Option(None, "--mpp", help="µm/px for slides that do not declare it."),
@@ -37,9 +43,10 @@ def ask(
     from breastgpt.infer.ask import AskInputs, run_ask
     from breastgpt.io import MedicalFileError
 
-    inputs = AskInputs(images=list(image), volume=volume, window=window, slide=slide, slide_features=slide_features,
-                       encoder=encoder, encoder_weights=encoder_weights, mpp=mpp)
     try:
+        inputs = AskInputs(images=list(image), volume=volume, window=window, slide=slide,
+                           slide_features=slide_features, encoder=encoder, encoder_weights=encoder_weights, mpp=mpp,
+                           tile_mpp=tile_mpp, tile_size_level0=tile_size_level0)
         for chunk in run_ask(model, question, inputs, stage=stage, task=task, max_new_tokens=max_new_tokens,
                              temperature=temperature, device=device, explain=explain, console=console):
             sys.stdout.write(chunk)

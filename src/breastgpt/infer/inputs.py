@@ -2,7 +2,8 @@
 
 * image: a DICOM image (display pipeline: VOI, MONOCHROME1) or PNG/JPEG/TIFF/PGM/BMP → RGB uint8
 * volume: NIfTI / NRRD / DICOM series folder → windowed, resampled three-channel frames (T even)
-* slide: a feature file (`slides extract` output) or a slide tiled and encoded now with a named encoder
+* slide: a feature file (`slides extract`, TRIDENT, CLAM or hs2p output) or a slide tiled and encoded now with a
+  named encoder
 """
 
 from __future__ import annotations
@@ -86,12 +87,14 @@ class SlideInput:
         return {"type": "slide", "features": self.features, "coords": self.coords, "tile_size": self.tile_size}
 
 
-def load_slide_features(path: str | Path, *, expect_dim: int | None = None,
-                        expect_encoder: str | None = None) -> SlideInput:
-    """A feature file written by `breastgpt slides extract`, checked against what the model expects."""
+def load_slide_features(path: str | Path, *, expect_dim: int | None = None, expect_encoder: str | None = None,
+                        tile_mpp: float | None = None, tile_size_level0: float | None = None) -> SlideInput:
+    """A feature file (`breastgpt slides extract`, TRIDENT, CLAM or hs2p), checked against what the model expects;
+    ``tile_mpp`` / ``tile_size_level0`` supply what a file from another tool does not record."""
     from breastgpt.pathology.features import load_features
 
-    loaded = load_features(path, expect_encoder=expect_encoder, expect_dim=expect_dim)
+    loaded = load_features(path, expect_encoder=expect_encoder, expect_dim=expect_dim, tile_mpp=tile_mpp,
+                           tile_size_level0=tile_size_level0)
     # Tile grid positions come from level-0 coordinates divided by the tile's level-0 footprint.
     footprint = loaded.attrs.get("footprint_level0") or [loaded.attrs.get("tile_size", 512)]
     footprint = int(round(float(np.atleast_1d(footprint)[0])))

@@ -1,5 +1,9 @@
 """Per-slide feature files: HDF5 with `coords (N, 2)` int64 level-0 and `features (N, D)`, plus provenance.
 
+`load_features` also reads the feature files of TRIDENT, CLAM and hs2p (`breastgpt.pathology.foreign_features`):
+a file without our ``format_version`` attribute is read as one of those, and its tile geometry is mapped onto our
+attribute names, so every consumer (ask, serve, training, overlays) sees the same `FeatureFile`.
+
 Written atomically (temporary file in the same folder, fsync, rename), so a killed run leaves either the
 previous state or a complete file, never a half-written one that looks done. `verify_features` is the
 definition of "done": the file opens, shapes agree, and its provenance matches the request.
@@ -18,15 +22,18 @@ import h5py
 import numpy as np
 
 import breastgpt
+from breastgpt.pathology.foreign_features import (
+    FeatureFileError,
+    FeatureMetadataMissingError,
+    FeatureMismatchError,
+    agree,
+    read_foreign,
+)
 
 FORMAT_VERSION = 1
 # Attributes that must equal the request for a file to count as the requested output.
 REQUEST_KEYS = ("encoder", "weights_sha256", "dim", "target_mpp", "tile_size", "min_tissue_fraction",
                 "segmentation", "slide_sha256", "slide_mpp_source", "feature_dtype", "mpp_override")
-
-
-class FeatureMismatchError(ValueError):
-    """A feature file exists but was made with another encoder, dimension or request."""
 
 
 @dataclass(frozen=True)
@@ -103,28 +110,52 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def load_features(path: str | Path, expect_encoder: str | None = None, expect_dim: int | None = None) -> FeatureFile:
-    """Read a feature file; refuse it when its encoder or dimension is not the expected one."""
+def load_features(path: str | Path, expect_encoder: str | None = None, expect_dim: int | None = None, *,
+                  tile_mpp: float | None = None, tile_size_level0: float | None = None) -> FeatureFile:
+    """Read a feature file (ours, TRIDENT, CLAM or hs2p); refuse it when its encoder or dimension is not the
+    expected one. ``tile_mpp`` / ``tile_size_level0`` supply what a foreign file does not record (and must agree
+    with what a file does record)."""
     path = Path(path)
     try:
         with h5py.File(path, "r") as h5:
-            attrs = {key: _plain(value) for key, value in h5.attrs.items()}
-            coords = h5["coords"][()]
-            features = h5["features"][()].astype(np.float32)
-            thumbnail = h5["thumbnail"][()] if "thumbnail" in h5 else None
-            mask = h5["tissue_mask"][()] if "tissue_mask" in h5 else None
-    except (OSError, KeyError) as exc:
+            if "format_version" in h5.attrs:
+                loaded = _read_own(path, h5)
+            else:
+                foreign = read_foreign(path, h5, tile_mpp=tile_mpp, tile_size_level0=tile_size_level0)
+                loaded = FeatureFile(foreign.coords, foreign.features, foreign.attrs, None, None)
+    except OSError as exc:
         raise FeatureMismatchError(f"{path}: not a readable feature file ({exc}); re-run `slides extract`") from exc
-    if expect_encoder is not None and attrs.get("encoder") != expect_encoder:
-        raise FeatureMismatchError(f"{path}: features were made by encoder {attrs.get('encoder')!r}, expected "
-                                   f"{expect_encoder!r}; re-extract with --encoder {expect_encoder}")
-    if expect_dim is not None and features.shape[1] != expect_dim:
-        raise FeatureMismatchError(f"{path}: features are {features.shape[1]}-d, expected {expect_dim}-d; "
-                                   f"the slide encoder and the tile encoder disagree")
+    _check_expected(path, loaded, expect_encoder, expect_dim)
+    footprint = np.atleast_1d(loaded.attrs.get("footprint_level0") or [np.nan])
+    agree(path, "tile size in level-0 pixels", "--tile-size-level0", float(footprint[0]), tile_size_level0)
+    agree(path, "tile resolution in µm/px", "--tile-mpp", float(loaded.attrs.get("target_mpp") or np.nan), tile_mpp)
+    return loaded
+
+
+def _read_own(path: Path, h5: h5py.File) -> FeatureFile:
+    try:
+        attrs = {key: _plain(value) for key, value in h5.attrs.items()}
+        coords = h5["coords"][()]
+        features = h5["features"][()].astype(np.float32)
+        thumbnail = h5["thumbnail"][()] if "thumbnail" in h5 else None
+        mask = h5["tissue_mask"][()] if "tissue_mask" in h5 else None
+    except KeyError as exc:
+        raise FeatureMismatchError(f"{path}: not a readable feature file ({exc}); re-run `slides extract`") from exc
     if len(coords) != len(features) or attrs.get("n_tiles") != len(coords):
         raise FeatureMismatchError(f"{path}: {len(coords)} coords, {len(features)} features, n_tiles "
                                    f"{attrs.get('n_tiles')}; the file is inconsistent, re-extract it")
-    return FeatureFile(coords, features, attrs, thumbnail, mask)
+    return FeatureFile(coords, features, attrs | {"source_format": "breastgpt"}, thumbnail, mask)
+
+
+def _check_expected(path: Path, loaded: FeatureFile, expect_encoder: str | None, expect_dim: int | None) -> None:
+    encoder = loaded.attrs.get("encoder")
+    if expect_encoder is not None and encoder != expect_encoder:
+        made_by = f"encoder {encoder!r}" if encoder is not None else "an encoder the file does not record"
+        raise FeatureMismatchError(f"{path}: features were made by {made_by}, expected {expect_encoder!r}; "
+                                   f"re-extract with --encoder {expect_encoder}")
+    if expect_dim is not None and loaded.features.shape[1] != expect_dim:
+        raise FeatureMismatchError(f"{path}: features are {loaded.features.shape[1]}-d, expected {expect_dim}-d; "
+                                   f"the slide encoder and the tile encoder disagree")
 
 
 def verify_features(path: str | Path, request: dict[str, Any]) -> str | None:
