@@ -44,8 +44,10 @@ def exported(tmp_path_factory) -> tuple[Path, Path]:
 
 AUTO_LOAD = """
 import sys
+if sys.argv[2] == "transformers-first":
+    import transformers
 import breastgpt
-assert "torch" not in sys.modules, "import breastgpt must stay light"
+assert sys.argv[2] == "transformers-first" or "torch" not in sys.modules, "import breastgpt must stay light"
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
 path = sys.argv[1]
 print(type(AutoConfig.from_pretrained(path)).__name__, type(AutoModelForImageTextToText.from_pretrained(path)).__name__,
@@ -53,25 +55,40 @@ print(type(AutoConfig.from_pretrained(path)).__name__, type(AutoModelForImageTex
 """
 
 
-def test_auto_classes_load_a_checkpoint_after_import_breastgpt(exported):
-    # A fresh interpreter: the registration must come from `import breastgpt` alone, not from this test session.
+@pytest.mark.parametrize("order", ["breastgpt-first", "transformers-first"])
+def test_auto_classes_load_a_checkpoint_after_import_breastgpt(exported, order):
+    # A fresh interpreter: the registration must come from `import breastgpt` alone, not from this test session;
+    # transformers imported before or after it.
     checkpoint, _ = exported
-    out = subprocess.run([sys.executable, "-c", AUTO_LOAD, str(checkpoint)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", AUTO_LOAD, str(checkpoint), order], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split()[-4:] == ["BreastGPTConfig", "BreastGPTForConditionalGeneration", "BreastGPTModel",
                                        "BreastGPTProcessor"]
 
 
-def test_export_loads_as_plain_qwen3_vl_with_no_missing_or_unexpected_weights(exported):
-    from transformers import AutoProcessor, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
+PLAIN_LOAD = """
+import json, sys
+from transformers import AutoModelForImageTextToText, AutoProcessor, Qwen3VLForConditionalGeneration
+path = sys.argv[1]
+model, info = Qwen3VLForConditionalGeneration.from_pretrained(path, output_loading_info=True)
+print(json.dumps({"info": {k: sorted(map(str, v)) for k, v in info.items()}, "breastgpt": "breastgpt" in sys.modules,
+                  "auto": type(AutoModelForImageTextToText.from_pretrained(path)).__name__,
+                  "processor": type(AutoProcessor.from_pretrained(path)).__name__,
+                  "slide": [n for n in model.state_dict() if "slide" in n]}))
+"""
 
+
+def test_export_loads_as_plain_qwen3_vl_with_no_missing_or_unexpected_weights(exported):
+    # A fresh interpreter that never imports breastgpt: what a user of plain transformers gets.
     _, out = exported
-    model, info = Qwen3VLForConditionalGeneration.from_pretrained(out, output_loading_info=True)
     assert json.loads((out / "config.json").read_text())["model_type"] == "qwen3_vl"
-    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
-    assert type(AutoProcessor.from_pretrained(out)) is Qwen3VLProcessor
-    assert not any(name.startswith("model.slide_") for name in model.state_dict())
+    run = subprocess.run([sys.executable, "-c", PLAIN_LOAD, str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["info"] == {"error_msgs": [], "missing_keys": [], "mismatched_keys": [], "unexpected_keys": []}
+    assert not got["breastgpt"] and not got["slide"]
+    assert (got["auto"], got["processor"]) == ("Qwen3VLForConditionalGeneration", "Qwen3VLProcessor")
 
 
 def test_export_states_what_was_left_out(exported):
@@ -152,3 +169,24 @@ def test_export_refuses_a_folder_that_is_not_breastgpt_and_an_existing_out(expor
     assert res.exit_code == 2 and "already exists" in res.output
     res = runner.invoke(cli.app, ["export", str(checkpoint), "--out", str(tmp_path / "x"), "--format", "gguf"])
     assert res.exit_code != 0 and not (tmp_path / "x").exists()
+
+
+def test_sharded_learnable_checkpoint_exports_without_selectors_and_with_a_matching_index(tmp_path):
+    from transformers import Qwen3VLForConditionalGeneration
+
+    from breastgpt.model import BreastGPTForConditionalGeneration
+    from breastgpt.model.export import export_qwen3_vl
+    from breastgpt.model.flavours import tiny, tiny_processor
+
+    torch.manual_seed(0)
+    model = BreastGPTForConditionalGeneration(tiny(selection_config={"learnable": True}))
+    model.save_pretrained(tmp_path / "ck", max_shard_size="300KB")
+    tiny_processor().save_pretrained(tmp_path / "ck")
+    assert len(list((tmp_path / "ck").glob("*.safetensors"))) > 1
+    result = export_qwen3_vl(tmp_path / "ck", tmp_path / "q")
+    left = json.loads((tmp_path / "q" / "manifest.json").read_text())["left_out"]["tensors"]
+    assert any(n.startswith("model.concept_selectors.") for n in left) and result.tensors_left_out == len(left)
+    index = json.loads((tmp_path / "q" / "model.safetensors.index.json").read_text())["weight_map"]
+    assert not set(index) & set(left) and set(index.values()) <= {p.name for p in (tmp_path / "q").glob("*.safetensors")}
+    _, info = Qwen3VLForConditionalGeneration.from_pretrained(tmp_path / "q", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
