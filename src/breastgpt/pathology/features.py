@@ -1,7 +1,7 @@
 """Per-slide feature files: HDF5 with `coords (N, 2)` int64 level-0 and `features (N, D)`, plus provenance.
 
 `load_features` also reads the feature files of TRIDENT, CLAM and hs2p (`breastgpt.pathology.foreign_features`):
-a file without our ``format_version`` attribute is read as one of those, and its tile geometry is mapped onto our
+a file without our ``format_version`` / ``n_tiles`` attributes is read as one of those, and its tile geometry is mapped onto our
 attribute names, so every consumer (ask, serve, training, overlays) sees the same `FeatureFile`.
 
 Written atomically (temporary file in the same folder, fsync, rename), so a killed run leaves either the
@@ -118,7 +118,7 @@ def load_features(path: str | Path, expect_encoder: str | None = None, expect_di
     path = Path(path)
     try:
         with h5py.File(path, "r") as h5:
-            if "format_version" in h5.attrs:
+            if is_own_format(h5):
                 loaded = _read_own(path, h5)
             else:
                 foreign = read_foreign(path, h5, tile_mpp=tile_mpp, tile_size_level0=tile_size_level0)
@@ -130,6 +130,12 @@ def load_features(path: str | Path, expect_encoder: str | None = None, expect_di
     agree(path, "tile size in level-0 pixels", "--tile-size-level0", float(footprint[0]), tile_size_level0)
     agree(path, "tile resolution in µm/px", "--tile-mpp", float(loaded.attrs.get("target_mpp") or np.nan), tile_mpp)
     return loaded
+
+
+def is_own_format(h5: h5py.File) -> bool:
+    """Written by `write_features`: it stores ``format_version`` and ``n_tiles`` as file attributes, which TRIDENT,
+    CLAM and hs2p do not (files from before ``format_version`` hold ``n_tiles`` alone)."""
+    return "format_version" in h5.attrs or "n_tiles" in h5.attrs
 
 
 def _read_own(path: Path, h5: h5py.File) -> FeatureFile:
@@ -175,3 +181,7 @@ def verify_features(path: str | Path, request: dict[str, Any]) -> str | None:
         if key in request and _plain(_attr(request[key])) != attrs.get(key):
             return f"attribute {key} is {attrs.get(key)!r}, requested {request[key]!r}"
     return None
+
+
+__all__ = ["FORMAT_VERSION", "FeatureFile", "FeatureFileError", "FeatureMetadataMissingError", "FeatureMismatchError",
+           "load_features", "read_attrs", "verify_features", "write_features"]
