@@ -3,8 +3,9 @@
 Layouts (from the tools' documentation and source, facts only): TRIDENT puts `patch_size`, `patch_size_level0`,
 `level0_magnification`, `target_magnification`, `overlap`, `name`, `savetodir` on the `coords` dataset and
 `name`, `savetodir` on `features`; CLAM's `extract_features_fp.py` writes `features` and `coords` with no
-attributes, its patch files `patch_size` / `patch_level` / `downsample` on `coords`; hs2p records `tile_size_lv0`
-and a target spacing in µm/px.
+attributes, its patch files `patch_size` / `patch_level` / `downsample` on `coords`; hs2p names the level-0 tile
+size `tile_size_lv0` and the spacing `target_spacing_um` (it writes its tiling as .npy/.npz + JSON; the HDF5 here
+carries those names as pipelines built on it do).
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ geometry:
   ``patch_size_level0``, ``level0_magnification``, ``target_magnification``, ``overlap``, ``name``.
 * CLAM: patch files carry ``patch_size`` and ``patch_level`` (and ``downsample``, the level's downsample) on
   ``coords``; the feature files of ``extract_features_fp.py`` usually carry no attributes at all.
-* hs2p: ``tile_size_lv0`` (level-0 px), a target spacing in µm/px (``target_spacing_um``, ``target_spacing`` or
-  ``requested_spacing_um``) and a tile size in px (``target_tile_size_px``, ``requested_tile_size_px``).
+* hs2p writes its tiling as ``.npy`` / ``.npz`` + JSON, not HDF5; feature files from pipelines built on it carry
+  its names as attributes: ``tile_size_lv0`` (level-0 px), a target spacing in µm/px (``target_spacing_um``,
+  ``target_spacing`` or ``requested_spacing_um``) and a tile size in px (``target_tile_size_px``,
+  ``requested_tile_size_px``). hs2p's own coordinate files are not read here.
 
 `read_foreign` turns such a file into the attributes BreastGPT's own files hold — ``footprint_level0`` (tile
 side in level-0 px, which turns coordinates into a tile grid), ``target_mpp`` (µm/px of the tiles) and
