@@ -20,6 +20,7 @@ class ServeConfig:
     max_body_bytes: int = 64 * 1024 * 1024
     max_media_per_request: int = 8
     max_decoded_pixels: int = 60_000_000  # per decoded image; the processor then resizes to ≤ 1024·32·32 px
+    max_decoded_voxels: int = 300_000_000  # per volume (a 512×512×1000 CT is 262 M), refused before decoding
     max_tokens: int = 1024
     max_messages: int = 32
     max_message_chars: int = 32_000
@@ -39,7 +40,7 @@ class ServeConfig:
         if self.media_root is not None and not Path(self.media_root).is_dir():
             raise ValueError(f"--media-root {self.media_root} is not a folder")
         for name in ("max_body_bytes", "max_media_per_request", "max_tokens", "max_messages", "max_queue",
-                     "max_batch"):
+                     "max_batch", "max_decoded_pixels", "max_decoded_voxels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
 
