@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -99,6 +100,23 @@ def test_stream_equals_generate(engine: Engine) -> None:
     conversation = Conversation([{"role": "user", "content": "hello"}], stage="screening")
     params = GenerationParams(max_new_tokens=8)
     assert "".join(engine.stream(conversation, params)) == engine.generate([conversation], params)[0].text
+
+
+def test_a_stream_cancelled_while_waiting_for_the_engine_never_runs_the_model(engine: Engine,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    calls = []
+    def generate(*args: object, streamer: Any, **kwargs: object) -> None:
+        calls.append(1)
+        streamer.end()
+
+    monkeypatch.setattr(engine.model, "generate", generate)
+    cancel = threading.Event()
+    cancel.set()
+    conversation = Conversation([{"role": "user", "content": "hello"}], stage="screening")
+    assert list(engine.stream(conversation, GenerationParams(max_new_tokens=8), cancel=cancel)) == []
+    assert calls == []
 
 
 def test_bad_input_is_a_clear_error(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -71,11 +71,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(engine: Any, tmp_path: Path, **overrides: Any) -> Iterator[str]:
-    """Serve the app on 127.0.0.1 in a thread; yields the base URL. Stops by itself at the end."""
+def running_server(engine: Any, tmp_path: Path, log_level: str = "warning", **overrides: Any) -> Iterator[str]:
+    """Serve the app on 127.0.0.1 in a thread (uvicorn, access log on, as `breastgpt serve` runs it); yields the
+    base URL. Stops by itself at the end."""
     config = ServeConfig(model_dir=tmp_path, api_keys=(API_KEY,), port=free_port(), **overrides)
     app = create_app(config, engine)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=config.port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=config.port, log_level=log_level))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

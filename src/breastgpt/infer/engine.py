@@ -150,6 +150,9 @@ class Engine:
         def run() -> None:
             try:
                 with self.lock, torch.inference_mode():
+                    if cancel is not None and cancel.is_set():  # the client left while the engine was busy
+                        streamer.end()
+                        return
                     torch.manual_seed(params.seed)
                     self.model.generate(**inputs, **params.generate_kwargs(), streamer=streamer,
                                         stopping_criteria=criteria, eos_token_id=self._eos_ids(),

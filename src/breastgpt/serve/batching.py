@@ -18,6 +18,22 @@ class Saturated(Exception):
     """The server already holds its maximum number of requests."""
 
 
+class Slot:
+    """One admitted request's place in the count; `release` may be called any number of times, from any thread,
+    and gives the place back once."""
+
+    def __init__(self, batcher: Batcher) -> None:
+        self._batcher = batcher
+        self._lock = threading.Lock()
+        self._held = True
+
+    def release(self) -> None:
+        with self._lock:
+            held, self._held = self._held, False
+        if held:
+            self._batcher._give_back()  # noqa: SLF001 — the slot is the only caller
+
+
 @dataclass
 class Job:
     conversation: Conversation
@@ -45,20 +61,26 @@ class Batcher:
         self._queue.put(None)
         self._worker.join(timeout=10)
 
-    def admit(self) -> None:
-        """Reserve a slot or raise `Saturated`; every admit is paired with one `release`."""
+    def admit(self) -> Slot:
+        """Reserve a slot or raise `Saturated`."""
         with self._pending_lock:
             if self._pending >= self.max_pending:
                 raise Saturated()
             self._pending += 1
+        return Slot(self)
 
-    def release(self) -> None:
+    def _give_back(self) -> None:
         with self._pending_lock:
             self._pending -= 1
 
-    def submit(self, conversation: Conversation, params: GenerationParams) -> Job:
+    @property
+    def in_flight(self) -> int:
+        """Requests admitted whose work (decoding, generation) has not finished."""
+        return self._pending
+
+    def submit(self, conversation: Conversation, params: GenerationParams, cancel: threading.Event) -> Job:
         loop = asyncio.get_running_loop()
-        job = Job(conversation, params, loop.create_future(), loop)
+        job = Job(conversation, params, loop.create_future(), loop, cancel)
         self._queue.put(job)
         return job
 
@@ -90,8 +112,8 @@ class Batcher:
                 self._queue.put(job)
             live = [job for job in batch if not job.cancel.is_set()]
             for job in batch:
-                if job.cancel.is_set():
-                    _resolve(job, error=asyncio.CancelledError())
+                if job.cancel.is_set():  # its client left before the batch ran: nothing to generate
+                    _resolve(job, result=Generation("", 0, 0, "cancelled"))
             if live:
                 self._generate(live)
 
@@ -134,4 +156,5 @@ def _resolve(job: Job, result: Generation | None = None, error: BaseException | 
 
 def batch_stats(batcher: Batcher) -> dict[str, Any]:
     sizes = batcher.batch_sizes
-    return {"batches": batcher.batches_run, "mean_batch_size": sum(sizes) / len(sizes) if sizes else 0.0}
+    return {"batches": batcher.batches_run, "mean_batch_size": sum(sizes) / len(sizes) if sizes else 0.0,
+            "in_flight": batcher.in_flight, "max_queue": batcher.max_pending}

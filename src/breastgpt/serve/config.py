@@ -20,11 +20,13 @@ class ServeConfig:
     max_body_bytes: int = 64 * 1024 * 1024
     max_media_per_request: int = 8
     max_decoded_pixels: int = 60_000_000  # per decoded image; the processor then resizes to ≤ 1024·32·32 px
+    max_decoded_voxels: int = 300_000_000  # per volume (a 512×512×1000 CT is 262 M), refused before decoding
     max_tokens: int = 1024
     max_messages: int = 32
     max_message_chars: int = 32_000
     max_queue: int = 64  # requests waiting or running; more → 429
     max_batch: int = 8
+    decode_workers: int = 2  # threads parsing bodies and decoding media at once; each may hold a large volume
     batch_window_ms: float = 10.0
     request_timeout_s: float = 300.0
     served_model_name: str = "breastgpt"
@@ -39,7 +41,7 @@ class ServeConfig:
         if self.media_root is not None and not Path(self.media_root).is_dir():
             raise ValueError(f"--media-root {self.media_root} is not a folder")
         for name in ("max_body_bytes", "max_media_per_request", "max_tokens", "max_messages", "max_queue",
-                     "max_batch"):
+                     "max_batch", "decode_workers", "max_decoded_pixels", "max_decoded_voxels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
 

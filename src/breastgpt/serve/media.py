@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -19,10 +21,28 @@ from breastgpt.io import MedicalFileError, ReadLimits
 from breastgpt.serve.config import ServeConfig
 from breastgpt.serve.schemas import ChatMessage, ImagePart, SlideFeaturesPart, TextPart, VolumePart
 
-DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[\w.-]+)*)(?P<b64>;base64)?,(?P<data>.*)$",
-                      re.DOTALL)
+DATA_URL_HEADER = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[\w.-]+)*)(?P<b64>;base64)?")
+MAX_HEADER_CHARS = 512
+# Base64 is decoded a megabyte at a time: each C call holds the interpreter lock, and one call over a 60 MB
+# payload would hold it (and stall the event loop, /health included) for a few hundred milliseconds.
+BASE64_CHUNK_CHARS = 1 << 20
 SUFFIX_BY_MIME = {"image/png": ".png", "image/jpeg": ".jpg", "application/dicom": ".dcm", "image/tiff": ".tif",
                   "application/x-hdf5": ".h5", "application/gzip": ".nii.gz", "application/octet-stream": ".bin"}
+
+MEDIA_KINDS = {ImagePart: "image", VolumePart: "volume", SlideFeaturesPart: "slide feature file"}
+log = logging.getLogger("breastgpt.serve")
+
+
+def _base64_chunks(text: str, start: int) -> Iterator[bytes]:
+    """Strict base64 (no whitespace, padding only at the very end) from `text[start:]`, decoded piecewise."""
+    for offset in range(start, max(len(text), start + 1), BASE64_CHUNK_CHARS):
+        piece = text[offset:offset + BASE64_CHUNK_CHARS]
+        if "=" in piece[:-2] or (offset + BASE64_CHUNK_CHARS < len(text) and "=" in piece):
+            raise MediaError("data URL payload is not valid base64")
+        try:
+            yield base64.b64decode(piece, validate=True)
+        except (binascii.Error, ValueError) as error:  # ValueError: characters outside ASCII
+            raise MediaError("data URL payload is not valid base64") from error
 
 
 class MediaError(ValueError):
@@ -41,7 +61,8 @@ class MediaResolver:
 
     def __post_init__(self) -> None:
         self.count = 0
-        self.limits = ReadLimits(max_image_pixels=self.config.max_decoded_pixels)
+        self.limits = ReadLimits(max_image_pixels=self.config.max_decoded_pixels,
+                                 max_total_pixels=self.config.max_decoded_voxels)
 
     def resolve(self, url: str, kind: str) -> Path:
         """A local path for the URL (decoded data URL, or an allowed file path)."""
@@ -58,16 +79,15 @@ class MediaResolver:
         raise MediaError(f"unsupported {kind} URL scheme {parsed.scheme!r}: use a data URL or file:// path")
 
     def _from_data_url(self, url: str) -> Path:
-        match = DATA_URL.match(url)
+        comma = url.find(",", 0, MAX_HEADER_CHARS)
+        match = DATA_URL_HEADER.fullmatch(url, 0, comma) if comma > 0 else None
         if not match or not match.group("b64"):
             raise MediaError("malformed data URL: expected data:<mime>;base64,<payload>")
-        try:
-            payload = base64.b64decode(match.group("data"), validate=True)
-        except (binascii.Error, ValueError) as error:
-            raise MediaError("data URL payload is not valid base64") from error
         suffix = SUFFIX_BY_MIME.get(match.group("mime") or "", ".bin")
         path = self.workdir / f"media{self.count}{suffix}"
-        path.write_bytes(payload)
+        with path.open("wb") as out:
+            for chunk in _base64_chunks(url, comma + 1):
+                out.write(chunk)
         return path
 
     def _from_file(self, path: Path) -> Path:
@@ -82,27 +102,43 @@ class MediaResolver:
         return resolved
 
     def part(self, part: Any) -> dict[str, Any]:
+        if isinstance(part, TextPart):
+            return {"type": "text", "text": part.text}
+        kind = MEDIA_KINDS.get(type(part))
+        if kind is None:
+            raise MediaError(f"unsupported content part {type(part).__name__}")
         try:
-            if isinstance(part, TextPart):
-                return {"type": "text", "text": part.text}
-            if isinstance(part, ImagePart):
-                return {"type": "image", "image": load_image(self.resolve(part.image_url.url, "image"),
-                                                             limits=self.limits)}
-            if isinstance(part, VolumePart):
-                frames, _ = load_volume(self.resolve(part.volume_url.url, "volume"), window=part.window,
-                                        limits=self.limits)
-                return {"type": "volume", "volume": frames}
-            if isinstance(part, SlideFeaturesPart):
-                slide = load_slide_features(self.resolve(part.slide_features_url.url, "slide"),
-                                            expect_dim=self.expect_slide_dim)
-                return slide.part()
+            return self._decode(part)
         except MediaError:
             raise
         except MedicalFileError as error:
-            raise MediaError(f"{error.kind}: {error.problem}") from error  # the message carries no file content
+            raise MediaError(f"{error.kind}: {self._scrub(error.problem)}") from error
         except ValueError as error:  # feature-file mismatch, unknown window preset
-            raise MediaError(str(error)) from error
-        raise MediaError(f"unsupported content part {type(part).__name__}")
+            raise MediaError(self._scrub(str(error))) from error
+        except MemoryError as error:
+            raise MediaError(f"the {kind} is too large to decode on this server", status=413) from error
+        except Exception as error:  # noqa: BLE001 — a reader failing in a way it does not declare: still a 400
+            log.warning("%s reader failed with %s", kind, type(error).__name__)
+            raise MediaError(f"the {kind} could not be read: damaged or not a supported format") from error
+
+    def _scrub(self, message: str) -> str:
+        """The reader's message without the server's own folders (a data URL's temporary path, the media root)."""
+        folders = [self.workdir] + ([Path(self.config.media_root)] if self.config.media_root else [])
+        for folder in folders:
+            message = message.replace(str(Path(folder).resolve()), "<media>").replace(str(folder), "<media>")
+        return message
+
+    def _decode(self, part: ImagePart | VolumePart | SlideFeaturesPart) -> dict[str, Any]:
+        if isinstance(part, ImagePart):
+            return {"type": "image", "image": load_image(self.resolve(part.image_url.url, "image"),
+                                                         limits=self.limits)}
+        if isinstance(part, VolumePart):
+            frames, _ = load_volume(self.resolve(part.volume_url.url, "volume"), window=part.window,
+                                    limits=self.limits)
+            return {"type": "volume", "volume": frames}
+        slide = load_slide_features(self.resolve(part.slide_features_url.url, "slide"),
+                                    expect_dim=self.expect_slide_dim)
+        return slide.part()
 
     def messages(self, messages: list[ChatMessage]) -> list[dict[str, Any]]:
         converted = []
