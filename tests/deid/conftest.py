@@ -38,6 +38,8 @@ class Identity:
     serial: str
     station: str
     requested_procedure: str
+    scheduled_step: str  # Scheduled Procedure Step ID at top level, as worklist-fed modalities write it
+    implementation: str  # file meta Implementation Version Name, set by some sites to their own name
 
     def planted(self) -> list[str]:
         """Every planted value and name component as written into the source files."""
@@ -45,19 +47,21 @@ class Identity:
         return [self.name, *parts, self.patient_id, self.other_id, self.birth_date, self.accession,
                 self.institution, self.institution_address, self.referring, *self.referring.split("^"),
                 self.operator, *self.operator.split("^"), self.address, self.phone, self.serial, self.station,
-                self.requested_procedure]
+                self.requested_procedure, self.scheduled_step, self.implementation]
 
 
 PATIENT_A = Identity(
     name="Vandermeer^Rosalind^Quenby", patient_id="MRN4471902", other_id="ALT99812Z", birth_date="19610312",
     accession="ACC20230915X", institution="St Hildegard Breast Centre", institution_address="12 Lindenweg Altstadt",
     referring="Okonkwo^Bartholomew", operator="Pemberton^Ysolde", address="7 Quarry Lane Fenwick",
-    phone="+44 1632 960123", serial="SN88231XQ", station="MAMMOROOM3", requested_procedure="REQ5512K")
+    phone="+44 1632 960123", serial="SN88231XQ", station="MAMMOROOM3", requested_procedure="REQ5512K",
+    scheduled_step="SPS7734021Q", implementation="HILDEGARD_PACS7")
 PATIENT_B = Identity(
     name="Thistlewood^Marguerite", patient_id="99120457", other_id="ALT55107Y", birth_date="19770704",
     accession="ACC20220102Q", institution="Kestrel Valley Clinic", institution_address="3 Heronsgate Road Brackley",
     referring="Featherstonehaugh^Cornelius", operator="Abernethy^Wilhelmina", address="44 Mill Row Dunmore",
-    phone="+44 1632 960999", serial="SN55001ZK", station="USROOM7", requested_procedure="REQ7719M")
+    phone="+44 1632 960999", serial="SN55001ZK", station="USROOM7", requested_procedure="REQ7719M",
+    scheduled_step="SPS5521087K", implementation="KESTRELRIS_V2")
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ def write_synthetic_dicom(path: Path, instance: Instance) -> Path:
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.SourceApplicationEntityTitle = instance.identity.station
+    meta.ImplementationVersionName = instance.identity.implementation
     ds.file_meta = meta
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
@@ -117,6 +122,7 @@ def _header(instance: Instance) -> Dataset:
     ds.OperatorsName = who.operator
     ds.DeviceSerialNumber = who.serial
     ds.StationName = who.station
+    ds.ScheduledProcedureStepID = who.scheduled_step
     ds.StudyDescription = f"Mammo for {who.name.split('^')[0]}"
     ds.ImageComments = f"patient {who.patient_id} seen"
     ds.Manufacturer = "FAKEVENDOR"

@@ -40,6 +40,22 @@ def test_scan_finds_a_leak_and_exits_1(cohort: Cohort, tmp_path: Path) -> None:
     assert "MRN4471902" not in scan.stdout
 
 
+def test_scan_flags_scheduled_step_id_and_implementation_version_name(cohort: Cohort, tmp_path: Path) -> None:
+    """Issue 27: both survived `deid run` and were not collected by `deid scan`."""
+    leak = tmp_path / "out" / "note.txt"
+    leak.parent.mkdir()
+    leak.write_text("step SPS7734021Q written by HILDEGARD_PACS7")
+    scan = runner.invoke(app, ["scan", str(leak.parent), "--reference", str(cohort.mg1), "--json"])
+    assert scan.exit_code == 1
+    findings = json.loads(scan.stdout)["findings"]
+    assert sorted(finding["kind"] for finding in findings) == ["identifier", "implementation"]
+    run = runner.invoke(app, ["run", str(cohort.root), str(tmp_path / "deid"), "--us-regions", "--json"],
+                        env={SECRET_ENV_VAR: SECRET.decode()})
+    assert run.exit_code == 0, run.output
+    clean = runner.invoke(app, ["scan", str(tmp_path / "deid"), "--reference", str(cohort.root), "--json"])
+    assert clean.exit_code == 0 and json.loads(clean.stdout)["findings"] == []
+
+
 def test_run_refuses_missing_or_short_secret(cohort: Cohort, tmp_path: Path) -> None:
     missing = runner.invoke(app, ["run", str(cohort.root), str(tmp_path / "o")], env={SECRET_ENV_VAR: ""})
     assert missing.exit_code == 2 and SECRET_ENV_VAR in missing.output

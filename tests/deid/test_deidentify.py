@@ -75,7 +75,12 @@ def test_private_tags_overlays_and_other_ids_are_gone(cohort: Cohort, pseudonymi
     assert ds.PatientBirthDate == "" and ds.AccessionNumber == "" and ds.ReferringPhysicianName == ""
     item = ds.ContributingEquipmentSequence[0]  # kept sequence, cleaned recursively
     assert item.Manufacturer == "FAKEVENDOR" and "InstitutionName" not in item and "OperatorsName" not in item
-    assert "SourceApplicationEntityTitle" not in ds.file_meta
+    assert "SourceApplicationEntityTitle" not in ds.file_meta and "ScheduledProcedureStepID" not in ds
+    assert (ds.file_meta.ImplementationVersionName, ds.file_meta.ImplementationClassUID) == \
+        ("BREASTGPT_DEID", pydicom.uid.PYDICOM_IMPLEMENTATION_UID)
+    assert sorted(element.keyword for element in ds.file_meta) == [
+        "FileMetaInformationGroupLength", "FileMetaInformationVersion", "ImplementationClassUID",
+        "ImplementationVersionName", "MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID"]
     assert ds.preamble == b"\x00" * 128
 
 
@@ -141,7 +146,7 @@ def test_dates_emptied_without_shifting(cohort: Cohort, pseudonymizer: Pseudonym
     result = deidentify_file(cohort.mg1, tmp_path / "out", pseudonymizer, DeidPolicy(source="t", shift_dates=False))
     ds = pydicom.dcmread(result.output)
     assert ds.StudyDate == "" and ds.ContentDate == "" and "SeriesDate" not in ds and "AcquisitionDateTime" not in ds
-    assert ds.ContributingEquipmentSequence[0].ContributionDateTime == ""
+    assert "ContributionDateTime" not in ds.ContributingEquipmentSequence[0]  # X/D in Table E.1-1
     assert [item.CodeValue for item in ds.DeidentificationMethodCodeSequence] == ["113100", "113108"]
 
 

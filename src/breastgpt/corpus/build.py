@@ -5,9 +5,11 @@ Layout of a build folder:
   media/                             content-addressed normalised media (written by normalise_media)
   manifest.json                      sha256 of every output and media file + config + code/template versions
   bench_manifest.json                the frozen benchmark (splits.write_bench_manifest)
-  quarantine.jsonl                   inputs that could not be used, with reasons (identifiers masked)
+  quarantine.jsonl                   inputs that could not be used: keyed input name, reason, hint (no raw
+                                     identifier; see breastgpt.corpus.quarantine)
   build_summary.json                 work done in this run (counts, seconds) — the only non-deterministic file
-  .state/items/<key>.json            one file per sample: input fingerprint + its outputs (atomic)
+  .state/items/<key>.json            one file per sample, named by a keyed state key: input fingerprint + its
+                                     outputs (atomic)
 
 A sample whose state file exists with the same fingerprint is reused: an unchanged re-run does no work, and a
 killed build resumes where it stopped. The final files are assembled from the state files in sorted order, so
@@ -28,7 +30,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from breastgpt.artifacts import sha256_file as _sha256_file
-from breastgpt.corpus.build_items import ItemTask, item_state_path, process_item, read_item_state
+from breastgpt.corpus.build_items import (ItemTask, input_keys, process_item, read_item_state,
+                                          state_reference)
+from breastgpt.corpus.quarantine import input_reference, quarantine_row
 from breastgpt.corpus.records import (Record, atomic_write_json, write_jsonl, write_records_jsonl,
                                       write_records_parquet)
 from breastgpt.corpus.sources.base import NormaliseLimits
@@ -156,8 +160,9 @@ def load_pseudonymizer(secret_env: str) -> Any:
 # ---------------------------------------------------------------------------------------------------- discovery
 
 
-def discover_all(config: BuildConfig, adapters: Mapping[str, Any] | None) -> tuple[list[Any], list[dict[str, Any]]]:
-    """All samples of all sources sorted by (source, sample id), plus discovery problems as quarantine rows."""
+def discover_all(config: BuildConfig, adapters: Mapping[str, Any] | None) -> tuple[list[Any], list[Any]]:
+    """All samples of all sources sorted by (source, sample id), plus discovery problems as (error kind,
+    SourceProblem) pairs."""
     from breastgpt.corpus.sources.base import SourceProblem, get_adapter
 
     samples, problems = [], []
@@ -168,16 +173,33 @@ def discover_all(config: BuildConfig, adapters: Mapping[str, Any] | None) -> tup
         seen: set[str] = set()
         for item in adapter.discover(spec.root):
             if isinstance(item, SourceProblem):
-                problems.append({"source": item.source, "sample_id": None, "error": "source_problem",
-                                 "path": item.path, "problem": item.reason})
+                problems.append(("source_problem", item))
             elif item.sample_id in seen:
-                problems.append({"source": item.source, "sample_id": item.sample_id, "error": "duplicate_sample_id",
-                                 "path": str(item.media[0]) if item.media else "", "problem": "sample id seen twice"})
+                where = str(item.media[0]) if item.media else "."
+                problems.append(("duplicate_sample_id", SourceProblem(item.source, where, "sample id seen twice")))
             else:
                 seen.add(item.sample_id)
                 samples.append(item)
     samples.sort(key=lambda s: (s.source, s.sample_id))
     return samples, problems
+
+
+def problem_rows(config: BuildConfig, problems: list[Any], pseudo: Any) -> list[dict[str, Any]]:
+    """Discovery problems as quarantine rows: keyed input names, scrubbed reasons."""
+    roots = {spec.name: spec.root for spec in config.sources}
+    rows = []
+    for error, problem in problems:
+        reference = input_reference(roots[problem.source], problem.path)
+        rows.append(quarantine_row(problem.source, pseudo.input_key(problem.source, reference), reference, error,
+                                   problem.reason, _DISCOVERY_HINTS[error],
+                                   known=[problem.path, str(roots[problem.source])]))
+    return rows
+
+
+_DISCOVERY_HINTS = {
+    "source_problem": "the row or file does not match the dataset's published layout; fix it or leave it out",
+    "duplicate_sample_id": "two inputs give the same sample id; remove the duplicate copy",
+}
 
 
 def _file_stat(path: Path) -> list[Any]:
@@ -212,6 +234,7 @@ def code_versions(config: BuildConfig, normaliser: Callable[..., Any]) -> dict[s
 
 
 def make_tasks(config: BuildConfig, samples: list[Any], pseudo: Any, normaliser: Callable[..., Any]) -> list[ItemTask]:
+    roots = {spec.name: spec.root for spec in config.sources}
     keys = [(s.source, pseudo.patient_key(s.source, s.patient_id), pseudo.study_key(s.source, s.study_id or s.sample_id))
             for s in samples]
     splits = assign_splits(((src, pk, s.dataset_split) for (src, pk, _), s in zip(keys, samples)),
@@ -223,6 +246,8 @@ def make_tasks(config: BuildConfig, samples: list[Any], pseudo: Any, normaliser:
         tasks.append(ItemTask(sample=sample, patient_key=pk, study_key=sk, split=split,
                               fingerprint=fingerprint(sample, pk, sk, split, code), out=config.out,
                               normaliser=normaliser, seed=config.seed, limits=config.limits,
+                              state_key=pseudo.input_key(source, state_reference(sample.sample_id)),
+                              root=roots[source], input_keys=input_keys(pseudo, sample, roots[source]),
                               answer_style=config.answer_style, media_position=config.media_position,
                               templates_per_sample=config.templates_per_sample))
     return tasks
@@ -290,7 +315,7 @@ def build_corpus(config: BuildConfig, *, adapters: Mapping[str, Any] | None = No
     samples, problems = discover_all(config, adapters)
     tasks = make_tasks(config, samples, pseudo, normaliser)
     summary = BuildSummary(discovered=len(samples), executor=config.executor, workers=config.workers)
-    pending = [t for t in tasks if not state_is_current(read_item_state(config.out, t.key), t,
+    pending = [t for t in tasks if not state_is_current(read_item_state(config.out, t.state_key), t,
                                                         retry_quarantined=config.retry_quarantined)]
     summary.reused = len(tasks) - len(pending)
     progress, bar = _progress(config.progress, len(pending), "corpus items")
@@ -298,7 +323,7 @@ def build_corpus(config: BuildConfig, *, adapters: Mapping[str, Any] | None = No
         for _key, _status, _n in run_tasks(pending, config):
             summary.processed += 1
             progress.advance(bar)
-    finalise(config, tasks, problems, samples, summary)
+    finalise(config, tasks, problem_rows(config, problems, pseudo), samples, summary)
     summary.seconds = round(time.perf_counter() - start, 3)
     atomic_write_json(config.out / "build_summary.json", asdict(summary) | {
         "work_done": summary.work_done, "machine": f"{platform.platform()} ({os.cpu_count()} CPUs)"})
@@ -310,9 +335,9 @@ def finalise(config: BuildConfig, tasks: list[ItemTask], problems: list[dict[str
     """Assemble the corpus from item states in sorted order, gate it for PHI, write outputs and the manifest."""
     records, quarantine, referenced = [], list(problems), set()
     for task in tasks:
-        state = read_item_state(config.out, task.key)
+        state = read_item_state(config.out, task.state_key)
         if state is None or state["fingerprint"] != task.fingerprint:
-            raise BuildError(f"item {task.key} has no current state after processing; re-run the build")
+            raise BuildError(f"item {task.state_key} has no current state after processing; re-run the build")
         if state["status"] == "quarantined":
             quarantine.append(state["problem"])
             continue

@@ -3,6 +3,10 @@
 This module is what workers import (local processes or dask workers): it holds only picklable task data and
 module-level functions. The state file is written atomically last, so a killed worker leaves either a complete
 state or none; media written before the kill are content-addressed and simply rewritten identically.
+
+Workers never see the pseudonymisation secret: the keyed names an item needs (its state key, the quarantine key
+of each of its input files) are computed by the build and carried in the task. A state file holds no raw
+identifier: it is named by the keyed state key, and a quarantined item's row is scrubbed (`corpus.quarantine`).
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from breastgpt.corpus.quarantine import input_reference, quarantine_row
 from breastgpt.corpus.sources.base import NormaliseLimits
 from breastgpt.corpus.records import MediaRef, Record, atomic_write_json
 from breastgpt.corpus.templates import SampleView, load_templates, render_sample
 from breastgpt.io.errors import MedicalFileError
 
 STATE_DIR = ".state"
-STATE_VERSION = 2  # 2: slide records reference their feature file as media
+STATE_VERSION = 3  # 3: states named by keyed state keys, quarantine rows scrubbed
 _BOX_LITERAL = re.compile(r"\[\d+(?:,\d+){3,5}\]")
 
 
@@ -34,24 +39,23 @@ class ItemTask:
     fingerprint: str
     out: Path
     normaliser: Callable[..., Any]
+    state_key: str  # keyed name of the item's state file (Pseudonymizer.input_key of its sample id)
+    root: Path  # the source folder: input references are relative to it
+    input_keys: dict[str, str]  # input reference of each media/mask file → its quarantine key
     seed: int = 0
     templates_per_sample: int | None = None
     limits: NormaliseLimits = field(default_factory=NormaliseLimits)
     answer_style: str = "letter"
     media_position: str = "before"
 
-    @property
-    def key(self) -> str:
-        return item_key(self.sample.source, self.sample.sample_id)
+
+def state_reference(sample_id: str) -> str:
+    """The reference whose input key names an item's state (a sample id is not a file of the source)."""
+    return f"sample:{sample_id}"
 
 
-def item_key(source: str, sample_id: str) -> str:
-    return f"{source}/{sample_id}"
-
-
-def item_state_path(out: Path, key: str) -> Path:
-    digest = hashlib.sha256(key.encode()).hexdigest()
-    return Path(out) / STATE_DIR / "items" / digest[:2] / f"{digest}.json"
+def item_state_path(out: Path, state_key: str) -> Path:
+    return Path(out) / STATE_DIR / "items" / state_key[1:3] / f"{state_key}.json"
 
 
 def read_item_state(out: Path, key: str) -> dict[str, Any] | None:
@@ -83,25 +87,37 @@ def default_normaliser() -> Callable[..., Any]:
 
 
 def process_item(task: ItemTask) -> tuple[str, str, int]:
-    """Run one item end to end and persist its state; returns (key, status, number of records)."""
-    sample = task.sample
+    """Run one item end to end and persist its state; returns (state key, status, number of records)."""
     try:
         state = _render_item(task)
     except MedicalFileError as exc:
         state = _quarantine_state(task, exc.kind, exc.problem, exc.path, exc.hint)
     except Exception as exc:  # an adapter/normaliser bug on one input must not stop a 600k-item build
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        state = _quarantine_state(task, f"internal_error:{type(exc).__name__}", str(exc),
-                                  str(sample.media[0]) if sample.media else "",
+        state = _quarantine_state(task, f"internal_error:{type(exc).__name__}", str(exc), "",
                                   f"raised at {Path(where.filename).name}:{where.lineno}; please report it")
-    atomic_write_json(item_state_path(task.out, task.key), state)
-    return task.key, state["status"], len(state.get("records", []))
+    atomic_write_json(item_state_path(task.out, task.state_key), state)
+    return task.state_key, state["status"], len(state.get("records", []))
+
+
+def input_keys(pseudonymizer: Any, sample: Any, root: Path) -> dict[str, str]:
+    """Input reference → quarantine key for every media and mask file of `sample` (computed by the build)."""
+    references = [input_reference(root, path) for path in [*sample.media, *sample.masks]]
+    return {reference: pseudonymizer.input_key(sample.source, reference) for reference in references}
 
 
 def _quarantine_state(task: ItemTask, error: str, problem: str, path: str, hint: str = "") -> dict[str, Any]:
-    return {"version": STATE_VERSION, "key": task.key, "fingerprint": task.fingerprint, "status": "quarantined",
-            "problem": {"source": task.sample.source, "sample_id": task.sample.sample_id, "error": error,
-                        "path": str(path), "problem": problem, "hint": hint}}
+    """The failed file when the error names one of the item's inputs, else the item's first input."""
+    sample = task.sample
+    reference = input_reference(task.root, path) if path else ""
+    if reference not in task.input_keys:
+        reference = next(iter(task.input_keys), state_reference(sample.sample_id))
+    key = task.input_keys.get(reference, task.state_key)
+    own = [sample.sample_id, sample.patient_id, sample.study_id, path, str(task.root),
+           *(str(p) for p in [*sample.media, *sample.masks])]
+    return {"version": STATE_VERSION, "key": task.state_key, "fingerprint": task.fingerprint,
+            "status": "quarantined",
+            "problem": quarantine_row(sample.source, key, reference, error, problem, hint, known=own)}
 
 
 def _render_item(task: ItemTask) -> dict[str, Any]:
@@ -118,7 +134,7 @@ def _render_item(task: ItemTask) -> dict[str, Any]:
     if findings:
         return _quarantine_state(task, "phi_leak", "; ".join(findings[:5]), "",
                                  "identifying values of this sample appear in its rendered records")
-    return {"version": STATE_VERSION, "key": task.key, "fingerprint": task.fingerprint, "status": "done",
+    return {"version": STATE_VERSION, "key": task.state_key, "fingerprint": task.fingerprint, "status": "done",
             "media": asdict(media), "records": [r.to_dict() for r in records]}
 
 

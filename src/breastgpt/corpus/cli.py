@@ -85,6 +85,28 @@ def build_cmd(
                    f"(splits {summary.splits}; PHI gate {summary.phi_gate}; {summary.seconds:.1f} s)")
 
 
+@app.command("quarantine-key")
+def quarantine_key_cmd(
+    inputs: list[str] = typer.Argument(..., help="Files or folders under ROOT, or table rows as NAME.csv:LINE."),
+    source: str = typer.Option(..., "--source", help="The source name given to `corpus build`."),
+    root: Path = typer.Option(..., "--root", help="The source folder given to `corpus build`."),
+    secret_env: str = typer.Option("BREASTGPT_DEID_SECRET", "--secret-env",
+                                   help="Environment variable holding the pseudonymisation secret."),
+) -> None:
+    """Print the quarantine key of each input, to find a quarantined case among your own files."""
+    from breastgpt.corpus.build import BuildError, load_pseudonymizer
+    from breastgpt.corpus.quarantine import TABLE_ROW, input_reference
+
+    try:
+        pseudo = load_pseudonymizer(secret_env)
+    except BuildError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    for text in inputs:
+        location = text if TABLE_ROW.fullmatch(text) else Path(text).absolute()
+        typer.echo(f"{pseudo.input_key(source, input_reference(root.absolute(), location))}  {text}")
+
+
 @app.command("audit")
 def audit_cmd(corpus_dir: Path = typer.Argument(..., help="A folder written by `corpus build`."),
               as_json: bool = typer.Option(False, "--json"),

@@ -190,7 +190,7 @@ def _slide(sample: SourceSample) -> NormalisedMedia:
     fingerprint = slide_fingerprint(path)
     return NormalisedMedia(kind="slide", paths=[], sha256s=[fingerprint["sha256"]], width=width, height=height,
                            feature_path=f"features/{slide_feature_id(sample)}.h5",
-                           meta={"slide_path": str(path), "fingerprint": fingerprint,
+                           meta={"fingerprint": fingerprint,
                                  "feature_root": "the out dir of `breastgpt slides extract`",
                                  "assumed_mpp": mpp})
 

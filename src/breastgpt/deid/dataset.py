@@ -4,7 +4,8 @@ Order of precedence for each element: private tags and curve/overlay groups are 
 in `profile.BASIC_PROFILE` gets its row's action (dates turned into shifts when the modified-dates option is on);
 anything else is handled by VR: person names emptied, UIDs outside the DICOM root replaced, free text and
 unknown-VR elements removed, dates shifted or emptied. Everything else (pixel module, geometry, codes,
-manufacturer and model, laterality, view) is kept.
+manufacturer and model, laterality, view) is kept. The file meta group keeps only `FILE_META_KEPT`; the
+implementation that wrote the file is named as ours (`WRITER_IMPLEMENTATION_*`), never the source's.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from breastgpt.deid.dates import UnparseableDateError, shift_value
 from breastgpt.deid.profile import (
@@ -32,12 +34,23 @@ from breastgpt.deid.profile import (
 from breastgpt.deid.pseudonym import Pseudonymizer
 
 DUMMY_TEXT = "ANONYMIZED"
+# Non-zero-length dummies consistent with each VR (action D); text VRs not listed get DUMMY_TEXT.
+_DUMMY_BY_VR: dict[str, object] = {
+    "DA": "19000101", "DT": "19000101000000", "TM": "000000", "AS": "000D", "DS": "0", "IS": "0", "UI": "2.25.0",
+    "UR": "urn:none", "US": 0, "SS": 0, "UL": 0, "SL": 0, "UV": 0, "SV": 0, "FL": 0.0, "FD": 0.0,
+    "OB": b"\x00\x00", "OW": b"\x00\x00", "OD": bytes(8), "OF": bytes(4), "OL": bytes(4), "OV": bytes(8),
+    "UN": b"\x00\x00",
+}
 _FREE_TEXT_VRS = frozenset({"LT", "ST", "UT", "UC"})
 _STRING_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI",
                          "UR", "UT"})
 _DATE_VRS = frozenset({"DA", "DT"})
-# File meta elements that name the sending system or carry private data.
-_META_REMOVED = (0x00020016, 0x00020100, 0x00020102)
+# File meta elements kept: what a reader needs to decode the file. Everything else of group 0002 goes (source,
+# sending and receiving AE titles and addresses, private information, the source's implementation version name,
+# which sites set to their own names); the implementation elements are rewritten as ours.
+FILE_META_KEPT = frozenset({0x00020001, 0x00020002, 0x00020003, 0x00020010})
+WRITER_IMPLEMENTATION_UID = PYDICOM_IMPLEMENTATION_UID
+WRITER_IMPLEMENTATION_VERSION = "BREASTGPT_DEID"
 
 
 @dataclass(frozen=True)
@@ -159,8 +172,9 @@ def _empty_value(vr: str) -> object:
 def _dummy_value(element: DataElement, context: PatientContext) -> object:
     if element.tag in (0x00100010, 0x00100020):
         return context.patient_key
-    return {"SQ": Sequence(), "DA": "19000101", "DT": "19000101000000", "TM": "000000", "DS": "0", "IS": "0",
-            "UI": "2.25.0"}.get(element.VR, DUMMY_TEXT if element.VR in _STRING_VRS else None)
+    if element.VR == "SQ":
+        return Sequence([Dataset()])  # one empty item: non-zero length, and nothing of the source's items
+    return _DUMMY_BY_VR.get(element.VR, DUMMY_TEXT)
 
 
 def _replace_uids(value: object, pseudonymizer: Pseudonymizer) -> object:
@@ -198,8 +212,9 @@ def _cap_age(value: object, max_age_years: int | None) -> object:
 
 def _clean_file_meta(dataset: Dataset) -> None:
     meta = dataset.file_meta
-    for tag in _META_REMOVED:
-        if tag in meta:
-            del meta[tag]
+    for tag in [tag for tag in meta.keys() if int(tag) not in FILE_META_KEPT]:
+        del meta[tag]
+    meta.ImplementationClassUID = WRITER_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = WRITER_IMPLEMENTATION_VERSION
     if "SOPInstanceUID" in dataset:
         meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID

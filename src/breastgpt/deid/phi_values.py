@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from breastgpt.deid.profile import DICOM_UID_ROOT
+from breastgpt.deid.dataset import WRITER_IMPLEMENTATION_UID, WRITER_IMPLEMENTATION_VERSION
+from breastgpt.deid.profile import BASIC_PROFILE, DICOM_UID_ROOT, Action
 
 # keyword → value type. Names of people found under any other public PN attribute count as "person_name".
 IDENTIFYING_KEYWORDS: dict[str, str] = {
@@ -37,6 +38,21 @@ IDENTIFYING_KEYWORDS: dict[str, str] = {
     "DeviceSerialNumber": "device_serial",
     "StudyDate": "study_date", "SeriesDate": "study_date", "AcquisitionDate": "study_date",
     "ContentDate": "study_date",
+}
+# Every other attribute of the profile table that names an identifier (…ID, …IDs, …Identifier, …Number) and that
+# the profile does not keep is collected as "identifier" when it holds text: derived from the table, so a row added
+# there (Scheduled Procedure Step ID, Detector ID, Specimen Accession Number, …) is scanned for without a second list.
+_IDENTIFIER_NAME = re.compile(r"(?<!U)(ID|IDs|Identifier|Number|Numbers)$")
+_TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UT"})
+IDENTIFIER_TAGS: frozenset[int] = frozenset(
+    tag for tag, row in BASIC_PROFILE.items()
+    if row.action is not Action.KEEP and _IDENTIFIER_NAME.search(row.keyword)
+    and row.keyword not in IDENTIFYING_KEYWORDS)
+# File meta (group 0002) values that name the sending site: collected unless they are what our writer puts there.
+FILE_META_KEYWORDS: dict[str, str] = {
+    "ImplementationVersionName": "implementation", "SourceApplicationEntityTitle": "ae_title",
+    "SendingApplicationEntityTitle": "ae_title", "ReceivingApplicationEntityTitle": "ae_title",
+    "ImplementationClassUID": "uid",
 }
 _DATE_KINDS = frozenset({"birth_date", "study_date"})
 _SEPARATORS = re.compile(r"[\s^_]+")
@@ -80,11 +96,21 @@ VENDOR_KEYWORDS = ("Manufacturer", "ManufacturerModelName")
 
 
 def values_from_dataset(dataset: Dataset) -> Iterator[PhiValue]:
-    """Every identifying value in a source dataset, recursively through sequences (private tags skipped)."""
+    """Every identifying value in a source dataset, recursively through sequences (private tags skipped), and
+    the file meta values that name the sending site."""
     vendor_text = " ".join(normalise(str(dataset.get(keyword, "") or "")) for keyword in VENDOR_KEYWORDS)
     for phi in _raw_values(dataset):
         if phi.kind in ("uid", "birth_date", "study_date") or not _is_vendor_word(phi.text, vendor_text):
             yield phi
+    yield from _file_meta_values(getattr(dataset, "file_meta", None))
+
+
+def _file_meta_values(meta: Dataset | None) -> Iterator[PhiValue]:
+    ours = {WRITER_IMPLEMENTATION_UID, WRITER_IMPLEMENTATION_VERSION}
+    for keyword, kind in FILE_META_KEYWORDS.items():
+        value = str((meta.get(keyword) if meta is not None else None) or "").strip().strip("\x00")
+        if value and value not in ours:
+            yield from expand(kind, value)
 
 
 def _is_vendor_word(text: str, vendor_text: str) -> bool:
@@ -97,6 +123,8 @@ def _raw_values(dataset: Dataset) -> Iterator[PhiValue]:
         if element.tag.is_private or element.value in (None, "", b""):
             continue
         kind = IDENTIFYING_KEYWORDS.get(element.keyword)
+        if kind is None and int(element.tag) in IDENTIFIER_TAGS and element.VR in _TEXT_VRS:
+            kind = "identifier"
         if kind is None and element.VR == "PN":
             kind = "person_name"
         if kind is None and element.VR == "UI":

@@ -74,6 +74,11 @@ class Pseudonymizer:
         """`I` + 16 base32 characters, for output file names of single instances."""
         return "I" + _base32(self._digest("instance", _required(original_uid, "original_uid")))[:16]
 
+    def input_key(self, source: str, reference: str) -> str:
+        """`Q` + 16 base32 characters naming one input of a source (a relative path or a table row) without
+        revealing it: quarantine lists carry it, and the data holder recomputes it for their own files."""
+        return "Q" + _base32(self._digest("input", source, _required(reference, "reference")))[:16]
+
     def uid(self, original_uid: str) -> str:
         """A replacement UID `2.25.<decimal of 128 bits>` (PS3.5 B.2 UUID-derived form), stable per original UID."""
         digest = self._digest("uid", _required(original_uid.strip().rstrip("\x00"), "original_uid"))

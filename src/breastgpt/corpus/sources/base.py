@@ -48,11 +48,11 @@ class SourceSample:
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
-            raise ValueError(f"{self.source}/{self.sample_id}: modality {self.modality!r} not in {MODALITIES}")
+            raise ValueError(f"{self.source}: modality {self.modality!r} not in {MODALITIES}")
         if self.kind not in KINDS:
-            raise ValueError(f"{self.source}/{self.sample_id}: kind {self.kind!r} not in {KINDS}")
+            raise ValueError(f"{self.source}: kind {self.kind!r} not in {KINDS}")
         if self.dataset_split is not None and self.dataset_split not in SPLITS:
-            raise ValueError(f"{self.source}/{self.sample_id}: split {self.dataset_split!r} not in {SPLITS}")
+            raise ValueError(f"{self.source}: split {self.dataset_split!r} not in {SPLITS}")
         if not self.sample_id:
             raise ValueError(f"{self.source}: empty sample_id")
         validate_labels(self.labels)

@@ -125,7 +125,7 @@ class CBISDDSMAdapter:
         return images, problems
 
     def _sample(self, case: str, image: _Image, index: SeriesIndex) -> SourceSample | SourceProblem:
-        where = f"{image.rows[0][0]}:{image.rows[0][1] + 2} ({case})"
+        where = f"{Path(image.rows[0][0]).name}:{image.rows[0][1] + 2}"  # a table row: names no case
         media = index.files(image.csv_path)
         if not media:
             return SourceProblem(self.name, where, f"image series for {image.csv_path!r} not found in the download")

@@ -46,16 +46,16 @@ class MIASAdapter:
             if match is None:
                 yield SourceProblem(self.name, f"Info.txt:{number}", f"unparseable line {text.strip()!r}")
                 continue
-            lines[match.group(1)].append(match)
-        for ref, matches in sorted(lines.items()):
-            yield self._sample(root, ref, matches)
+            lines[match.group(1)].append((number, match))
+        for ref, numbered in sorted(lines.items()):
+            yield self._sample(root, ref, f"Info.txt:{numbered[0][0]}", [match for _, match in numbered])
 
-    def _sample(self, root: Path, ref: str, matches) -> SourceSample | SourceProblem:
+    def _sample(self, root: Path, ref: str, where: str, matches) -> SourceSample | SourceProblem:
         path = root / f"{ref}.pgm"
         try:
             height, width = image_shape(path)
         except MedicalFileError as exc:
-            return SourceProblem(self.name, f"Info.txt ({ref})", str(exc))
+            return SourceProblem(self.name, where, str(exc))
         first = matches[0]
         abnormality, margin = CLASS[first.group(3)]
         number = int(ref[3:])
@@ -69,6 +69,6 @@ class MIASAdapter:
                   "label": CLASS[m.group(3)][0]} for m in matches if m.group(5)]
         if boxes or abnormality == "none":
             labels["boxes"] = boxes
-        return checked_sample(self.name, f"Info.txt ({ref})", sample_id=ref, patient_id=str((number + 1) // 2),
+        return checked_sample(self.name, where, sample_id=ref, patient_id=str((number + 1) // 2),
                               study_id=str((number + 1) // 2), modality="mammography", kind="image",
                               media=[path], labels=labels, meta={"mias_class": first.group(3)})
