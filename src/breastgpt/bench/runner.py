@@ -34,7 +34,8 @@ from breastgpt.bench.clients import (Answer, BenchClient, DecodingParams, Endpoi
 from breastgpt.bench.items import (BenchDataError, BenchItem, SavedResponse, item_from_record, response_to_dict,
                                    write_jsonl_atomic)
 from breastgpt.bench.judge_controls import FamilyEvidence, checkpoint_family, family_from_name, model_family
-from breastgpt.corpus.records import Record, RecordError, atomic_write_json, import_published, iter_jsonl
+from breastgpt.bench.published import import_published
+from breastgpt.corpus.records import Record, RecordError, atomic_write_json, iter_jsonl
 
 RUN_SCHEMA = "breastgpt.bench.run/1"
 PROMPT_FORMAT = 1  # bump when the way a record becomes a request changes: cached answers then no longer match
@@ -125,6 +126,7 @@ class BenchInput:
     format: str  # corpus-jsonl | published
     total: int  # records in the file
     skipped_non_bench: int
+    import_summary: dict[str, Any] | None = None  # how a published file's fields were decided (published.py)
 
 
 def load_bench(path: Path, corpus_root: Path, limit: int | None = None) -> BenchInput:
@@ -133,9 +135,11 @@ def load_bench(path: Path, corpus_root: Path, limit: int | None = None) -> Bench
     if not path.is_file():
         raise BenchDataError(f"{path}: bench file not found; pass a bench JSONL or the published bench JSON")
     fmt = _bench_format(path)
+    summary = None
     try:
         if fmt == "published":
-            records = import_published(path, split="bench", media_root=corpus_root)
+            imported = import_published(path, split="bench", media_root=corpus_root)
+            records, summary = imported.records, imported.summary
         else:
             records = [Record.from_dict(row) for row in iter_jsonl(path)]
     except (RecordError, KeyError, TypeError) as exc:
@@ -147,7 +151,7 @@ def load_bench(path: Path, corpus_root: Path, limit: int | None = None) -> Bench
     _check_unique(path, bench)
     chosen = bench[:limit] if limit else bench
     items = {r.id: _scorable(r, path) for r in chosen}
-    return BenchInput(chosen, items, fmt, len(records), len(records) - len(bench))
+    return BenchInput(chosen, items, fmt, len(records), len(records) - len(bench), summary)
 
 
 def _bench_format(path: Path) -> str:
@@ -476,6 +480,7 @@ def _manifest(config: RunConfig, bench: BenchInput, client: BenchClient, params:
         "bench": {"path": str(Path(config.bench).resolve()), "sha256": sha256_file(Path(config.bench)),
                   "format": bench.format, "records_in_file": bench.total,
                   "skipped_non_bench": bench.skipped_non_bench, "limit": config.limit,
+                  "import": bench.import_summary,
                   "items_run": len(bench.records), "items_file": "bench_items.jsonl",
                   "items_sha256": sha256_file(out / "bench_items.jsonl"), "corpus_root": str(config.root.resolve())},
         "model": {"spec": config.model, "name": client.model_name, "id": client.model_id, **client.describe(),
