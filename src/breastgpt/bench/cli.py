@@ -84,7 +84,7 @@ def _num(value: float | None) -> str:
 @app.command("score")
 def score_cmd(
     items: Path = typer.Argument(..., help="Bench items JSONL (corpus records)."),
-    run_dir: Path = typer.Argument(..., help="Run directory with responses*.jsonl (and judgements.jsonl)."),
+    run_dir: Path = typer.Argument(..., help="Run directory with responses*.jsonl (and judgements*.jsonl)."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: RUN_DIR/score)."),
     resamples: int = typer.Option(10_000, help="Bootstrap resamples over patients."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
