@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from breastgpt.bench.metrics import (accuracy, auc, binary_stats, confusion, hit_rate, iou, kappa_from_confusion,
                                      kappa_stats, ratio_from_sums, ratio_stats, sens_spec_from_sums,
-                                     sensitivity_specificity, weighted_auc, weighted_kappa)
+                                     sensitivity_specificity, spearman_from_confusion, weighted_auc,
+                                     weighted_kappa)
 
 
 def test_accuracy_and_ratio_from_sums():
@@ -81,3 +83,16 @@ def test_weighted_kappa_exact_and_vectorised():
 def test_confusion_includes_unobserved_levels():
     conf = confusion(np.array([0, 0, 2]), np.array([0, 2, 2]), 4)
     assert conf.tolist() == [[1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+
+
+def test_spearman_from_confusion_matches_scipy_with_ties():
+    rng = np.random.default_rng(7)
+    tables, expected = [], []
+    for _ in range(5):
+        a = rng.integers(0, 5, 60)
+        b = np.clip(a + rng.integers(-1, 2, 60), 0, 4)
+        tables.append(kappa_stats(a, b, 5).sum(axis=0).reshape(5, 5))
+        expected.append(spearmanr(a, b)[0])
+    got = spearman_from_confusion(np.stack(tables))  # batched over the leading axis, as the bootstrap uses it
+    assert got == pytest.approx(expected, abs=1e-12)
+    assert np.isnan(spearman_from_confusion(np.diag([3.0, 0, 0])))  # a constant rater: undefined

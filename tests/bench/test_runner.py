@@ -22,14 +22,16 @@ import numpy as np
 import pytest
 from fastapi import FastAPI, Request as HttpRequest
 from fastapi.responses import JSONResponse
+from sklearn.metrics import cohen_kappa_score
 from typer.testing import CliRunner
 
 from breastgpt.bench.aggregate import find_group, score_run
 from breastgpt.bench.cache import ResponseCache
 from breastgpt.bench.clients import DecodingParams, EndpointConfig, OpenAIClient, Request
 from breastgpt.bench.items import BenchDataError, load_items, load_responses
+from breastgpt.bench.judges import load_judgements
 from breastgpt.bench.run_cli import app
-from breastgpt.bench.runner import RunConfig, run_bench
+from breastgpt.bench.runner import RunConfig, judges_from_config, run_bench
 from breastgpt.bench.scoring import ScoreConfig
 from breastgpt.corpus.records import write_records_jsonl
 from tests.bench.stub_openai import StubOpenAI, _completion
@@ -141,7 +143,7 @@ def test_scores_against_scripted_answers_are_exact(tmp_path: Path) -> None:
     judge_says = lambda body: ("Matches.\nSCORE: 8" if "circumscribed margins" in body["messages"][0]["content"]
                                else "Wrong lesion.\nSCORE: 3")
     with StubOpenAI(lambda body: MODEL_SAYS[item_of(body)]) as stub, StubOpenAI(judge_says) as judge:
-        manifest = run_bench(config(bench, stub, tmp_path / "run", judge=f"openai:{judge.base_url}#judge-x"))
+        manifest = run_bench(config(bench, stub, tmp_path / "run", judges=(f"openai:{judge.base_url}#judge-x",)))
         assert len(stub.requests) == 8 and len(judge.requests) == 2
     body = stub.requests[0]
     assert (body["temperature"], body["top_p"], body["seed"], body["max_tokens"]) == (0.0, 1.0, 0, 256)
@@ -152,8 +154,63 @@ def test_scores_against_scripted_answers_are_exact(tmp_path: Path) -> None:
     assert find_group(sc.groups, "overall", {}, "unparseable_rate")["point"] == pytest.approx(1 / 6)
     assert sc.paper_row["Dx Mam"]["point"] == pytest.approx(4 / 6)
     assert sc.open_metric == "judge" and sc.paper_row["open"]["point"] == pytest.approx((0.8 + 0.3) / 2)
-    assert manifest["judge"]["ok"] == 2 and manifest["variants"]["full"]["answered"] == 8
+    assert manifest["judges"][0]["ok"] == 2 and manifest["variants"]["full"]["answered"] == 8
     assert manifest["bench"]["format"] == "corpus-jsonl" and manifest["decoding"]["temperature"] == 0.0
+
+
+def test_two_judges_write_two_files_and_their_agreement_is_reported(tmp_path: Path) -> None:
+    bench = _scored_bench(tmp_path)
+    good = lambda body: "circumscribed margins" in body["messages"][0]["content"]  # noqa: E731
+    out = tmp_path / "run"
+    with StubOpenAI(lambda body: MODEL_SAYS[item_of(body)]) as stub, \
+            StubOpenAI(lambda body: "SCORE: 8" if good(body) else "SCORE: 3") as jx, \
+            StubOpenAI(lambda body: "SCORE: 9" if good(body) else "SCORE: 1") as jy:
+        m = run_bench(config(bench, stub, out, judges=(f"openai:{jx.base_url}#judge-x",
+                                                       f"openai:{jy.base_url}#gpt-judge-y")))
+        assert len(jx.requests) == len(jy.requests) == 2
+        assert "derived by rule from a human annotation" in jx.requests[0]["messages"][0]["content"]
+        _check_two_judges(m, out)
+        again = run_bench(config(bench, stub, out, judges=(f"openai:{jx.base_url}#judge-x",)))
+    assert again["judges"][0]["asked"] == 0  # from the cache; the other judge's file is gone
+    assert [f.name for f in out.glob("judgements*")] == ["judgements_judge-x.jsonl"]
+    with pytest.raises(ValueError, match="would both write judgements_j.jsonl"):
+        RunConfig(bench=bench, model="openai:http://x/v1#m", out=out, judges=("openai:http://a/v1#j",
+                                                                              "openai:http://b/v1#j"))
+
+
+def test_judge_keys_one_for_all_or_one_per_judge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCH_KEY_A", "key-a")
+    monkeypatch.setenv("BENCH_KEY_B", "key-b")
+    specs = ("openai:http://127.0.0.1:9/v1#judge-a", "openai:http://127.0.0.1:9/v1#judge-b")
+    make = lambda keys: RunConfig(bench=tmp_path / "b.jsonl", model="openai:http://x/v1#m", out=tmp_path,  # noqa
+                                  judges=specs, judge_api_key_env=keys)
+    assert [j.client.api_key for j in judges_from_config(make(("BENCH_KEY_A", "BENCH_KEY_B")))] == ["key-a", "key-b"]
+    assert [j.client.api_key for j in judges_from_config(make(("BENCH_KEY_B",)))] == ["key-b", "key-b"]
+    assert [j.client.api_key for j in judges_from_config(make(()))] == ["EMPTY", "EMPTY"]  # local servers: no key
+    with pytest.raises(ValueError, match="3 judge key variables for 2 judges"):
+        make(("BENCH_KEY_A", "BENCH_KEY_B", "BENCH_KEY_A"))
+
+
+def _check_two_judges(m: dict[str, Any], out: Path) -> None:
+    assert [j["file"] for j in m["judges"]] == ["judgements_judge-x.jsonl", "judgements_gpt-judge-y.jsonl"]
+    assert sorted(f.name for f in out.glob("judgements*")) == ["judgements_gpt-judge-y.jsonl",
+                                                               "judgements_judge-x.jsonl"]
+    assert sorted(j.score for j in load_judgements(out / "judgements_judge-x.jsonl")) == [3, 8]
+    assert sorted(j.score for j in load_judgements(out / "judgements_gpt-judge-y.jsonl")) == [1, 9]
+    assert m["model"]["family"] == {"family": None, "basis": "model name 'stub-model'"}
+    sc = score(out)  # the primary judge is the first file by name
+    assert [(j["judge_model"], j["primary"]) for j in sc.judge["judges"]] == [("gpt-judge-y", True),
+                                                                             ("judge-x", False)]
+    assert sc.paper_row["open"]["point"] == pytest.approx((0.9 + 0.1) / 2)
+    (pair,) = sc.judge["judge_agreement"]
+    assert (pair["a"], pair["b"], pair["n"]) == ("gpt-judge-y", "judge-x", 2)
+    assert pair["spearman"]["point"] == pytest.approx(1.0) and pair["spearman"]["zero_width"]
+    assert pair["kappa_quadratic"]["point"] == pytest.approx(cohen_kappa_score(
+        [9, 1], [8, 3], weights="quadratic", labels=list(range(11))))
+    assert all(j["family_check"]["status"] == "unknown" for j in sc.judge["judges"])
+    assert "judge gpt-judge-y: unknown family: no family recognised for the candidate (model name 'stub-model')" \
+        in " ".join(sc.warnings)
+    assert score(out, primary_judge="judge-x").paper_row["open"]["point"] == pytest.approx((0.8 + 0.3) / 2)
 
 
 def test_the_run_fills_the_embedding_cache_so_scoring_needs_no_model(tmp_path: Path,
@@ -589,6 +646,8 @@ def test_local_checkpoint_run_and_resume(tmp_path: Path, checkpoint: Path) -> No
     assert client.generate_calls == 4  # 4 full prompts in batches of 2, then 4 no-image prompts
     assert m["variants"]["full"]["answered"] == 4 and m["variants"]["no_image"]["answered"] == 4
     assert m["model"]["fingerprint_sha256"] and m["model"]["id"].startswith("local:")
+    # the folder name says nothing; the family for the judge check comes from the checkpoint's config.json
+    assert m["model"]["family"]["family"] == "qwen" and "config.json" in m["model"]["family"]["basis"]
     first = load_responses(tmp_path / "run" / "responses.jsonl")
     m = run_bench(cfg, client=client)
     assert client.generate_calls == 4 and m["counts"]["asked_this_run"] == 0  # resumed entirely from the cache

@@ -85,7 +85,7 @@ def test_aggregate_exact_values(bench):
     assert _point(sc, "provenance", {"provenance": "generated"}, "key_finding_recall") == 0.5
     cell = find_group(sc.groups, "cell", {"stage": "diagnosis", "modality": "mammography",
                                           "task_family": "closed_vqa", "source": "vindr"}, "accuracy")
-    assert (cell["n_items"], cell["n_patients"]) == (6, 5) and "only 5 patients" in cell["warning"]
+    assert (cell["n_items"], cell["n_clusters"]) == (6, 5) and "only 5 patients" in cell["warning"]
     (birads,) = sc.clinical
     # Positives q0 (4), q2 (5, unparseable -> worst case 2), q4 (4, missing -> 2): sensitivity 1/3; negatives all TN.
     assert birads["sensitivity"]["point"] == pytest.approx(1 / 3) and birads["specificity"]["point"] == 1.0
@@ -95,7 +95,9 @@ def test_aggregate_exact_values(bench):
     gaps = {(s["variant"], s["where"]): s for s in sc.shortcuts}
     assert gaps[("no_image", "overall")]["gap"]["point"] == 0.0 and gaps[("no_image", "overall")]["flag"]
     assert gaps[("permute_options", "overall")]["gap"]["point"] == 0.0
-    assert sc.judge["judges"][0]["same_family_warning"]  # Qwen judging a Qwen model
+    assert sc.judge["judges"][0]["family_check"]["status"] == "same"  # Qwen judging a Qwen model
+    assert sc.clustering == {"unit": "patients", "n_items": 10, "n_clusters": 6, "warning": None,
+                             "by_level": {"patient": {"items": 10, "clusters": 6}}}
     assert any("no response" in w for w in sc.warnings)
 
 

@@ -58,10 +58,11 @@ def test_build_cli_reports_bad_spec(tmp_path):
 
 
 def test_import_cli(tmp_path):
-    from tests.corpus.test_records import PUBLISHED
+    from tests.bench.test_published import PUBLISHED  # the published-layout fixture (media not downloaded here)
 
     src = tmp_path / "pub.json"
     src.write_text(json.dumps(PUBLISHED))
     result = runner.invoke(app, ["import", str(src), "--out", str(tmp_path / "r.jsonl"), "--split", "bench"])
     assert result.exit_code == 0, result.output
-    assert len(read_records_jsonl(tmp_path / "r.jsonl")) == 3
+    assert len(read_records_jsonl(tmp_path / "r.jsonl")) == 15
+    assert "closed_vqa=7" in result.output and "grounding=2" in result.output

@@ -1,14 +1,13 @@
-"""Records: schema checks, JSONL/Parquet round-trips, ms-swift/LLaVA export, import of published files."""
+"""Records: schema checks, JSONL/Parquet round-trips, ms-swift/LLaVA export (published-file import: tests/bench)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
 
 from breastgpt.corpus.records import (MediaRef, Provenance, Record, RecordError, export_llava_json,
-                                      export_swift_jsonl, import_published, read_records_jsonl,
+                                      export_swift_jsonl, read_records_jsonl,
                                       read_records_parquet, record_id, write_records_jsonl,
                                       write_records_parquet)
 from breastgpt.corpus.templates import load_templates, render_sample
@@ -82,52 +81,6 @@ def test_exports(tmp_path):
     items = json.loads((tmp_path / "llava.json").read_text())
     assert items[0]["conversations"][0]["from"] == "human" and items[0]["image"] == "media/aa/x.png"
     assert items[0]["conversations"][1]["value"] == records[0].message("assistant")
-
-
-PUBLISHED = [
-    {"messages": [{"role": "system", "content": "You are an expert in breast cancer screening."},
-                  {"role": "user", "content": "<image>What is the breast density of this mammogram?\nA. A\nB. B\nC. C\nD. D"},
-                  {"role": "assistant", "content": "C"}], "images": ["mammo/0001.png"]},
-    {"messages": [{"role": "user", "content": "Locate the lesion in this breast ultrasound image."},
-                  {"role": "assistant", "content": "[120, 200, 340, 410]"}], "images": ["us/7.png"]},
-    {"messages": [{"role": "user", "content": "<video>Describe the findings of this breast MRI for treatment planning."},
-                  {"role": "assistant", "content": "There is an irregular mass with washout kinetics."}],
-     "videos": ["mri/case3"]},
-]
-
-
-def test_import_published_layout(tmp_path):
-    (tmp_path / "mammo").mkdir()
-    (tmp_path / "mammo" / "0001.png").write_bytes(b"img")
-    path = tmp_path / "bench.json"
-    path.write_text(json.dumps(PUBLISHED))
-    recs = import_published(path, split="bench", media_root=tmp_path)
-    closed, grounding, open_ = recs
-    assert (closed.task_family, closed.stage, closed.modality) == ("closed_vqa", "screening", "mammography")
-    assert closed.label == {"options": ["A", "B", "C", "D"], "answer_index": 2}
-    assert closed.media[0].sha256 == hashlib.sha256(b"img").hexdigest()
-    assert grounding_sha_unknown(recs[1])
-    assert (grounding.task_family, grounding.modality, grounding.stage) == ("grounding", "ultrasound", "unknown")
-    assert grounding.label["box"] == [120, 200, 340, 410]
-    assert grounding.message("user").startswith("<image>")  # placeholder added as ms-swift would
-    assert (open_.task_family, open_.kind, open_.modality, open_.stage) == ("open_vqa", "volume", "mri", "treatment")
-    assert all(r.answer_provenance.kind == "unknown" and r.patient_key == "unknown" for r in recs)
-    path.with_suffix(".jsonl").write_text("\n".join(json.dumps(p) for p in PUBLISHED))
-    assert [r.id for r in import_published(path.with_suffix(".jsonl"), split="bench")] == [r.id for r in recs]
-
-
-def grounding_sha_unknown(rec: Record) -> bool:
-    return rec.media[0].sha256 == ""  # file not under media_root: hash unknown, not invented
-
-
-def test_import_errors_name_file_and_item(tmp_path):
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps([PUBLISHED[0], {"images": []}]))
-    with pytest.raises(RecordError, match=r"bad.json: item 1"):
-        import_published(bad, split="train")
-    bad.write_text("{not json")
-    with pytest.raises(RecordError, match="not JSON"):
-        import_published(bad, split="train")
 
 
 def test_record_id_is_stable():

@@ -7,15 +7,15 @@ shortcut gaps for ablation variants, and paired comparisons of two runs.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from breastgpt.bench.clusters import cluster_items
 from breastgpt.bench.items import BenchItem
-from breastgpt.bench.judges import agreement, ok_scores, same_family_warning
+from breastgpt.bench.judge_controls import judge_summary
 from breastgpt.bench.metrics import binary_stats, confusion, kappa_from_confusion, kappa_stats, weighted_auc
 from breastgpt.bench.scoring import OPEN_FAMILIES, RunData, ScoreConfig, load_run, score_responses
 from breastgpt.bench.statistics import ClusterResampler, Interval, MetricSpec, ratio
@@ -37,6 +37,7 @@ METRICS: dict[str, str] = {  # metric -> per-item column (the mean over defined 
 OPEN_METRIC_COLUMN = {"judge": "judge", "embedding": "embedding", "rouge_l": "rouge_l",
                       "key_finding_recall": "kf_recall"}
 SHORTCUT_VARIANTS = ("no_image", "shuffle_image", "permute_options")
+CLINICAL_METRICS = ("sensitivity", "specificity", "auc", "kappa_linear", "kappa_quadratic")
 
 
 @dataclass
@@ -50,6 +51,7 @@ class BenchScores:
     clinical: list[dict[str, Any]] = field(default_factory=list)
     shortcuts: list[dict[str, Any]] = field(default_factory=list)
     judge: dict[str, Any] = field(default_factory=dict)
+    clustering: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -70,16 +72,25 @@ def resolve_open_metric(config: ScoreConfig, full: pd.DataFrame) -> str:
 def aggregate(items: list[BenchItem], run: RunData, df: pd.DataFrame, config: ScoreConfig,
               human_grades: dict[str, int] | None = None) -> BenchScores:
     full = full_rows(df, items)
-    rs = ClusterResampler(full["patient_key"].to_numpy(), n_resamples=config.n_resamples, seed=config.seed,
-                          level=config.level)
+    clustering = cluster_items(items)
+    rs = resampler(full, config)
     out = BenchScores(model=run.model, config=config, open_metric=resolve_open_metric(config, full), per_item=df)
+    out.clustering = {**clustering.summary(), "warning": clustering.warning()}
     out.groups = group_table(full, rs)
     out.paper_row = paper_row(out.groups, out.open_metric)
     out.clinical = clinical_table(items, full, rs)
     out.shortcuts = shortcut_table(items, df, rs, config)
-    out.judge = judge_summary(run, human_grades)
+    out.judge = judge_summary(run.judgements, run.candidate_family, [it.id for it in items], rs, human_grades,
+                              config.primary_judge)
     out.warnings = _warnings(out, full)
     return out
+
+
+def resampler(full: pd.DataFrame, config: ScoreConfig) -> ClusterResampler:
+    """The one resampler of an analysis, over the items' clusters (clusters.py), named for its warnings."""
+    unit = "patients" if set(full["cluster_level"]) <= {"patient"} else "clusters"
+    return ClusterResampler(full["cluster"].to_numpy(), n_resamples=config.n_resamples, seed=config.seed,
+                            level=config.level, unit=unit)
 
 
 def _spec_key(grouping: str, key: tuple[Any, ...], metric: str) -> str:
@@ -242,33 +253,13 @@ def _shortcut_flag(variant: str, gap: Interval, min_gap: float) -> str | None:
 # --------------------------------------------------------------------------------------------------- judges
 
 
-def judge_summary(run: RunData, human_grades: dict[str, int] | None) -> dict[str, Any]:
-    if not run.judgements:
-        return {"judges": []}
-    by_judge: dict[str, list[Any]] = {}
-    for j in run.judgements:
-        by_judge.setdefault(j.judge_model, []).append(j)
-    judges = []
-    for model, scores in by_judge.items():
-        first = scores[0]
-        judges.append({"judge_model": model, "prompt_version": first.prompt_version,
-                       "prompt_sha256": first.prompt_sha256, "rubric": first.rubric, "n": len(scores),
-                       "n_unparseable": sum(s.status == "unparseable" for s in scores),
-                       "n_error": sum(s.status == "error" for s in scores),
-                       "same_family_warning": same_family_warning(model, run.model)})
-    pairs = [{"a": a, "b": b, **vars(agreement(ok_scores(by_judge[a]), ok_scores(by_judge[b]),
-                                                by_judge[a][0].rubric))}
-             for a, b in itertools.combinations(by_judge, 2) if by_judge[a][0].rubric == by_judge[b][0].rubric]
-    out: dict[str, Any] = {"judges": judges, "judge_agreement": pairs}
-    if human_grades:
-        out["human_agreement"] = [{"judge_model": m, **vars(agreement(ok_scores(s), human_grades, s[0].rubric))}
-                                  for m, s in by_judge.items()]
-    return out
-
-
 def _warnings(out: BenchScores, full: pd.DataFrame) -> list[str]:
-    warns = [f"{label}: {cell['warning']}" for label, cell in out.paper_row.items() if cell and cell["warning"]]
-    warns += [j["same_family_warning"] for j in out.judge.get("judges", []) if j["same_family_warning"]]
+    warns = [out.clustering["warning"]] if out.clustering.get("warning") else []
+    warns += [f"{label}: {cell['warning']}" for label, cell in out.paper_row.items() if cell and cell["warning"]]
+    warns += [f"clinical {c['target']} {m}: {c[m]['warning']}" for c in out.clinical for m in CLINICAL_METRICS
+              if isinstance(c.get(m), dict) and c[m].get("warning")]
+    warns += [f"judge {j['judge_model']}: {j['family_check']['text']}" for j in out.judge.get("judges", [])
+              if j["family_check"]["status"] != "different"]
     warns += [f"shortcut ({s['variant']}, {s['where']}): {s['flag']}" for s in out.shortcuts if s["flag"]]
     missing = int((full["status"] == "missing").sum())
     if missing:
@@ -287,8 +278,7 @@ def compare(items: list[BenchItem], df_a: pd.DataFrame, df_b: pd.DataFrame, conf
             open_metric: str) -> list[dict[str, Any]]:
     """Paired differences A − B on the same items (same resampled patients for both), per paper column."""
     a, b = full_rows(df_a, items), full_rows(df_b, items)
-    rs = ClusterResampler(a["patient_key"].to_numpy(), n_resamples=config.n_resamples, seed=config.seed,
-                          level=config.level)
+    rs = resampler(a, config)
     closed = (a["task_family"] == "closed_vqa").to_numpy()
     acc_a, acc_b = a["correct"].to_numpy(float), b["correct"].to_numpy(float)
     specs = {"closed": MetricSpec.mean_difference(acc_a, acc_b, closed)}
@@ -300,6 +290,16 @@ def compare(items: list[BenchItem], df_a: pd.DataFrame, df_b: pd.DataFrame, conf
     if np.isfinite(a[col].to_numpy(float)).any():
         specs["open"] = MetricSpec.mean_difference(a[col].to_numpy(float), b[col].to_numpy(float))
     return [{"where": k, "difference": iv.as_dict()} for k, iv in rs.bootstrap_batch(specs).items()]
+
+
+def comparison(items: list[BenchItem], df_a: pd.DataFrame, df_b: pd.DataFrame, config: ScoreConfig,
+               open_metric: str) -> dict[str, Any]:
+    """`compare` rows plus what a reader must see beside them: the clustering and every interval's warning."""
+    rows = compare(items, df_a, df_b, config, open_metric)
+    clustering = cluster_items(items)
+    warns = [clustering.warning()] if clustering.warning() else []
+    warns += [f"{r['where']}: {r['difference']['warning']}" for r in rows if r["difference"]["warning"]]
+    return {"open_metric": open_metric, "clustering": clustering.summary(), "differences": rows, "warnings": warns}
 
 
 # ----------------------------------------------------------------------------------------------- entry point

@@ -10,10 +10,11 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from breastgpt.bench.aggregate import PAPER_COLUMNS, compare, full_rows, resolve_open_metric, score_run
+from breastgpt.bench.aggregate import PAPER_COLUMNS, comparison, full_rows, resolve_open_metric, score_run
 from breastgpt.bench.items import BenchDataError, load_items, read_jsonl
-from breastgpt.bench.report import json_safe, render_html, write_report
+from breastgpt.bench.report import format_interval, json_safe, render_html, write_report
 from breastgpt.bench.scoring import ScoreConfig, load_run, score_responses
 
 app = typer.Typer(help="Score saved benchmark answers offline and write reports.", no_args_is_help=True,
@@ -21,9 +22,11 @@ app = typer.Typer(help="Score saved benchmark answers offline and write reports.
 _console = Console(stderr=True, soft_wrap=True)  # messages name paths: never break them
 
 
-def _config(resamples: int, seed: int, embeddings: bool, open_metric: str) -> ScoreConfig:
+def _config(resamples: int, seed: int, embeddings: bool, open_metric: str,
+            primary_judge: str | None = None) -> ScoreConfig:
     try:
-        return ScoreConfig(n_resamples=resamples, seed=seed, embeddings=embeddings, open_metric=open_metric)
+        return ScoreConfig(n_resamples=resamples, seed=seed, embeddings=embeddings, open_metric=open_metric,
+                           primary_judge=primary_judge)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -48,30 +51,52 @@ def _fail(exc: Exception) -> None:
 def _paper_table(title: str, row: dict[str, Any]) -> Table:
     table = Table(title=title)
     for label in row:
-        table.add_column(label, justify="right")
-    table.add_row(*[("—" if v is None else f"{100 * v['point']:.2f}\n[{_p(v['low'])}, {_p(v['high'])}]")
+        table.add_column(label, justify="right", overflow="fold")  # a narrow terminal wraps, never drops, intervals
+    # Text, not markup: "[zero-width ⚠]" would otherwise be read as a style tag and vanish
+    table.add_row(*[Text("—" if v is None else f"{100 * v['point']:.2f}\n{format_interval(v)}")
                     for v in row.values()])
     return table
 
 
-def _p(v: float | None) -> str:
-    return "—" if v is None else f"{100 * v:.1f}"
+def _warn(lines: list[str]) -> None:
+    for w in lines:
+        _console.print(f"warning: {w}", style="yellow", markup=False, soft_wrap=True)
+
+
+def _print_judges(judge: dict[str, Any]) -> None:
+    out = Console(soft_wrap=True)
+    for j in judge.get("judges", []):
+        mean = j["mean_score"]
+        score = "—" if mean is None else f"{100 * mean['point']:.1f} {format_interval(mean)}"
+        out.print(f"judge {j['judge_model']}{' (primary)' if j['primary'] else ''}: mean {score}; "
+                  f"{j['family_check']['text']}", markup=False)
+    for a in judge.get("judge_agreement", []) + judge.get("human_agreement", []):
+        who = f"{a['judge_model']} vs human grades" if "judge_model" in a else f"{a['a']} vs {a['b']}"
+        rho, kappa = a["spearman"], a["kappa_quadratic"]
+        out.print(f"agreement {who} (n={a['n']}): Spearman ρ {_num(rho['point'])} {format_interval(rho, 1, 2)}, "
+                  f"quadratic κ {_num(kappa['point'])} {format_interval(kappa, 1, 2)}", markup=False)
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
 
 
 @app.command("score")
 def score_cmd(
     items: Path = typer.Argument(..., help="Bench items JSONL (corpus records)."),
-    run_dir: Path = typer.Argument(..., help="Run directory with responses*.jsonl (and judgements.jsonl)."),
+    run_dir: Path = typer.Argument(..., help="Run directory with responses*.jsonl (and judgements*.jsonl)."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: RUN_DIR/score)."),
     resamples: int = typer.Option(10_000, help="Bootstrap resamples over patients."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
     embeddings: bool = typer.Option(True, help="Compute embedding similarity with the packaged model."),
     open_metric: str = typer.Option("auto", help="auto | judge | embedding | rouge_l | key_finding_recall"),
     human_grades: Optional[Path] = typer.Option(None, help="JSONL {item_id, score} graded by humans."),
+    primary_judge: Optional[str] = typer.Option(None, help="Judge model feeding the open column (default: the "
+                                                           "first judgement file by name)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report JSON instead of a table."),
 ) -> None:
     """Score a run directory against the bench items and write report.json, item_scores.jsonl, report.html."""
-    config = _config(resamples, seed, embeddings, open_metric)
+    config = _config(resamples, seed, embeddings, open_metric, primary_judge)
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=_console, transient=True) as progress:
@@ -85,8 +110,8 @@ def score_cmd(
         typer.echo(json.dumps(report, indent=1))
         return
     Console().print(_paper_table(f"{report['model']} (open = {report['open_metric']})", report["paper_row"]))
-    for w in report["warnings"]:
-        _console.print(f"warning: {w}", style="yellow", markup=False, soft_wrap=True)
+    _print_judges(report["judge"])
+    _warn(report["warnings"])
 
 
 @app.command("report")
@@ -126,16 +151,16 @@ def compare_cmd(
         ra, rb = load_run(run_a, bench_items), load_run(run_b, bench_items)
         da, db = score_responses(bench_items, ra, config), score_responses(bench_items, rb, config)
         metric = resolve_open_metric(config, full_rows(da, bench_items))
-        rows = compare(bench_items, da, db, config, metric)
+        result = {"model_a": ra.model, "model_b": rb.model, **comparison(bench_items, da, db, config, metric)}
     except (BenchDataError, FileNotFoundError) as exc:
         _fail(exc)
-    result = {"model_a": ra.model, "model_b": rb.model, "open_metric": metric, "differences": rows}
     if as_json:
         typer.echo(json.dumps(json_safe(result), indent=1))
         return
     order = [c[0] for c in PAPER_COLUMNS] + ["closed", "open"]
-    row = {k: next((r["difference"] for r in rows if r["where"] == k), None) for k in order}
+    row = {k: next((r["difference"] for r in result["differences"] if r["where"] == k), None) for k in order}
     Console().print(_paper_table(f"{ra.model} − {rb.model} (points)", row))
+    _warn(result["warnings"])
 
 
 def _attach_run() -> None:

@@ -89,6 +89,11 @@ class BenchItem:
     key_findings: tuple[str, ...] = ()
     images: tuple[str, ...] = ()
     videos: tuple[str, ...] = ()
+    study_key: str = "unknown"
+    # One identity per visual input (sha256 of its bytes, or "path:<path>" when the hash is unknown): clusters fall
+    # back to shared media when no patient or study is known (clusters.py).
+    media_ids: tuple[str, ...] = ()
+    answer_generator: str | None = None  # the model that wrote a 'generated' reference, when recorded
 
     @property
     def is_closed(self) -> bool:
@@ -130,22 +135,44 @@ def item_from_record(rec: dict[str, Any], where: str = "<dict>") -> BenchItem:
         raise BenchDataError(f"{ctx}: label must be an object, got {type(label).__name__}")
     common = dict(
         id=str(rid), source=str(rec["source"]), patient_key=str(rec["patient_key"]),
-        stage=_normalise(rec.get("stage", "unknown"), STAGES, _STAGE_ALIASES, ctx, "stage"),
-        modality=_normalise(rec.get("modality", "unknown"), MODALITIES, _MODALITY_ALIASES, ctx, "modality"),
+        stage=_normalise(rec.get("stage", "unknown"), STAGES, ctx, "stage"),
+        modality=_normalise(rec.get("modality", "unknown"), MODALITIES, ctx, "modality"),
         task_family=family, template_id=str(rec.get("template_id", "unknown")),
         answer_provenance=_provenance(rec.get("answer_provenance", "unknown"), ctx),
         question=_question(rec["messages"], ctx),
         images=tuple(rec.get("images") or ()), videos=tuple(rec.get("videos") or ()),
+        study_key=str(rec.get("study_key") or "unknown"), media_ids=_media_ids(rec),
+        answer_generator=_generator(rec.get("answer_provenance")),
     )
     return BenchItem(**common, **_label_fields(family, label, ctx))
 
 
-def _normalise(value: Any, vocab: tuple[str, ...], aliases: dict[str, str], ctx: str, what: str) -> str:
-    text = str(value).strip().lower()
-    text = aliases.get(text, text)
-    if text not in vocab:
+def _normalise(value: Any, vocab: tuple[str, ...], ctx: str, what: str) -> str:
+    text = canonical_value(value, what)
+    if text is None:
         raise BenchDataError(f"{ctx}: {what} {value!r} not in {vocab}")
     return text
+
+
+def canonical_value(value: Any, what: str) -> str | None:
+    """A stage or modality spelled any accepted way -> its vocabulary value; None when it is not one."""
+    vocab, aliases = {"stage": (STAGES, _STAGE_ALIASES), "modality": (MODALITIES, _MODALITY_ALIASES)}[what]
+    text = str(value).strip().lower()
+    text = aliases.get(text, text)
+    return text if text in vocab else None
+
+
+def _media_ids(rec: dict[str, Any]) -> tuple[str, ...]:
+    media = rec.get("media")
+    if isinstance(media, list) and all(isinstance(m, dict) and "path" in m for m in media):
+        return tuple(str(m.get("sha256") or f"path:{m['path']}") for m in media)
+    paths = [*(rec.get("images") or ()), *(rec.get("videos") or ()), *(rec.get("slides") or ())]
+    return tuple(f"path:{p}" for p in paths)
+
+
+def _generator(provenance: Any) -> str | None:
+    model = provenance.get("generator_model") if isinstance(provenance, dict) else None
+    return str(model) if model else None
 
 
 def _provenance(value: Any, ctx: str) -> str:

@@ -3,56 +3,66 @@
 Every score carries the judge model, the prompt version and the sha256 of the exact prompt template, so a number
 in a report can always be traced to the judge that produced it. The judge must end its reply with one line
 `SCORE: <integer>` inside the rubric range; anything else is recorded as `unparseable` (never guessed) and an
-endpoint failure as `error`. Judgements are saved next to the run (`judgements.jsonl`), so re-scoring is offline.
+endpoint failure as `error`. Each judge's scores are saved next to the run (`judgements_<judge>.jsonl`, one file
+per judge), so re-scoring is offline.
 
-Controls (SPEC §5): a warning when judge and candidate come from the same model family, agreement between two
-judges (Spearman ρ and quadratic-weighted κ), and agreement with a human-graded subset when one is given.
+The prompt tells the judge where the reference came from (answer provenance: a label, a report, a model, or
+unknown), so a model-written reference is never presented as expert-written. The controls (same-family check,
+agreement between judges and with human grades) are in `judge_controls.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
-from scipy.stats import spearmanr
-from sklearn.metrics import cohen_kappa_score
-
 from breastgpt.bench.items import BenchDataError, BenchItem, SavedResponse, read_jsonl, write_jsonl_atomic
 
 RUBRICS: dict[str, tuple[int, int]] = {"0-10": (0, 10), "1-5": (1, 5)}
 
 # Versioned prompt templates. Never edit a published version: add a new key, so old scores stay traceable.
-JUDGE_PROMPTS: dict[str, str] = {
-    "v1": (
-        "You are grading an answer to a breast-imaging question against a reference answer written by experts.\n"
-        "Judge clinical correctness and completeness of the key findings; ignore style and length.\n"
-        "Rubric: {lo} = wrong or unrelated, {hi} = clinically equivalent to the reference.\n\n"
-        "Question:\n{question}\n\nReference answer:\n{reference}\n\nKey findings the answer should state:\n"
-        "{findings}\n\nCandidate answer:\n{candidate}\n\n"
-        "Give a one-sentence justification, then finish with exactly one line of the form\n"
-        "SCORE: <integer from {lo} to {hi}>"
-    ),
+_V1 = (
+    "You are grading an answer to a breast-imaging question against a reference answer written by experts.\n"
+    "Judge clinical correctness and completeness of the key findings; ignore style and length.\n"
+    "Rubric: {lo} = wrong or unrelated, {hi} = clinically equivalent to the reference.\n\n"
+    "Question:\n{question}\n\nReference answer:\n{reference}\n\nKey findings the answer should state:\n"
+    "{findings}\n\nCandidate answer:\n{candidate}\n\n"
+    "Give a one-sentence justification, then finish with exactly one line of the form\n"
+    "SCORE: <integer from {lo} to {hi}>"
+)
+_V2 = (
+    "You are grading an answer to a breast-imaging question against a reference answer.\n"
+    "{provenance}\n"
+    "Judge clinical correctness and completeness of the key findings; ignore style and length.\n"
+    "Rubric: {lo} = wrong or unrelated, {hi} = clinically equivalent to the reference.\n\n"
+    "Question:\n{question}\n\nReference answer:\n{reference}\n\nKey findings the answer should state:\n"
+    "{findings}\n\nCandidate answer:\n{candidate}\n\n"
+    "Give a one-sentence justification, then finish with exactly one line of the form\n"
+    "SCORE: <integer from {lo} to {hi}>"
+)
+JUDGE_PROMPTS: dict[str, str] = {"v1": _V1, "v2": _V2}
+# What a prompt version tells the judge about where the reference came from (SPEC §4.2 answer provenance).
+PROVENANCE_STATEMENTS: dict[str, dict[str, str]] = {
+    "v2": {
+        "label": "Reference provenance: derived by rule from a human annotation (a structured label), so it is "
+                 "terse and may omit findings that were not annotated.",
+        "report": "Reference provenance: taken from a clinician's written report.",
+        "generated": "Reference provenance: written by a language model{generator}, not by an expert, and not "
+                     "checked by one; it may be wrong or incomplete, so do not treat its wording as ground truth.",
+        "unknown": "Reference provenance: unknown; it may have been written by a language model, so do not assume "
+                   "an expert wrote or checked it.",
+    },
 }
-
-# Substrings of model names -> family. BreastGPT is built on Qwen3-VL, so it is a Qwen-family model.
-MODEL_FAMILIES: dict[str, tuple[str, ...]] = {
-    "qwen": ("qwen", "qwq", "breastgpt"),
-    "openai-gpt": ("gpt", "chatgpt", "o1-", "o3-", "o4-"),
-    "llama": ("llama",),
-    "google": ("gemma", "gemini", "palm"),
-    "anthropic-claude": ("claude",),
-    "mistral": ("mistral", "mixtral", "pixtral", "ministral"),
-    "deepseek": ("deepseek",),
-    "microsoft-phi": ("phi-", "phi3", "phi4"),
-    "internvl": ("internvl", "internlm"),
-    "glm": ("glm",),
-    "yi": ("yi-",),
+# Versions kept only so that old judgements stay traceable; they cannot judge new answers.
+RETIRED_PROMPTS: dict[str, str] = {
+    "v1": "it calls every reference 'written by experts', including model-written ones",
 }
+DEFAULT_PROMPT = "v2"
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,7 @@ class JudgeConfig:
     base_url: str
     model: str
     api_key_env: str | None = "OPENAI_API_KEY"
-    prompt_version: str = "v1"
+    prompt_version: str = DEFAULT_PROMPT
     rubric: str = "0-10"
     temperature: float = 0.0
     max_tokens: int = 256
@@ -70,6 +80,9 @@ class JudgeConfig:
     def __post_init__(self) -> None:
         if self.prompt_version not in JUDGE_PROMPTS:
             raise ValueError(f"unknown judge prompt version {self.prompt_version!r}; known: {sorted(JUDGE_PROMPTS)}")
+        if self.prompt_version in RETIRED_PROMPTS:
+            raise ValueError(f"judge prompt {self.prompt_version} is retired: "
+                             f"{RETIRED_PROMPTS[self.prompt_version]}; use {DEFAULT_PROMPT}")
         if self.rubric not in RUBRICS:
             raise ValueError(f"unknown rubric {self.rubric!r}; known: {sorted(RUBRICS)}")
 
@@ -103,14 +116,27 @@ class JudgeScore:
 
 
 def prompt_sha256(version: str) -> str:
-    return hashlib.sha256(JUDGE_PROMPTS[version].encode("utf-8")).hexdigest()
+    """sha256 of everything a version can say: its template, and its provenance statements when it has them."""
+    text = JUDGE_PROMPTS[version]
+    if version in PROVENANCE_STATEMENTS:
+        text += "\n" + json.dumps(PROVENANCE_STATEMENTS[version], sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def render_prompt(item: BenchItem, candidate: str, version: str = "v1", rubric: str = "0-10") -> str:
+def provenance_statement(item: BenchItem, version: str = DEFAULT_PROMPT) -> str:
+    statements = PROVENANCE_STATEMENTS.get(version)
+    if statements is None:
+        return ""
+    generator = f" ({item.answer_generator})" if item.answer_generator else ""
+    return statements[item.answer_provenance].format(generator=generator)
+
+
+def render_prompt(item: BenchItem, candidate: str, version: str = DEFAULT_PROMPT, rubric: str = "0-10") -> str:
     lo, hi = RUBRICS[rubric]
     findings = "\n".join(f"- {f}" for f in item.key_findings) or "- (none listed)"
     return JUDGE_PROMPTS[version].format(question=item.question, reference=item.answer or "", findings=findings,
-                                         candidate=candidate, lo=lo, hi=hi)
+                                         candidate=candidate, lo=lo, hi=hi,
+                                         provenance=provenance_statement(item, version))
 
 
 _SCORE_LINE = re.compile(r"(?im)^[ \t*]*score[ \t*]*:[ \t*]*(\S+?)[ \t*.]*$")
@@ -184,6 +210,15 @@ def _make_client(config: JudgeConfig) -> Any:
 # ------------------------------------------------------------------------------------------ saving / loading
 
 
+JUDGEMENT_GLOB = "judgements*.jsonl"  # what `bench score` reads from a run directory
+
+
+def judgement_file(judge_model: str) -> str:
+    """The file one judge's scores go to in a run directory: one per judge, so a second judge never overwrites."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", judge_model).strip("._-") or "judge"
+    return f"judgements_{slug}.jsonl"
+
+
 def save_judgements(path: Path, scores: list[JudgeScore]) -> None:
     write_jsonl_atomic(path, [asdict(s) for s in scores])
 
@@ -196,48 +231,3 @@ def load_judgements(path: Path) -> list[JudgeScore]:
             raise BenchDataError(f"{path}:{n}: judgement keys {sorted(obj)} differ from {sorted(names)}")
         out.append(JudgeScore(**obj))
     return out
-
-
-# ----------------------------------------------------------------------------------------------- controls
-
-
-def model_family(name: str) -> str | None:
-    """The family of a model name by substring (e.g. 'Qwen3-VL-8B' -> 'qwen'); None when not recognised."""
-    low = name.lower().rsplit("/", 1)[-1]
-    for family, needles in MODEL_FAMILIES.items():
-        if any(n in low for n in needles):
-            return family
-    return None
-
-
-def same_family_warning(judge_model: str, candidate_model: str) -> str | None:
-    fam_j, fam_c = model_family(judge_model), model_family(candidate_model)
-    if fam_j is not None and fam_j == fam_c:
-        return (f"judge {judge_model!r} and candidate {candidate_model!r} are both {fam_j}-family models; "
-                f"same-family judges tend to favour their own family, use a judge from another family")
-    return None
-
-
-@dataclass(frozen=True)
-class Agreement:
-    n: int
-    spearman: float
-    kappa_quadratic: float
-
-
-def agreement(scores_a: dict[str, int], scores_b: dict[str, int], rubric: str = "0-10") -> Agreement:
-    """Agreement on the items both raters scored (judge vs judge, or judge vs human grades on one rubric)."""
-    common = sorted(set(scores_a) & set(scores_b))
-    a = np.array([scores_a[k] for k in common], dtype=float)
-    b = np.array([scores_b[k] for k in common], dtype=float)
-    if len(common) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return Agreement(len(common), float("nan"), float("nan"))
-    lo, hi = RUBRICS[rubric]
-    rho = float(spearmanr(a, b).statistic)
-    kappa = float(cohen_kappa_score(a.astype(int), b.astype(int), weights="quadratic", labels=list(range(lo, hi + 1))))
-    return Agreement(len(common), rho, kappa)
-
-
-def ok_scores(scores: Iterable[JudgeScore]) -> dict[str, int]:
-    """item id -> integer score for the parsed judgements of one candidate."""
-    return {s.item_id: s.score for s in scores if s.status == "ok" and s.score is not None}

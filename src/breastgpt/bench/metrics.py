@@ -141,3 +141,22 @@ def kappa_from_confusion(conf: np.ndarray, weights: str = "quadratic") -> np.nda
 def confusion(true: np.ndarray, pred: np.ndarray, n_levels: int) -> np.ndarray:
     """Counts with rows = truth, columns = prediction over ranks 0..n_levels-1 (scikit-learn)."""
     return confusion_matrix(true, pred, labels=list(range(n_levels)))
+
+
+def spearman_from_confusion(conf: np.ndarray) -> np.ndarray:
+    """Spearman ρ of two raters from their joint count table(s) (..., K, K) over ordered levels; NaN when undefined.
+
+    Ties get average ranks (as `scipy.stats.spearmanr`): every item at level i of rater A has the mid-rank of
+    level i among all items, so ρ is the count-weighted Pearson correlation of level mid-ranks. Being a function
+    of counts, it bootstraps through the same batched sums as κ."""
+    conf = np.asarray(conf, dtype=float)
+    rows, cols = conf.sum(axis=-1), conf.sum(axis=-2)
+    total = rows.sum(axis=-1)[..., None]
+    rank_a = np.cumsum(rows, axis=-1) - rows + (rows + 1) / 2
+    rank_b = np.cumsum(cols, axis=-1) - cols + (cols + 1) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        da = rank_a - (rows * rank_a).sum(axis=-1)[..., None] / total
+        db = rank_b - (cols * rank_b).sum(axis=-1)[..., None] / total
+        cov = np.einsum("...ij,...i,...j->...", conf, da, db)
+        var = (rows * da ** 2).sum(axis=-1) * (cols * db ** 2).sum(axis=-1)
+        return np.where(var > 0, cov / np.sqrt(np.where(var > 0, var, 1)), np.nan)

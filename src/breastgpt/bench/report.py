@@ -27,9 +27,14 @@ from breastgpt.bench.aggregate import PAPER_COLUMNS, BenchScores
 
 SCHEMA = "breastgpt.bench.report/1"
 _TEMPLATE = Path(__file__).with_name("templates") / "report.html.jinja"
-
-
-
+# The metrics each task family's cell table shows, in column order (others stay in report.json's groups).
+FAMILY_METRICS: dict[str, tuple[str, ...]] = {
+    "closed_vqa": ("accuracy", "unparseable_rate"),
+    "grounding": ("mean_iou", "hit_rate@0.5"),
+    "open_vqa": ("judge", "embedding_cosine", "rouge_l", "key_finding_recall"),
+    "report": ("judge", "embedding_cosine", "rouge_l", "key_finding_recall"),
+    "grounded_caption": ("judge", "embedding_cosine", "rouge_l", "key_finding_recall"),
+}
 
 def report_dict(scores: BenchScores, inputs: list[Path]) -> dict[str, Any]:
     df = scores.per_item
@@ -42,8 +47,9 @@ def report_dict(scores: BenchScores, inputs: list[Path]) -> dict[str, Any]:
         "counts": {"items": int((df["variant"] == "full").sum()),
                    "responses_by_variant": {k: int(v) for k, v in df["variant"].value_counts().items()},
                    "status_full": {k: int(v) for k, v in df[df["variant"] == "full"]["status"].value_counts().items()}},
-        "paper_row": scores.paper_row, "groups": scores.groups, "clinical": scores.clinical,
-        "shortcuts": scores.shortcuts, "judge": scores.judge, "warnings": scores.warnings,
+        "clustering": scores.clustering, "paper_row": scores.paper_row, "groups": scores.groups,
+        "clinical": scores.clinical, "shortcuts": scores.shortcuts, "judge": scores.judge,
+        "warnings": scores.warnings,
     })
 
 
@@ -84,18 +90,74 @@ def _write_text_atomic(path: Path, text: str) -> None:
 def render_html(report: dict[str, Any]) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["pct"] = _pct
+    env.filters["ci"] = format_interval
+    env.filters["num"] = _num
+    env.filters["warnings"] = merged_warnings
     template = env.from_string(_TEMPLATE.read_text(encoding="utf-8"))
     plots = {"cells": _png(_cell_plot(report))}
     plots.update({f"confusion_{c['target']}": _png(_confusion_plot(c)) for c in report["clinical"]})
     plots.update({f"calibration_{c['target']}": _png(_calibration_plot(c)) for c in report["clinical"]
                   if c.get("calibration")})
-    cells = [g for g in report["groups"] if g["grouping"] == "cell"]
-    return template.render(r=report, plots=plots, cells=cells, paper_columns=[c[0] for c in PAPER_COLUMNS],
+    return template.render(r=report, plots=plots, sections=cell_sections(report["groups"]),
+                           paper_columns=[c[0] for c in PAPER_COLUMNS],
                            by_provenance=[g for g in report["groups"] if g["grouping"] == "task_family×provenance"])
 
 
 def _pct(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{100 * value:.{digits}f}"
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def format_interval(iv: dict[str, Any] | None, scale: float = 100, digits: int = 1) -> str:
+    """'[low, high]' rounded; a zero-width interval is flagged instead of printed as an exact value."""
+    if iv is None:
+        return "—"
+    if iv.get("low") is None or iv.get("high") is None:
+        return "[undefined]"
+    if iv["low"] == iv["high"]:
+        return "[zero-width ⚠]"
+    return f"[{scale * iv['low']:.{digits}f}, {scale * iv['high']:.{digits}f}]"
+
+
+def cell_sections(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stage × modality × family × source cells as one small table per task family: a row per cell, a column
+    per metric of that family, rows in the paper's column order then by source, a heading row per stage/modality."""
+    order = {(stage, modality): n for n, (_, stage, modality) in enumerate(PAPER_COLUMNS)}
+    cells: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
+    for g in groups:
+        if g["grouping"] == "cell":
+            k = g["key"]
+            cells.setdefault((k["task_family"], k["stage"], k["modality"], k["source"]), {})[g["metric"]] = g
+    sections = []
+    for family, metrics in FAMILY_METRICS.items():
+        keys = sorted((k for k in cells if k[0] == family),
+                      key=lambda k: (order.get((k[1], k[2]), len(order)), k[1], k[2], k[3]))
+        shown = [m for m in metrics if any(m in cells[k] for k in keys)]
+        if keys:
+            sections.append({"family": family, "metrics": shown, "rows": [_cell_row(k, cells[k], shown)
+                                                                          for k in keys]})
+    return sections
+
+
+def _cell_row(key: tuple[str, ...], by_metric: dict[str, dict[str, Any]], metrics: list[str]) -> dict[str, Any]:
+    first = by_metric[metrics[0]] if metrics[0] in by_metric else next(iter(by_metric.values()))
+    return {"stage": key[1], "modality": key[2], "source": key[3], "n_items": first["n_items"],
+            "n_clusters": first["n_clusters"], "values": [by_metric.get(m) for m in metrics],
+            "warning": merged_warnings(by_metric, metrics)}
+
+
+def merged_warnings(intervals: dict[str, Any], metrics: list[str] | tuple[str, ...]) -> str:
+    """One line for a table row: a reason every metric shares ("only 6 patients") once, the others per metric."""
+    reasons = {m: intervals[m]["warning"].split("; ") for m in metrics
+               if isinstance(intervals.get(m), dict) and intervals[m].get("warning")}
+    if not reasons:
+        return ""
+    shared = [r for r in next(iter(reasons.values())) if all(r in rs for rs in reasons.values())]
+    own = [f"{m}: {r}" for m, rs in reasons.items() for r in rs if r not in shared]
+    return "; ".join(shared + own)
 
 
 def _png(fig: Figure) -> str:
@@ -119,8 +181,8 @@ def _cell_plot(report: dict[str, Any]) -> Figure:
         ax.bar(labels, pts, yerr=err, capsize=4, color=colors)
     ax.set_ylim(0, 100)
     ax.set_ylabel("score (%)")
-    ax.set_title(f"{report['model']}: accuracy per cell, 95% patient-clustered intervals (red = small-subset warning)",
-                 fontsize=9)
+    ax.set_title(f"{report['model']}: accuracy per cell, 95% intervals over {report['clustering']['unit']} "
+                 f"(red = small-subset warning)", fontsize=9)
     return fig
 
 

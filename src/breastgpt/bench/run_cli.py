@@ -23,14 +23,17 @@ def run(
     bench: Path = typer.Option(..., "--bench", help="Bench records JSONL (split 'bench') or published bench JSON."),
     model: str = typer.Option(..., "--model", help="local:DIR (checkpoint folder) or openai:URL#MODEL."),
     out: Path = typer.Option(..., "--out", help="Run directory (responses, cache, run.json)."),
-    judge: Optional[str] = typer.Option(None, "--judge", help="openai:URL#MODEL judging open-ended answers."),
+    judge: list[str] = typer.Option([], "--judge", help="openai:URL#MODEL judging open-ended answers (repeat for "
+                                                        "several judges; each writes its own file)."),
     concurrency: int = typer.Option(4, "--concurrency", help="Requests in flight at once (endpoints)."),
     ablate: list[str] = typer.Option([], "--ablate", help="no-image | shuffle-image | permute-options (repeat)."),
     corpus_root: Optional[Path] = typer.Option(None, "--corpus-root", help="Media root (default: bench folder)."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Answer length limit (tokens)."),
     seed: int = typer.Option(0, "--seed", help="Decoding seed and ablation seed."),
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Env var holding the endpoint's key."),
-    judge_api_key_env: Optional[str] = typer.Option(None, "--judge-api-key-env", help="Env var of the judge key."),
+    judge_api_key_env: list[str] = typer.Option([], "--judge-api-key-env",
+                                                help="Env var of the judge key: once for all judges, or once per "
+                                                     "--judge in the same order."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Run only the first N bench items."),
     retry_failed: bool = typer.Option(True, "--retry-failed/--no-retry-failed",
                                       help="Ask again the items whose request failed in an earlier run."),
@@ -47,9 +50,9 @@ def run(
 ) -> None:
     """Ask a model every bench question (plus ablations), resumably; write answers `bench score` reads."""
     try:
-        config = RunConfig(bench=bench, model=model, out=out, judge=judge, concurrency=concurrency,
+        config = RunConfig(bench=bench, model=model, out=out, judges=tuple(judge), concurrency=concurrency,
                            ablations=tuple(ablate), corpus_root=corpus_root, max_new_tokens=max_new_tokens,
-                           seed=seed, api_key_env=api_key_env, judge_api_key_env=judge_api_key_env, limit=limit,
+                           seed=seed, api_key_env=api_key_env, judge_api_key_env=tuple(judge_api_key_env), limit=limit,
                            retry_failed=retry_failed, timeout_s=timeout_s, max_retries=max_retries,
                            breastgpt_server=breastgpt_server, batch_size=batch_size, volume_frames=volume_frames,
                            device=device, embeddings=embeddings)
@@ -94,10 +97,9 @@ def _summary(manifest: dict[str, Any]) -> None:
         out.print(f"  {variant:16s} {v['answered']:>6d} answered  {v['failed']:>4d} failed  "
                   f"{v['refused']:>4d} refused  ({v['asked_this_run']} asked now, {v['from_cache']} from cache)",
                   markup=False)
-    if manifest["judge"]:
-        j = manifest["judge"]
-        out.print(f"  judge {j['model']}: {j['ok']} scored, {j['unparseable']} unparseable, {j['error']} errors",
-                  markup=False)
+    for j in manifest["judges"]:
+        out.print(f"  judge {j['model']}: {j['ok']} scored, {j['unparseable']} unparseable, {j['error']} errors "
+                  f"-> {j['file']}", markup=False)
 
 
 app = typer.Typer(help="Run the benchmark against a model.", add_completion=False, pretty_exceptions_enable=False)

@@ -3,7 +3,7 @@
 A run directory holds:
   responses.jsonl              full-variant answers (one `SavedResponse` per item), what `bench score` reads;
   responses_<variant>.jsonl    one file per ablation (no_image, shuffle_image, permute_options);
-  judgements.jsonl             LLM-judge scores of the open-ended answers, when a judge was given;
+  judgements_<judge>.jsonl     LLM-judge scores of the open-ended answers, one file per `--judge`;
   bench_items.jsonl            the exact records that were run (after the split filter and --limit): pass it
                                to `bench score` (a published-format bench is stored here in our record layout);
   cache.sqlite                 every answer and failure as it arrived (see `cache.py`); the run resumes from it;
@@ -33,7 +33,9 @@ from breastgpt.bench.clients import (Answer, BenchClient, DecodingParams, Endpoi
                                      Request, parse_model_spec)
 from breastgpt.bench.items import (BenchDataError, BenchItem, SavedResponse, item_from_record, response_to_dict,
                                    write_jsonl_atomic)
-from breastgpt.corpus.records import Record, RecordError, atomic_write_json, import_published, iter_jsonl
+from breastgpt.bench.judge_controls import FamilyEvidence, checkpoint_family, family_from_name, model_family
+from breastgpt.bench.published import import_published
+from breastgpt.corpus.records import Record, RecordError, atomic_write_json, iter_jsonl
 
 RUN_SCHEMA = "breastgpt.bench.run/1"
 PROMPT_FORMAT = 1  # bump when the way a record becomes a request changes: cached answers then no longer match
@@ -46,14 +48,15 @@ class RunConfig:
     bench: Path
     model: str  # local:DIR | openai:URL#MODEL
     out: Path
-    judge: str | None = None  # openai:URL#MODEL
+    judges: tuple[str, ...] = ()  # openai:URL#MODEL each; every judge writes its own judgements file
     concurrency: int = 4
     ablations: tuple[str, ...] = ()
     corpus_root: Path | None = None  # default: the bench file's folder
     max_new_tokens: int = 256
     seed: int = 0  # decoding seed and the seed of the shuffle/permute ablations
     api_key_env: str | None = None
-    judge_api_key_env: str | None = None
+    # env vars of the judges' keys: none (local servers), one for every judge, or one per judge in --judge order
+    judge_api_key_env: tuple[str, ...] = ()
     limit: int | None = None
     retry_failed: bool = True
     timeout_s: float = 120.0
@@ -77,6 +80,12 @@ class RunConfig:
             raise ValueError("limit must be at least 1")
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if isinstance(self.judge_api_key_env, str):  # one name, as from a config file
+            object.__setattr__(self, "judge_api_key_env", (self.judge_api_key_env,))
+        _check_judge_specs(self.judges)
+        if len(self.judge_api_key_env) not in (0, 1, len(self.judges)):
+            raise ValueError(f"{len(self.judge_api_key_env)} judge key variables for {len(self.judges)} judges; give "
+                             f"one for all judges or one per judge, in --judge order")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -93,6 +102,20 @@ class RunConfig:
         return DecodingParams(max_new_tokens=self.max_new_tokens, seed=self.seed)
 
 
+def _check_judge_specs(specs: tuple[str, ...]) -> None:
+    from breastgpt.bench.judges import judgement_file
+
+    files: dict[str, str] = {}
+    for spec in specs:
+        kind, _, model = parse_model_spec(spec)
+        if kind != "openai":
+            raise ValueError(f"judge {spec!r}: a judge is an endpoint, openai:URL#MODEL")
+        name = judgement_file(model)
+        if name in files:
+            raise ValueError(f"judges {files[name]!r} and {spec!r} would both write {name}; give each judge once")
+        files[name] = spec
+
+
 # ------------------------------------------------------------------------------------------------ bench input
 
 
@@ -103,6 +126,7 @@ class BenchInput:
     format: str  # corpus-jsonl | published
     total: int  # records in the file
     skipped_non_bench: int
+    import_summary: dict[str, Any] | None = None  # how a published file's fields were decided (published.py)
 
 
 def load_bench(path: Path, corpus_root: Path, limit: int | None = None) -> BenchInput:
@@ -111,9 +135,11 @@ def load_bench(path: Path, corpus_root: Path, limit: int | None = None) -> Bench
     if not path.is_file():
         raise BenchDataError(f"{path}: bench file not found; pass a bench JSONL or the published bench JSON")
     fmt = _bench_format(path)
+    summary = None
     try:
         if fmt == "published":
-            records = import_published(path, split="bench", media_root=corpus_root)
+            imported = import_published(path, split="bench", media_root=corpus_root)
+            records, summary = imported.records, imported.summary
         else:
             records = [Record.from_dict(row) for row in iter_jsonl(path)]
     except (RecordError, KeyError, TypeError) as exc:
@@ -125,7 +151,7 @@ def load_bench(path: Path, corpus_root: Path, limit: int | None = None) -> Bench
     _check_unique(path, bench)
     chosen = bench[:limit] if limit else bench
     items = {r.id: _scorable(r, path) for r in chosen}
-    return BenchInput(chosen, items, fmt, len(records), len(records) - len(bench))
+    return BenchInput(chosen, items, fmt, len(records), len(records) - len(bench), summary)
 
 
 def _bench_format(path: Path) -> str:
@@ -200,8 +226,10 @@ class VariantOutcome:
 
 
 def run_bench(config: RunConfig, client: BenchClient | None = None, progress: Progress | None = None,
-              judge: Any = None) -> dict[str, Any]:
-    """Run the bench (and ablations, and the judge) into `config.out`; returns the run.json manifest."""
+              judges: list[Any] | None = None) -> dict[str, Any]:
+    """Run the bench (and ablations, and the judges) into `config.out`; returns the run.json manifest.
+
+    `judges` (objects with `config` and `score`, e.g. `judges.Judge`) replace the ones `config.judges` names."""
     out = Path(config.out)
     bench = load_bench(config.bench, config.root, config.limit)
     client = client or make_client(config)
@@ -215,7 +243,7 @@ def run_bench(config: RunConfig, client: BenchClient | None = None, progress: Pr
             outcomes.append(_run_variant(ablation, client, cache, phash, params, config, progress))
         _write_outputs(out, bench, outcomes)
         embedding_info = fill_embedding_cache(out, bench, outcomes, progress) if config.embeddings else None
-        judge_info = _run_judge(config, bench, outcomes[0], cache, client, phash, progress, judge)
+        judge_info = _run_judges(config, bench, outcomes[0], cache, client, phash, progress, judges)
     manifest = _manifest(config, bench, client, params, phash, outcomes, judge_info)
     if embedding_info is not None:
         manifest["embedding_cache"] = embedding_info
@@ -326,18 +354,41 @@ def _write_outputs(out: Path, bench: BenchInput, outcomes: list[VariantOutcome])
 # ------------------------------------------------------------------------------------------------------ judge
 
 
-def _run_judge(config: RunConfig, bench: BenchInput, full: VariantOutcome, cache: ResponseCache,
-               client: BenchClient, phash: str, progress: Progress | None, judge: Any) -> dict[str, Any] | None:
-    if config.judge is None and judge is None:
-        (Path(config.out) / "judgements.jsonl").unlink(missing_ok=True)
-        return None
-    from breastgpt.bench.judges import Judge, JudgeConfig, JudgeScore, save_judgements
+def _run_judges(config: RunConfig, bench: BenchInput, full: VariantOutcome, cache: ResponseCache,
+                client: BenchClient, phash: str, progress: Progress | None,
+                judges: list[Any] | None) -> list[dict[str, Any]]:
+    """Every judge scores the open-ended full answers into its own file; files of judges not asked now go."""
+    from breastgpt.bench.judges import JUDGEMENT_GLOB, judgement_file
 
-    if judge is None:
-        kind, url, model = parse_model_spec(config.judge or "")
-        if kind != "openai":
-            raise BenchDataError(f"judge {config.judge!r}: a judge is an endpoint, openai:URL#MODEL")
-        judge = Judge(JudgeConfig(base_url=url, model=model, api_key_env=config.judge_api_key_env))
+    judges = judges_from_config(config) if judges is None else judges
+    out = Path(config.out)
+    written = {judgement_file(j.config.model) for j in judges}
+    if len(written) != len(judges):
+        raise BenchDataError(f"two judges share a model name; their judgement files would collide: "
+                             f"{[j.config.model for j in judges]}")
+    summaries = [_run_judge(config, bench, full, cache, client, phash, progress, j) for j in judges]
+    for stale in out.glob(JUDGEMENT_GLOB):
+        if stale.name not in written:
+            stale.unlink()  # a judge not asked for now: its scores stay in the cache
+    return summaries
+
+
+def judges_from_config(config: RunConfig) -> list[Any]:
+    """One `Judge` per `--judge`, each with its key variable (one for all, or one per judge in order)."""
+    from breastgpt.bench.judges import Judge, JudgeConfig
+
+    keys, out = config.judge_api_key_env, []
+    for n, spec in enumerate(config.judges):
+        _, url, model = parse_model_spec(spec)
+        key = keys[n] if len(keys) > 1 else keys[0] if keys else None
+        out.append(Judge(JudgeConfig(base_url=url, model=model, api_key_env=key)))
+    return out
+
+
+def _run_judge(config: RunConfig, bench: BenchInput, full: VariantOutcome, cache: ResponseCache,
+               client: BenchClient, phash: str, progress: Progress | None, judge: Any) -> dict[str, Any]:
+    from breastgpt.bench.judges import JudgeScore, judgement_file, save_judgements
+
     jc = judge.config
     judge_id = f"{jc.base_url}#{jc.model}|{jc.prompt_version}|{jc.rubric}"
     candidate = f"{client.model_id}|{phash}"
@@ -347,6 +398,7 @@ def _run_judge(config: RunConfig, bench: BenchInput, full: VariantOutcome, cache
     pending = [r for r in todo if not _judgement_reusable(stored.get(r.item_id), sha[r.item_id], config.retry_failed)]
     done = [len(todo) - len(pending)]
     lock = threading.Lock()
+    phase = f"judge {jc.model}"
 
     def work(response: SavedResponse) -> None:
         score = judge.score(bench.items[response.item_id], response)
@@ -355,7 +407,7 @@ def _run_judge(config: RunConfig, bench: BenchInput, full: VariantOutcome, cache
         with lock:
             done[0] += 1
             if progress:
-                progress("judge", done[0], len(todo))
+                progress(phase, done[0], len(todo))
 
     pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="bench-judge")
     try:
@@ -365,10 +417,11 @@ def _run_judge(config: RunConfig, bench: BenchInput, full: VariantOutcome, cache
         pool.shutdown(wait=True, cancel_futures=True)
     stored = cache.get_judgements(candidate, judge_id)
     scores = [JudgeScore(**stored[r.item_id][1]) for r in todo if r.item_id in stored]
-    save_judgements(Path(config.out) / "judgements.jsonl", scores)
+    name = judgement_file(jc.model)
+    save_judgements(Path(config.out) / name, scores)
     statuses = [s.status for s in scores]
     return {"model": jc.model, "base_url": jc.base_url, "prompt_version": jc.prompt_version, "rubric": jc.rubric,
-            "judged": len(scores), "asked": len(pending), "ok": statuses.count("ok"),
+            "file": name, "judged": len(scores), "asked": len(pending), "ok": statuses.count("ok"),
             "unparseable": statuses.count("unparseable"), "error": statuses.count("error")}
 
 
@@ -379,6 +432,17 @@ def _judgement_reusable(row: tuple[str, dict[str, Any], bool] | None, sha: str, 
 
 
 # --------------------------------------------------------------------------------------------------- manifest
+
+
+def candidate_family_of(client: BenchClient) -> FamilyEvidence:
+    """The candidate's model family for the judge check: a local checkpoint's base-model config, a BreastGPT
+    server's own family, otherwise the endpoint's model name."""
+    folder = getattr(client, "folder", None)
+    if isinstance(client, LocalClient) and folder is not None:
+        return checkpoint_family(Path(folder))
+    if client.describe().get("breastgpt_server"):
+        return FamilyEvidence(model_family("breastgpt"), "BreastGPT server (built on Qwen3-VL)")
+    return family_from_name(client.model_name)
 
 
 def code_version() -> str:
@@ -399,7 +463,7 @@ def code_version() -> str:
 
 
 def _manifest(config: RunConfig, bench: BenchInput, client: BenchClient, params: DecodingParams, phash: str,
-              outcomes: list[VariantOutcome], judge: dict[str, Any] | None) -> dict[str, Any]:
+              outcomes: list[VariantOutcome], judges: list[dict[str, Any]]) -> dict[str, Any]:
     out = Path(config.out)
     variants = {}
     for o in outcomes:
@@ -416,12 +480,14 @@ def _manifest(config: RunConfig, bench: BenchInput, client: BenchClient, params:
         "bench": {"path": str(Path(config.bench).resolve()), "sha256": sha256_file(Path(config.bench)),
                   "format": bench.format, "records_in_file": bench.total,
                   "skipped_non_bench": bench.skipped_non_bench, "limit": config.limit,
+                  "import": bench.import_summary,
                   "items_run": len(bench.records), "items_file": "bench_items.jsonl",
                   "items_sha256": sha256_file(out / "bench_items.jsonl"), "corpus_root": str(config.root.resolve())},
-        "model": {"spec": config.model, "name": client.model_name, "id": client.model_id, **client.describe()},
+        "model": {"spec": config.model, "name": client.model_name, "id": client.model_id, **client.describe(),
+                  "family": candidate_family_of(client).as_dict()},
         "decoding": params.as_dict(), "media_policy": client.media_policy(), "params_hash": phash,
         "prompt_format": PROMPT_FORMAT, "ablations": list(config.ablations), "ablation_seed": config.seed,
-        "variants": variants, "judge": judge,
+        "variants": variants, "judges": judges,
         "counts": {"asked_this_run": sum(o.asked for o in outcomes),
                    "failed": sum(len(o.failures) for o in outcomes),
                    "answered": sum(len(o.responses) for o in outcomes)},

@@ -2,7 +2,8 @@
 
 A run directory holds what one model said: `responses.jsonl` (and optionally more `responses*.jsonl` files, e.g.
 one per ablation variant) with lines {item_id, response, model, variant, params, option_order, score}, and
-optionally `judgements.jsonl` from `judges.py`. Scoring reads only these files and the bench items: it never
+optionally one `judgements_<judge>.jsonl` per judge from `judges.py`, and the runner's `run.json` (the candidate's
+model family for the judge check). Scoring reads only these files and the bench items: it never
 needs the model, so a run can be re-scored at any time (e.g. after a parser fix).
 
 Per-response scores land in a pandas DataFrame (one row per item × variant); `aggregate.py` turns it into
@@ -18,8 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from breastgpt.bench.clusters import cluster_items
 from breastgpt.bench.items import BenchDataError, BenchItem, SavedResponse, load_responses
-from breastgpt.bench.judges import JudgeScore, load_judgements
+from breastgpt.bench.judge_controls import FamilyEvidence, candidate_family
+from breastgpt.bench.judges import JUDGEMENT_GLOB, JudgeScore, load_judgements
 from breastgpt.bench.metrics import iou
 from breastgpt.bench.parsing import parse_box, parse_choice_detailed
 from breastgpt.bench.embedding_cache import embed_with_cache, open_run_cache
@@ -63,6 +66,7 @@ class RunData:
     responses: list[SavedResponse]
     judgements: list[JudgeScore]
     files: list[Path]
+    candidate_family: FamilyEvidence  # for the same-family judge check (judge_controls.py)
 
 
 def load_run(run_dir: Path, items: list[BenchItem]) -> RunData:
@@ -83,31 +87,46 @@ def load_run(run_dir: Path, items: list[BenchItem]) -> RunData:
         if (r.item_id, r.variant) in seen:
             raise BenchDataError(f"{run_dir}: two {r.variant} responses for item {r.item_id!r}")
         seen.add((r.item_id, r.variant))
-    judgement_file = run_dir / "judgements.jsonl"
-    judgements = load_judgements(judgement_file) if judgement_file.is_file() else []
-    if judgement_file.is_file():
-        files.append(judgement_file)
-    return RunData(run_dir, models[0], responses, judgements, files)
+    judge_files = sorted(run_dir.glob(JUDGEMENT_GLOB))
+    judgements = _judgements(judge_files)
+    return RunData(run_dir, models[0], responses, judgements, files + judge_files,
+                   candidate_family(run_dir, models[0]))
+
+
+def _judgements(paths: list[Path]) -> list[JudgeScore]:
+    """Every judge file of a run; one judge scoring one item twice (two files of one judge) is an error."""
+    out: list[JudgeScore] = []
+    seen: dict[tuple[str, str], Path] = {}
+    for path in paths:
+        for j in load_judgements(path):
+            key = (j.judge_model, j.item_id)
+            if key in seen:
+                raise BenchDataError(f"{path}: judge {j.judge_model!r} scored item {j.item_id!r} again (also in "
+                                     f"{seen[key].name}); keep one judgement file per judge")
+            seen[key] = path
+            out.append(j)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ per-item scores
 
-_COLUMNS = ("item_id", "variant", "model", "patient_key", "stage", "modality", "task_family", "source",
-            "template_id", "provenance", "status", "pred_index", "correct", "unparseable", "iou", "hit",
-            "rouge_l", "embedding", "kf_recall", "judge", "score")
+_COLUMNS = ("item_id", "variant", "model", "patient_key", "cluster", "cluster_level", "stage", "modality",
+            "task_family", "source", "template_id", "provenance", "status", "pred_index", "correct", "unparseable",
+            "iou", "hit", "rouge_l", "embedding", "kf_recall", "judge", "score")
 
 
 def score_responses(items: list[BenchItem], run: RunData, config: ScoreConfig) -> pd.DataFrame:
     """One row per (item, variant). Items with no full-variant response get a 'missing' row scored wrong."""
     by_key = {(r.item_id, r.variant): r for r in run.responses}
     judge = _judge_lookup(run.judgements, config.primary_judge)
+    clustering = cluster_items(items)
     rows = []
     for variant in sorted({r.variant for r in run.responses} | {"full"}):
-        for it in items:
+        for it, key, level in zip(items, clustering.keys, clustering.levels):
             resp = by_key.get((it.id, variant))
             if resp is None and variant != "full":
                 continue  # ablations cover a subset by design
-            rows.append(_score_one(it, resp, variant, run.model, judge))
+            rows.append({**_score_one(it, resp, variant, run.model, judge), "cluster": key, "cluster_level": level})
     df = pd.DataFrame(rows, columns=list(_COLUMNS))
     if config.embeddings:
         _add_embeddings(df, items, by_key, run.run_dir)
@@ -133,12 +152,11 @@ def _score_one(it: BenchItem, resp: SavedResponse | None, variant: str, model: s
     text = "" if resp is None else resp.response
     if it.is_closed:
         _score_closed(row, it, resp, text)
-    if it.box is not None:
+    if it.box is not None and it.task_family == "grounding":  # a grounded caption is scored on its text only
         parsed = parse_box(text, 3 if len(it.box) == 6 else 2)
         row["iou"] = iou(parsed.box, it.box)
         row["hit"] = float(row["iou"] >= 0.5)
-        if not it.is_closed and it.answer is None:
-            row["status"] = parsed.status if resp is not None else "missing"
+        row["status"] = parsed.status if resp is not None else "missing"
     if it.answer is not None:
         row["rouge_l"] = rouge_l(text, it.answer)
         found = key_finding_recall(text, it.key_findings)

@@ -49,17 +49,28 @@ class Interval:
 
     def as_dict(self) -> dict[str, float | int | str | None]:
         return {"point": self.point, "low": self.low, "high": self.high, "n_items": self.n_items,
-                "n_patients": self.n_clusters, "n_resamples": self.n_resamples, "warning": self.warning}
+                "n_clusters": self.n_clusters, "n_resamples": self.n_resamples, "zero_width": self.zero_width,
+                "warning": self.warning}
+
+    @property
+    def zero_width(self) -> bool:
+        """Every resample gave the same value: the percentile bootstrap cannot express the uncertainty."""
+        return bool(np.isfinite(self.low) and self.low == self.high)
 
 
 def small_subset_warning(n_clusters: int, low: float, high: float, *, min_patients: int = MIN_PATIENTS,
-                         max_half_width: float = MAX_HALF_WIDTH) -> str | None:
-    """The warning text when a subset is too small to support a claim, else None."""
+                         max_half_width: float = MAX_HALF_WIDTH, unit: str = "patients") -> str | None:
+    """The warning text when a subset is too small to support a claim, else None.
+
+    A zero-width interval is always flagged: it means every resample gave the same value (one cluster, or a
+    metric at 0 or 100 %), which the percentile bootstrap cannot distinguish from certainty."""
     reasons = []
     if n_clusters < min_patients:
-        reasons.append(f"only {n_clusters} patients (< {min_patients})")
+        reasons.append(f"only {n_clusters} {unit} (< {min_patients})")
     if not np.isfinite(low) or not np.isfinite(high):
         reasons.append("interval undefined")
+    elif low == high:
+        reasons.append("zero-width interval (all resamples equal: not evidence of certainty)")
     elif (high - low) / 2 > max_half_width:
         reasons.append(f"95% interval half-width {100 * (high - low) / 2:.1f} points (> {100 * max_half_width:.0f})")
     return "; ".join(reasons) or None
@@ -68,19 +79,20 @@ def small_subset_warning(n_clusters: int, low: float, high: float, *, min_patien
 class ClusterResampler:
     """Seeded patient-level resampling shared by every metric of one analysis.
 
-    `clusters` gives each item's patient key; patients are ordered by sorted key so the same seed and the same
-    patients give the same resamples in every run.
+    `clusters` gives each item's patient key (or another cluster key, clusters.py); clusters are ordered by sorted
+    key so the same seed and the same clusters give the same resamples in every run. `unit` names the clusters in
+    warnings ("patients", or "clusters" when they are not all patients).
     """
 
     def __init__(self, clusters: Sequence[object] | np.ndarray, n_resamples: int = 10_000, seed: int = 0,
-                 chunk: int = 1000, level: float = 0.95) -> None:
+                 chunk: int = 1000, level: float = 0.95, unit: str = "patients") -> None:
         if n_resamples < 1:
             raise ValueError("n_resamples must be at least 1")
         keys, self.cluster_of_item = np.unique(np.asarray(clusters, dtype=object).astype(str), return_inverse=True)
         self.cluster_keys = keys
         self.n_clusters = len(keys)
         self.n_items = len(self.cluster_of_item)
-        self.n_resamples, self.seed, self.chunk, self.level = n_resamples, seed, chunk, level
+        self.n_resamples, self.seed, self.chunk, self.level, self.unit = n_resamples, seed, chunk, level, unit
         self._cached: list[np.ndarray] | None = None
         if n_resamples * self.n_clusters <= _CACHE_LIMIT:
             self._cached = list(self._generate())
@@ -131,7 +143,8 @@ class ClusterResampler:
         mask = np.ones(self.n_items, bool) if item_mask is None else np.asarray(item_mask, bool)
         n_clusters = len(np.unique(self.cluster_of_item[mask]))
         return Interval(point=float(point), low=low, high=high, n_items=int(mask.sum()), n_clusters=n_clusters,
-                        n_resamples=self.n_resamples, warning=small_subset_warning(n_clusters, low, high))
+                        n_resamples=self.n_resamples,
+                        warning=small_subset_warning(n_clusters, low, high, unit=self.unit))
 
     def bootstrap(self, stats: np.ndarray, metric: Callable[[np.ndarray], np.ndarray],
                   item_mask: np.ndarray | None = None) -> Interval:

@@ -173,12 +173,14 @@ def import_cmd(published: Path = typer.Argument(..., help="Published BreastStage
                out: Path = typer.Option(..., "--out", help="records.jsonl to write."),
                split: str = typer.Option("train", "--split", help="train | val | bench"),
                media_root: Path = typer.Option(None, "--media-root", help="Folder the image paths are relative to.")) -> None:
-    """Import the published corpus files (ms-swift layout); what cannot be inferred is marked unknown."""
-    from breastgpt.corpus.records import RecordError, import_published, write_records_jsonl
+    """Import the published corpus files (ms-swift layout); what cannot be decided is marked unknown."""
+    from breastgpt.bench.items import BenchDataError
+    from breastgpt.bench.published import import_published
+    from breastgpt.corpus.records import RecordError, write_records_jsonl
 
     try:
-        records = import_published(published, split=split, media_root=media_root)
-    except (RecordError, OSError) as exc:
+        records = import_published(published, split=split, media_root=media_root).records
+    except (BenchDataError, RecordError, OSError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     write_records_jsonl(out, records)
