@@ -18,6 +18,9 @@ import h5py
 import numpy as np
 
 import breastgpt
+from breastgpt.io.errors import MedicalFileError
+from breastgpt.io.feature_file import plain_attribute, read_feature_file
+from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits
 
 FORMAT_VERSION = 1
 # Attributes that must equal the request for a file to count as the requested output.
@@ -25,8 +28,10 @@ REQUEST_KEYS = ("encoder", "weights_sha256", "dim", "target_mpp", "tile_size", "
                 "segmentation", "slide_sha256", "slide_mpp_source", "feature_dtype", "mpp_override")
 
 
-class FeatureMismatchError(ValueError):
+class FeatureMismatchError(MedicalFileError, ValueError):
     """A feature file exists but was made with another encoder, dimension or request."""
+
+    kind = "feature_mismatch"
 
 
 @dataclass(frozen=True)
@@ -91,40 +96,26 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, str) and (value[:1] in ("[", "{") or value == "null"):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
+    return plain_attribute(value)
 
 
-def load_features(path: str | Path, expect_encoder: str | None = None, expect_dim: int | None = None) -> FeatureFile:
-    """Read a feature file; refuse it when its encoder or dimension is not the expected one."""
+def load_features(path: str | Path, expect_encoder: str | None = None, expect_dim: int | None = None,
+                  limits: ReadLimits = DEFAULT_LIMITS) -> FeatureFile:
+    """Read a feature file through `breastgpt.io` (typed errors for unreadable or hostile files); refuse it when
+    its encoder or dimension is not the expected one."""
     path = Path(path)
-    try:
-        with h5py.File(path, "r") as h5:
-            attrs = {key: _plain(value) for key, value in h5.attrs.items()}
-            coords = h5["coords"][()]
-            features = h5["features"][()].astype(np.float32)
-            thumbnail = h5["thumbnail"][()] if "thumbnail" in h5 else None
-            mask = h5["tissue_mask"][()] if "tissue_mask" in h5 else None
-    except (OSError, KeyError) as exc:
-        raise FeatureMismatchError(f"{path}: not a readable feature file ({exc}); re-run `slides extract`") from exc
+    arrays = read_feature_file(path, limits=limits)
+    attrs, coords, features = arrays.attrs, arrays.coords, arrays.features
     if expect_encoder is not None and attrs.get("encoder") != expect_encoder:
-        raise FeatureMismatchError(f"{path}: features were made by encoder {attrs.get('encoder')!r}, expected "
-                                   f"{expect_encoder!r}; re-extract with --encoder {expect_encoder}")
+        raise FeatureMismatchError(path, f"features were made by encoder {attrs.get('encoder')!r}, expected "
+                                         f"{expect_encoder!r}", f"re-extract with --encoder {expect_encoder}")
     if expect_dim is not None and features.shape[1] != expect_dim:
-        raise FeatureMismatchError(f"{path}: features are {features.shape[1]}-d, expected {expect_dim}-d; "
-                                   f"the slide encoder and the tile encoder disagree")
-    if len(coords) != len(features) or attrs.get("n_tiles") != len(coords):
-        raise FeatureMismatchError(f"{path}: {len(coords)} coords, {len(features)} features, n_tiles "
-                                   f"{attrs.get('n_tiles')}; the file is inconsistent, re-extract it")
-    return FeatureFile(coords, features, attrs, thumbnail, mask)
+        raise FeatureMismatchError(path, f"features are {features.shape[1]}-d, expected {expect_dim}-d",
+                                   "the slide encoder and the tile encoder disagree")
+    if attrs.get("n_tiles") != len(coords):
+        raise FeatureMismatchError(path, f"{len(coords)} coords, {len(features)} features, n_tiles "
+                                         f"{attrs.get('n_tiles')}; the file is inconsistent", "re-extract it")
+    return FeatureFile(coords, features, attrs, arrays.thumbnail, arrays.tissue_mask)
 
 
 def verify_features(path: str | Path, request: dict[str, Any]) -> str | None:
