@@ -166,6 +166,10 @@ def decode_pixels(path: str | Path, dataset: pydicom.Dataset, limits: ReadLimits
             break
         except Exception as exc:  # plugin missing, or the codestream is damaged
             last_error = exc
+        except BaseException as exc:  # the Rust RLE decoder panics (pyo3 PanicException, a BaseException)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+                raise
+            last_error = exc
     else:
         raise CorruptFileError(path, f"pixel data could not be decoded ({type(last_error).__name__}: {last_error})",
                                "check the file is complete; run `breastgpt doctor` to see available decoders") from last_error
@@ -196,7 +200,7 @@ def describe_dataset(dataset: pydicom.Dataset, path: str | Path | None = None) -
     rescale slope, a spacing or window width that is not positive, or a broken LUT is a `CorruptFileError`.
     """
     path = Path(path or getattr(dataset, "filename", None) or "<dataset>")
-    frames = header_int(path, dataset, "NumberOfFrames", 1) or 1
+    frames = header_int(path, dataset, "NumberOfFrames", 1)
     modality = str(dataset.get("Modality", "")) or None
     pixel_spacing = positive_floats(path, dataset, "PixelSpacing", 2)
     imager_spacing = positive_floats(path, dataset, "ImagerPixelSpacing", 2)

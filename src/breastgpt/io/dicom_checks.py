@@ -147,9 +147,9 @@ def pixel_geometry(path: Path, dataset: pydicom.Dataset, limits: ReadLimits) -> 
         raise UnsupportedFormatError(path, "DICOM object has no image (no Rows/Columns; e.g. a report, structure "
                                            "set or DICOMDIR, whose referenced files are never followed)",
                                      "pass an image, not a non-image DICOM object")
-    geometry = PixelGeometry(frames=header_int(path, dataset, "NumberOfFrames", 1) or 1, rows=rows, columns=columns,
-                             samples=header_int(path, dataset, "SamplesPerPixel", 1) or 1,
-                             bits_allocated=header_int(path, dataset, "BitsAllocated", 0) or 0)
+    geometry = PixelGeometry(frames=header_int(path, dataset, "NumberOfFrames", 1), rows=rows, columns=columns,
+                             samples=header_int(path, dataset, "SamplesPerPixel", 1),
+                             bits_allocated=header_int(path, dataset, "BitsAllocated", 0))  # type: ignore[arg-type]
     _check_layout(path, dataset, geometry)
     _check_limits(path, geometry, limits)
     return geometry

@@ -18,15 +18,17 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from breastgpt.io.errors import CorruptFileError, LimitExceededError, UnsupportedFormatError
-from breastgpt.io.files import check_regular_file
+from breastgpt.io.files import check_regular_file, read_head
 from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits, check_decoded_bytes
 
 ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpeg", "TIFF": "tiff", "PPM": "pnm", "BMP": "bmp"}
+_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"P2", b"P3", b"P5", b"P6")
 # Bytes per pixel of the array each Pillow mode decodes to (Pillow stores "I;16" in 2 bytes, "I"/"F" in 4).
 _MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2, "RGB": 3,
                "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4, "RGBX": 4, "RGBa": 4, "CMYK": 4, "I": 4, "F": 4}
-# What Pillow's plugins raise for bad bytes (struct.error from short chunk headers, zlib.error from PNG data).
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, zlib.error, struct.error)
+# What Pillow's plugins raise for bad bytes (struct.error from short chunk headers, zlib.error from PNG data,
+# TypeError/KeyError from TIFF IFDs lacking required tags).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, zlib.error, struct.error)
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # never accept a partially decoded image
 _PIL_LOCK = threading.Lock()
@@ -53,6 +55,8 @@ def _open(path: Path, limits: ReadLimits) -> Image.Image:
         with pillow_pixel_limit(limits.max_image_pixels):
             image = Image.open(path, formats=list(ALLOWED_FORMATS))
     except UnidentifiedImageError as exc:
+        if read_head(path, 8).startswith(_MAGIC):  # the format is ours; Pillow refused its header
+            raise CorruptFileError(path, "malformed image header", "re-export or re-download it") from exc
         raise UnsupportedFormatError(path, "not a PNG, JPEG, TIFF, PGM/PPM or BMP image",
                                      "convert it, or use the DICOM/volume/slide readers") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -4,8 +4,8 @@ SimpleITK decodes the voxels, but it follows a NRRD `data file:` wherever it poi
 gzip stream and allocates whatever the header declares. So each file is checked first: where its voxel bytes
 live (the file itself, or for a NIfTI `.hdr` the `.img` of the same name in the same folder — never a path
 written in the header), how many bytes the declared array needs (against `ReadLimits.max_decoded_bytes`), and
-whether the stored stream really holds that many bytes (raw size, or gzip/bzip2 inflated chunk by chunk,
-never past the declared length).
+whether the stored stream really holds that many bytes (raw size, or gzip/bzip2 inflated chunk by chunk to
+its end-of-stream checksum, never more than 1 MiB past the declared length).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from breastgpt.io.limits import ReadLimits, check_decoded_bytes
 GZIP_MAGIC = b"\x1f\x8b"
 NRRD_HEADER_MAX_BYTES = 1024 * 1024  # real NRRD headers are a few hundred bytes; a longer one is not a header
 _CHUNK = 1024 * 1024
+TRAILING_SLACK = 1024 * 1024  # inflated bytes tolerated after the declared voxels (padding some writers add)
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,10 @@ def nifti_voxel_data(path: Path, limits: ReadLimits) -> VoxelData:
     count = math.prod(shape)
     nbytes = count * dtype.itemsize
     check_decoded_bytes(path, nbytes, f"a {'×'.join(map(str, shape))} {dtype.name} volume", limits)
-    _check_finite(path, "pixel dimensions", [float(v) for v in header["pixdim"][1:len(shape) + 1]])
+    spacing = [float(v) for v in header["pixdim"][1:min(len(shape), 3) + 1]]
+    _check_finite(path, "pixel dimensions", spacing)
+    if 0.0 in spacing:  # ITK would substitute 1 mm without a word
+        raise CorruptFileError(path, f"NIfTI pixel dimensions {spacing} include 0", "fix the header's voxel size")
     offset = _nifti_offset(path, header)
     magic = bytes(header["magic"]) if "magic" in header else b""
     data_path = path if magic.startswith((b"n+1", b"n+2")) else _nifti_image_file(path)
@@ -234,6 +238,8 @@ def verify_voxel_bytes(path: Path, data: VoxelData) -> None:
 
 
 def _verify_compressed(path: Path, data: VoxelData) -> None:
+    """Inflate the whole stream in chunks: it must reach the declared length and end (with its checksum, which
+    is the only sign of damaged blocks that still inflate) within `TRAILING_SLACK` bytes after it."""
     wanted = data.offset + data.nbytes
     opener = gzip.GzipFile if data.encoding == "gzip" else bz2.BZ2File
     got = 0
@@ -241,14 +247,14 @@ def _verify_compressed(path: Path, data: VoxelData) -> None:
         with data.path.open("rb") as raw:
             raw.seek(data.start)
             with opener(fileobj=raw, mode="rb") as stream:  # type: ignore[call-arg]
-                while got < wanted:
-                    chunk = stream.read(min(_CHUNK, wanted - got))
-                    if not chunk:
-                        break
+                while chunk := stream.read(min(_CHUNK, wanted + TRAILING_SLACK + 1 - got)):
                     got += len(chunk)
+                    if got > wanted + TRAILING_SLACK:
+                        raise CorruptFileError(path, f"compressed voxel data runs past its {wanted:,} declared bytes",
+                                               "re-export the volume")
     except (OSError, EOFError, zlib.error, ValueError) as exc:
         raise CorruptFileError(path, f"compressed voxel data is damaged or ends before its {wanted:,} declared "
-                                     f"bytes ({type(exc).__name__})", "re-export or re-download it") from exc
+                                     f"bytes ({type(exc).__name__}: {exc})", "re-export or re-download it") from exc
     if got < wanted:
         raise CorruptFileError(path, f"compressed voxel data is truncated: {got:,} of {wanted:,} bytes",
                                "re-export or re-download it")
