@@ -2,7 +2,9 @@
 
 The worker (`python -m tests.io.fuzz_runner worker`) reads one path per line, runs `inspect_path` (whose
 output must be strict JSON) then `decode_path`, and answers with the outcome and its own peak RSS so far.
-A file that runs past the timeout is a hang and a dead worker a crash; either way a fresh worker takes over.
+A file that runs past the timeout is a hang and a dead worker a crash; either way a fresh worker takes over, as it
+also does after a MemoryError or once the worker's RSS passed `RESTART_RSS_MB` (so one file's allocation cannot
+fail the next ones: this matters for baseline runs of unprotected readers).
 Outcomes: accepted (both succeeded), refused (a `MedicalFileError`), untyped (any other exception), hang, crash.
 """
 
@@ -23,6 +25,7 @@ from tests.io.fuzz_corpus import FORMATS, Case
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER_ADDRESS_SPACE = 6 * 1024**3  # a runaway allocation fails in the worker instead of swamping the machine
+RESTART_RSS_MB = 1536
 
 
 @dataclass
@@ -71,8 +74,10 @@ def worker() -> None:
 
 
 class _Worker:
-    def __init__(self) -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    def __init__(self, source: Path | None = None) -> None:
+        # `source`: another checkout's src/ whose breastgpt the worker imports instead (a baseline run).
+        paths = ([str(source)] if source else []) + [str(REPO), os.environ.get("PYTHONPATH", "")]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
         self.process = subprocess.Popen([sys.executable, "-m", "tests.io.fuzz_runner", "worker"], cwd=REPO, env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                         text=True, bufsize=1)
@@ -103,10 +108,10 @@ class _Worker:
         self.process.wait()
 
 
-def run_corpus(folder: Path, cases: list[Case], *, timeout: float = 20.0) -> list[Outcome]:
+def run_corpus(folder: Path, cases: list[Case], *, timeout: float = 20.0, source: Path | None = None) -> list[Outcome]:
     """Every case through a worker; a hang or crash is recorded and a fresh worker continues."""
     outcomes: list[Outcome] = []
-    worker_process = _Worker()
+    worker_process = _Worker(source)
     try:
         for case in cases:
             start = time.perf_counter()
@@ -114,9 +119,12 @@ def run_corpus(folder: Path, cases: list[Case], *, timeout: float = 20.0) -> lis
             if isinstance(answer, str):
                 worker_process.stop()
                 outcomes.append(Outcome(case, answer, seconds=round(time.perf_counter() - start, 3)))
-                worker_process = _Worker()
+                worker_process = _Worker(source)
                 continue
             outcomes.append(Outcome(case, **answer))  # type: ignore[arg-type]
+            if answer.get("error") == "MemoryError" or float(answer["peak_rss_mb"]) > RESTART_RSS_MB:
+                worker_process.stop()
+                worker_process = _Worker(source)
     finally:
         worker_process.stop()
     return outcomes
