@@ -386,9 +386,11 @@ def add_nifti_hostile(corpus: Corpus, single: bytes, pair_header: bytes) -> None
     outside = corpus.folder.parent / f"{corpus.folder.name}_outside"
     outside.mkdir(exist_ok=True)
     (outside / "voxels.img").write_bytes(b"\0" * 4096)
-    for i, target in enumerate((*HOSTILE_TARGETS, str(outside / "voxels.img"))):
-        corpus.add(f"hostile_pair{i}.hdr", "nifti", "hostile", pair_header, expect="UnsupportedFormatError")
-        os.symlink(target, corpus.folder / f"hostile_pair{i}.img")
+    loop = str(corpus.folder / "hostile_pair_loop.img")  # a link to itself
+    for i, target in enumerate((*HOSTILE_TARGETS, str(outside / "voxels.img"), loop)):
+        name = "hostile_pair_loop" if target == loop else f"hostile_pair{i}"
+        corpus.add(f"{name}.hdr", "nifti", "hostile", pair_header, expect="UnsupportedFormatError")
+        os.symlink(target, corpus.folder / f"{name}.img")
     float64 = nifti_header_edit(single, dim=[3, 1000, 1000, 2000, 1, 1, 1, 1], datatype=64, bitpix=64)
     corpus.add("bomb_float64_16gb.nii", "nifti", "bomb", float64, expect="LimitExceededError")
     declared = nifti_header_edit(single, dim=[3, 1000, 1000, 600, 1, 1, 1, 1], datatype=4, bitpix=16, scl_slope=1.0,

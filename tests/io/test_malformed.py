@@ -170,6 +170,7 @@ CASES = {
 
 
 @pytest.mark.timeout(10)
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom and Pillow warn while reading the broken values
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_malformed_file_gives_its_typed_error(tmp_path: Path, name: str) -> None:
     make, expected = CASES[name]

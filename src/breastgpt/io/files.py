@@ -66,11 +66,17 @@ def companion_file(path: Path, names: list[str], what: str) -> Path | None:
         candidate = path.parent / name
         if not os.path.lexists(candidate):
             continue
-        resolved = candidate.resolve()
-        if resolved.parent != folder:
+        try:
+            resolved = candidate.resolve()
+        except (OSError, RuntimeError):  # a link loop
+            resolved = None
+        if resolved is None or resolved.parent != folder:
             raise UnsupportedFormatError(path, f"its {what} is a link leading out of the file's folder; it was not read",
                                          "copy the pair into one folder as regular files")
-        mode = os.stat(resolved).st_mode if resolved.exists() else 0
+        try:
+            mode = os.stat(resolved).st_mode
+        except OSError:
+            mode = 0
         if not stat.S_ISREG(mode):
             raise UnsupportedFormatError(path, f"its {what} is not a regular file; it was not read",
                                          "copy the pair into one folder as regular files")
