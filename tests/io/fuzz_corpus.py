@@ -517,41 +517,66 @@ def add_features(corpus: Corpus, scale: int) -> None:
 
     coords = np.stack(np.meshgrid(np.arange(6) * 512, np.arange(4) * 512), -1).reshape(-1, 2)
     features = np.random.default_rng(3).normal(size=(24, 16)).astype(np.float32)
-    seed = write_features(corpus.folder / "seed_features.h5", coords, features,
-                          {"encoder": "tiny", "dim": 16, "tile_size": 512, "footprint_level0": [512, 512]},
-                          thumbnail=np.zeros((8, 12, 3), np.uint8))
-    with h5py.File(seed, "r+") as h5:
-        h5.attrs["created"] = "2026-01-01T00:00:00+00:00"  # write_features stamps the time; the corpus must not vary
+    written = write_features(corpus.folder / "written.h5", coords, features,
+                             {"encoder": "tiny", "dim": 16, "tile_size": 512, "footprint_level0": [512, 512]},
+                             thumbnail=np.zeros((8, 12, 3), np.uint8))
+    seed = corpus.folder / "seed_features.h5"
+    _timeless_copy(written, seed)
+    written.unlink()
     corpus.cases.append(Case(seed.name, "hdf5", "intact"))
     corpus.mutate("hdf5_features", "hdf5", seed.read_bytes(), scale, suffix=".h5")
 
     def edited(name: str, expect: str, mutation: str, build: Callable[[h5py.File], None]) -> None:
-        with h5py.File(corpus.folder / name, "w") as h5:
+        with timeless_hdf5(corpus.folder / name) as h5:
             h5.attrs["n_tiles"] = 24
-            h5.create_dataset("coords", data=coords)
+            h5.create_dataset("coords", data=coords, track_times=False)
             build(h5)
         corpus.cases.append(Case(name, "hdf5", mutation, expect))
 
     edited("hostile_external_link.h5", "UnsupportedFormatError", "hostile",
            lambda h5: h5.__setitem__("features", h5py.ExternalLink("/etc/passwd", "/features")))
     edited("hostile_external_storage.h5", "UnsupportedFormatError", "hostile",
-           lambda h5: h5.create_dataset("features", shape=(24, 16), dtype="f4", external=[("/dev/zero", 0, 24 * 16 * 4)]))
+           lambda h5: h5.create_dataset("features", shape=(24, 16), dtype="f4", external=[("/dev/zero", 0, 24 * 16 * 4)],
+                                        track_times=False))
     edited("hostile_virtual.h5", "UnsupportedFormatError", "hostile", lambda h5: _virtual(h5, "/etc/passwd"))
     edited("bomb_declared_shape.h5", "LimitExceededError", "bomb",
-           lambda h5: h5.create_dataset("features", shape=(10**9, 768), dtype="f4", chunks=(1024, 768)))
+           lambda h5: h5.create_dataset("features", shape=(10**9, 768), dtype="f4", chunks=(1024, 768), track_times=False))
     edited("edit_features_nan.h5", "CorruptFileError", "edit",
-           lambda h5: h5.create_dataset("features", data=np.full((24, 16), np.nan, np.float32)))
+           lambda h5: h5.create_dataset("features", data=np.full((24, 16), np.nan, np.float32), track_times=False))
     edited("edit_features_int.h5", "CorruptFileError", "edit",
-           lambda h5: h5.create_dataset("features", data=np.zeros((24, 16), np.int32)))
+           lambda h5: h5.create_dataset("features", data=np.zeros((24, 16), np.int32), track_times=False))
     edited("edit_features_missing.h5", "CorruptFileError", "edit", lambda h5: None)
 
 
-def _virtual(h5: object, target: str) -> None:
+def timeless_hdf5(path: Path) -> object:
+    """A new HDF5 file whose root group records no timestamps (datasets need `track_times=False` too)."""
     import h5py
 
-    layout = h5py.VirtualLayout(shape=(24, 16), dtype="f4")
-    layout[:] = h5py.VirtualSource(target, "features", shape=(24, 16))
-    h5.create_virtual_dataset("features", layout)  # type: ignore[attr-defined]
+    properties = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    properties.set_obj_track_times(False)
+    return h5py.File(h5py.h5f.create(bytes(path), h5py.h5f.ACC_TRUNC, fcpl=properties))
+
+
+def _timeless_copy(source: Path, target: Path) -> None:
+    """`source` rewritten without object timestamps (HDF5 stamps objects to the second; the corpus must not vary)."""
+    import h5py
+
+    with h5py.File(source, "r") as old, timeless_hdf5(target) as new:
+        for name, dataset in old.items():
+            new.create_dataset(name, data=dataset[()], compression=dataset.compression, track_times=False)
+        for key, value in old.attrs.items():
+            new.attrs[key] = "2026-01-01T00:00:00+00:00" if key == "created" else value
+
+
+def _virtual(h5: object, target: str) -> None:
+    """A virtual 'features' dataset mapped onto `target` (low-level, so no creation time is stamped)."""
+    import h5py
+
+    space = h5py.h5s.create_simple((24, 16))
+    properties = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    properties.set_obj_track_times(False)
+    properties.set_virtual(space, target.encode(), b"features", h5py.h5s.create_simple((24, 16)))
+    h5py.h5d.create(h5.id, b"features", h5py.h5t.IEEE_F32LE, space, dcpl=properties)  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------------------- special files
