@@ -93,7 +93,7 @@ def windows(path: Path, dataset: pydicom.Dataset) -> list[dict[str, float]]:
     for index, width in enumerate(widths):
         if width <= 0:
             raise CorruptFileError(path, f"WindowWidth #{index} is {width}: a window must be wider than 0",
-                                   "correct or remove the window (VoiChoice(mode='minmax') ignores windows)")
+                                   "correct or remove the WindowCenter/WindowWidth tags (e.g. with pydicom) and read it again")
     return [{"center": c, "width": w} for c, w in zip(centers, widths)]
 
 
