@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from breastgpt.io.errors import UnsupportedFormatError
 from breastgpt.pathology import encoders
 from breastgpt.pathology.encoders import (ConchV15Vision, EncoderSpec, _conch_state, build_encoder,
                                           convert_checkpoint, encoder_names, register_encoder)
@@ -147,7 +148,7 @@ def test_feature_file_refuses_mismatches(tmp_path: Path) -> None:
     assert verify_features(tmp_path / "none.h5", request) == "no feature file"
     (tmp_path / "junk.h5").write_bytes(b"junk")
     assert verify_features(tmp_path / "junk.h5", request).startswith("unreadable")
-    with pytest.raises(FeatureMismatchError, match="not a readable feature file"):
+    with pytest.raises(UnsupportedFormatError, match="not an HDF5 file"):
         load_features(tmp_path / "junk.h5")
     with pytest.raises(ValueError, match="do not match"):
         write_features(tmp_path / "bad.h5", coords, np.ones((3, 4)), PROVENANCE)

@@ -18,6 +18,7 @@ import pytest
 
 from breastgpt.pathology.features import (FeatureMetadataMissingError, FeatureMismatchError, load_features,
                                           write_features)
+from breastgpt.io.errors import CorruptFileError, MedicalFileError, UnsupportedFormatError
 from breastgpt.pathology.foreign_features import FeatureFileError
 
 N, D = 12, 32
@@ -113,7 +114,7 @@ def test_flags_that_contradict_a_recorded_value_are_refused(tmp_path: Path) -> N
 def test_inconsistent_shapes_are_a_typed_error(tmp_path: Path, shapes) -> None:
     (fshape, cshape) = shapes
     path = write_clam(tmp_path / "bad.h5", np.zeros(fshape, np.float32), np.zeros(cshape, np.int64))
-    with pytest.raises(FeatureFileError, match="not \\(N, D\\)"):
+    with pytest.raises(CorruptFileError, match="expected \\(N, D\\) or \\(1, N, D\\) features"):
         load_features(path, tile_mpp=0.5, tile_size_level0=512)
 
 
@@ -129,3 +130,48 @@ def test_a_foreign_file_gives_the_model_the_same_slide_as_our_own(tmp_path: Path
     assert a["tile_size"] == b["tile_size"] == 1024
     np.testing.assert_array_equal(a["features"], b["features"])
     np.testing.assert_array_equal(a["coords"], b["coords"])
+
+
+def test_feature_file_errors_are_medical_file_errors_that_survive_pickling(tmp_path: Path) -> None:
+    import pickle
+
+    features, coords = _arrays(5)
+    path = write_clam(tmp_path / "clam.h5", features, coords)
+    with pytest.raises(FeatureMetadataMissingError) as missing:
+        load_features(path)
+    assert isinstance(missing.value, MedicalFileError) and isinstance(missing.value, ValueError)
+    again = pickle.loads(pickle.dumps(missing.value))
+    assert type(again) is FeatureMetadataMissingError and again.flag == "--tile-size-level0"
+    assert str(again) == str(missing.value) and again.as_record()["error"] == "missing_metadata"
+
+
+def test_a_tile_geometry_attribute_that_is_not_a_number_is_a_typed_error(tmp_path: Path) -> None:
+    features, coords = _arrays(6)
+    path = write_clam(tmp_path / "clam.h5", features, coords, {"patch_size": "big", "patch_level": 0})
+    with pytest.raises(FeatureFileError, match="not a number"):
+        load_features(path, tile_mpp=0.5)
+
+
+def test_a_foreign_file_whose_features_live_in_another_file_is_refused(tmp_path: Path) -> None:
+    features, coords = _arrays(7)
+    (tmp_path / "elsewhere.h5").write_bytes(b"")
+    with h5py.File(tmp_path / "elsewhere.h5", "w") as other:
+        other.create_dataset("features", data=features)
+    path = tmp_path / "linked.h5"
+    with h5py.File(path, "w") as h5:
+        h5["features"] = h5py.ExternalLink("elsewhere.h5", "/features")
+        h5.create_dataset("coords", data=coords).attrs.update({"patch_size_level0": 1024, "target_magnification": 20})
+    with pytest.raises(UnsupportedFormatError, match="never read"):
+        load_features(path)
+
+
+def test_float_coordinates_are_rounded_to_level0_pixels(tmp_path: Path) -> None:
+    features, coords = _arrays(8)
+    path = write_trident(tmp_path / "t.h5", features, coords)
+    with h5py.File(path, "a") as h5:
+        attrs = dict(h5["coords"].attrs)
+        del h5["coords"]
+        h5.create_dataset("coords", data=coords.astype(np.float64) + 0.4).attrs.update(attrs)
+    loaded = load_features(path)
+    assert loaded.coords.dtype == np.int64
+    np.testing.assert_array_equal(loaded.coords, coords)

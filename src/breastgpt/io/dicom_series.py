@@ -3,17 +3,18 @@ orientation, pixel spacing and slice spacing checked for consistency."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.pixels import apply_modality_lut
 
-from breastgpt.io.dicom import decode_pixels, describe_dataset, read_dataset
+from breastgpt.io.dicom import DicomImage, decode_pixels, describe_dataset, read_dataset
+from breastgpt.io.dicom_checks import header_floats, header_int, pixel_geometry, positive_floats
 from breastgpt.io.errors import CorruptFileError, LimitExceededError, MedicalFileError, MissingMetadataError, UnsupportedFormatError
-from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits
-from breastgpt.io.volume import Volume
+from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits, check_decoded_bytes
+from breastgpt.io.volume import Volume, volume_description
 
 SPACING_TOLERANCE_MM = 0.01
 RELATIVE_SPACING_TOLERANCE = 0.01
@@ -46,14 +47,21 @@ def _pick_series(folder: Path, series: dict, series_uid: str | None) -> list[tup
 
 
 def _geometry(path: Path, header: pydicom.Dataset) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    try:
-        orientation = np.asarray([float(v) for v in header.ImageOrientationPatient], dtype=float)
-        position = np.asarray([float(v) for v in header.ImagePositionPatient], dtype=float)
-        row_spacing, col_spacing = (float(v) for v in header.PixelSpacing)
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise MissingMetadataError(path, f"slice lacks orientation/position/pixel spacing ({exc})",
-                                   "a series without geometry cannot be stacked; convert it with its scanner software") from exc
-    return orientation, position, (row_spacing, col_spacing)
+    """Orientation, position and pixel spacing of one slice: present, numeric, finite, spacing positive."""
+    orientation = header_floats(path, header, "ImageOrientationPatient")
+    position = header_floats(path, header, "ImagePositionPatient")
+    spacing = positive_floats(path, header, "PixelSpacing", 2)
+    if orientation is None or position is None or spacing is None:
+        raise MissingMetadataError(path, "slice lacks orientation/position/pixel spacing",
+                                   "a series without geometry cannot be stacked; convert it with its scanner software")
+    if len(orientation) != 6 or len(position) != 3:
+        raise CorruptFileError(path, f"ImageOrientationPatient has {len(orientation)} values and ImagePositionPatient "
+                                     f"{len(position)} (expected 6 and 3)", "re-export the series")
+    row, column = np.asarray(orientation[:3]), np.asarray(orientation[3:])
+    if np.linalg.norm(np.cross(row, column)) < 0.5:  # unit cosines must be (nearly) orthogonal to define a normal
+        raise CorruptFileError(path, "ImageOrientationPatient's row and column cosines are not orthogonal unit "
+                                     "vectors", "re-export the series")
+    return np.asarray(orientation, dtype=float), np.asarray(position, dtype=float), (spacing[0], spacing[1])
 
 
 @dataclass
@@ -72,7 +80,10 @@ def series_geometry(folder: str | Path, *, series_uid: str | None = None, limits
     slices = _pick_series(folder, _series_headers(folder, limits), series_uid)
     geometries = [_geometry(path, header) for path, header in slices]
     orientation, _, pixel_spacing = geometries[0]
-    for (path, _), (other, _, other_spacing) in zip(slices, geometries):
+    size = pixel_geometry(slices[0][0], slices[0][1], limits)
+    for (path, header), (other, _, other_spacing) in zip(slices, geometries):
+        if (header_int(path, header, "Rows"), header_int(path, header, "Columns")) != (size.rows, size.columns):
+            raise CorruptFileError(path, "slice size differs from the rest of the series", "split the folder by acquisition")
         if not np.allclose(other, orientation, atol=1e-4) or not np.allclose(other_spacing, pixel_spacing, atol=1e-4):
             raise CorruptFileError(path, "slice orientation or pixel spacing differs from the rest of the series",
                                    "the folder may mix acquisitions; split it")
@@ -99,21 +110,28 @@ def series_metadata(geometry: SeriesGeometry) -> dict[str, object]:
 
 def describe_dicom_series(folder: str | Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> dict[str, object]:
     """Header-only description of a series folder, in the same shape as `Volume.describe()`."""
+    folder = Path(folder)
     geometry = series_geometry(folder, limits=limits)
-    first = geometry.slices[0][1]
-    placeholder = Volume(array=np.empty((len(geometry.slices), int(first.Rows), int(first.Columns)), dtype=np.uint8),
-                         spacing=geometry.spacing, origin=geometry.origin, direction=geometry.direction,
-                         metadata=series_metadata(geometry))
-    return placeholder.describe()
+    shape = _checked_shape(folder, geometry, limits)
+    return volume_description(shape, geometry.spacing, geometry.origin, geometry.direction, series_metadata(geometry))
+
+
+def _checked_shape(folder: Path, geometry: SeriesGeometry, limits: ReadLimits) -> tuple[int, int, int]:
+    """(slices, rows, columns) within the voxel and byte limits of the float32 volume to be built."""
+    first_path, first = geometry.slices[0]
+    size = pixel_geometry(first_path, first, limits)
+    shape = (len(geometry.slices), size.rows, size.columns)
+    if math.prod(shape) > limits.max_total_pixels:
+        raise LimitExceededError(folder, "series exceeds the configured voxel limit", "raise ReadLimits.max_total_pixels")
+    check_decoded_bytes(folder, math.prod(shape) * 4, f"a {shape} float32 series volume", limits)
+    return shape
 
 
 def read_dicom_series(folder: str | Path, *, series_uid: str | None = None, limits: ReadLimits = DEFAULT_LIMITS) -> Volume:
     """Read one DICOM series from a folder into a (Z, Y, X) volume of modality values (HU for CT)."""
     folder = Path(folder)
     geometry = series_geometry(folder, series_uid=series_uid, limits=limits)
-    first = geometry.slices[0][1]
-    if len(geometry.slices) * int(first.Rows) * int(first.Columns) > limits.max_total_pixels:
-        raise LimitExceededError(folder, "series exceeds the configured voxel limit", "raise ReadLimits.max_total_pixels")
+    _checked_shape(folder, geometry, limits)
     planes = [_decode_slice(path, limits) for path, _ in geometry.slices]
     shapes = {plane.shape for plane in planes}
     if len(shapes) != 1:
@@ -142,4 +160,5 @@ def _decode_slice(path: Path, limits: ReadLimits) -> np.ndarray:
     if stored.ndim != 2:
         raise UnsupportedFormatError(path, f"series slice has shape {stored.shape}; expected one grey frame",
                                      "multi-frame or colour slices are not stacked as a series")
-    return apply_modality_lut(stored, dataset).astype(np.float32)
+    describe_dataset(dataset, path)  # rescale and LUTs checked (finite, non-zero slope) before they are applied
+    return DicomImage(path, dataset, stored, {}).modality_values()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from breastgpt.io.errors import CorruptFileError, UnsupportedFormatError
+from breastgpt.io.files import check_regular_file, read_head
 from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits
 
 _MAGIC = (
@@ -24,20 +25,19 @@ _MAGIC = (
     (b"P3", "pnm"),
     (b"P6", "pnm"),
     (b"NRRD", "nrrd"),
+    (b"\x89HDF\r\n\x1a\n", "hdf5"),
 )
 
 
-def sniff_format(path: str | Path) -> str:
-    """The container format from the first bytes: dicom, png, jpeg, tiff, bigtiff, bmp, pnm, nifti, nrrd, dicom-series."""
+def sniff_format(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> str:
+    """The container format from the first bytes: dicom, png, jpeg, tiff, bigtiff, bmp, pnm, nifti, nrrd, hdf5
+    (slide feature file), dicom-series. A FIFO, device or socket is refused without being opened."""
     path = Path(path)
     if path.is_dir():
         return "dicom-series"
-    if not path.is_file():
-        raise UnsupportedFormatError(path, "no such file or folder", "check the path")
-    with path.open("rb") as handle:
-        head = handle.read(352)
-    if not head:
-        raise CorruptFileError(path, "file is empty (0 bytes)", "re-export or re-download it")
+    # Slides may exceed max_file_bytes (they are read region by region): size is each reader's business.
+    check_regular_file(path, ReadLimits(max_file_bytes=2**62))
+    head = read_head(path, 352)
     if len(head) >= 132 and head[128:132] == b"DICM":
         return "dicom"
     for magic, name in _MAGIC:
@@ -79,11 +79,18 @@ def is_slide_tiff(path: Path) -> bool:
 def inspect_path(path: str | Path, *, mpp: float | None = None, limits: ReadLimits = DEFAULT_LIMITS) -> dict[str, object]:
     """Normalised metadata of a file or DICOM series folder: kind, modality, dimensions, spacing/µm per pixel, ..."""
     path = Path(path)
-    fmt = sniff_format(path)
+    fmt = sniff_format(path, limits)
     if fmt == "dicom":
         from breastgpt.io.dicom import describe_dataset, read_dataset
+        from breastgpt.io.dicom_checks import pixel_geometry
 
-        return {"path": str(path), **describe_dataset(read_dataset(path, header_only=True, limits=limits))}
+        header = read_dataset(path, header_only=True, limits=limits)
+        pixel_geometry(path, header, limits)  # an object without an image, or beyond the limits, is refused here
+        return {"path": str(path), **describe_dataset(header, path)}
+    if fmt == "hdf5":
+        from breastgpt.io.feature_file import describe_feature_file
+
+        return {"path": str(path), **describe_feature_file(path, limits=limits)}
     if fmt == "dicom-series":
         from breastgpt.io.dicom_series import describe_dicom_series
 
@@ -105,7 +112,8 @@ def inspect_path(path: str | Path, *, mpp: float | None = None, limits: ReadLimi
 
 def decode_path(path: str | Path, *, mpp: float | None = None, limits: ReadLimits = DEFAULT_LIMITS) -> object:
     """Fully decode any supported input (used to validate files): a display-ready array for images, a `Volume` for
-    volumes, and for slides a bounded thumbnail (the pyramid itself is read region by region, never whole)."""
+    volumes, a bounded thumbnail for slides (the pyramid itself is read region by region, never whole) and the
+    checked arrays (`FeatureArrays`) of a slide feature file."""
     path = Path(path)
     description = inspect_path(path, mpp=mpp, limits=limits)
     fmt, kind = description["format"], description["kind"]
@@ -121,6 +129,10 @@ def decode_path(path: str | Path, *, mpp: float | None = None, limits: ReadLimit
 
             return read_dicom_image(path, limits=limits).modality_values()
         return read_volume(path, limits=limits)
+    if fmt == "hdf5":
+        from breastgpt.io.feature_file import read_feature_file
+
+        return read_feature_file(path, limits=limits)
     if kind == "slide":
         from breastgpt.io.wsi import open_slide
 

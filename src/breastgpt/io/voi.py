@@ -63,6 +63,14 @@ def _selected_window(dataset: pydicom.Dataset, index: int) -> tuple[float, float
     return float(center), float(width)
 
 
+def require_voi(dataset: pydicom.Dataset, choice: VoiChoice) -> None:
+    """A VOI LUT or window asked for by mode must exist at the chosen index (a caller's error, not the file's)."""
+    has_lut = "VOILUTSequence" in dataset and len(dataset.VOILUTSequence) > choice.index
+    has_window = window_count(dataset) > choice.index and "WindowWidth" in dataset
+    if (choice.mode == "lut" and not has_lut) or (choice.mode == "window" and not has_window):
+        raise ValueError(f"VOI {choice.mode} #{choice.index} requested but the header has none at that index")
+
+
 def _voi_unit(modality_values: np.ndarray, dataset: pydicom.Dataset, choice: VoiChoice, value_range: tuple[float, float]) -> np.ndarray:
     has_lut = "VOILUTSequence" in dataset and len(dataset.VOILUTSequence) > choice.index
     has_window = window_count(dataset) > choice.index and "WindowWidth" in dataset

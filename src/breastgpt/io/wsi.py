@@ -11,17 +11,17 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import threading
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from breastgpt.io.errors import CorruptFileError, LimitExceededError, MissingMetadataError, UnsupportedFormatError
-from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits
+from breastgpt.io.errors import (CorruptFileError, LimitExceededError, MedicalFileError, MissingMetadataError,
+                                 UnsupportedFormatError)
+from breastgpt.io.files import check_regular_file, read_head
+from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits, check_decoded_bytes
+from breastgpt.io.raster import pillow_pixel_limit
+from breastgpt.io.wsi_checks import TileCodestreamCheck, check_tiff_structure
 
 READERS = ("openslide", "tiffslide")
 # µm/px outside this range is a wrong tag (72-dpi defaults from image editors give ~353 µm/px), not a slide.
@@ -29,8 +29,8 @@ PLAUSIBLE_MPP = (0.05, 20.0)
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _VENDOR_FORMAT = {"aperio": "svs", "generic-tiff": "tiff", "hamamatsu": "ndpi", "leica": "scn", "mirax": "mrxs",
                   "philips": "tiff", "trestle": "tif", "ventana": "bif", "dicom": "dicom", "synthetic": "synthetic"}
-_MAX_IFDS_CHECKED = 256
-_PIL_LOCK = threading.Lock()
+# OpenSlide formats whose file is an index naming other files (Hamamatsu VMS lists JPEG paths): never opened.
+_INDEX_FORMATS = {"hamamatsu", "mirax"}
 
 
 def open_slide(path: str | Path, *, mpp: float | None = None, limits: ReadLimits = DEFAULT_LIMITS,
@@ -43,7 +43,7 @@ def open_slide(path: str | Path, *, mpp: float | None = None, limits: ReadLimits
     Raises `UnsupportedFormatError`, `CorruptFileError`, `LimitExceededError` or `MissingMetadataError`.
     """
     path = Path(path)
-    kind = _sniff(path)
+    kind = _sniff(path, limits)
     if mpp is not None:
         _check_user_mpp(path, mpp)
     if kind in ("jpeg", "png"):
@@ -52,8 +52,7 @@ def open_slide(path: str | Path, *, mpp: float | None = None, limits: ReadLimits
                                        "pass --mpp (µm per pixel of the scan) to use it as a one-level slide")
         backend = _RasterBackend(path, kind, limits)
         return SlideReader(path, backend, "raster", _pil_version(), kind, (mpp, mpp), "user", limits)
-    if kind == "tiff":
-        _check_tiff_structure(path)
+    sparse = check_tiff_structure(path, limits) if kind == "tiff" else 0
     backend, name, version = _open_pyramidal(path, kind, readers)
     file_mpp = _mpp_from_properties(backend.properties)
     resolved, source = ((mpp, mpp), "user") if mpp is not None else (file_mpp, "file")
@@ -63,7 +62,7 @@ def open_slide(path: str | Path, *, mpp: float | None = None, limits: ReadLimits
                                    "pass --mpp with the scanner's µm per pixel at level 0")
     fmt = _VENDOR_FORMAT.get(str(_vendor_of(backend.properties, name)), kind)
     return SlideReader(path, backend, name, version, fmt, resolved, source if resolved else "none", limits,
-                       file_mpp=file_mpp)
+                       file_mpp=file_mpp, empty_tiles=sparse)
 
 
 class SlideReader:
@@ -71,7 +70,7 @@ class SlideReader:
 
     def __init__(self, path: Path, backend: Any, reader: str, reader_version: str, fmt: str,
                  mpp: tuple[float, float] | None, mpp_source: str, limits: ReadLimits,
-                 file_mpp: tuple[float, float] | None = None) -> None:
+                 file_mpp: tuple[float, float] | None = None, empty_tiles: int = 0) -> None:
         self.path = path
         self.reader = reader
         self.reader_version = reader_version
@@ -80,12 +79,26 @@ class SlideReader:
         self.mpp_source = mpp_source
         self.file_mpp = file_mpp
         self.limits = limits
+        self.empty_tiles = empty_tiles  # sparse tiles (offset and size 0) in the checked IFDs: decoded as background
         self._backend = backend
+        try:
+            self._read_geometry(backend, reader)
+        except Exception as exc:  # backends raise assorted types for a damaged level table
+            backend.close()
+            raise CorruptFileError(path, f"the slide's level table is unreadable ({type(exc).__name__}: {exc})",
+                                   "re-export or re-download it") from exc
+
+    def _read_geometry(self, backend: Any, reader: str) -> None:
         self.dimensions: tuple[int, int] = tuple(int(v) for v in backend.dimensions)  # type: ignore[assignment]
         self.level_count: int = int(backend.level_count)
         self.level_dimensions: tuple[tuple[int, int], ...] = tuple(
             (int(w), int(h)) for w, h in backend.level_dimensions)
         self.level_downsamples: tuple[float, ...] = tuple(float(d) for d in backend.level_downsamples)
+        if (self.level_count < 1 or len(self.level_dimensions) != self.level_count
+                or min(min(d) for d in self.level_dimensions) <= 0
+                or not all(math.isfinite(d) and d >= 1 for d in self.level_downsamples)):
+            raise ValueError(f"{self.level_count} levels {self.level_dimensions[:4]}, downsamples "
+                             f"{self.level_downsamples[:4]}")
         props = backend.properties
         self.vendor: str | None = _vendor_of(props, reader)
         self.objective_power: float | None = _objective_power(props)
@@ -153,6 +166,8 @@ class SlideReader:
     def _decode(self, backend: Any, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         try:
             region = backend.read_region(location, level, size)
+        except MedicalFileError:
+            raise
         except Exception as exc:  # decoders raise many types for bad bytes; all mean the same to the caller
             raise CorruptFileError(self.path, f"cannot decode region {size} at {location}, level {level} "
                                               f"({type(exc).__name__}: {exc})",
@@ -204,6 +219,7 @@ class SlideReader:
             "mpp_source": self.mpp_source,
             "objective_power": self.objective_power,
             "associated_images": list(self.associated_images),
+            "empty_tiles": self.empty_tiles,
         }
 
     def _require_open(self) -> Any:
@@ -214,13 +230,10 @@ class SlideReader:
 
 # ---------------------------------------------------------------------------------------------- opening
 
-def _sniff(path: Path) -> str:
-    if not path.is_file():
-        raise UnsupportedFormatError(path, "no such file", "check the path")
-    if path.stat().st_size == 0:
-        raise CorruptFileError(path, "file is empty (0 bytes)", "re-copy or re-download the slide")
-    with path.open("rb") as handle:
-        head = handle.read(132)
+def _sniff(path: Path, limits: ReadLimits) -> str:
+    # Slides are read region by region, so the whole-file size limit does not apply to them.
+    check_regular_file(path, ReadLimits(max_file_bytes=2**62, max_decoded_bytes=limits.max_decoded_bytes))
+    head = read_head(path, 132)
     if head[128:132] == b"DICM":
         return "dicom"  # checked first: a DICOM preamble may itself look like a TIFF header
     if head[:4] in _TIFF_MAGIC:
@@ -238,39 +251,6 @@ def _check_user_mpp(path: Path, mpp: float) -> None:
                          f"{PLAUSIBLE_MPP[1]}; 0.25 ≈ 40×, 0.5 ≈ 20×)")
 
 
-def _check_tiff_structure(path: Path) -> None:
-    """Parse the IFDs without decoding and refuse tiles or strips that lie outside the file."""
-    import tifffile
-
-    size = path.stat().st_size
-    try:
-        with tifffile.TiffFile(path) as tif:
-            for index, page in enumerate(tif.pages):
-                if index >= _MAX_IFDS_CHECKED:
-                    break
-                _check_page_offsets(path, page, index, size)
-    except CorruptFileError:
-        raise
-    except Exception as exc:  # tifffile raises several types for malformed IFDs
-        raise CorruptFileError(path, f"malformed TIFF structure ({type(exc).__name__}: {exc})",
-                               "re-export or re-download the slide") from exc
-
-
-def _check_page_offsets(path: Path, page: Any, index: int, size: int) -> None:
-    offsets = np.asarray(page.dataoffsets, dtype=np.int64)
-    counts = np.asarray(page.databytecounts, dtype=np.int64)
-    if offsets.shape != counts.shape:
-        raise CorruptFileError(path, f"IFD {index}: {offsets.size} tile offsets but {counts.size} byte counts",
-                               "re-export the slide")
-    present = counts > 0  # zero-length tiles are legal (sparse), they decode as background
-    bad = present & ((offsets < 0) | (offsets + counts > size))
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        raise CorruptFileError(path, f"IFD {index}: {int(bad.sum())} tile(s) point past the end of the "
-                                     f"{size}-byte file (first: tile {first}, offset {int(offsets[first])})",
-                               "the file is truncated or its tile table is damaged; re-copy or re-export it")
-
-
 def _open_pyramidal(path: Path, kind: str, readers: tuple[str, ...]) -> tuple[Any, str, str]:
     failures: list[str] = []
     corrupt = False
@@ -281,6 +261,9 @@ def _open_pyramidal(path: Path, kind: str, readers: tuple[str, ...]) -> tuple[An
             continue
         try:
             return _open_with(name, path)
+        except _IndexFormat as exc:
+            raise UnsupportedFormatError(path, f"a {exc} index file names other files by path; files named inside a "
+                                               "file are never read", "convert the slide to a pyramidal TIFF") from exc
         except _Unsupported as exc:
             failures.append(f"{name}: {exc}")
         except Exception as exc:  # backend-specific error types
@@ -297,12 +280,23 @@ class _Unsupported(Exception):
     pass
 
 
+class _IndexFormat(Exception):
+    """An OpenSlide format whose file lists other files by path."""
+
+
+def _is_tiff(path: Path) -> bool:
+    return read_head(path, 4) in _TIFF_MAGIC
+
+
 def _open_with(name: str, path: Path) -> tuple[Any, str, str]:
     if name == "openslide":
         import openslide
 
-        if openslide.OpenSlide.detect_format(str(path)) is None:
+        vendor = openslide.OpenSlide.detect_format(str(path))
+        if vendor is None:
             raise _Unsupported("format not recognised")
+        if vendor in _INDEX_FORMATS and not _is_tiff(path):
+            raise _IndexFormat(vendor)
         try:
             backend = openslide.OpenSlide(str(path))
         except openslide.OpenSlideUnsupportedFormatError as exc:
@@ -310,28 +304,33 @@ def _open_with(name: str, path: Path) -> tuple[Any, str, str]:
         return backend, "openslide", f"{openslide.__version__} (library {openslide.__library_version__})"
     import tiffslide
 
-    return _TiffSlideBackend(tiffslide.TiffSlide(str(path))), "tiffslide", tiffslide.__version__
+    return _TiffSlideBackend(path, tiffslide.TiffSlide(str(path))), "tiffslide", tiffslide.__version__
 
 
 class _TiffSlideBackend:
     """tiffslide with array output, so the RGB path skips a PIL round-trip."""
 
-    def __init__(self, slide: Any) -> None:
+    def __init__(self, path: Path, slide: Any) -> None:
         self._slide = slide
         self.dimensions = slide.dimensions
         self.level_count = slide.level_count
         self.level_dimensions = slide.level_dimensions
         self.level_downsamples = slide.level_downsamples
         self.properties = slide.properties
+        self._tiles = TileCodestreamCheck(path, slide.ts_tifffile, tuple(slide.level_dimensions))
 
     @property
     def associated_images(self) -> Any:
         return self._slide.associated_images
 
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        ds = self.level_downsamples[level]
+        x, y = int(math.floor(location[0] / ds)), int(math.floor(location[1] / ds))
+        self._tiles.check_region(level, x, y, size[0], size[1])
         return self._slide.read_region(location, level, size, as_array=True)
 
     def close(self) -> None:
+        self._tiles.close()
         self._slide.close()
 
 
@@ -345,18 +344,21 @@ class _RasterBackend:
         self._path = path
         self._limits = limits
         self._pixels: np.ndarray | None = None
-        with _pil_guard(limits):
-            from PIL import Image
+        from PIL import Image
 
-            try:
-                with Image.open(path) as image:
-                    width, height = image.size
-            except Exception as exc:
-                raise CorruptFileError(path, f"unreadable {kind.upper()} header ({type(exc).__name__}: {exc})",
-                                       "re-export the image") from exc
+        try:
+            with pillow_pixel_limit(limits.max_image_pixels), Image.open(path) as image:
+                width, height = image.size
+        except Exception as exc:
+            if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+                raise LimitExceededError(path, f"image declares too many pixels ({exc})",
+                                         "raise ReadLimits.max_image_pixels if the file is trusted") from exc
+            raise CorruptFileError(path, f"unreadable {kind.upper()} header ({type(exc).__name__}: {exc})",
+                                   "re-export the image") from exc
         if width * height > limits.max_image_pixels:
             raise LimitExceededError(path, f"{width}×{height} image exceeds {limits.max_image_pixels} pixels",
                                      "raise ReadLimits.max_image_pixels if the file is trusted")
+        check_decoded_bytes(path, width * height * 4, f"a {width}×{height} image decoded as RGBA", limits)
         self.dimensions = (width, height)
         self.level_dimensions = ((width, height),)
         self.properties: dict[str, str] = {}
@@ -371,29 +373,13 @@ class _RasterBackend:
         if self._pixels is None:
             from PIL import Image
 
-            with _pil_guard(self._limits), Image.open(self._path) as image:
+            with pillow_pixel_limit(self._limits.max_image_pixels), Image.open(self._path) as image:
                 image.load()
                 self._pixels = _to_rgb(np.asarray(image.convert("RGBA" if "A" in image.mode else "RGB")))
         return self._pixels
 
     def close(self) -> None:
         self._pixels = None
-
-
-@contextmanager
-def _pil_guard(limits: ReadLimits) -> Iterator[None]:
-    """PIL's decompression-bomb check is process-global; align it with our limit for the duration of a call."""
-    from PIL import Image
-
-    with _PIL_LOCK:
-        previous = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = limits.max_image_pixels
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                yield
-        finally:
-            Image.MAX_IMAGE_PIXELS = previous
 
 
 def _pil_version() -> str:

@@ -22,6 +22,8 @@ import h5py
 import numpy as np
 
 import breastgpt
+from breastgpt.io.feature_file import FeatureArrays, plain_attribute, read_feature_file
+from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits
 from breastgpt.pathology.foreign_features import (
     FeatureFileError,
     FeatureMetadataMissingError,
@@ -98,70 +100,56 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, str) and (value[:1] in ("[", "{") or value == "null"):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
+    return plain_attribute(value)
 
 
 def load_features(path: str | Path, expect_encoder: str | None = None, expect_dim: int | None = None, *,
-                  tile_mpp: float | None = None, tile_size_level0: float | None = None) -> FeatureFile:
-    """Read a feature file (ours, TRIDENT, CLAM or hs2p); refuse it when its encoder or dimension is not the
-    expected one. ``tile_mpp`` / ``tile_size_level0`` supply what a foreign file does not record (and must agree
-    with what a file does record)."""
+                  tile_mpp: float | None = None, tile_size_level0: float | None = None,
+                  limits: ReadLimits = DEFAULT_LIMITS) -> FeatureFile:
+    """Read a feature file (ours, TRIDENT, CLAM or hs2p) through `breastgpt.io` (typed errors for unreadable or
+    hostile files); refuse it when its encoder or dimension is not the expected one. ``tile_mpp`` /
+    ``tile_size_level0`` supply what a foreign file does not record (and must agree with what a file does record)."""
     path = Path(path)
-    try:
-        with h5py.File(path, "r") as h5:
-            if is_own_format(h5):
-                loaded = _read_own(path, h5)
-            else:
-                foreign = read_foreign(path, h5, tile_mpp=tile_mpp, tile_size_level0=tile_size_level0)
-                loaded = FeatureFile(foreign.coords, foreign.features, foreign.attrs, None, None)
-    except OSError as exc:
-        raise FeatureMismatchError(f"{path}: not a readable feature file ({exc}); re-run `slides extract`") from exc
+    arrays = read_feature_file(path, limits=limits)
+    if is_own_format(arrays.attrs):
+        loaded = _own(path, arrays)
+    else:
+        foreign = read_foreign(path, arrays, tile_mpp=tile_mpp, tile_size_level0=tile_size_level0)
+        loaded = FeatureFile(foreign.coords, foreign.features, foreign.attrs, None, None)
     _check_expected(path, loaded, expect_encoder, expect_dim)
-    footprint = np.atleast_1d(loaded.attrs.get("footprint_level0") or [np.nan])
-    agree(path, "tile size in level-0 pixels", "--tile-size-level0", float(footprint[0]), tile_size_level0)
-    agree(path, "tile resolution in µm/px", "--tile-mpp", float(loaded.attrs.get("target_mpp") or np.nan), tile_mpp)
+    try:
+        footprint = float(np.atleast_1d(loaded.attrs.get("footprint_level0") or [np.nan])[0])
+        mpp = float(loaded.attrs.get("target_mpp") or np.nan)
+    except (TypeError, ValueError) as exc:
+        raise FeatureFileError(path, f"footprint_level0 / target_mpp are not numbers ({exc})", "re-extract it") from exc
+    agree(path, "tile size in level-0 pixels", "--tile-size-level0", footprint, tile_size_level0)
+    agree(path, "tile resolution in µm/px", "--tile-mpp", mpp, tile_mpp)
     return loaded
 
 
-def is_own_format(h5: h5py.File) -> bool:
+def is_own_format(attrs: dict[str, Any]) -> bool:
     """Written by `write_features`: it stores ``format_version`` and ``n_tiles`` as file attributes, which TRIDENT,
     CLAM and hs2p do not (files from before ``format_version`` hold ``n_tiles`` alone)."""
-    return "format_version" in h5.attrs or "n_tiles" in h5.attrs
+    return "format_version" in attrs or "n_tiles" in attrs
 
 
-def _read_own(path: Path, h5: h5py.File) -> FeatureFile:
-    try:
-        attrs = {key: _plain(value) for key, value in h5.attrs.items()}
-        coords = h5["coords"][()]
-        features = h5["features"][()].astype(np.float32)
-        thumbnail = h5["thumbnail"][()] if "thumbnail" in h5 else None
-        mask = h5["tissue_mask"][()] if "tissue_mask" in h5 else None
-    except KeyError as exc:
-        raise FeatureMismatchError(f"{path}: not a readable feature file ({exc}); re-run `slides extract`") from exc
-    if len(coords) != len(features) or attrs.get("n_tiles") != len(coords):
-        raise FeatureMismatchError(f"{path}: {len(coords)} coords, {len(features)} features, n_tiles "
-                                   f"{attrs.get('n_tiles')}; the file is inconsistent, re-extract it")
-    return FeatureFile(coords, features, attrs | {"source_format": "breastgpt"}, thumbnail, mask)
+def _own(path: Path, arrays: FeatureArrays) -> FeatureFile:
+    if arrays.attrs.get("n_tiles") != len(arrays.coords):
+        raise FeatureMismatchError(path, f"{len(arrays.coords)} coords, {len(arrays.features)} features, n_tiles "
+                                         f"{arrays.attrs.get('n_tiles')}; the file is inconsistent", "re-extract it")
+    return FeatureFile(arrays.coords, arrays.features, arrays.attrs | {"source_format": "breastgpt"},
+                       arrays.thumbnail, arrays.tissue_mask)
 
 
 def _check_expected(path: Path, loaded: FeatureFile, expect_encoder: str | None, expect_dim: int | None) -> None:
     encoder = loaded.attrs.get("encoder")
     if expect_encoder is not None and encoder != expect_encoder:
         made_by = f"encoder {encoder!r}" if encoder is not None else "an encoder the file does not record"
-        raise FeatureMismatchError(f"{path}: features were made by {made_by}, expected {expect_encoder!r}; "
+        raise FeatureMismatchError(path, f"features were made by {made_by}, expected {expect_encoder!r}",
                                    f"re-extract with --encoder {expect_encoder}")
     if expect_dim is not None and loaded.features.shape[1] != expect_dim:
-        raise FeatureMismatchError(f"{path}: features are {loaded.features.shape[1]}-d, expected {expect_dim}-d; "
-                                   f"the slide encoder and the tile encoder disagree")
+        raise FeatureMismatchError(path, f"features are {loaded.features.shape[1]}-d, expected {expect_dim}-d",
+                                   "the slide encoder and the tile encoder disagree")
 
 
 def verify_features(path: str | Path, request: dict[str, Any]) -> str | None:

@@ -25,8 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import h5py
 import numpy as np
+
+from breastgpt.io.errors import MedicalFileError
+from breastgpt.io.feature_file import FeatureArrays
 
 # Attribute names per fact, in lookup order, as each tool writes them (one list per fact).
 FOOTPRINT_KEYS = ("footprint_level0", "patch_size_level0", "tile_size_lv0")  # ours, TRIDENT, hs2p
@@ -38,21 +40,30 @@ MAGNIFICATION_TIMES_MPP = 10.0
 RELATIVE_TOLERANCE = 0.01
 
 
-class FeatureFileError(ValueError):
+class FeatureFileError(MedicalFileError, ValueError):
     """A feature file that cannot be used as it is (base class for the feature-file errors)."""
+
+    kind = "feature_file"
 
 
 class FeatureMismatchError(FeatureFileError):
     """A feature file exists but was made with another encoder, dimension or request, or contradicts a flag."""
 
+    kind = "feature_mismatch"
+
 
 class FeatureMetadataMissingError(FeatureFileError):
     """A feature file from another tool lacks a value the model needs, and no flag supplied it."""
 
+    kind = "missing_metadata"
+
     def __init__(self, path: Any, what: str, flag: str, looked_for: tuple[str, ...]):
-        self.what, self.flag = what, flag
-        super().__init__(f"{path}: the file does not record the {what} (looked for attributes "
-                         f"{', '.join(looked_for)} on the file, 'coords' and 'features'); pass {flag}")
+        self.what, self.flag, self.looked_for = what, flag, tuple(looked_for)
+        super().__init__(path, f"the file does not record the {what} (looked for attributes "
+                               f"{', '.join(looked_for)} on the file, 'coords' and 'features')", f"pass {flag}")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.path, self.what, self.flag, self.looked_for))
 
 
 @dataclass(frozen=True)
@@ -62,23 +73,11 @@ class ForeignFeatures:
     attrs: dict[str, Any]
 
 
-def plain(value: Any) -> Any:
-    """An HDF5 attribute value as a Python scalar, string or list."""
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.ndarray):
-        return [plain(v) for v in value.tolist()] if value.ndim else plain(value.item())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def collected_attrs(h5: h5py.File) -> dict[str, Any]:
+def collected_attrs(arrays: FeatureArrays) -> dict[str, Any]:
     """File attributes, then those on ``features`` and ``coords`` (the dataset TRIDENT and CLAM annotate) on top."""
-    attrs = {key: plain(value) for key, value in h5.attrs.items()}
+    attrs = dict(arrays.attrs)
     for name in ("features", "coords"):
-        if name in h5:
-            attrs.update({key: plain(value) for key, value in h5[name].attrs.items()})
+        attrs.update(arrays.dataset_attrs.get(name, {}))
     return attrs
 
 
@@ -90,38 +89,28 @@ def source_format(attrs: dict[str, Any]) -> str:
     return "clam"
 
 
-def read_foreign(path: Any, h5: h5py.File, *, tile_mpp: float | None = None,
+def read_foreign(path: Any, arrays: FeatureArrays, *, tile_mpp: float | None = None,
                  tile_size_level0: float | None = None) -> ForeignFeatures:
-    """Features, coords and BreastGPT-style attributes from a TRIDENT / CLAM / hs2p HDF5 file."""
+    """BreastGPT-style attributes for a TRIDENT / CLAM / hs2p file already read (and checked) by
+    `breastgpt.io.feature_file.read_feature_file`."""
+    coords, features = arrays.coords, arrays.features
+    found = collected_attrs(arrays)
     try:
-        features, coords = np.asarray(h5["features"][()]), np.asarray(h5["coords"][()])
-    except KeyError as exc:
-        raise FeatureFileError(f"{path}: no 'features' and 'coords' datasets ({exc}); expected a feature file "
-                               "from `slides extract`, TRIDENT, CLAM or hs2p") from exc
-    features, coords = _tile_arrays(path, features, coords)
-    found = collected_attrs(h5)
-    footprint, footprint_source = _footprint(path, found, tile_size_level0)
-    mpp, mpp_source = _mpp(path, found, tile_mpp)
+        footprint, footprint_source = _footprint(path, found, tile_size_level0)
+        mpp, mpp_source = _mpp(path, found, tile_mpp)
+        tile_px = _first(found, TILE_PX_KEYS)
+        tile_size = None if tile_px is None else int(round(float(np.atleast_1d(tile_px)[0])))
+    except (TypeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, FeatureFileError):
+            raise
+        raise FeatureFileError(path, f"a tile-geometry attribute is not a number ({exc})",
+                               "fix the attribute or re-extract the features") from exc
     attrs = {**found, "source_format": source_format(found), "n_tiles": int(len(coords)), "dim": int(features.shape[1]),
              "footprint_level0": [footprint, footprint], "footprint_source": footprint_source,
              "target_mpp": mpp, "mpp_source": mpp_source}
-    tile_px = _first(found, TILE_PX_KEYS)
-    if tile_px is not None:
-        attrs["tile_size"] = int(round(float(np.atleast_1d(tile_px)[0])))
+    if tile_size is not None:
+        attrs["tile_size"] = tile_size
     return ForeignFeatures(coords, features, attrs)
-
-
-def _tile_arrays(path: Any, features: np.ndarray, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if features.ndim == 3 and features.shape[0] == 1:  # (1, N, D): a batch of one slide
-        features = features[0]
-    if coords.ndim == 3 and coords.shape[0] == 1:
-        coords = coords[0]
-    if features.ndim != 2 or coords.ndim != 2 or coords.shape[1] != 2 or len(coords) != len(features):
-        raise FeatureFileError(f"{path}: features {features.shape} and coords {coords.shape} are not (N, D) / "
-                               "(1, N, D) features with (N, 2) level-0 coordinates of the same N")
-    if not np.isfinite(features).all():
-        raise FeatureFileError(f"{path}: features hold NaN or infinite values")
-    return features.astype(np.float32), np.rint(coords).astype(np.int64)
 
 
 def _first(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -131,7 +120,7 @@ def _first(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
 def agree(path: Any, what: str, flag: str, recorded: float, given: float | None) -> None:
     """Refuse a caller's value that contradicts the file's (a NaN ``recorded`` means the file has none)."""
     if given is not None and not np.isnan(recorded) and abs(given - recorded) > RELATIVE_TOLERANCE * abs(recorded):
-        raise FeatureMismatchError(f"{path}: {flag} {given} contradicts the file's {what} {recorded}; "
+        raise FeatureMismatchError(path, f"{flag} {given} contradicts the file's {what} {recorded}",
                                    "drop the flag or use the file the features were extracted with")
 
 
