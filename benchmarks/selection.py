@@ -1,17 +1,23 @@
-"""Concept selection: ours (exact, linear memory) vs the dense greedy, time and extra peak memory, same run.
+"""Concept selection: ours (stored matrix), today's streaming path and the dense greedy — time, memory, indices.
 
-Each measurement runs in a fresh subprocess. Memory is the kernel's peak resident set (getrusage
-ru_maxrss) minus the resident set just after the input was built: the *extra* memory the selection needed.
-The dense baseline is `dense_greedy_reference` from tests/model/test_selection.py (the whole L×L float64
-matrix, as SPEC §3.5 writes it); it is refused above the memory this machine can give it, and the refusal
-states what it would need. The indices of both are compared wherever the dense one runs.
+Three methods, measured in the same run, rounds interleaved (the order rotates each round), each call in a fresh
+subprocess with pinned torch threads:
+- "stored": `select_concepts_with_stats` with its default budget — the float64 matrix is held when it fits
+  `MATRIX_BUDGET_BYTES`, otherwise this is the streaming path;
+- "streaming": the same function with `matrix_budget_bytes=0` — the linear-memory lazy greedy, the code every
+  selection ran before the stored path existed ("today's code" in issue 31);
+- "dense": `dense_greedy_reference` of tests/model/test_selection.py (SPEC §3.5 with the whole L×L float64 matrix).
+Per case: the median seconds of each, the ratios, extra peak memory (peak RSS minus RSS after the input was built),
+whether all indices are identical, and — for the accelerator policy (`static_shapes=True`) — the number of host
+reads (ops that wait for the device: scalar reads and data-dependent shapes) one selection makes, counted with a
+dispatch mode in a separate, untimed run. Load averages are recorded per call; a case measured at load above the
+core count is marked noisy.
 
-    python benchmarks/selection.py                     # the full plan (hours on a 2-core machine)
-    python benchmarks/selection.py --only 2000:768:clustered,10000:768:isotropic
-    python benchmarks/selection.py --threads 2
+    python benchmarks/selection.py                          # the plan below, 3 rounds (~15 min on 2 cores)
+    python benchmarks/selection.py --only 6000:768:clustered --rounds 5
+    python benchmarks/selection.py --table                  # the Markdown table of docs/token_selection.md
 
-Results are merged case by case into benchmarks/results/selection.json (written atomically after every
-case), so a long plan can be run in parts.
+Results are merged case by case into benchmarks/results/selection.json (written atomically after every case).
 """
 
 from __future__ import annotations
@@ -32,12 +38,15 @@ K = 128
 # The dense greedy holds the float64 L×L matrix plus up to two more of its size while it builds it
 # (similarities, softmax, scaled copy): refuse it when that would not fit in the memory left for it.
 DENSE_PEAK_MATRICES = 3
+METHODS = ("stored", "streaming", "dense")
+# (L, D, data, methods): the sizes issue 31 names; L = 30,000 is above the default budget, so "stored" streams
+# there and the case shows the streaming path's memory against the fp32 L×L matrix.
 PLAN = [
-    (2000, 768, "clustered"), (10000, 768, "clustered"), (20000, 768, "clustered"),
-    (2000, 768, "isotropic"), (10000, 768, "isotropic"),
-    (2000, 4096, "clustered"), (10000, 4096, "clustered"),
-    (50000, 768, "clustered"), (100000, 768, "clustered"),
+    (2000, 768, "clustered", METHODS), (6000, 768, "clustered", METHODS), (6000, 4096, "clustered", METHODS),
+    (10000, 768, "clustered", METHODS), (20000, 768, "clustered", ("stored", "streaming")),
+    (6000, 768, "isotropic", METHODS), (30000, 768, "clustered", ("stored",)),
 ]
+SYNC_COUNT_MAX_L = 10000  # the untimed host-read count runs the static-shape policy, which does more work on CPU
 
 
 def _rss_now() -> int:
@@ -60,6 +69,25 @@ def _make_tokens(n: int, d: int, kind: str, seed: int):
     return x
 
 
+def _host_reads(run) -> int:
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    syncing = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default,
+               torch.ops.aten.is_nonzero.default, torch.ops.aten.equal.default}
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.n += func in syncing
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        run()
+    return Count.n
+
+
 def measure_one(method: str, n: int, d: int, kind: str, threads: int) -> dict:
     sys.path[:0] = [str(REPO / "src"), str(REPO)]
     import torch
@@ -68,19 +96,24 @@ def measure_one(method: str, n: int, d: int, kind: str, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     x = _make_tokens(n, d, kind, seed=n + d)
+    if method == "host-reads":
+        static = _host_reads(lambda: select_concepts_with_stats(x, K, static_shapes=True))
+        exact = _host_reads(lambda: select_concepts_with_stats(x, K, static_shapes=False))
+        return {"static_shapes": static, "exact_row_sets": exact}
     base = _rss_now()
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     stats = None
-    if method == "ours":
-        idx, stats = select_concepts_with_stats(x, K)
-    else:
+    if method == "dense":
         from tests.model.test_selection import dense_greedy_reference
 
         idx = dense_greedy_reference(x, K)
+    else:
+        budget = {"matrix_budget_bytes": 0} if method == "streaming" else {}
+        idx, stats = select_concepts_with_stats(x, K, **budget)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    out = {"seconds": round(seconds, 2), "extra_peak_bytes": max(0, peak - base), "indices": idx.tolist(),
+    out = {"seconds": round(seconds, 3), "extra_peak_bytes": max(0, peak - base), "indices": idx.tolist(),
            "threads": torch.get_num_threads(), "load_average_before": load_before,
            "load_average_after": os.getloadavg()}
     if stats is not None:
@@ -97,7 +130,8 @@ def _child_env() -> dict:
 
 def _run_child(method: str, n: int, d: int, kind: str, threads: int) -> dict:
     cmd = [sys.executable, __file__, "--one", method, str(n), str(d), kind, "--threads", str(threads)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=_child_env())
+    env = {**_child_env(), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -125,24 +159,40 @@ def _code_version() -> str:
     return done.stdout.strip() + ("+dirty" if dirty.returncode else "")
 
 
-def run_case(n: int, d: int, kind: str, threads: int, dense_max_l: int | None) -> dict:
+def run_case(n: int, d: int, kind: str, methods: tuple[str, ...], threads: int, rounds: int,
+             dense_max_l: int | None) -> dict:
+    import statistics
+
     case = {"L": n, "D": d, "data": kind, "k": K, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "code_version": _code_version(),
-            "dense_fp64_matrix_bytes": n * n * 8, "dense_fp32_matrix_bytes": n * n * 4}
-    ours = _run_child("ours", n, d, kind, threads)
-    case["ours"] = {k: v for k, v in ours.items() if k != "indices"}
-    refusal = _dense_refusal(n, dense_max_l)
-    if refusal is None:
-        dense = _run_child("dense", n, d, kind, threads)
-        case["dense"] = {k: v for k, v in dense.items() if k != "indices"}
-        case["identical_indices"] = ours["indices"] == dense["indices"]
-        case["speed_ratio_dense_over_ours"] = round(dense["seconds"] / max(ours["seconds"], 1e-9), 3)
-        ratio = ours["extra_peak_bytes"] / max(dense["extra_peak_bytes"], 1)
-        case["extra_memory_ratio_ours_over_dense"] = round(ratio, 4)
-    else:
+            "code_version": _code_version(), "rounds": rounds, "threads": threads,
+            "fp64_matrix_bytes": n * n * 8, "fp32_matrix_bytes": n * n * 4}
+    methods = list(methods)
+    if "dense" in methods and (refusal := _dense_refusal(n, dense_max_l)) is not None:
+        methods.remove("dense")
         case["dense"] = refusal
-    case["ours_extra_over_dense_fp32_matrix"] = round(ours["extra_peak_bytes"] / (n * n * 4), 4)
-    case["ours_extra_over_dense_fp64_matrix"] = round(ours["extra_peak_bytes"] / (n * n * 8), 4)
+    runs: dict[str, list[dict]] = {m: [] for m in methods}
+    for r in range(rounds):
+        for method in methods[r % len(methods):] + methods[: r % len(methods)]:  # rotate the order each round
+            runs[method].append(_run_child(method, n, d, kind, threads))
+    loads = [load for rs in runs.values() for run in rs for load in (run["load_average_before"][0],
+                                                                       run["load_average_after"][0])]
+    case["load_average_max"] = round(max(loads), 2)
+    case["noisy"] = max(loads) > (os.cpu_count() or 1)
+    indices = {m: rs[0]["indices"] for m, rs in runs.items()}
+    case["identical_indices"] = all(rs_run["indices"] == indices[methods[0]] for rs in runs.values() for rs_run in rs)
+    for method, rs in runs.items():
+        case[method] = {"seconds_median": round(statistics.median(r["seconds"] for r in rs), 3),
+                        "seconds_rounds": [r["seconds"] for r in rs],
+                        "extra_peak_bytes": max(r["extra_peak_bytes"] for r in rs),
+                        "stats": rs[0].get("stats")}
+        case[method]["extra_over_fp32_matrix"] = round(case[method]["extra_peak_bytes"] / (n * n * 4), 4)
+    seconds = {m: case[m]["seconds_median"] for m in runs}
+    if "stored" in seconds:
+        for other in ("streaming", "dense"):
+            if other in seconds:
+                case[f"speedup_over_{other}"] = round(seconds[other] / max(seconds["stored"], 1e-9), 2)
+    if n <= SYNC_COUNT_MAX_L and "stored" in runs and (runs["stored"][0].get("stats") or {}).get("stored_matrix"):
+        case["host_reads_per_selection"] = _run_child("host-reads", n, d, kind, threads)
     return case
 
 
@@ -160,34 +210,45 @@ def _write(results: dict) -> None:
 
 def _merge(results: dict, case: dict) -> None:
     key = (case["L"], case["D"], case["data"])
-    kept = [c for c in results["cases"] if (c["L"], c["D"], c["data"]) != key]
+    kept = [c for c in results["cases"] if (c["L"], c["D"], c["data"]) != key and "seconds_median" in str(c)]
     results["cases"] = sorted(kept + [case], key=lambda c: (c["D"], c["data"], c["L"]))
 
 
 def markdown_table(results: dict) -> str:
-    """The results as the table in docs/token_selection.md."""
-    head = ("| L | D | data | ours s | dense s | dense/ours time | ours extra MiB | % of fp32 L×L | % of fp64 L×L "
-            "| same indices | threads | load at start |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    """The results as the table in docs/token_selection.md (median seconds; × = speed-up of the default)."""
+    head = ("| L | D | data | default s | streaming s | dense s | × streaming | × dense | default extra MiB "
+            "| streaming extra, % of fp32 L×L | host reads (accelerator policy) | same indices | max load |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for c in results["cases"]:
-        ours, dense = c["ours"], c["dense"]
-        ran = isinstance(dense, dict)
+        def sec(method: str) -> str:
+            value = c.get(method)
+            return str(value["seconds_median"]) if isinstance(value, dict) else ("refused" if value else "—")
+
+        stored, streaming = c.get("stored") or {}, c.get("streaming") or {}
+        reads = (c.get("host_reads_per_selection") or {}).get("static_shapes", "—")
         rows.append(" | ".join(str(x) for x in (
-            "", f"{c['L']:,}", c["D"], c["data"], ours["seconds"], dense["seconds"] if ran else "refused",
-            c.get("speed_ratio_dense_over_ours", "—"), round(ours["extra_peak_bytes"] / 2**20),
-            round(100 * c["ours_extra_over_dense_fp32_matrix"], 2), round(100 * c["ours_extra_over_dense_fp64_matrix"], 2),
-            c.get("identical_indices", "—"), ours["threads"], round(ours["load_average_before"][0], 1), "")).strip())
+            "", f"{c['L']:,}", c["D"], c["data"], sec("stored"), sec("streaming"), sec("dense"),
+            c.get("speedup_over_streaming", "—"), c.get("speedup_over_dense", "—"),
+            round(stored.get("extra_peak_bytes", 0) / 2**20) if stored else "—",
+            round(100 * streaming["extra_over_fp32_matrix"], 1) if streaming else "—", reads,
+            c["identical_indices"], f"{c['load_average_max']}{' (noisy)' if c['noisy'] else ''}", "")).strip())
     return head + "\n" + "\n".join(rows)
 
 
 def main() -> None:
+    global OUT
     ap = argparse.ArgumentParser()
     ap.add_argument("--one", nargs=4, metavar=("METHOD", "L", "D", "KIND"))
-    ap.add_argument("--only", help="comma-separated L:D:kind cases instead of the full plan")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads for both methods (default 1)")
+    ap.add_argument("--only", help="comma-separated L:D:kind cases instead of the full plan (all three methods)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per case (median taken; default 3)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for every method (default 1)")
     ap.add_argument("--dense-max-l", type=int, default=None, help="skip the dense greedy above this L")
     ap.add_argument("--table", action="store_true", help="print the results file as a Markdown table and exit")
+    ap.add_argument("--out", type=Path, default=None, help="results file (default benchmarks/results/selection.json)")
     args = ap.parse_args()
+    if args.out is not None:
+        OUT = args.out
     if args.table:
         print(markdown_table(_load_results()))
         return
@@ -197,7 +258,7 @@ def main() -> None:
         return
     plan = PLAN
     if args.only:
-        plan = [(int(a), int(b), c) for a, b, c in (part.split(":") for part in args.only.split(","))]
+        plan = [(int(a), int(b), c, METHODS) for a, b, c in (part.split(":") for part in args.only.split(","))]
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _common import machine
 
@@ -206,16 +267,18 @@ def main() -> None:
         "benchmark": "selection", "k": K, "machine": machine(),
         "memory": "peak RSS (getrusage ru_maxrss) minus RSS after the input was built, per subprocess, "
                   "glibc MALLOC_MMAP_THRESHOLD_=131072 so freed large buffers leave the RSS",
-        "dense": "tests/model/test_selection.py::dense_greedy_reference (the whole L×L matrix in float64)",
-        "ours": "breastgpt.model.selection.select_concepts_with_stats, default tiles",
+        "methods": {"stored": "select_concepts_with_stats, default budget (stored matrix when it fits)",
+                    "streaming": "select_concepts_with_stats(matrix_budget_bytes=0): the linear-memory path",
+                    "dense": "tests/model/test_selection.py::dense_greedy_reference (whole L×L float64 matrix)"},
     })
-    for n, d, kind in plan:
-        case = run_case(n, d, kind, args.threads, args.dense_max_l)
+    results.pop("dense", None), results.pop("ours", None)
+    for n, d, kind, methods in plan:
+        case = run_case(n, d, kind, methods, args.threads, args.rounds, args.dense_max_l)
         _merge(results, case)
         _write(results)
-        print(json.dumps({k: v for k, v in case.items() if k not in ("ours", "dense")}
-                         | {"ours_s": case["ours"]["seconds"],
-                            "dense_s": case["dense"]["seconds"] if isinstance(case["dense"], dict) else None}),
+        print(json.dumps({k: case[k] for k in ("L", "D", "data", "identical_indices", "noisy", "load_average_max")}
+                         | {m: case[m]["seconds_median"] for m in METHODS if isinstance(case.get(m), dict)}
+                         | {k: v for k, v in case.items() if k.startswith("speedup") or k.startswith("host")}),
               flush=True)
 
 

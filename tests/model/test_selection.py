@@ -28,6 +28,9 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+STREAM = {"matrix_budget_bytes": 0}  # never hold the matrix: the streaming (linear-memory) path
+
+
 def dense_greedy_reference(
     tokens: torch.Tensor,
     k: int,
@@ -93,20 +96,23 @@ def test_matches_dense_reference_on_200_random_cases(block):
     for seed in range(block * 50, block * 50 + 50):
         x, k, text = _random_case(seed)
         ref = dense_greedy_reference(x, k, text_tokens=text)
-        # Tiny tiles: the lazy path on all but the smallest cases, and most of them cross tile borders.
-        lazy = select_concepts(x, k, text_tokens=text, chunk_size=32, tile_columns=16)
+        # Streaming with tiny tiles: the lazy path, and most cases cross tile borders.
+        lazy = select_concepts(x, k, text_tokens=text, chunk_size=32, tile_columns=16, **STREAM)
         assert torch.equal(lazy, ref), f"seed {seed} (lazy): {lazy.tolist()} != {ref.tolist()}"
-        # Default tiles: these sizes fit in one tile and take the small dense path.
-        small = select_concepts(x, k, text_tokens=text)
-        assert torch.equal(small, ref), f"seed {seed} (one tile): {small.tolist()} != {ref.tolist()}"
+        # The stored matrix, built from tiny tiles and from one tile, with exact and static-size row sets.
+        for kw in ({"tile_columns": 3}, {}, {"static_shapes": True}):
+            stored, stats = select_concepts_with_stats(x, k, text_tokens=text, **kw)
+            assert torch.equal(stored, ref), f"seed {seed} (stored {kw}): {stored.tolist()} != {ref.tolist()}"
+            assert stats.stored_matrix or x.shape[0] <= k
         assert lazy.shape[0] == min(x.shape[0], k)
 
 
 def test_tiny_tiles_do_not_change_the_answer():
     for seed in (7, 12, 21, 33):
         x, k, text = _random_case(seed)
-        ours = select_concepts(x, k, text_tokens=text, chunk_size=6, tile_columns=3)
-        assert torch.equal(ours, dense_greedy_reference(x, k, text_tokens=text)), f"seed {seed}"
+        for kw in (STREAM, {}):
+            ours = select_concepts(x, k, text_tokens=text, chunk_size=6, tile_columns=3, **kw)
+            assert torch.equal(ours, dense_greedy_reference(x, k, text_tokens=text)), f"seed {seed} {kw}"
 
 
 def test_blocks_converted_on_the_fly_agree(monkeypatch):
@@ -114,8 +120,9 @@ def test_blocks_converted_on_the_fly_agree(monkeypatch):
     monkeypatch.setattr(selection, "_CACHE_BYTES", 0)
     for seed in (0, 3, 6, 9, 13, 42, 45):
         x, k, text = _random_case(seed)
-        ours = select_concepts(x, k, text_tokens=text, chunk_size=8, tile_columns=8)
-        assert torch.equal(ours, dense_greedy_reference(x, k, text_tokens=text)), f"seed {seed}"
+        for kw in (STREAM, {}):
+            ours = select_concepts(x, k, text_tokens=text, chunk_size=8, tile_columns=8, **kw)
+            assert torch.equal(ours, dense_greedy_reference(x, k, text_tokens=text)), f"seed {seed} {kw}"
 
 
 def test_sorted_ascending_and_length_le_k_keeps_all():
@@ -132,6 +139,8 @@ def test_exact_duplicates_resolve_to_lowest_index():
     assert select_concepts(x, 1).tolist() == [1]  # a covers 3 tokens, first copy of a is index 1
     assert select_concepts(x, 2).tolist() == [0, 1]
     assert select_concepts(x, 2, chunk_size=2, tile_columns=1).tolist() == [0, 1]
+    assert select_concepts(x, 2, chunk_size=2, tile_columns=1, **STREAM).tolist() == [0, 1]
+    assert select_concepts(x, 2, static_shapes=True).tolist() == [0, 1]
 
 
 def test_k_equals_one_is_the_largest_column_sum():
@@ -141,6 +150,7 @@ def test_k_equals_one_is_the_largest_column_sum():
     col = torch.softmax(v @ v.T / 0.2, dim=1).sum(0)
     assert select_concepts(x, 1).tolist() == [int(col.argmax())]
     assert select_concepts(x, 1, chunk_size=4, tile_columns=4).tolist() == [int(col.argmax())]
+    assert select_concepts(x, 1, chunk_size=4, tile_columns=4, **STREAM).tolist() == [int(col.argmax())]
 
 
 def test_larger_case_with_default_tiles_and_text():
@@ -149,15 +159,17 @@ def test_larger_case_with_default_tiles_and_text():
     x = centres[torch.randint(0, 12, (700,), generator=g)] + 0.5 * torch.randn(700, 32, generator=g)
     text = torch.randn(7, 32, generator=g)
     for kw in ({}, {"text_tokens": text}):
+        reference = dense_greedy_reference(x, 40, **kw)
         idx, stats = select_concepts_with_stats(x, 40, **kw)
-        assert not stats.dense  # 700² entries: the lazy path, with default tiles
-        assert torch.equal(idx, dense_greedy_reference(x, 40, **kw))
+        assert stats.stored_matrix and torch.equal(idx, reference)
+        idx, stats = select_concepts_with_stats(x, 40, **kw, **STREAM)
+        assert not stats.stored_matrix and stats.refresh_rounds > 0 and torch.equal(idx, reference)
 
 
 def test_incremental_refreshes_are_used_and_agree():
     g = torch.Generator().manual_seed(5)
     x = torch.randn(600, 16, generator=g)  # isotropic: every gain moves every step, the hard case
-    idx, stats = select_concepts_with_stats(x, 25, chunk_size=128, tile_columns=64)
+    idx, stats = select_concepts_with_stats(x, 25, chunk_size=128, tile_columns=64, **STREAM)
     assert stats.incremental_evaluations > 0 and stats.incremental_rows > 0
     assert torch.equal(idx, dense_greedy_reference(x, 25))
 
@@ -172,17 +184,58 @@ def test_sweeps_always_or_never_give_the_same_indices(monkeypatch, factor):
     x = centres[torch.randint(0, 6, (400,), generator=g)] + 0.8 * torch.randn(400, 12, generator=g)
     text = torch.randn(3, 12, generator=g)
     for kw in ({}, {"text_tokens": text}):
-        idx, stats = select_concepts_with_stats(x, 30, chunk_size=64, tile_columns=32, **kw)
+        idx, stats = select_concepts_with_stats(x, 30, chunk_size=64, tile_columns=32, **kw, **STREAM)
         assert (stats.sweeps > 0) == (factor == 0.0)
         assert torch.equal(idx, dense_greedy_reference(x, 30, **kw))
 
 
-def test_small_problems_take_the_dense_path_and_large_ones_do_not():
+def test_the_matrix_is_stored_exactly_while_it_fits_the_budget():
     x = torch.randn(300, 8, generator=torch.Generator().manual_seed(2))
-    _, small = select_concepts_with_stats(x, 20)
-    _, tiled = select_concepts_with_stats(x, 20, chunk_size=64, tile_columns=64)
-    assert small.dense and small.steps == 20
-    assert not tiled.dense and tiled.refresh_rounds > 0
+    text = torch.randn(3, 8, generator=torch.Generator().manual_seed(3))
+    need = (3 + 300 + 1) * 300 * 8  # prompt rows, visual rows and the spare row, float64
+    _, fits = select_concepts_with_stats(x, 20, text_tokens=text, matrix_budget_bytes=need)
+    _, over = select_concepts_with_stats(x, 20, text_tokens=text, matrix_budget_bytes=need - 1)
+    assert fits.stored_matrix and fits.steps == 20 and 0 < fits.rows_updated
+    assert not over.stored_matrix and over.refresh_rounds > 0
+
+
+def test_static_row_sets_rerun_a_window_that_overflows_and_agree(monkeypatch):
+    # Windows of one step each: a capacity taken from a step with few raised rows is too small for the next.
+    monkeypatch.setattr(selection, "_WINDOWS", tuple(range(1, 60)))
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(500, 6, generator=g)
+    idx, stats = select_concepts_with_stats(x, 60, static_shapes=True)
+    assert stats.window_reruns > 0
+    assert torch.equal(idx, dense_greedy_reference(x, 60))
+
+
+class _HostReads(TorchDispatchMode):
+    """Counts the ops that make the host wait for the device: scalar reads and data-dependent shapes."""
+
+    SYNCING = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default,
+               torch.ops.aten.is_nonzero.default, torch.ops.aten.equal.default}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func in self.SYNCING
+        return func(*args, **(kwargs or {}))
+
+
+def test_static_row_sets_read_the_device_at_most_ten_times_per_selection():
+    g = torch.Generator().manual_seed(6)
+    centres = torch.randn(16, 32, generator=g)
+    x = centres[torch.randint(0, 16, (1500,), generator=g)] + 0.6 * torch.randn(1500, 32, generator=g)
+    text = torch.randn(4, 32, generator=g)
+    with _HostReads() as static:
+        idx, stats = select_concepts_with_stats(x, 128, text_tokens=text, static_shapes=True)
+    with _HostReads() as exact:
+        same, _ = select_concepts_with_stats(x, 128, text_tokens=text, static_shapes=False)
+    assert static.count <= 10, (static.count, stats)
+    assert exact.count > 128  # exact row sets read every step: fine on CPU, a stall per step on a GPU
+    assert torch.equal(idx, same) and torch.equal(idx, dense_greedy_reference(x, 128, text_tokens=text))
 
 
 class _LargestTensor(TorchDispatchMode):
@@ -203,7 +256,7 @@ def test_no_tensor_grows_with_the_square_of_the_token_count():
     n = 4000
     x = torch.randn(n, 4, generator=torch.Generator().manual_seed(n))
     with _LargestTensor() as probe:
-        select_concepts(x, 4, tile_columns=512)
+        select_concepts(x, 4, tile_columns=512, **STREAM)
     # Tiles (512² in the sweeps, at most _TILE_ENTRIES in refreshes) and O(L) vectors; L² = 16M entries.
     assert probe.largest <= max(selection._TILE_ENTRIES, 512 * 512, 2 * n * 4)
     assert probe.largest <= n * n / 8
@@ -224,7 +277,7 @@ def test_bad_inputs_name_the_problem():
 
 def test_bfloat16_tokens_select_as_their_float32_values():
     x = torch.randn(120, 16, generator=torch.Generator().manual_seed(4)).to(torch.bfloat16)
-    for kw in ({}, {"chunk_size": 32, "tile_columns": 16}):
+    for kw in ({}, {"chunk_size": 32, "tile_columns": 16, **STREAM}):
         assert torch.equal(select_concepts(x, 10, **kw), select_concepts(x.float(), 10, **kw))
         assert torch.equal(select_concepts(x, 10, **kw), dense_greedy_reference(x.float(), 10))
 
@@ -237,7 +290,8 @@ def test_float64_tokens_are_left_untouched_and_select_as_float32_does(monkeypatc
     x = (torch.randn(300, 24, generator=g) * 3).double()
     text = torch.randn(5, 24, generator=g).double()
     before, text_before = x.clone(), text.clone()
-    for kw in ({}, {"text_tokens": text}, {"chunk_size": 32, "tile_columns": 16}):
+    for kw in ({}, {"text_tokens": text}, {"chunk_size": 32, "tile_columns": 16, **STREAM},
+               {"text_tokens": text, **STREAM}):
         ours = select_concepts(x, 20, **kw)
         assert torch.equal(x, before) and torch.equal(text, text_before), kw
         reference = dense_greedy_reference(x, 20, text_tokens=kw.get("text_tokens"))

@@ -1,9 +1,16 @@
 """Concept-preserving token selection (SPEC §3.5) with memory linear in the number of tokens.
 
-`select_concepts` returns the indices the dense greedy facility-location selection returns, without ever
-holding the L×L coverage matrix M (rows: prompt tokens, then visual tokens; columns: candidate visual
-tokens). Every entry is recomputed when needed as M[i, j] = exp(β_i·(v̂_i·v̂_j) + γ_i), in float64, from the
-input tokens and two numbers per row:
+`select_concepts` returns the indices the dense greedy facility-location selection returns. M is the coverage
+matrix (rows: prompt tokens, then visual tokens; columns: candidate visual tokens), M[i, j] =
+exp(β_i·(v̂_i·v̂_j) + γ_i) in float64. Two paths give the same indices:
+
+* **Stored matrix** (when float64 M fits `matrix_budget_bytes`, default `MATRIX_BUDGET_BYTES`): one symmetric
+  sweep writes M and its row normalisers; each greedy step then updates every gain from the rows whose
+  coverage rose only (gain_j -= Σ_i min(max(M[i, j] - cover_i, 0), raise_i)), a few times the work of the
+  Gram matrix itself. On an accelerator the step keeps its bookkeeping on the device (static-size row sets,
+  one host synchronisation per window of steps; `_WINDOWS`).
+* **Streaming** (above the budget): M is never held; every entry is recomputed when needed from the input
+  tokens and two numbers per row, with memory linear in L:
 
 1. Row normalisers and first gains. The visual similarities are symmetric, so one sweep over the upper
    triangle of square tiles gives every row's softmax normaliser, and a second sweep gives every column
@@ -18,9 +25,6 @@ input tokens and two numbers per row:
 3. The pick is the largest fresh gain; gains within `TIE_RTOL`·best or `TIE_ATOL` of it are ties and go
    to the lowest index, exactly as in the dense greedy.
 
-Small problems (the whole matrix within one tile and `_DENSE_MAX_ENTRIES`) build M and sum every gain at
-every step, as the dense greedy does: cheaper than the lazy bookkeeping there, and no more memory than a
-tile.
 
 docs/token_selection.md gives the exactness argument, the memory accounting and measured costs.
 """
@@ -54,14 +58,18 @@ _CACHE_BYTES = 32 * 2**20
 _TILE_ENTRIES = 2**20
 # Above this fraction of changed rows, a refresh sums over all rows instead (no gather, no drift).
 _FULL_REFRESH_FRACTION = 0.5
-# Problems whose whole coverage matrix has at most this many entries (and fits in one tile) are solved
-# densely: one small matrix, every gain summed every step, which beats lazy bookkeeping below ~L = 500.
-_DENSE_MAX_ENTRIES = 2**18
 # A sweep (every gain, symmetric tiles: L²/2 products) replaces one-by-one refreshes that would need more
 # than this many times as many row×candidate products.
 _SWEEP_FACTOR = 1.0
 # Snapshots no stale candidate refers to any more are dropped once there are more than this many.
 _SNAPSHOTS_KEPT = 8
+# The stored-matrix path is used while float64 M ([prompt + visual + 1 rows] × L) fits in this many bytes:
+# L = 20,000 needs 3.2 GB. Above it the streaming path needs ~0.1 GB at L = 20,000 (docs/token_selection.md).
+MATRIX_BUDGET_BYTES = 4 * 2**30
+# Steps between host synchronisations on an accelerator: [0, 1), [1, 4), [4, 16), [16, 64), [64, k). A window
+# whose changed rows overflow its static row capacity is re-run once with every row, so a selection makes at most
+# 2 × 5 = 10 synchronisations.
+_WINDOWS = (1, 4, 16, 64)
 
 
 @dataclass
@@ -75,7 +83,9 @@ class SelectionStats:
     steps: int = 0
     snapshots_peak: int = 0
     sweeps: int = 0  # all gains recomputed in one symmetric sweep (when cheaper than refreshing one by one)
-    dense: bool = False  # small problem: the whole matrix was one tile, every gain summed every step
+    stored_matrix: bool = False  # M was held (it fitted the budget); the fields below describe that path
+    rows_updated: int = 0  # (row) updates over all steps: rows whose coverage rose (or the static capacity)
+    window_reruns: int = 0  # static-shape windows re-run because their changed rows overflowed the capacity
 
 
 @torch.no_grad()
@@ -89,12 +99,16 @@ def select_concepts(
     coverage_weight: float = 0.5,
     chunk_size: int = 4096,
     tile_columns: int = 1024,
+    matrix_budget_bytes: int = MATRIX_BUDGET_BYTES,
+    static_shapes: bool | None = None,
 ) -> Tensor:
     """Indices (sorted ascending, on `tokens.device`) of the k tokens greedy facility location keeps.
 
     tokens [L, D]; text_tokens [m, D] (the prompt only, never answer tokens) adds text rows P above
-    coverage_weight·Q. Work is done in float64 blocks of at most `chunk_size` rows (fewer for wide tokens)
-    × `tile_columns` candidates, and square `tile_columns` tiles for the sweeps; memory is linear in L.
+    coverage_weight·Q. While float64 M fits `matrix_budget_bytes` it is held (fast path); above it, work is done
+    in float64 blocks of at most `chunk_size` rows (fewer for wide tokens) × `tile_columns` candidates, and square
+    `tile_columns` tiles for the sweeps, with memory linear in L. The tokens are never modified.
+    static_shapes: see `select_concepts_with_stats` (None: automatic by device).
     """
     indices, _ = select_concepts_with_stats(
         tokens,
@@ -105,6 +119,8 @@ def select_concepts(
         coverage_weight=coverage_weight,
         chunk_size=chunk_size,
         tile_columns=tile_columns,
+        matrix_budget_bytes=matrix_budget_bytes,
+        static_shapes=static_shapes,
     )
     return indices
 
@@ -120,16 +136,28 @@ def select_concepts_with_stats(
     coverage_weight: float = 0.5,
     chunk_size: int = 4096,
     tile_columns: int = 1024,
+    matrix_budget_bytes: int = MATRIX_BUDGET_BYTES,
+    static_shapes: bool | None = None,
 ) -> tuple[Tensor, SelectionStats]:
-    """`select_concepts` plus counters describing the work done."""
+    """`select_concepts` plus counters describing the work done.
+
+    static_shapes: how the stored-matrix path finds the rows whose coverage rose — True: fixed-capacity row sets
+    and one host synchronisation per window of steps (the default on accelerators); False: the exact rows each
+    step (the default on CPU, where reading a tensor is not a synchronisation). Both give the same indices.
+    """
     _check_inputs(tokens, k, text_tokens, temperature, text_temperature, coverage_weight, chunk_size, tile_columns)
     length = tokens.shape[0]
     if length <= k:
         return torch.arange(length, device=tokens.device), SelectionStats()
     text = None if text_tokens is None else text_tokens.detach().to(tokens.device)
-    cov = _Coverage(tokens.detach(), text, temperature, text_temperature, coverage_weight, chunk_size, tile_columns)
-    if cov.fits_one_tile():
-        return torch.sort(_dense_greedy(cov, int(k))).values, SelectionStats(steps=int(k), dense=True)
+    rows = length + (0 if text is None else text.shape[0]) + 1
+    store = rows * length * 8 <= matrix_budget_bytes
+    cov = _Coverage(tokens.detach(), text, temperature, text_temperature, coverage_weight, chunk_size, tile_columns,
+                    store_matrix=store)
+    if store:
+        static = tokens.device.type != "cpu" if static_shapes is None else bool(static_shapes)
+        stored = _StoredGreedy(cov, int(k))
+        return torch.sort(stored.run(static)).values, stored.stats
     greedy = _LazyGreedy(cov)
     chosen = greedy.run(int(k))
     return torch.sort(chosen).values, greedy.stats
@@ -187,7 +215,8 @@ class _Coverage:
     normalised to float64 one block at a time.
     """
 
-    def __init__(self, tokens, text, temperature, text_temperature, weight, chunk_size, tile_columns):
+    def __init__(self, tokens, text, temperature, text_temperature, weight, chunk_size, tile_columns, *,
+                 store_matrix: bool = False):
         self.tokens, self.text = tokens, text
         self.L, self.m = tokens.shape[0], 0 if text is None else text.shape[0]
         self.device = tokens.device
@@ -199,13 +228,20 @@ class _Coverage:
         self._no_rows = torch.zeros(0, dtype=torch.long, device=self.device)  # text rows only
         self._build_caches()
         weight = float(weight) if text is not None else 1.0
-        z = self._visual_normalisers()
+        # The stored matrix gets one spare all-zero row: static-size row sets pad with its index.
+        self.matrix = None
+        if store_matrix:
+            self.matrix = torch.empty(self.m + self.L + 1, self.L, dtype=torch.float64, device=self.device)
+            self.matrix[-1].zero_()
+        z = self._visual_normalisers(self.matrix)
         self.visual_scale = (weight / self.L) / z  # row i of M: visual_scale[i] · exp((cos - 1)/tau)
         gamma = [torch.log(self.visual_scale) - 1.0 / self.tau]
         if text is not None:
             shift, text_z = self._text_normalisers()
             gamma.insert(0, -shift / self.text_tau - torch.log(text_z * self.m))
         self.gamma = torch.cat(gamma)
+        if self.matrix is not None:
+            self._finish_matrix()
 
     # ---- blocks of unit vectors ---------------------------------------------------------------------
 
@@ -283,13 +319,29 @@ class _Coverage:
                     continue
                 yield rs, cs, torch.mm(rows, self.units(cs).T).sub_(1.0 / self.tau).exp_()
 
-    def _visual_normalisers(self) -> Tensor:
+    def _visual_normalisers(self, store: Tensor | None = None) -> Tensor:
+        """Row sums of E; with `store`, E is also written into its visual rows (both halves of each tile)."""
         z = torch.zeros(self.L, dtype=torch.float64, device=self.device)
+        m = self.m
         for rs, cs, e in self._symmetric_tiles():
             z[rs] += e.sum(1)
+            if store is not None:
+                store[m + rs.start : m + rs.stop, cs] = e
             if cs != rs:
                 z[cs] += e.sum(0)
+                if store is not None:
+                    store[m + cs.start : m + cs.stop, rs] = e.T
         return z
+
+    def _finish_matrix(self) -> None:
+        """Scale the stored visual rows by their normalisers and write the prompt rows."""
+        m = self.m
+        for sl in _spans(self.L, max(1, _TILE_ENTRIES // self.L)):
+            self.matrix[m + sl.start : m + sl.stop].mul_(self.visual_scale[sl, None])
+        for cs in _spans(self.L, self.tile) if m else ():
+            cols = self.units(cs)
+            for rows, scaled, gamma in self.row_blocks(self._no_rows, cols.shape[0]):
+                self.matrix[rows, cs] = self.entries(scaled, gamma, cols)
 
     def _text_normalisers(self) -> tuple[Tensor, Tensor]:
         # Text cosines need not reach 1, so each text row is shifted by its own maximum (online log-sum-exp).
@@ -329,33 +381,71 @@ class _Coverage:
                 gains[cs] += (e if cover is None else e.sub_(cover[rows, None]).clamp_(min=0)).sum(0)
         return gains
 
-    def fits_one_tile(self) -> bool:
-        entries = (self.m + self.L) * self.L
-        return entries <= min(_DENSE_MAX_ENTRIES, self.chunk * self.tile) and self.row_cache is not None
-
-    def dense(self) -> Tensor:
-        """The whole coverage matrix: only for problems that fit in one tile."""
-        return self.entries(self.row_cache, self.gamma, self.unit_cache)
-
     def column(self, j: int) -> Tensor:
         """M[:, j] over all rows."""
         col = self.units(slice(j, j + 1))
         return torch.cat([self.entries(scaled, gamma, col)[:, 0] for _, scaled, gamma in self.row_blocks()])
 
 
-def _dense_greedy(cov: _Coverage, k: int) -> Tensor:
-    coverage = cov.dense()
-    cover = torch.zeros(coverage.shape[0], dtype=torch.float64, device=cov.device)
-    taken = torch.zeros(cov.L, dtype=torch.bool, device=cov.device)
-    picks = []
-    for _ in range(k):
-        gains = (coverage - cover[:, None]).clamp_(min=0).sum(0).masked_fill_(taken, -math.inf)
-        best = float(gains.max())
-        pick = int(torch.nonzero(gains >= best - max(TIE_RTOL * best, TIE_ATOL))[0, 0])
-        taken[pick] = True
-        torch.maximum(cover, coverage[:, pick], out=cover)
-        picks.append(pick)
-    return torch.tensor(picks, dtype=torch.long, device=cov.device)
+class _StoredGreedy:
+    """Greedy facility location on the stored matrix: every gain kept exact by per-step updates.
+
+    When a pick raises row i's coverage by r_i, candidate j loses min(max(M[i, j] - cover_i, 0), r_i): only rows
+    with r_i > 0 change any gain, and they are few after the first steps (the first pick raises every row).
+    """
+
+    def __init__(self, cov: _Coverage, k: int) -> None:
+        self.cov, self.k, self.M = cov, k, cov.matrix
+        dev, rows = cov.device, cov.matrix.shape[0]
+        self.stats = SelectionStats(steps=k, stored_matrix=True)
+        self.gains = self.M.sum(0)
+        self.cover = torch.zeros(rows, dtype=torch.float64, device=dev)
+        self.taken = torch.zeros(cov.L, dtype=torch.bool, device=dev)
+        self.picks = torch.zeros(k, dtype=torch.long, device=dev)
+        self.spare = rows - 1  # the all-zero row that pads static-size row sets
+        self.block = max(1, _TILE_ENTRIES // cov.L)
+
+    def run(self, static_shapes: bool) -> Tensor:
+        if not static_shapes:
+            for step in range(self.k):
+                self.stats.rows_updated += int(self._step(step, None))
+            return self.picks
+        capacity, start = self.M.shape[0], 0
+        for stop in [*(w for w in _WINDOWS if w < self.k), self.k]:
+            saved = (self.gains.clone(), self.cover.clone(), self.taken.clone())
+            counts = torch.stack([self._step(step, capacity) for step in range(start, stop)])
+            worst = int(counts.max())  # the window's one host synchronisation
+            if worst > capacity:  # a later step of the window saw a truncated row set: re-run it with every row
+                self.stats.window_reruns += 1
+                self.gains, self.cover, self.taken = saved
+                capacity = self.M.shape[0]
+                counts = torch.stack([self._step(step, capacity) for step in range(start, stop)])
+                worst = int(counts.max())
+            self.stats.rows_updated += capacity * (stop - start)
+            capacity, start = max(worst, 1), stop
+        return self.picks
+
+    def _step(self, step: int, capacity: int | None) -> Tensor:
+        """One pick; returns the number of rows whose coverage rose (a 0-d tensor, not read here)."""
+        gains = self.gains.masked_fill(self.taken, -math.inf)
+        best = gains.max()
+        # Ties as the dense greedy breaks them: the lowest index within the tolerance band (argmax: first max).
+        pick = (gains >= best - torch.clamp(best * TIE_RTOL, min=TIE_ATOL)).to(torch.uint8).argmax().view(1)
+        self.picks[step : step + 1] = pick
+        self.taken.index_fill_(0, pick, True)
+        column = self.M.index_select(1, pick).squeeze(1)
+        raised = (column - self.cover).clamp_(min=0)
+        changed = raised > 0
+        if capacity is None:
+            rows = torch.nonzero(changed).squeeze(1)
+        else:
+            rows = torch.nonzero_static(changed, size=capacity, fill_value=self.spare).squeeze(1)
+        for sl in _spans(rows.shape[0], self.block):
+            r = rows[sl]
+            excess = self.M.index_select(0, r).sub_(self.cover[r, None]).clamp_(min=0)
+            self.gains -= torch.minimum(excess, raised[r, None], out=excess).sum(0)
+        torch.maximum(self.cover, column, out=self.cover)
+        return changed.sum()
 
 
 class _LazyGreedy:
