@@ -43,6 +43,28 @@ def time_repeated(function: Callable[[], object], repeats: int, warmup: int = 1)
     return timings
 
 
+def time_interleaved(functions: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Wall-clock seconds per round of each function, rounds interleaved and the order rotated every round, so a
+    change of machine load during the run falls on every contender alike."""
+    names = list(functions)
+    for _ in range(warmup):
+        for name in names:
+            functions[name]()
+    timings: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            start = time.perf_counter()
+            functions[name]()
+            timings[name].append(time.perf_counter() - start)
+    return timings
+
+
+def load_record(loads: list[float]) -> dict[str, object]:
+    """The highest 1-minute load average seen and whether it exceeded the core count (figures then noisy)."""
+    highest = max(loads)
+    return {"load_average_max": round(highest, 2), "noisy": highest > (os.cpu_count() or 1)}
+
+
 def write_result(name: str, payload: dict[str, object], target: Path | None = None) -> Path:
     """Write `target` (default benchmarks/results/<name>.json) atomically, stamped with date and machine."""
     document = {"benchmark": name, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -112,13 +112,30 @@ def grey_to_display(stored: np.ndarray, dataset: pydicom.Dataset, choice: VoiCho
         low, high = int(stored.min()), int(stored.max())
         offset = min(low, 0)  # unsigned data indexes the table directly, without a subtraction pass
         table = grey_display_lut(dataset, offset, high, choice, (low, high))
-        return table[stored] if offset == 0 else table[stored.astype(np.int32) - offset]
+        return _look_up(table, stored, offset)
     modality = apply_modality_lut(stored, dataset)
     low, high = float(np.min(modality)), float(np.max(modality))
     unit = _voi_unit(modality, dataset, choice, (low, high))
     if inverts_display(dataset):
         unit = 1.0 - unit
     return np.round(unit * 255.0).astype(np.uint8)
+
+
+# Pixels per block of the table look-up: a block's indices and output stay in the L2 cache (~16 ms -> ~8 ms for a
+# 3328 × 2560 mammogram against one `table[stored]` over the whole image; benchmarks/dicom_read.py).
+_LOOKUP_BLOCK = 2**15
+
+
+def _look_up(table: np.ndarray, stored: np.ndarray, offset: int) -> np.ndarray:
+    """table[stored - offset], block by block (same values as one fancy-indexing pass, about twice as fast)."""
+    flat = np.ascontiguousarray(stored).reshape(-1)
+    out = np.empty(flat.shape, dtype=table.dtype)
+    for start in range(0, flat.size, _LOOKUP_BLOCK):
+        block = flat[start : start + _LOOKUP_BLOCK]
+        if offset:
+            block = block.astype(np.int32) - offset
+        np.take(table, block, out=out[start : start + _LOOKUP_BLOCK])
+    return out.reshape(stored.shape)
 
 
 def colour_to_display(rgb: np.ndarray, bits_stored: int) -> np.ndarray:
