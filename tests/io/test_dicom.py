@@ -140,3 +140,19 @@ def test_known_broken_shipped_files_are_refused() -> None:
         read_dicom_image(pydicom_test_file("MR_truncated.dcm"))
     with pytest.raises(UnsupportedFormatError):
         read_dicom_image(pydicom_test_file("rtplan.dcm"))  # no pixel data
+
+
+@pytest.mark.parametrize("dtype, offset", [(np.uint16, 0), (np.int16, -1200), (np.uint8, 0)])
+def test_block_wise_look_up_equals_one_fancy_index_pass(dtype, offset) -> None:
+    from breastgpt.io import voi
+
+    rng = np.random.default_rng(3)
+    info = np.iinfo(dtype)
+    # Three frames, a size that is not a multiple of the block, read through a non-contiguous view.
+    stored = rng.integers(max(info.min, offset), min(info.max, 3000) + 1, size=(3, 257, 301)).astype(dtype)
+    view = stored[:, :, ::-1]
+    table = rng.integers(0, 256, size=int(view.max()) - offset + 1).astype(np.uint8)
+    expected = table[view.astype(np.int64) - offset]
+    got = voi._look_up(table, view, offset)
+    assert got.shape == view.shape and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected)
