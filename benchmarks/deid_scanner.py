@@ -1,7 +1,8 @@
 """PHI scanner throughput: milliseconds per record text with the values of a few thousand patients loaded.
 
 Ours (`PhiScanner.check_text`: one prefix-tree alternation per boundary class) against the obvious baseline, one
-compiled regex per value with the same boundaries, measured in the same run on the same texts. Which texts are
+compiled regex per value with the same boundaries, measured in the same run on the same texts, rounds interleaved
+(order rotated), medians; the load average is recorded and the result marked noisy above the core count. Which texts are
 flagged is compared too: a faster scanner that missed a leak would be worthless.
 
     python benchmarks/deid_scanner.py [--patients 2000] [--texts 200]   # minutes: the baseline is slow
@@ -10,6 +11,7 @@ flagged is compared too: a faster scanner that missed a leak would be worthless.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 import statistics
@@ -20,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import time_repeated, write_result  # noqa: E402
+from _common import load_record, time_interleaved, write_result  # noqa: E402
 
 from breastgpt.deid.phi_values import normalise  # noqa: E402
 from breastgpt.deid.scanner import _BOUNDARIES, PhiScanner, _shape  # noqa: E402
@@ -85,14 +87,17 @@ def main() -> None:
     ours_flags = [bool(scanner.check_text(text)) for text in texts]
     base_flags = flagged_baseline(patterns, texts)
     assert ours_flags == base_flags, "the scanners disagree on which texts leak"
-    ours = time_repeated(lambda: [scanner.check_text(text) for text in texts], args.repeats)
-    base = time_repeated(lambda: flagged_baseline(patterns, texts), args.repeats)
+    loads = [os.getloadavg()[0]]
+    times = time_interleaved({"ours": lambda: [scanner.check_text(text) for text in texts],
+                              "baseline": lambda: flagged_baseline(patterns, texts)}, args.repeats)
+    loads.append(os.getloadavg()[0])
+    ours, base = times["ours"], times["baseline"]
     ours_ms = statistics.median(ours) / len(texts) * 1000
     base_ms = statistics.median(base) / len(texts) * 1000
     payload = {"values": len(scanner), "texts": len(texts), "flagged_texts": sum(ours_flags),
                "same_texts_flagged": True, "compile_seconds": round(compile_seconds, 3),
                "ms_per_text": {"ours_prefix_tree": round(ours_ms, 4), "baseline_regex_per_value": round(base_ms, 4)},
-               "speedup": round(base_ms / ours_ms, 1)}
+               "speedup": round(base_ms / ours_ms, 1), "rounds": args.repeats, **load_record(loads)}
     print(payload)
     print("wrote", write_result("deid_scanner", payload))
 

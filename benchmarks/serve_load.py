@@ -1,10 +1,12 @@
 """Load test of `breastgpt serve`: N requests at concurrency C against a tiny random-weight checkpoint on
 loopback, with dynamic batching (max_batch 8) and one-at-a-time (max_batch 1) measured in the same run.
 
-Reports errors, p50/p95 latency and throughput for each mode. Traffic goes only to 127.0.0.1 and the script
-stops by itself after N requests per mode.
+Reports errors, p50/p95 latency and throughput for each mode: the two modes alternate over `--rounds` rounds
+(order rotated) and each figure is the median over rounds; torch threads are pinned, the load average is
+recorded and the result marked noisy above the core count. Traffic goes only to 127.0.0.1 and the script stops
+by itself after N requests per mode and round.
 
-    python benchmarks/serve_load.py [--requests 200] [--concurrency 32]
+    python benchmarks/serve_load.py [--requests 200] [--concurrency 32] [--rounds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import base64
 import concurrent.futures
 import io
+import os
 import statistics
 import sys
 import tempfile
@@ -26,7 +29,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(Path(__file__).resolve().parent)]
 
-from _common import write_result  # noqa: E402
+from _common import load_record, write_result  # noqa: E402
 
 from breastgpt.infer.engine import Engine  # noqa: E402
 from tests.infer.checkpoint import save_tiny_checkpoint  # noqa: E402
@@ -66,18 +69,39 @@ def run_mode(engine: Engine, folder: Path, max_batch: int, requests: int, concur
             "mean_batch_size": round(stats["mean_batch_size"], 2)}
 
 
+def _median_mode(runs: list[dict[str, object]]) -> dict[str, object]:
+    merged = dict(runs[0])
+    for key in ("errors", "p50_s", "p95_s", "throughput_rps", "wall_s", "mean_batch_size"):
+        merged[key] = round(statistics.median(run[key] for run in runs), 3)
+    merged["errors"] = max(run["errors"] for run in runs)  # any failed request counts
+    merged["throughput_rps_rounds"] = [run["throughput_rps"] for run in runs]
+    return merged
+
+
 def main() -> None:
+    import torch
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the server's engine")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    runs: dict[int, list[dict[str, object]]] = {8: [], 1: []}
+    loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as folder:
         engine = Engine.from_pretrained(save_tiny_checkpoint(Path(folder) / "ckpt"), device="cpu")
-        modes = [run_mode(engine, Path(folder), batch, args.requests, args.concurrency) for batch in (8, 1)]
+        for r in range(args.rounds):
+            for batch in ((8, 1) if r % 2 == 0 else (1, 8)):
+                runs[batch].append(run_mode(engine, Path(folder), batch, args.requests, args.concurrency))
+                loads.append(os.getloadavg()[0])
+    modes = [_median_mode(runs[8]), _median_mode(runs[1])]
     for mode in modes:
         print(mode)
     batched, single = modes
     write_result("serve_load", {"model": "tiny random-weight BreastGPT (CPU)", "modes": modes,
+                                "rounds": args.rounds, "threads": args.threads, **load_record(loads),
                                 "throughput_ratio_batched_vs_single": round(batched["throughput_rps"]
                                                                            / single["throughput_rps"], 2)})
 
