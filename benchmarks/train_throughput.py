@@ -1,14 +1,17 @@
 """Training throughput (tokens/s) of BreastGPT train steps, full fine-tune vs gradient checkpointing vs LoRA.
 
 CPU (default): the tiny flavour and a ~10 M-parameter config, fp32, text batches; the baseline is the full
-fine-tune step of the same model measured in the same run, and every other mode is reported as a ratio.
+fine-tune step of the same model measured in the same run, and every other mode is reported as a ratio. The modes
+of one config are stepped in interleaved rounds (order rotated, `--rounds`, `--steps` per round), each figure is
+the median step; torch threads are pinned (`--threads`), the load average is recorded and the result marked noisy
+above the core count.
 Two more CPU rows supervise only the last 1/16 of each row (an answer after a long multimodal prompt, as in
 training conversations): logits over every position (the Hugging Face default) vs over the supervised
 positions only (`supervised_positions`, what the training loop passes); the first of the two is their baseline.
 ``--gpu``: the 8B architecture with random weights on one GPU, bf16, sequence 4,096, gradient
 checkpointing; full and LoRA: tokens/s, MFU and peak memory (the full step is the baseline).
 
-    python benchmarks/train_throughput.py [--gpu] [--steps 5] [--seq 256] [--out benchmarks/results/...]
+    python benchmarks/train_throughput.py [--gpu] [--steps 5] [--rounds 3] [--threads 2] [--seq 256] [--out ...]
 """
 
 from __future__ import annotations
@@ -60,41 +63,73 @@ def build(model_config, trainable: str, checkpointing: bool, device: str, dtype)
     return model.train()
 
 
+class Stepper:
+    """Optimizer steps of one model on fixed random text; the last ``answer_share`` of each row supervised, logits
+    over every position or (``kept_logits``) over the supervised ones only."""
+
+    def __init__(self, model, batch: int, seq: int, device: str, answer_share: float = 1.0,
+                 kept_logits: bool = False) -> None:
+        import torch
+
+        from breastgpt.model.modeling import supervised_positions
+
+        self.model, self.device, self.batch, self.seq = model, device, batch, seq
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=1e-5, foreach=device != "cpu")
+        vocab = model.config.text_config.vocab_size
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        self.ids = torch.randint(0, min(vocab, 250), (batch, seq), generator=gen).to(device)
+        self.labels = self.ids.clone()
+        self.labels[:, :seq - max(2, int(seq * answer_share))] = -100
+        self.extra = {"logits_to_keep": supervised_positions(self.labels)} if kept_logits else {}
+        self.times: list[float] = []
+        self.loss = float("nan")
+
+    def run(self, steps: int, timed: bool = True) -> None:
+        import torch
+
+        for _ in range(steps):
+            if self.device != "cpu":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            loss = self.model(input_ids=self.ids, labels=self.labels, use_cache=False, **self.extra).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            if self.device != "cpu":
+                torch.cuda.synchronize()
+            if timed:
+                self.times.append(time.perf_counter() - start)
+            self.loss = float(loss.detach())
+
+    def result(self) -> dict:
+        sec = sorted(self.times)[len(self.times) // 2]
+        return {"seconds_per_step": sec, "tokens_per_second": self.batch * self.seq / sec,
+                "params": sum(p.numel() for p in self.model.parameters()),
+                "trainable_params": sum(p.numel() for p in self.params), "loss_last": self.loss,
+                "timed_steps": len(self.times)}
+
+
 def measure(model, batch: int, seq: int, steps: int, device: str, answer_share: float = 1.0,
             kept_logits: bool = False) -> dict:
-    """Seconds per optimizer step (after one warm-up step) on random text; the last ``answer_share`` of each
-    row supervised, logits over every position or (``kept_logits``) over the supervised ones only."""
-    import torch
+    """Median seconds per optimizer step (after one warm-up step) of one model alone."""
+    stepper = Stepper(model, batch, seq, device, answer_share, kept_logits)
+    stepper.run(1, timed=False)
+    stepper.run(steps)
+    return stepper.result()
 
-    from breastgpt.model.modeling import supervised_positions
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-5, foreach=device != "cpu")
-    vocab = model.config.text_config.vocab_size
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    ids = torch.randint(0, min(vocab, 250), (batch, seq), generator=gen).to(device)
-    labels = ids.clone()
-    labels[:, :seq - max(2, int(seq * answer_share))] = -100
-    extra = {"logits_to_keep": supervised_positions(labels)} if kept_logits else {}
-    times = []
-    for i in range(steps + 1):
-        if device != "cpu":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        loss = model(input_ids=ids, labels=labels, use_cache=False, **extra).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if device != "cpu":
-            torch.cuda.synchronize()
-        if i:
-            times.append(time.perf_counter() - start)
-    sec = sorted(times)[len(times) // 2]
-    n_all = sum(p.numel() for p in model.parameters())
-    n_train = sum(p.numel() for p in params)
-    return {"seconds_per_step": sec, "tokens_per_second": batch * seq / sec, "params": n_all,
-            "trainable_params": n_train, "loss_last": float(loss)}
+def interleaved(steppers: dict[str, Stepper], rounds: int, steps: int, loads: list[float]) -> dict[str, dict]:
+    """Every stepper warmed up once, then `rounds` rounds of `steps` steps each, the order rotated per round."""
+    names = list(steppers)
+    for stepper in steppers.values():
+        stepper.run(1, timed=False)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            steppers[name].run(steps)
+        loads.append(os.getloadavg()[0])
+    return {name: stepper.result() for name, stepper in steppers.items()}
 
 
 def run_cpu(args) -> dict:
@@ -102,29 +137,33 @@ def run_cpu(args) -> dict:
 
     from breastgpt.model.flavours import tiny
 
+    from _common import load_record
+
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    out = {}
+    out, loads = {}, [os.getloadavg()[0]]
     # "10m-qwen-vocab": the 10 M config with Qwen3-VL's 151,936-token vocabulary, where the logits dominate
     # (answer rows only: that is what they measure)
     for name, cfg in (("tiny", tiny()), ("10m", ten_million_config()), ("10m-qwen-vocab", ten_million_config(151936))):
-        rows = {}
         modes = () if name == "10m-qwen-vocab" else (("full", "all", False), ("full+ckpt", "all", True),
                                                      ("lora", "lora", False))
-        for mode, trainable, ckpt in modes:
-            model = build(cfg, trainable, ckpt, "cpu", torch.float32)
-            rows[mode] = measure(model, args.batch, args.seq, args.steps, "cpu")
+        steppers = {mode: Stepper(build(cfg, trainable, ckpt, "cpu", torch.float32), args.batch, args.seq, "cpu")
+                    for mode, trainable, ckpt in modes}
+        rows = interleaved(steppers, args.rounds, args.steps, loads) if steppers else {}
         for row in rows.values():
             row["ratio_to_full"] = row["tokens_per_second"] / rows["full"]["tokens_per_second"]
-        answers = {}
+        answer_steppers = {}
         for mode, kept in (("answers 1/16, all logits", False), ("answers 1/16, kept logits", True)):
             torch.manual_seed(1)  # the same initial weights for both rows
-            answers[mode] = measure(build(cfg, "all", False, "cpu", torch.float32), args.batch, args.seq,
-                                    args.steps, "cpu", 1 / 16, kept)
+            answer_steppers[mode] = Stepper(build(cfg, "all", False, "cpu", torch.float32), args.batch, args.seq,
+                                            "cpu", 1 / 16, kept)
+        answers = interleaved(answer_steppers, args.rounds, args.steps, loads)
         base = answers["answers 1/16, all logits"]["tokens_per_second"]
         for row in answers.values():
             row["ratio_to_all_logits"] = row["tokens_per_second"] / base
         out[name] = {**rows, **answers}
-    return {"device": "cpu", "threads": torch.get_num_threads(), "batch": args.batch, "seq": args.seq, "results": out}
+    return {"device": "cpu", "threads": torch.get_num_threads(), "batch": args.batch, "seq": args.seq,
+            "rounds": args.rounds, "steps_per_round": args.steps, **load_record(loads), "results": out}
 
 
 def run_gpu(args) -> dict:
@@ -166,7 +205,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--gpu", action="store_true")
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps (per round on CPU)")
+    parser.add_argument("--rounds", type=int, default=3, help="CPU: interleaved rounds per config")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU: torch threads")
     parser.add_argument("--seq", type=int, default=None)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--layers", type=int, default=0, help="GPU: fewer LLM layers than 36 (0: all)")

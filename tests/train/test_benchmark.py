@@ -14,9 +14,12 @@ def test_cpu_benchmark_writes_figures(tmp_path):
     spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    payload = module.main(["--steps", "1", "--seq", "16", "--batch", "1", "--out", str(tmp_path / "r.json")])
+    payload = module.main(["--steps", "1", "--rounds", "2", "--seq", "16", "--batch", "1",
+                           "--out", str(tmp_path / "r.json")])
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["benchmark"] == "train_throughput" and saved["machine"]["cpu_count"] >= 1
+    assert saved["rounds"] == 2 and isinstance(saved["noisy"], bool) and saved["load_average_max"] >= 0
+    assert saved["results"]["tiny"]["full"]["timed_steps"] == 2  # one step in each of two rounds
     answers = {"answers 1/16, all logits", "answers 1/16, kept logits"}
     for name in ("tiny", "10m"):
         rows = saved["results"][name]
