@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from breastgpt.artifacts import sha256_file as _sha256_file
 from breastgpt.corpus.build_items import (ItemTask, input_keys, process_item, read_item_state,
-                                          state_reference)
+                                          slide_feature_id, state_reference)
 from breastgpt.corpus.completeness import MAX_LOST_FRACTION, incomplete_sources, outcome_table, source_outcomes
 from breastgpt.corpus.quarantine import input_reference, quarantine_row
 from breastgpt.corpus.records import (Record, atomic_write_json, write_jsonl, write_records_jsonl,
@@ -266,7 +266,9 @@ def make_tasks(config: BuildConfig, samples: list[Any], pseudo: Any, normaliser:
                               state_key=pseudo.input_key(source, state_reference(sample.sample_id)),
                               root=roots[source], input_keys=input_keys(pseudo, sample, roots[source]),
                               answer_style=config.answer_style, media_position=config.media_position,
-                              templates_per_sample=config.templates_per_sample))
+                              templates_per_sample=config.templates_per_sample,
+                              feature_key=slide_feature_id(pseudo, source, sample.sample_id)
+                              if sample.kind == "slide" else None))
     return tasks
 
 

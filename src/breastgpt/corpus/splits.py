@@ -169,6 +169,23 @@ def verify_manifest(path: Path, records: Iterable[Record], *, media_root: Path |
     return ManifestCheck(not problems, problems)
 
 
+def _slide_problems(item_id: str, ref: Any, media_root: Path) -> list[str]:
+    """A slide reference carries the slide's sha256 (leakage checks compare slides) and names the feature file
+    extracted from it, which a fresh corpus may not have yet: when present it must come from that slide."""
+    file = media_root / ref.path
+    if not file.is_file():
+        return []
+    from breastgpt.pathology.features import read_attrs
+
+    try:
+        made_from = read_attrs(file).get("slide_sha256")
+    except OSError as exc:
+        return [f"item {item_id}: feature file {ref.path} unreadable ({exc})"]
+    if made_from != ref.sha256:
+        return [f"item {item_id}: feature file {ref.path} was extracted from another slide (slide_sha256 differs)"]
+    return []
+
+
 def _item_problems(item: dict[str, Any], rec: Record, media_root: Path | None) -> list[str]:
     problems = []
     now = manifest_item(rec)
@@ -177,6 +194,9 @@ def _item_problems(item: dict[str, Any], rec: Record, media_root: Path | None) -
             problems.append(f"item {rec.id}: {key} changed")
     if media_root is not None:
         for ref in rec.media:
+            if ref.kind == "slide":
+                problems.extend(_slide_problems(rec.id, ref, Path(media_root)))
+                continue
             file = Path(media_root) / ref.path
             if not file.is_file():
                 problems.append(f"item {rec.id}: media {ref.path} missing under {media_root}")

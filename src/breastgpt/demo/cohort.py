@@ -124,20 +124,14 @@ def stage_task_set(ctx: Any) -> dict[str, Any]:
 
 
 def slide_jobs(ctx: Any) -> list[tuple[Path, str, float | None]]:
-    """(slide file, feature id the corpus records name, µm/px override) for every pathology sample."""
-    from breastgpt.corpus.normalise import slide_feature_id
-    from breastgpt.corpus.sources.base import SourceProblem, get_adapter
+    """(slide file, keyed feature id the corpus records name, µm/px override) for every pathology sample."""
+    from breastgpt.corpus.build import SourceSpec, load_pseudonymizer
+    from breastgpt.corpus.slide_jobs import slide_jobs as corpus_slide_jobs
 
-    jobs = []
-    for name in ctx.settings.sources:
-        adapter = get_adapter(name)
-        for sample in adapter.discover(ctx.state["cohort"] / name):
-            if isinstance(sample, SourceProblem) or sample.kind != "slide":
-                continue
-            path = Path(sample.media[0])
-            raster = path.suffix.lower() in (".jpg", ".jpeg", ".png")  # raster "WSIs" carry no µm/px: 0.5 as built
-            jobs.append((path, slide_feature_id(sample), 0.5 if raster else None))
-    return jobs
+    with _demo_secret() as secret_env:
+        pseudo = load_pseudonymizer(secret_env)
+    sources = [SourceSpec(name, ctx.state["cohort"] / name) for name in ctx.settings.sources]
+    return [(job.path, job.feature_id, job.mpp) for job in corpus_slide_jobs(sources, pseudo)]
 
 
 def stage_slides(ctx: Any) -> dict[str, Any]:
