@@ -397,6 +397,9 @@ def test_busi_kaggle_zip_with_macos_folder(tmp_path):
     assert samples["benign-2"].labels == {"pathology": "benign", "malignant": False}
     assert samples["benign-2"].missing == ["roi_mask"]
     assert len(samples["malignant-1"].labels["boxes"]) == 2 and samples["normal-1"].labels["boxes"] == []
+    shutil.rmtree(base / "benign")  # a copy with only some class folders
+    samples, problems = _discover("busi", root)
+    assert problems == [] and sorted(samples) == ["malignant-1", "normal-1"]
 
 
 # ------------------------------------------------------------------------------------------------ BUS-CoT (assumed)
@@ -559,3 +562,29 @@ def test_institutional_manifest_from_a_spreadsheet(tmp_path, name):
     assert samples["s01"].masks == [root / "patient 01" / "lesion mask.nii.gz"] and samples["s01"].missing == []
     assert samples["s02"].masks == [] and samples["s02"].missing == ["mask"]  # mask not delivered: labels kept
     assert samples["s01"].dataset_split == "test" and samples["s01"].source == name
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+def test_conformance_downloads_build_and_verify(tmp_path, monkeypatch):
+    """The DICOM fixtures through the real normaliser and templates: every case becomes records, nothing is
+    quarantined, the build is accepted and `corpus verify` passes."""
+    from typer.testing import CliRunner
+
+    from breastgpt.corpus.build import BuildConfig, SourceSpec, build_corpus
+    from breastgpt.corpus.cli import app
+    from tests.corpus.sources.test_conformance_cbis_ddsm import write_cbis
+
+    vindr, _ = _vindr(tmp_path / "vindr")
+    inbreast = _inbreast(tmp_path / "inbreast")
+    cbis = write_cbis(tmp_path / "cbis", "nbia")
+    monkeypatch.setenv("CONFORMANCE_SECRET", "conformance-secret-0123456789abcdef")
+    sources = (SourceSpec("vindr_mammo", vindr), SourceSpec("inbreast", inbreast), SourceSpec("cbis_ddsm", cbis))
+    summary = build_corpus(BuildConfig(out=tmp_path / "corpus", sources=sources, secret_env="CONFORMANCE_SECRET"))
+    assert summary.accepted and summary.incomplete == [] and summary.quarantined == 0
+    assert {name: (row["samples"], row["lost"]) for name, row in summary.sources.items()} == {
+        "vindr_mammo": (3, 0), "inbreast": (3, 0), "cbis_ddsm": (3, 0)}
+    assert all(row["records"] >= 3 * 10 for row in summary.sources.values())
+    verify = CliRunner().invoke(app, ["verify", str(tmp_path / "corpus")])
+    assert verify.exit_code == 0, verify.output

@@ -23,7 +23,8 @@ class BUSIAdapter:
     modality = "ultrasound"
 
     def discover(self, root: Path) -> Iterator[SourceSample | SourceProblem]:
-        base = next((p for p in (root / "Dataset_BUSI_with_GT", root) if (p / "benign").is_dir()), None)
+        base = next((p for p in (root / "Dataset_BUSI_with_GT", root) if any((p / c).is_dir() for c in CLASSES)),
+                    None)  # any class folder: a copy may lack one (e.g. only benign and malignant)
         if base is not None:
             for label in CLASSES:
                 for image in sorted((base / label).glob("*.png")):
