@@ -95,6 +95,8 @@ class BuildConfig:
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise BuildError(f"a source is named twice in {names}")
+        if not 0.0 <= self.max_lost <= 1.0:
+            raise BuildError(f"max_lost {self.max_lost} is not a fraction in [0, 1]")
         if self.media_position not in ("before", "after"):
             raise BuildError(f"media_position {self.media_position!r} is not 'before' or 'after'")
 

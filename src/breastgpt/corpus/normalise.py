@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from breastgpt.corpus.sources.base import NormalisedMedia, NormaliseLimits, SourceSample, safe_id
+from breastgpt.corpus.sources.base import NormalisedMedia, NormaliseLimits, SourceSample
 from breastgpt.corpus.sources.media import RASTER_SUFFIXES
 
 __all__ = ["NormalisedMedia", "NormaliseLimits", "normalise_media", "breast_crop", "imaging_region_crop"]
