@@ -198,6 +198,19 @@ def test_reexported_series_found_by_patient_id(tmp_path):
     assert samples[case].media == [path] and samples[case].labels == EXPECTED[case]
 
 
+def test_swapped_roi_and_crop_paths_still_give_the_mask(tmp_path):
+    """Some CSV rows give the cropped image's path as the ROI mask's and vice versa."""
+    root = write_cbis(tmp_path, "nbia")
+    csv = root / "mass_case_description_train_set.csv"
+    import pandas as pd
+
+    table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    table[["cropped image file path", "ROI mask file path"]] = table[["ROI mask file path", "cropped image file path"]]
+    table.to_csv(csv, index=False)
+    samples = {s.sample_id: s for s in get_adapter("cbis_ddsm").discover(root)}
+    assert {case: s.labels for case, s in samples.items()} == EXPECTED
+
+
 def test_missing_full_mammogram_is_a_row_problem(tmp_path):
     root = write_cbis(tmp_path, "nbia")
     case = "Mass-Training_P_00001_LEFT_CC"

@@ -228,7 +228,9 @@ class CBISDDSMAdapter:
         make "locate every lesion" answers wrong); the labels stay either way."""
         boxes = []
         for _, _, row in rows:
-            mask = _mask_file(index.files(cell(row, "ROI mask file path")), full_image)
+            # some rows swap the ROI-mask and cropped-image paths: look in both series for the full-size file
+            candidates = [*index.files(cell(row, "ROI mask file path")), *index.files(cell(row, "cropped image file path"))]
+            mask = _mask_file(sorted(set(candidates)), full_image)
             box = box_from_mask_file(mask) if mask is not None else None
             if box is None:
                 return None
@@ -263,10 +265,11 @@ def _finding(row) -> dict:
 
 
 def _mask_file(files: list[Path], full_image: Path) -> Path | None:
-    """A ROI series often holds both the cropped lesion and the mask, in either order and under one series
-    description: the mask is the file with the full mammogram's size."""
-    if len(files) <= 1:
-        return files[0] if files else None
+    """The ROI mask among a row's ROI and cropped-image series (which may be one series, in either order, or
+    have their paths swapped in the CSV): the one file with the full mammogram's size; None when there is none
+    (a mask whose size differs from its mammogram cannot be placed on it)."""
+    if not files:
+        return None
     size = _size(full_image)
     matches = [path for path in files if _size(path) == size]
     return matches[0] if len(matches) == 1 else None
