@@ -229,7 +229,7 @@ def test_phi_gate_quarantines_own_ids_and_blocks_cross_sample_leaks(tmp_path):
     make_source(src / "alpha", "alpha", cases)
     make_source(src / "beta", "beta", _cases("b", 2, "ultrasound"))
     out = tmp_path / "out"
-    summary = build(src, out)
+    summary = build(src, out, allow_partial=True)  # one of alpha's four cases is lost
     quarantine = [json.loads(l) for l in (out / "quarantine.jsonl").read_text().splitlines()]
     assert [q["error"] for q in quarantine] == ["phi_leak"] and summary.phi_gate == "passed"
     assert "patient_id" in quarantine[0]["problem"] and cases[0]["patient"] not in (out / "quarantine.jsonl").read_text()
@@ -237,7 +237,7 @@ def test_phi_gate_quarantines_own_ids_and_blocks_cross_sample_leaks(tmp_path):
     cases[0]["report"] = f"Compared with the study of {cases[2]['patient']}, the mass is unchanged in size and shape."
     make_source(src / "alpha", "alpha", cases)
     with pytest.raises(BuildError, match="PHI gate"):
-        build(src, out)
+        build(src, out, allow_partial=True)
     assert not (out / "records.jsonl").read_text().count(cases[2]["patient"])
 
 

@@ -143,7 +143,8 @@ def failed_build(tmp_path_factory) -> dict:
     mp = pytest.MonkeyPatch()
     mp.setenv(SECRET_ENV, "quarantine-test-secret-0123456789")
     level, logger = logging.getLogger().level, _capture_logs()
-    result = CliRunner().invoke(app, ["build", "--sources", str(spec), "--out", str(out), "--secret-env", SECRET_ENV])
+    result = CliRunner().invoke(app, ["build", "--sources", str(spec), "--out", str(out), "--secret-env", SECRET_ENV,
+                                          "--allow-partial"])
     logging.getLogger().removeHandler(logger)
     logging.getLogger().setLevel(level)
     mp.undo()

@@ -31,12 +31,26 @@ def test_adding_patients_and_sources_never_moves_anyone():
 
 
 def test_dataset_test_split_honoured_for_the_whole_patient():
-    config = SplitConfig(honour_dataset_test=True)
-    train_patients = [f"P{i}" for i in range(200) if split_for_patient("a", f"P{i}", config) == "train"]
-    rows = [("a", train_patients[0], "train"), ("a", train_patients[0], "test"), ("a", train_patients[1], "train")]
+    config = SplitConfig()
+    assert config.honour_dataset_test
+    hashed = SplitConfig(honour_dataset_test=False)
+    patients = [f"P{i}" for i in range(400)]
+    by_hash = {p: split_for_patient("a", p, config) for p in patients}
+    train_patients = [p for p in patients if by_hash[p] == "train"]
+    bench_patients = [p for p in patients if by_hash[p] == "bench"]
+    # one patient with a train and a test image (CBIS-DDSM: mass training + calc test), one official-train
+    # patient the hash would send to the bench, and a source without an official test split
+    rows = [("a", train_patients[0], "train"), ("a", train_patients[0], "test"), ("a", train_patients[1], "train"),
+            ("a", bench_patients[0], "train"), *(("b", p, "train") for p in patients)]
     out = assign_splits(rows, config)
     assert out[("a", train_patients[0])] == "bench" and out[("a", train_patients[1])] == "train"
-    assert assign_splits(rows, SplitConfig())[("a", train_patients[0])] == "train"
+    assert out[("a", bench_patients[0])] in ("train", "val")
+    assert [k for k, v in out.items() if v == "bench" and k[0] == "a"] == [("a", train_patients[0])]
+    b_hash = {p: split_for_patient("b", p, config) for p in patients}
+    assert {p: out[("b", p)] for p in patients} == b_hash  # no official test split: the hash alone
+    assert sum(v == "bench" for k, v in out.items() if k[0] == "b") > 40
+    ignored = assign_splits(rows, hashed)
+    assert ignored[("a", train_patients[0])] == "train" and ignored[("a", bench_patients[0])] == "bench"
 
 
 def test_bad_config():

@@ -31,7 +31,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from breastgpt.artifacts import sha256_file as _sha256_file
 from breastgpt.corpus.build_items import (ItemTask, input_keys, process_item, read_item_state,
-                                          state_reference)
+                                          slide_feature_id, state_reference)
+from breastgpt.corpus.completeness import MAX_LOST_FRACTION, incomplete_sources, outcome_table, source_outcomes
 from breastgpt.corpus.quarantine import input_reference, quarantine_row
 from breastgpt.corpus.records import (Record, atomic_write_json, write_jsonl, write_records_jsonl,
                                       write_records_parquet)
@@ -47,6 +48,17 @@ OUTPUT_FILES = ("records.jsonl", "records.parquet", "bench_manifest.json", "quar
 
 class BuildError(RuntimeError):
     """The build cannot proceed (bad sources spec, missing secret, PHI found in outputs)."""
+
+
+class IncompleteBuildError(BuildError):
+    """The corpus was written, but a source gave no record or lost too many cases (`completeness`); the build
+    is not accepted without `allow_partial`. Carries the summary with its per-source table."""
+
+    def __init__(self, summary: "BuildSummary") -> None:
+        self.summary = summary
+        super().__init__(f"source(s) {', '.join(summary.incomplete)} incomplete; the corpus was written but not "
+                         "accepted — fix the inputs (see the table and quarantine.jsonl) or pass --allow-partial\n"
+                         + outcome_table(summary.sources))
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,8 @@ class BuildConfig:
     limits: NormaliseLimits = field(default_factory=NormaliseLimits)  # normalised image/volume sizes
     answer_style: str = "letter"  # closed answers: "letter" ("B. <option>", the published style) or "text"
     media_position: str = "before"  # placeholders "before" the question (published layout) or "after" the text
+    allow_partial: bool = False  # accept sources with no record or more than max_lost of their cases lost
+    max_lost: float = MAX_LOST_FRACTION
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -81,6 +95,8 @@ class BuildConfig:
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise BuildError(f"a source is named twice in {names}")
+        if not 0.0 <= self.max_lost <= 1.0:
+            raise BuildError(f"max_lost {self.max_lost} is not a fraction in [0, 1]")
         if self.media_position not in ("before", "after"):
             raise BuildError(f"media_position {self.media_position!r} is not 'before' or 'after'")
 
@@ -100,6 +116,9 @@ class BuildSummary:
     executor: str = "local"
     workers: int = 1
     phi_gate: str = "skipped"
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # completeness.SourceOutcome.as_dict per source
+    incomplete: list[str] = field(default_factory=list)  # sources with no record or too many cases lost
+    accepted: bool = True  # False: incomplete and not allowed (`allow_partial`)
 
     @property
     def work_done(self) -> int:
@@ -249,7 +268,9 @@ def make_tasks(config: BuildConfig, samples: list[Any], pseudo: Any, normaliser:
                               state_key=pseudo.input_key(source, state_reference(sample.sample_id)),
                               root=roots[source], input_keys=input_keys(pseudo, sample, roots[source]),
                               answer_style=config.answer_style, media_position=config.media_position,
-                              templates_per_sample=config.templates_per_sample))
+                              templates_per_sample=config.templates_per_sample,
+                              feature_key=slide_feature_id(pseudo, source, sample.sample_id)
+                              if sample.kind == "slide" else None))
     return tasks
 
 
@@ -324,9 +345,12 @@ def build_corpus(config: BuildConfig, *, adapters: Mapping[str, Any] | None = No
             summary.processed += 1
             progress.advance(bar)
     finalise(config, tasks, problem_rows(config, problems, pseudo), samples, summary)
+    summary.accepted = config.allow_partial or not summary.incomplete
     summary.seconds = round(time.perf_counter() - start, 3)
     atomic_write_json(config.out / "build_summary.json", asdict(summary) | {
         "work_done": summary.work_done, "machine": f"{platform.platform()} ({os.cpu_count()} CPUs)"})
+    if not summary.accepted:
+        raise IncompleteBuildError(summary)
     return summary
 
 
@@ -347,6 +371,9 @@ def finalise(config: BuildConfig, tasks: list[ItemTask], problems: list[dict[str
     quarantine = redact_quarantine(quarantine, samples)
     summary.quarantined = len(quarantine)
     summary.records = len(records)
+    outcomes = source_outcomes([spec.name for spec in config.sources], samples, quarantine, records)
+    summary.sources = {name: outcome.as_dict(config.max_lost) for name, outcome in outcomes.items()}
+    summary.incomplete = incomplete_sources(outcomes, config.max_lost)
     summary.splits = {s: sum(1 for r in records if r.split == s) for s in ("train", "val", "bench")}
     write_records_jsonl(config.out / "records.jsonl", records)
     write_records_parquet(config.out / "records.parquet", records)

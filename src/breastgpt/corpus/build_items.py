@@ -26,7 +26,7 @@ from breastgpt.corpus.templates import SampleView, load_templates, render_sample
 from breastgpt.io.errors import MedicalFileError
 
 STATE_DIR = ".state"
-STATE_VERSION = 3  # 3: states named by keyed state keys, quarantine rows scrubbed
+STATE_VERSION = 4  # 3: states named by keyed state keys, quarantine rows scrubbed; 4: keyed slide feature ids
 _BOX_LITERAL = re.compile(r"\[\d+(?:,\d+){3,5}\]")
 
 
@@ -47,11 +47,19 @@ class ItemTask:
     limits: NormaliseLimits = field(default_factory=NormaliseLimits)
     answer_style: str = "letter"
     media_position: str = "before"
+    feature_key: str | None = None  # slides: keyed feature id (`slide_feature_id`), names features/<key>.h5
 
 
 def state_reference(sample_id: str) -> str:
     """The reference whose input key names an item's state (a sample id is not a file of the source)."""
     return f"sample:{sample_id}"
+
+
+def slide_feature_id(pseudonymizer: Any, source: str, sample_id: str) -> str:
+    """The keyed name of a slide's feature file (`features/<id>.h5`): `Pseudonymizer.input_key` of the slide's
+    sample, so no slide barcode or case id reaches records, state or feature folders; `breastgpt slides extract
+    --corpus-sources` computes the same name under the same secret."""
+    return pseudonymizer.input_key(source, f"slide:{sample_id}")
 
 
 def item_state_path(out: Path, state_key: str) -> Path:
@@ -124,6 +132,8 @@ def _render_item(task: ItemTask) -> dict[str, Any]:
 
     sample = task.sample
     media = task.normaliser(sample, Path(task.out), limits=task.limits)
+    if media.kind == "slide":
+        media.feature_path = f"features/{task.feature_key}.h5"
     view = SampleView(
         source=sample.source, sample_id=sample.sample_id, patient_key=task.patient_key, study_key=task.study_key,
         modality=sample.modality, kind=media.kind, split=task.split, media=media_refs(media),

@@ -60,19 +60,34 @@ def build_cmd(
     templates_per_sample: int = typer.Option(None, "--templates-per-sample", min=1),
     retry_quarantined: bool = typer.Option(False, "--retry-quarantined",
                                            help="Redo items an earlier run quarantined."),
+    allow_partial: bool = typer.Option(False, "--allow-partial",
+                                       help="Accept sources that give no record or lose more than 20 % of their "
+                                            "cases (otherwise exit status 3)."),
+    ignore_dataset_splits: bool = typer.Option(False, "--ignore-dataset-splits",
+                                               help="Split every source by the patient hash alone, ignoring the "
+                                                    "datasets' own test splits."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Build (or resume) a corpus: adapters → normalise → templates → records, with per-item state."""
+    """Build (or resume) a corpus: adapters → normalise → templates → records, with per-item state.
+
+    Exit status 0: built and accepted; 2: not built (bad spec, missing secret, PHI); 3: built, but a source gave no
+    record or lost more than 20 % of its cases (per-source table of reasons on stderr; --allow-partial accepts)."""
     from dataclasses import asdict
 
-    from breastgpt.corpus.build import BuildConfig, BuildError, build_corpus, parse_sources
+    from breastgpt.corpus.build import (BuildConfig, BuildError, IncompleteBuildError, build_corpus,
+                                        parse_sources)
+    from breastgpt.corpus.completeness import outcome_table
+    from breastgpt.corpus.splits import SplitConfig
 
     try:
+        split = SplitConfig(salt=f"breaststage-seed{seed}", honour_dataset_test=not ignore_dataset_splits)
         config = BuildConfig(out=out, sources=parse_sources(sources), workers=workers, executor=executor,
-                             dask_address=dask_address, seed=seed, secret_env=secret_env,
+                             dask_address=dask_address, seed=seed, secret_env=secret_env, split=split,
                              templates_per_sample=templates_per_sample, progress=not as_json,
-                             retry_quarantined=retry_quarantined)
-        summary = build_corpus(config)
+                             retry_quarantined=retry_quarantined, allow_partial=allow_partial)
+        summary, status = build_corpus(config), 0
+    except IncompleteBuildError as exc:
+        summary, status = exc.summary, 3
     except (BuildError, KeyError, FileNotFoundError) as exc:
         typer.echo(f"corpus build failed: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -83,6 +98,14 @@ def build_cmd(
         typer.echo(f"{summary.records} records from {summary.discovered} samples into {out}: processed "
                    f"{summary.processed}, reused {summary.reused}, quarantined {summary.quarantined} "
                    f"(splits {summary.splits}; PHI gate {summary.phi_gate}; {summary.seconds:.1f} s)")
+        typer.echo(outcome_table(summary.sources))
+    if status:
+        typer.echo(f"corpus build incomplete: {', '.join(summary.incomplete)} gave no record or lost more than "
+                   f"{config.max_lost:.0%} of their cases; the corpus in {out} is written but not accepted. Fix the "
+                   "inputs (see quarantine.jsonl and the table), or pass --allow-partial.", err=True)
+        if as_json:
+            typer.echo(outcome_table(summary.sources), err=True)
+        raise typer.Exit(status)
 
 
 @app.command("quarantine-key")

@@ -6,7 +6,7 @@
 - Ultrasound: only the imaging region (largest non-dark component) is kept.
 - Volumes: windowed (CT preset in HU, MRI percentiles), resampled to in-plane ≤ limit and even depth ≤ limit;
   label maps nearest-neighbour only.
-- Slides: not decoded; referenced by path plus the feature file `breastgpt.pathology` writes for them.
+- Slides: not decoded; fingerprinted (the build names the feature file `breastgpt slides extract` writes).
 Boxes come back on the 0–1000 grid of the normalised image ([x1, y1, x2, y2], volumes add z1, z2).
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from breastgpt.corpus.sources.base import NormalisedMedia, NormaliseLimits, SourceSample, safe_id
+from breastgpt.corpus.sources.base import NormalisedMedia, NormaliseLimits, SourceSample
 from breastgpt.corpus.sources.media import RASTER_SUFFIXES
 
 __all__ = ["NormalisedMedia", "NormaliseLimits", "normalise_media", "breast_crop", "imaging_region_crop"]
@@ -174,12 +174,6 @@ def _label_boxes(labels: np.ndarray) -> list[dict]:
 
 # ---- slides -----------------------------------------------------------------------------------------------
 
-def slide_feature_id(sample: SourceSample) -> str:
-    """The feature-file name of a sample's slide: unique across sources (several datasets name every slide
-    `slide_01.tiff` inside per-case folders, so the file stem alone collides)."""
-    return safe_id(sample.source, sample.sample_id)
-
-
 def _slide(sample: SourceSample) -> NormalisedMedia:
     from breastgpt.io.wsi import open_slide, slide_fingerprint
 
@@ -188,8 +182,8 @@ def _slide(sample: SourceSample) -> NormalisedMedia:
     with open_slide(path, mpp=mpp, require_mpp=False) as slide:
         width, height = slide.dimensions
     fingerprint = slide_fingerprint(path)
+    # feature_path is set by the build: the feature file is named by a keyed id (build_items.slide_feature_id)
     return NormalisedMedia(kind="slide", paths=[], sha256s=[fingerprint["sha256"]], width=width, height=height,
-                           feature_path=f"features/{slide_feature_id(sample)}.h5",
                            meta={"fingerprint": fingerprint,
                                  "feature_root": "the out dir of `breastgpt slides extract`",
                                  "assumed_mpp": mpp})

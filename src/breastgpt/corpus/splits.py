@@ -2,8 +2,11 @@
 
 A patient's split is a pure function of (salt, source, patient key): a salted SHA-256 mapped to [0, 1) and cut at
 the cumulative proportions. Nothing about other patients enters it, so adding patients or whole sources never
-moves anyone already assigned. Optionally a dataset's own test split is honoured: a patient with any sample in
-the dataset's test split goes to the benchmark as a whole (all their samples), never split across.
+moves anyone already assigned. A dataset's own test split is honoured by default (`honour_dataset_test`): a
+patient with any sample in the dataset's test split goes to the benchmark as a whole (all their samples), and the
+other patients of a source that has an official test split are divided between train and val only, so that
+source's benchmark is exactly its official test set (results stay comparable with published ones). Sources
+without an official test split are hashed into all three splits.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ class SplitConfig:
     val: float = 0.05
     bench: float = 0.15
     salt: str = "breaststage-v1"
-    honour_dataset_test: bool = False  # dataset's own test split -> bench for the whole patient
+    honour_dataset_test: bool = True  # dataset's own test split -> bench for the whole patient (see module doc)
 
     def __post_init__(self) -> None:
         props = (self.train, self.val, self.bench)
@@ -67,7 +70,8 @@ def split_for_patient(source: str, patient_key: str, config: SplitConfig) -> str
 def assign_splits(patients: Iterable[tuple[str, str, str | None]], config: SplitConfig) -> dict[tuple[str, str], str]:
     """Map (source, patient_key) -> split for every (source, patient_key, dataset_split) row given.
 
-    With `honour_dataset_test`, any row in the dataset's test split sends the whole patient to the benchmark.
+    With `honour_dataset_test`, any row in the dataset's test split sends the whole patient to the benchmark, and
+    the remaining patients of that source go to train or val (never bench).
     """
     out: dict[tuple[str, str], str] = {}
     in_test: set[tuple[str, str]] = set()
@@ -75,10 +79,23 @@ def assign_splits(patients: Iterable[tuple[str, str, str | None]], config: Split
         out[(source, key)] = split_for_patient(source, key, config)
         if dataset_split == "test":
             in_test.add((source, key))
-    if config.honour_dataset_test:
-        for patient in in_test:
+    if not config.honour_dataset_test:
+        return out
+    official = {source for source, _ in in_test}
+    for patient in out:
+        if patient in in_test:
             out[patient] = "bench"
+        elif patient[0] in official:
+            out[patient] = _train_or_val(*patient, config)
     return out
+
+
+def _train_or_val(source: str, patient_key: str, config: SplitConfig) -> str:
+    """Train/val by the same hash, at the train:val ratio (for sources whose bench is their official test set)."""
+    total = config.train + config.val
+    if total == 0:
+        return "train"
+    return "train" if unit_hash(config.salt, source, patient_key) < config.train / total else "val"
 
 
 # ---------------------------------------------------------------------------------------------------- manifest
@@ -152,6 +169,23 @@ def verify_manifest(path: Path, records: Iterable[Record], *, media_root: Path |
     return ManifestCheck(not problems, problems)
 
 
+def _slide_problems(item_id: str, ref: Any, media_root: Path) -> list[str]:
+    """A slide reference carries the slide's sha256 (leakage checks compare slides) and names the feature file
+    extracted from it, which a fresh corpus may not have yet: when present it must come from that slide."""
+    file = media_root / ref.path
+    if not file.is_file():
+        return []
+    from breastgpt.pathology.features import read_attrs
+
+    try:
+        made_from = read_attrs(file).get("slide_sha256")
+    except OSError as exc:
+        return [f"item {item_id}: feature file {ref.path} unreadable ({exc})"]
+    if made_from != ref.sha256:
+        return [f"item {item_id}: feature file {ref.path} was extracted from another slide (slide_sha256 differs)"]
+    return []
+
+
 def _item_problems(item: dict[str, Any], rec: Record, media_root: Path | None) -> list[str]:
     problems = []
     now = manifest_item(rec)
@@ -160,6 +194,9 @@ def _item_problems(item: dict[str, Any], rec: Record, media_root: Path | None) -
             problems.append(f"item {rec.id}: {key} changed")
     if media_root is not None:
         for ref in rec.media:
+            if ref.kind == "slide":
+                problems.extend(_slide_problems(rec.id, ref, Path(media_root)))
+                continue
             file = Path(media_root) / ref.path
             if not file.is_file():
                 problems.append(f"item {rec.id}: media {ref.path} missing under {media_root}")

@@ -63,8 +63,11 @@ def build_config(ctx: Any) -> Any:
     limits = NormaliseLimits(image_long_side=s.image_long_side, volume_inplane=s.volume_inplane,
                              volume_depth=s.volume_depth, ct_preset=s.ct_window)
     sources = tuple(SourceSpec(name, ctx.state["cohort"] / name) for name in s.sources)
+    # The synthetic cohort's "official" test splits are drawn by the generator, not by any dataset: the demo
+    # splits every source by the patient hash alone (70/30), which its documented figures were measured with.
+    split = SplitConfig(0.7, 0.0, 0.3, salt="breastgpt-demo", honour_dataset_test=False)
     return BuildConfig(out=ctx.out / "corpus", sources=sources, workers=max(1, min(2, os.cpu_count() or 1)),
-                       seed=s.seed, secret_env=_SECRET_ENV, split=SplitConfig(0.7, 0.0, 0.3, salt="breastgpt-demo"),
+                       seed=s.seed, secret_env=_SECRET_ENV, split=split,
                        progress=True, limits=limits, answer_style="text", media_position=s.media_position)
 
 
@@ -121,20 +124,14 @@ def stage_task_set(ctx: Any) -> dict[str, Any]:
 
 
 def slide_jobs(ctx: Any) -> list[tuple[Path, str, float | None]]:
-    """(slide file, feature id the corpus records name, µm/px override) for every pathology sample."""
-    from breastgpt.corpus.normalise import slide_feature_id
-    from breastgpt.corpus.sources.base import SourceProblem, get_adapter
+    """(slide file, keyed feature id the corpus records name, µm/px override) for every pathology sample."""
+    from breastgpt.corpus.build import SourceSpec, load_pseudonymizer
+    from breastgpt.corpus.slide_jobs import slide_jobs as corpus_slide_jobs
 
-    jobs = []
-    for name in ctx.settings.sources:
-        adapter = get_adapter(name)
-        for sample in adapter.discover(ctx.state["cohort"] / name):
-            if isinstance(sample, SourceProblem) or sample.kind != "slide":
-                continue
-            path = Path(sample.media[0])
-            raster = path.suffix.lower() in (".jpg", ".jpeg", ".png")  # raster "WSIs" carry no µm/px: 0.5 as built
-            jobs.append((path, slide_feature_id(sample), 0.5 if raster else None))
-    return jobs
+    with _demo_secret() as secret_env:
+        pseudo = load_pseudonymizer(secret_env)
+    sources = [SourceSpec(name, ctx.state["cohort"] / name) for name in ctx.settings.sources]
+    return [(job.path, job.feature_id, job.mpp) for job in corpus_slide_jobs(sources, pseudo)]
 
 
 def stage_slides(ctx: Any) -> dict[str, Any]:

@@ -37,7 +37,7 @@ def describe(slide: Path, mpp: float = typer.Option(None, help="µm/px at level 
 
 @app.command()
 def extract(
-    slides: list[Path] = typer.Argument(..., help="slide files (SVS, TIFF, NDPI, …; JPEG/PNG need --mpp)"),
+    slides: list[Path] = typer.Argument(None, help="slide files (SVS, TIFF, NDPI, …; JPEG/PNG need --mpp)"),
     out: Path = typer.Option(..., "--out", help="output folder"),
     encoder: str = typer.Option("stain-texture-v1", help="tile encoder name (see `slides encoders`)"),
     weights: Path = typer.Option(None, help="local .safetensors weights for gated encoders"),
@@ -50,10 +50,18 @@ def extract(
     device: str = typer.Option("cpu", help="cpu or cuda"),
     float16: bool = typer.Option(False, "--float16", help="store features as float16"),
     json_out: bool = typer.Option(False, "--json", help="print the run summary as JSON"),
+    corpus_sources: str = typer.Option(None, "--corpus-sources",
+                                       help="instead of SLIDES: every slide of these `corpus build` sources "
+                                            "(name=path,... or a JSON/YAML file), named as the corpus records "
+                                            "name them; give the corpus folder as --out"),
+    secret_env: str = typer.Option("BREASTGPT_DEID_SECRET", "--secret-env",
+                                   help="with --corpus-sources: the variable holding the build's secret"),
 ) -> None:
     """Tile every slide at a physical resolution, encode the tiles and write one feature file per slide.
 
-    Resumable: verified outputs are skipped; unreadable slides are quarantined and the rest continue."""
+    Resumable: verified outputs are skipped; unreadable slides are quarantined and the rest continue.
+    With --corpus-sources, feature files get the keyed names of the corpus records (`features/Q….h5`) and no
+    slide path or file name is written to the output folder."""
     from breastgpt.pathology.extract import ExtractConfig, extract_slides
     from breastgpt.pathology.tiling import TilingConfig
 
@@ -72,7 +80,9 @@ def extract(
             bar.update(tasks[slide_id], completed=done)
 
         try:
-            summary = extract_slides(slides, out, config, progress=hook)
+            paths, ids, mpps = _slide_inputs(slides, corpus_sources, secret_env)
+            summary = extract_slides(paths, out, config, progress=hook, slide_ids=ids, mpps=mpps,
+                                     keyed=corpus_sources is not None)
         except ValueError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from exc
@@ -86,6 +96,24 @@ def extract(
             if slide["status"] == "quarantined":
                 typer.echo(f"  quarantined {slide['slide']}: {slide['error']['error']}: {slide['error']['problem']}")
     raise typer.Exit(1 if summary["counts"]["quarantined"] else 0)
+
+
+def _slide_inputs(slides: list[Path] | None, corpus_sources: str | None, secret_env: str) -> tuple:
+    """(paths, slide ids, µm/px overrides) from SLIDES or from the corpus sources (keyed ids)."""
+    if bool(slides) == bool(corpus_sources):
+        raise typer.BadParameter("give slide files or --corpus-sources, not both and not neither")
+    if not corpus_sources:
+        return slides, None, None
+    from breastgpt.corpus.build import BuildError, load_pseudonymizer, parse_sources
+    from breastgpt.corpus.slide_jobs import slide_jobs
+
+    try:
+        jobs = slide_jobs(parse_sources(corpus_sources), load_pseudonymizer(secret_env))
+    except (BuildError, KeyError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if not jobs:
+        raise typer.BadParameter(f"the sources {corpus_sources!r} hold no slide")
+    return [j.path for j in jobs], [j.feature_id for j in jobs], [j.mpp for j in jobs]
 
 
 @app.command()

@@ -65,7 +65,7 @@ class SlideOutcome:
     error: dict[str, str] | None = None
 
 
-def slide_ids(paths: Sequence[Path]) -> list[str]:
+def slide_ids_for(paths: Sequence[Path]) -> list[str]:
     """File stems, made unique with a short path hash where two inputs share a stem."""
     stems = [p.stem for p in paths]
     return [s if stems.count(s) == 1 else f"{s}-{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]}"
@@ -83,14 +83,23 @@ def request_for(path: Path, config: ExtractConfig, encoder: TileEncoder) -> dict
 
 
 def extract_slides(paths: Sequence[str | Path], out_dir: str | Path, config: ExtractConfig = ExtractConfig(), *,
-                   progress: ProgressHook | None = None, encoder: TileEncoder | None = None) -> dict[str, Any]:
-    """Extract every slide; returns (and writes) the run summary. Unreadable slides are quarantined."""
+                   progress: ProgressHook | None = None, encoder: TileEncoder | None = None,
+                   slide_ids: Sequence[str] | None = None, mpps: Sequence[float | None] | None = None,
+                   keyed: bool = False) -> dict[str, Any]:
+    """Extract every slide; returns (and writes) the run summary. Unreadable slides are quarantined.
+
+    `slide_ids` name the feature files (default: the file stems, made unique); `mpps` override µm/px per slide
+    (None: `config.mpp`). With `keyed`, the ids are keyed names (corpus slides) and stand in for the paths in
+    every state file, summary and error record."""
     out = Path(out_dir)
     paths = [Path(p) for p in paths]
+    ids = list(slide_ids) if slide_ids is not None else slide_ids_for(paths)
+    per_slide = list(mpps) if mpps is not None else [config.mpp] * len(paths)
     encoder = encoder or build_encoder(config.encoder, weights=config.weights, device=config.device)
     started = time.time()
-    outcomes = [extract_one(path, sid, out, config, encoder, progress)
-                for path, sid in zip(paths, slide_ids(paths), strict=True)]
+    outcomes = [extract_one(path, sid, out, dataclasses.replace(config, mpp=mpp if mpp is not None else config.mpp),
+                            encoder, progress, label=sid if keyed else None)
+                for path, sid, mpp in zip(paths, ids, per_slide, strict=True)]
     summary = {
         "encoder": encoder.identity, "config": _config_dict(config), "started": started,
         "seconds": round(time.time() - started, 3),
@@ -102,33 +111,49 @@ def extract_slides(paths: Sequence[str | Path], out_dir: str | Path, config: Ext
 
 
 def extract_one(path: Path, slide_id: str, out: Path, config: ExtractConfig, encoder: TileEncoder,
-                progress: ProgressHook | None = None) -> SlideOutcome:
+                progress: ProgressHook | None = None, *, label: str | None = None) -> SlideOutcome:
+    """Extract one slide to OUT/features/<slide_id>.h5. With `label`, state files, the outcome and error records
+    name the slide by `label` instead of its path (corpus slides: their file names are barcodes or case ids)."""
     state_path = out / "state" / f"{slide_id}.json"
     h5_path = out / "features" / f"{slide_id}.h5"
+    shown = label or str(path)
     started = time.time()
     try:
         request = request_for(path, config, encoder)
     except OSError as exc:
-        return _quarantine(path, slide_id, state_path, {"path": str(path), "error": "unreadable",
-                                                        "problem": str(exc), "hint": "check the path"})
+        return _quarantine(shown, slide_id, state_path, _named({"path": str(path), "error": "unreadable",
+                                                                "problem": str(exc), "hint": "check the path"},
+                                                               path, label))
     if feature_io.verify_features(h5_path, request) is None:
         n = int(feature_io.read_attrs(h5_path)["n_tiles"])
-        return SlideOutcome(str(path), slide_id, "skipped", n, 0.0, str(h5_path))
-    write_json(state_path, {"slide": str(path), "status": "running", "request": request})
+        return SlideOutcome(shown, slide_id, "skipped", n, 0.0, str(h5_path))
+    write_json(state_path, {"slide": shown, "status": "running", "request": request})
     try:
         n_tiles = _extract_to(path, slide_id, h5_path, out, config, encoder, request, progress)
     except MedicalFileError as exc:
-        return _quarantine(path, slide_id, state_path, exc.as_record(), request)
-    outcome = SlideOutcome(str(path), slide_id, "done", n_tiles, round(time.time() - started, 3), str(h5_path))
-    write_json(state_path, {"slide": str(path), "status": "done", "request": request,
+        return _quarantine(shown, slide_id, state_path, _named(exc.as_record(), path, label), request)
+    outcome = SlideOutcome(shown, slide_id, "done", n_tiles, round(time.time() - started, 3), str(h5_path))
+    write_json(state_path, {"slide": shown, "status": "done", "request": request,
                             "outcome": dataclasses.asdict(outcome)})
     return outcome
 
 
-def _quarantine(path: Path, slide_id: str, state_path: Path, record: dict[str, str],
+def _named(record: dict[str, str], path: Path, label: str | None) -> dict[str, str]:
+    """An error record with the slide's path, name and stem replaced by `label` (when given)."""
+    if label is None:
+        return record
+    out = {}
+    for key, text in record.items():
+        for raw in sorted({str(path), path.name, path.stem}, key=len, reverse=True):
+            text = str(text).replace(raw, label)
+        out[key] = text
+    return out
+
+
+def _quarantine(shown: str, slide_id: str, state_path: Path, record: dict[str, str],
                 request: dict[str, Any] | None = None) -> SlideOutcome:
-    write_json(state_path, {"slide": str(path), "status": "quarantined", "request": request, "error": record})
-    return SlideOutcome(str(path), slide_id, "quarantined", error=record)
+    write_json(state_path, {"slide": shown, "status": "quarantined", "request": request, "error": record})
+    return SlideOutcome(shown, slide_id, "quarantined", error=record)
 
 
 def _extract_to(path: Path, slide_id: str, h5_path: Path, out: Path, config: ExtractConfig,

@@ -45,6 +45,9 @@ class SourceSample:
     report: str | None = None
     dataset_split: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # non-identifying extras (view, vendor, source columns)
+    # optional annotations this download lacks for the sample (e.g. "roi_mask"): its labels are kept, only the
+    # tasks that need the annotation (grounding) are not made; the build counts them per source
+    missing: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:

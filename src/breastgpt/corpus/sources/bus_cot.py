@@ -82,14 +82,16 @@ class BUSCoTAdapter:
 
     def _sample(self, root: Path, report: Path) -> SourceSample | SourceProblem:
         folder = report.parent
-        frames = [p for p in sorted(folder.glob("*.png")) if "mask" not in p.stem.lower()]
-        masks = [p for p in sorted(folder.glob("*.png")) if "mask" in p.stem.lower()]
+        pngs = [p for p in sorted(folder.glob("*.png")) if not p.name.startswith(".")]
+        frames = [p for p in pngs if "mask" not in p.stem.lower()]
+        masks = [p for p in pngs if "mask" in p.stem.lower()]
         if len(frames) != 1:
             return SourceProblem(self.name, str(folder), f"expected one raw PNG, found {len(frames)}")
         try:
             data = json.loads(report.read_text(encoding="utf-8"))
             labels = report_labels(data)
-            labels["boxes"] = [{"box": b, "label": "lesion"} for b in (box_from_mask_file(m) for m in masks) if b]
+            if masks:
+                labels["boxes"] = [{"box": b, "label": "lesion"} for b in (box_from_mask_file(m) for m in masks) if b]
         except (ValueError, MedicalFileError) as exc:
             return SourceProblem(self.name, str(report), f"{type(exc).__name__}: {exc}")
         text = _key(data, "cot", "reasoning", "chain of thought", "report")
@@ -98,4 +100,5 @@ class BUSCoTAdapter:
         patient = str(_key(data, "patient", "patient_id", "patientid") or folder.name)
         return checked_sample(self.name, str(report), sample_id=safe_id(*rel.parts), patient_id=patient,
                               study_id=patient, modality="ultrasound", kind="image", media=frames, masks=masks,
-                              labels=labels, report=text if isinstance(text, str) else None, dataset_split=split)
+                              labels=labels, report=text if isinstance(text, str) else None, dataset_split=split,
+                              missing=[] if masks else ["roi_mask"])

@@ -23,11 +23,12 @@ class BUSIAdapter:
     modality = "ultrasound"
 
     def discover(self, root: Path) -> Iterator[SourceSample | SourceProblem]:
-        base = next((p for p in (root / "Dataset_BUSI_with_GT", root) if (p / "benign").is_dir()), None)
+        base = next((p for p in (root / "Dataset_BUSI_with_GT", root) if any((p / c).is_dir() for c in CLASSES)),
+                    None)  # any class folder: a copy may lack one (e.g. only benign and malignant)
         if base is not None:
             for label in CLASSES:
                 for image in sorted((base / label).glob("*.png")):
-                    if not MASK.search(image.stem):
+                    if not MASK.search(image.stem) and not image.name.startswith("."):
                         yield self._sample(image, label, _masks_beside(image))
         elif (root / "labels.csv").is_file():
             yield from self._flat(root)
@@ -53,11 +54,13 @@ class BUSIAdapter:
             boxes = [b for b in (box_from_mask_file(m) for m in masks) if b]
         except MedicalFileError as exc:
             return SourceProblem(self.name, str(image), str(exc))
-        labels = {"pathology": label, "malignant": label == "malignant",
-                  "boxes": [{"box": b, "label": "lesion"} for b in boxes]}
+        labels = {"pathology": label, "malignant": label == "malignant"}
+        lacking = not masks and label != "normal"  # a lesion image whose mask was not downloaded
+        if not lacking:
+            labels["boxes"] = [{"box": b, "label": "lesion"} for b in boxes]
         return checked_sample(self.name, str(image), sample_id=safe_id(image.stem), patient_id=image.stem,
                               study_id=image.stem, modality="ultrasound", kind="image", media=[image],
-                              masks=masks, labels=labels)
+                              masks=masks, labels=labels, missing=["roi_mask"] if lacking else [])
 
 
 def _masks_beside(image: Path) -> list[Path]:

@@ -1,15 +1,22 @@
 """CBIS-DDSM (TCIA): DICOM tree + `mass_case_description_{train,test}_set.csv`, `calc_case_description_*.csv`.
 
 The CSV's `image file path` is `<case folder>/<StudyInstanceUID>/<SeriesInstanceUID>/000000.dcm`, which no TCIA
-download reproduces: the NBIA retriever names folders `<date>-DDSM-<last 5 of study UID>/<n>.000000-<series
-description>-<last 5 of series UID>/1-1.dcm` (descriptive) or `<StudyUID>/<SeriesUID>/1-1.dcm` (classic). We
-resolve by case folder + series UID (full or 5-digit suffix, confirmed from the header when ambiguous), and fall
-back to `dicom_info.csv` (the Kaggle JPEG re-export: SeriesInstanceUID → image_path).
-One sample per full mammogram; its abnormalities' ROI masks become boxes.
+download reproduces. A series is found, in this order:
+1. by folder name under its case folder: the NBIA Data Retriever's descriptive names (`<date>-DDSM-NA-<last 5 of
+   study UID>/1.000000-full mammogram images-<last 5 of series UID>/1-1.dcm`, older `<date>-DDSM-<5>/...`) or the
+   classic `<StudyUID>/<SeriesUID>/1-1.dcm`, confirmed by the first file's SeriesInstanceUID;
+2. by DICOM header, whatever the folders are called: SeriesInstanceUID, else a case's PatientID (CBIS-DDSM
+   writes the case folder name there) when that patient has exactly one series. Headers are read once, without
+   pixels, only when a name does not resolve, and cached by path, size and mtime;
+3. through `dicom_info.csv` (the Kaggle JPEG re-export: SeriesInstanceUID → image_path).
+One sample per full mammogram; its abnormalities' ROI masks become boxes. ROI masks are optional: when one is
+missing (users often download only the full mammograms) the image keeps every CSV label and only its boxes
+(grounding tasks) are dropped, recorded as `missing=["roi_mask"]`.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -22,6 +29,7 @@ from breastgpt.corpus.sources.tables import TableError, cell, find_file, lookup,
 from breastgpt.io.dicom import read_dataset
 from breastgpt.io.errors import MedicalFileError
 
+log = logging.getLogger(__name__)
 CSV_NAMES = ("mass_case_description_train_set.csv", "mass_case_description_test_set.csv",
              "calc_case_description_train_set.csv", "calc_case_description_test_set.csv")
 CASE_FOLDER = re.compile(r"^(Mass|Calc)-(Training|Test)_P_\d+_(LEFT|RIGHT)_(CC|MLO)(_\d+)?$")
@@ -47,10 +55,47 @@ class _Image:
     rows: list = field(default_factory=list)  # (csv file, row index, row)
 
 
+@dataclass(frozen=True)
+class Header:
+    """The few header values series resolution needs (PatientID is matched, never written out)."""
+
+    series_uid: str
+    patient_id: str
+    rows: int
+    columns: int
+
+
+_HEADERS: dict[tuple[str, int, int], Header | None] = {}
+
+
+def dicom_header(path: Path) -> Header | None:
+    """A DICOM file's series UID, patient id and size from its header (no pixels), cached by path, size and
+    mtime; None for a file that is not readable DICOM."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _HEADERS:
+        try:
+            header = read_dataset(path, header_only=True)
+            _HEADERS[key] = Header(str(header.get("SeriesInstanceUID", "")), str(header.get("PatientID", "")),
+                                   int(header.get("Rows", 0) or 0), int(header.get("Columns", 0) or 0))
+        except (MedicalFileError, ValueError, TypeError):
+            _HEADERS[key] = None
+    return _HEADERS[key]
+
+
+def _dicom_files(folder: Path) -> list[Path]:
+    """DICOM files of a folder, without macOS AppleDouble companions (`._1-1.dcm`) and other hidden files."""
+    return sorted(p for p in folder.glob("*.dcm") if not p.name.startswith(".") and p.is_file())
+
+
 class SeriesIndex:
-    """Where each CSV path's series lives in this download (TCIA descriptive/classic, or Kaggle JPEG)."""
+    """Where each CSV path's series lives in this download (see the module docstring for the order)."""
 
     def __init__(self, root: Path) -> None:
+        self.root = root
         self.by_case: dict[str, list[Path]] = defaultdict(list)
         for folder in root.rglob("*"):
             if folder.is_dir() and CASE_FOLDER.match(folder.name):
@@ -62,18 +107,45 @@ class SeriesIndex:
                 path = _under_root(root, row["image_path"])
                 if path is not None:
                     self.jpeg_by_series[row["SeriesInstanceUID"]].append(path)
+        self._by_series: dict[str, list[Path]] | None = None
+        self._series_of_patient: dict[str, set[str]] = defaultdict(set)
 
     def files(self, csv_path: str) -> list[Path]:
         parts = [p for p in csv_path.strip().replace("\\", "/").split("/") if p]
         if len(parts) < 3:
             return []
         case, series_uid = parts[0], parts[2]
+        return (self._by_name(case, series_uid) or self._by_header(case, series_uid)
+                or sorted(self.jpeg_by_series.get(series_uid, [])))
+
+    def _by_name(self, case: str, series_uid: str) -> list[Path]:
         for series_dir in self.by_case.get(case, []):
             if series_dir.name == series_uid or series_dir.name.endswith("-" + series_uid[-5:]):
-                files = sorted(series_dir.glob("*.dcm"))
-                if files and (series_dir.name == series_uid or _series_uid(files[0]) in (series_uid, None)):
+                files = _dicom_files(series_dir)
+                header = dicom_header(files[0]) if files else None
+                if files and (header is None or header.series_uid == series_uid):
                     return files
-        return sorted(self.jpeg_by_series.get(series_uid, []))
+        return []
+
+    def _by_header(self, case: str, series_uid: str) -> list[Path]:
+        by_series = self._header_index()
+        if series_uid in by_series:
+            return by_series[series_uid]
+        candidates = self._series_of_patient.get(case, set())
+        return by_series[next(iter(candidates))] if len(candidates) == 1 else []
+
+    def _header_index(self) -> dict[str, list[Path]]:
+        """SeriesInstanceUID → files for every DICOM under the root (built once, on first need)."""
+        if self._by_series is None:
+            self._by_series = defaultdict(list)
+            files = [p for p in self.root.rglob("*.dcm") if not p.name.startswith(".") and p.is_file()]
+            log.info("cbis_ddsm: reading %d DICOM headers to find series by UID", len(files))
+            for path in sorted(files):
+                header = dicom_header(path)
+                if header is not None and header.series_uid:
+                    self._by_series[header.series_uid].append(path)
+                    self._series_of_patient[header.patient_id].add(header.series_uid)
+        return self._by_series
 
 
 def _under_root(root: Path, image_path: str) -> Path | None:
@@ -83,13 +155,6 @@ def _under_root(root: Path, image_path: str) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
-
-
-def _series_uid(path: Path) -> str | None:
-    try:
-        return str(read_dataset(path, header_only=True).get("SeriesInstanceUID", "")) or None
-    except MedicalFileError:
-        return None
 
 
 @register
@@ -131,14 +196,16 @@ class CBISDDSMAdapter:
             return SourceProblem(self.name, where, f"image series for {image.csv_path!r} not found in the download")
         try:
             labels = self._labels(image.rows, case)
-            labels["boxes"] = self._boxes(image.rows, index, media[0])
+            boxes = self._boxes(image.rows, index, media[0])
         except (ValueError, MedicalFileError) as exc:
             return SourceProblem(self.name, where, str(exc))
+        if boxes is not None:
+            labels["boxes"] = boxes
         first = image.rows[0][2]
         split = "test" if "-Test_" in case else "train"
         return checked_sample(self.name, where, sample_id=safe_id(case), patient_id=cell(first, "patient_id"),
                               study_id=safe_id(case), modality="mammography", kind="image", media=media[:1],
-                              labels=labels, dataset_split=split,
+                              labels=labels, dataset_split=split, missing=[] if boxes is not None else ["roi_mask"],
                               meta={"view": labels.get("view"), "n_abnormalities": len(image.rows),
                                     "subtlety": cell(first, "subtlety")})
 
@@ -156,13 +223,17 @@ class CBISDDSMAdapter:
         labels["malignant"] = labels["pathology"] == "malignant"
         return labels
 
-    def _boxes(self, rows, index: SeriesIndex, full_image: Path) -> list[dict]:
+    def _boxes(self, rows, index: SeriesIndex, full_image: Path) -> list[dict] | None:
+        """One box per abnormality, or None when any ROI mask is absent or empty (a partial set of boxes would
+        make "locate every lesion" answers wrong); the labels stay either way."""
         boxes = []
         for _, _, row in rows:
-            mask = _mask_file(index.files(cell(row, "ROI mask file path")), full_image)
+            # some rows swap the ROI-mask and cropped-image paths: look in both series for the full-size file
+            candidates = [*index.files(cell(row, "ROI mask file path")), *index.files(cell(row, "cropped image file path"))]
+            mask = _mask_file(sorted(set(candidates)), full_image)
             box = box_from_mask_file(mask) if mask is not None else None
             if box is None:
-                raise ValueError(f"ROI mask for abnormality {cell(row, 'abnormality id')} not found or empty")
+                return None
             boxes.append({"box": box, "label": _finding(row)["box_label"]})
         return boxes
 
@@ -194,10 +265,11 @@ def _finding(row) -> dict:
 
 
 def _mask_file(files: list[Path], full_image: Path) -> Path | None:
-    """A ROI series often holds both the cropped lesion and the mask, in either order and under one series
-    description: the mask is the file with the full mammogram's size."""
-    if len(files) <= 1:
-        return files[0] if files else None
+    """The ROI mask among a row's ROI and cropped-image series (which may be one series, in either order, or
+    have their paths swapped in the CSV): the one file with the full mammogram's size; None when there is none
+    (a mask whose size differs from its mammogram cannot be placed on it)."""
+    if not files:
+        return None
     size = _size(full_image)
     matches = [path for path in files if _size(path) == size]
     return matches[0] if len(matches) == 1 else None
@@ -205,6 +277,6 @@ def _mask_file(files: list[Path], full_image: Path) -> Path | None:
 
 def _size(path: Path) -> tuple[int, int]:
     if path.suffix.lower() == ".dcm":
-        header = read_dataset(path, header_only=True)
-        return int(header.get("Rows", 0)), int(header.get("Columns", 0))
+        header = dicom_header(path)
+        return (header.rows, header.columns) if header is not None else (0, 0)
     return image_shape(path)

@@ -28,8 +28,10 @@ class CDDCESMAdapter:
             yield SourceProblem(self.name, str(root), str(exc))
             return
         images = {}
-        for folder in LOW_ENERGY_DIRS:
-            images.update({p.stem.strip(): p for p in (root / folder).glob("*.jp*g")})
+        folders = [p for p in sorted(root.rglob("*")) if p.is_dir() and p.name.strip() in LOW_ENERGY_DIRS]
+        for folder in folders:
+            images.update({p.stem.strip(): p for p in folder.iterdir()
+                           if p.suffix.lower() in (".jpg", ".jpeg") and not p.name.startswith(".")})
         for i, row in table.iterrows():
             if cell(row, "Type").upper() == "DM":
                 yield self._sample(i, row, images)

@@ -41,7 +41,7 @@ class DMIDAdapter:
         except TableError as exc:
             yield SourceProblem(self.name, str(root), str(exc))
             return
-        images = {p.stem: p for d in IMAGE_DIRS for p in (root / d).glob("*") if p.is_file()}
+        images = {p.stem: p for d in IMAGE_DIRS for p in (root / d).glob("*") if p.is_file() and not p.name.startswith(".")}
         masks = {}
         for p in sorted((root / "ROI Masks").glob("*")):
             masks.setdefault(re.sub(r"(_mask|_roi)(_\d+)?$", "", p.stem, flags=re.I), []).append(p)
@@ -72,6 +72,7 @@ class DMIDAdapter:
             return SourceProblem(self.name, where, str(exc))
         if boxes or klass == "NORM":
             labels["boxes"] = [{"box": b, "label": abnormality} for b in boxes]
+        lacking = not boxes and klass != "NORM"
         report_path = root / "Reports" / f"{name}.txt"
         report = report_path.read_text(encoding="utf-8", errors="replace").strip() if report_path.is_file() else None
         if report:
@@ -82,4 +83,5 @@ class DMIDAdapter:
             labels["malignant"] = labels["pathology"] == "malignant"
         return checked_sample(self.name, where, sample_id=safe_id(name), patient_id=name, study_id=name,
                               modality="mammography", kind="image", media=[path], masks=masks.get(name, []),
-                              labels={k: v for k, v in labels.items() if v is not None}, report=report)
+                              labels={k: v for k, v in labels.items() if v is not None}, report=report,
+                              missing=["roi_mask"] if lacking else [])

@@ -51,7 +51,9 @@ class INbreastAdapter:
         except TableError as exc:
             yield SourceProblem(self.name, str(root), str(exc))
             return
-        dicoms = {p.name.split("_")[0]: p for p in (root / "AllDICOMs").glob("*.dcm")}
+        base = table_path.parent  # AllDICOMs/ and AllXML/ sit beside the table
+        dicoms = {p.name.split("_")[0]: p for p in (base / "AllDICOMs").glob("*.dcm") if not p.name.startswith(".")}
+        root = base
         for i, row in table.iterrows():
             if cell(row, "File Name"):
                 yield self._sample(root, table_path.name, i, row, dicoms)
@@ -78,4 +80,5 @@ class INbreastAdapter:
             return SourceProblem(self.name, where, f"{type(exc).__name__}: {exc}")
         return checked_sample(self.name, where, sample_id=safe_id(file_id), patient_id=parts[1],
                               study_id=parts[1], modality="mammography", kind="image", media=[path],
-                              labels=labels, meta={"view": labels["view"]})
+                              labels=labels, meta={"view": labels["view"]},
+                              missing=[] if (root / "AllXML").is_dir() else ["roi_contour"])

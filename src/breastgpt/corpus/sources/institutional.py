@@ -57,9 +57,11 @@ class InstitutionalAdapter:
     def _sample(self, root: Path, where: str, row, columns) -> SourceSample | SourceProblem:
         files = [root / f.strip() for f in row["files"].split(";") if f.strip()]
         masks = [root / f.strip() for f in cell(row, "masks").split(";") if f.strip()]
-        missing = [str(p) for p in files + masks if not p.exists()]
+        missing = [str(p) for p in files if not p.exists()]
         if not files or missing:
             return SourceProblem(self.name, where, f"missing files: {missing or 'none listed'}")
+        lacking = [p for p in masks if not p.exists()]  # optional: the sample keeps its labels, loses grounding
+        masks = [] if lacking else masks
         try:
             labels = {c: parse_label(c, cell(row, c)) for c in columns
                       if c in FIELDS and c not in STRUCTURE and cell(row, c)}
@@ -76,6 +78,7 @@ class InstitutionalAdapter:
         return checked_sample(self.name, where, sample_id=sample_id, patient_id=row["patient"],
                               study_id=row["study"], modality=row["modality"], kind=row["kind"], media=files,
                               masks=masks, labels=labels, report=report, dataset_split=cell(row, "split") or None,
+                              missing=["mask"] if lacking else [],
                               meta={"n_files": len(files)})
 
 

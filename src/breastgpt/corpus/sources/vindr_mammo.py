@@ -37,10 +37,11 @@ class VinDrMammoAdapter:
     modality = "mammography"
 
     def discover(self, root: Path) -> Iterator[SourceSample | SourceProblem]:
+        table = find_file(root, "breast-level_annotations.csv") or root / "breast-level_annotations.csv"
+        base = table.parent  # images/ sits beside the tables, however deep the download nests them
         try:
-            breast = read_table(find_file(root, "breast-level_annotations.csv") or root / "breast-level_annotations.csv",
-                                required=("study_id", "image_id", "laterality", "view_position", "breast_birads"))
-            findings_path = find_file(root, "finding_annotations.csv")
+            breast = read_table(table, required=("study_id", "image_id", "laterality", "view_position", "breast_birads"))
+            findings_path = find_file(base, "finding_annotations.csv")
             findings = read_table(findings_path, required=("image_id", "finding_categories", "xmin")) \
                 if findings_path else None
         except TableError as exc:
@@ -51,9 +52,10 @@ class VinDrMammoAdapter:
             for _, row in findings.iterrows():
                 by_image[row["image_id"]].append(row)
         for i, row in breast.iterrows():
-            yield self._sample(root, i, row, by_image.get(row["image_id"], []))
+            yield self._sample(base, i, row, None if findings is None else by_image.get(row["image_id"], []))
 
     def _sample(self, root: Path, i: int, row, finding_rows) -> SourceSample | SourceProblem:
+        """`finding_rows` None: the download lacks finding_annotations.csv (no abnormality, no boxes)."""
         where = f"breast-level_annotations.csv:{i + 2}"
         path = root / "images" / row["study_id"] / f"{row['image_id']}.dicom"
         if not path.is_file():
@@ -64,13 +66,15 @@ class VinDrMammoAdapter:
             density = parse_density(cell(row, "breast_density"))
             if density:
                 labels["density"] = density
-            labels.update(_finding_labels(finding_rows))
+            if finding_rows is not None:
+                labels.update(_finding_labels(finding_rows))
         except ValueError as exc:
             return SourceProblem(self.name, where, str(exc))
         return checked_sample(self.name, where, sample_id=safe_id(row["image_id"]), patient_id=row["study_id"],
                               study_id=row["study_id"], modality="mammography", kind="image", media=[path],
                               labels={k: v for k, v in labels.items() if v is not None},
                               dataset_split=SPLIT.get(cell(row, "split").lower()),
+                              missing=["finding_annotations"] if finding_rows is None else [],
                               meta={"height": cell(row, "height"), "width": cell(row, "width")})
 
 
