@@ -60,20 +60,25 @@ def build_cmd(
     templates_per_sample: int = typer.Option(None, "--templates-per-sample", min=1),
     retry_quarantined: bool = typer.Option(False, "--retry-quarantined",
                                            help="Redo items an earlier run quarantined."),
+    external: str = typer.Option(None, "--external",
+                                 help="SOURCE[,SOURCE:SITE...]: hold these sources (or sites) out whole as the "
+                                      "'external' bench partition."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Build (or resume) a corpus: adapters → normalise → templates → records, with per-item state."""
     from dataclasses import asdict
 
     from breastgpt.corpus.build import BuildConfig, BuildError, build_corpus, parse_sources
+    from breastgpt.corpus.splits import SplitConfig, SplitError, parse_external
 
     try:
-        config = BuildConfig(out=out, sources=parse_sources(sources), workers=workers, executor=executor,
+        split = SplitConfig(salt=f"breaststage-seed{seed}", external=parse_external(external)) if external else None
+        config = BuildConfig(out=out, sources=parse_sources(sources), workers=workers, executor=executor, split=split,
                              dask_address=dask_address, seed=seed, secret_env=secret_env,
                              templates_per_sample=templates_per_sample, progress=not as_json,
                              retry_quarantined=retry_quarantined)
         summary = build_corpus(config)
-    except (BuildError, KeyError, FileNotFoundError) as exc:
+    except (BuildError, SplitError, KeyError, FileNotFoundError) as exc:
         typer.echo(f"corpus build failed: {exc}", err=True)
         raise typer.Exit(2) from exc
     result = asdict(summary) | {"work_done": summary.work_done, "out": str(out)}
