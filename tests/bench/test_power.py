@@ -1,0 +1,49 @@
+"""Exact values on tiny inputs for the power, testing and calibration helpers (hand-computed in comments)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from breastgpt.bench.metrics import expected_calibration_error
+from breastgpt.bench.statistics import bootstrap_p_value, clustered_power, holm
+
+
+def test_design_effect_and_mdd_by_hand():
+    # p = 0.5, n = 6, s² = 0.25; cluster sums a=2, b=0, c=1 (2 items each): residuals 1, −1, 0
+    # V = 3/2 · 2 / 36 = 1/12; SRS variance 0.25 / 6 = 1/24; design effect 2; effective n 3
+    # MDD = (1.959964 + 0.841621) · √(2/12) = 2.801585 · 0.408248 = 1.143743
+    power = clustered_power(np.array([1, 1, 0, 0, 1, 0]), np.array(list("aabbcc")))
+    assert power.design_effect == pytest.approx(2.0)
+    assert power.effective_n == pytest.approx(3.0)
+    assert power.mdd == pytest.approx(2.801585 * math.sqrt(2 / 12), abs=1e-5)
+
+
+def test_independent_items_have_design_effect_near_g_over_g_minus_1():
+    # every item its own cluster: V = n/(n−1) · Σ(y − ȳ)² / n² = s²/(n−1), so deff = n/(n−1) = 4/3 for n = 4
+    power = clustered_power(np.array([1.0, 0.0, 1.0, 1.0]), np.arange(4))
+    assert power.design_effect == pytest.approx(4 / 3)
+    assert clustered_power(np.array([1.0, 0.0]), np.array(["a", "a"])) is None  # one cluster
+
+
+def test_holm_by_hand():
+    # sorted 0.01·4 = 0.04, 0.03·3 = 0.09, 0.04·2 = 0.08 -> 0.09 (monotone), 0.2·1 = 0.2
+    assert holm([0.01, 0.04, 0.03, 0.2]) == pytest.approx([0.04, 0.09, 0.09, 0.2])
+    out = holm([0.5, float("nan"), 0.01])  # NaN is not part of the family: m = 2
+    assert out[0] == pytest.approx(0.5) and math.isnan(out[1]) and out[2] == pytest.approx(0.02)
+    assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
+
+
+def test_bootstrap_p_value_by_hand():
+    # 9 resamples: 2 are <= 0, 7 >= 0 -> 2 · min(3/10, 8/10) = 0.6
+    assert bootstrap_p_value(np.array([-1, -2, 1, 2, 3, 4, 5, 6, 7])) == pytest.approx(0.6)
+    assert bootstrap_p_value(np.ones(99)) == pytest.approx(0.02)  # 2 · 1/100
+
+
+def test_ece_by_hand():
+    # bins of width 0.1: {0.95, 0.95} acc 1/2 conf 0.95 -> 0.45·2/4; {0.65} acc 1 -> 0.35·1/4; {0.25} acc 0 -> 0.25/4
+    ece = expected_calibration_error(np.array([0.95, 0.95, 0.65, 0.25]), np.array([1, 0, 1, 0]))
+    assert ece == pytest.approx(0.45 * 0.5 + 0.35 * 0.25 + 0.25 * 0.25)
+    assert expected_calibration_error(np.array([1.0, 0.5]), np.array([1, 0])) == pytest.approx(0.25)
