@@ -106,9 +106,11 @@ def aggregate(items: list[BenchItem], run: RunData, df: pd.DataFrame, config: Sc
     out.groups = group_table(full, rs)
     attach_baselines(out.groups, {name: group_table(frame, rs) for name, frame in frames.items()})
     attach_power(out.groups, full)
-    out.paper_row = paper_row(out.groups, out.open_metric)
+    column = open_ablation_column(out.open_metric, full)
+    fallback = next(metric for metric, col in METRICS.items() if col == column)
+    out.paper_row = paper_row(out.groups, out.open_metric, baseline_metric=fallback)
     if (full["partition"] == "external").any():
-        out.paper_external = paper_row(out.groups, out.open_metric, "external")
+        out.paper_external = paper_row(out.groups, out.open_metric, "external", baseline_metric=fallback)
     out.clinical = clinical_table(items, full, rs)
     out.shortcuts = shortcut_table(items, df, rs, config, frames, out.open_metric)
     out.calibration = option_calibration(full, rs)
@@ -184,16 +186,22 @@ def find_group(groups: list[dict[str, Any]], grouping: str, key: dict[str, Any],
     return next((g for g in groups if g["grouping"] == grouping and g["key"] == key and g["metric"] == metric), None)
 
 
-def paper_row(groups: list[dict[str, Any]], open_metric: str,
-              partition: str = "internal") -> dict[str, dict[str, Any] | None]:
+def paper_row(groups: list[dict[str, Any]], open_metric: str, partition: str = "internal",
+              baseline_metric: str | None = None) -> dict[str, dict[str, Any] | None]:
     """The paper's table layout for one partition (internal bench or external held-out sources): closed accuracy
-    per stage × modality, overall closed, overall open score."""
+    per stage × modality, overall closed, overall open score. When the open metric is the judge (which scores only
+    the model's full answers), the open cell's `baselines` are taken on `baseline_metric` instead, named in
+    `baselines_metric` with the model's own score on it in `model_on_baselines_metric`."""
     row: dict[str, dict[str, Any] | None] = {}
     for label, stage, modality in PAPER_COLUMNS:
         row[label] = find_group(groups, "partition×stage×modality",
                                 {"partition": partition, "stage": stage, "modality": modality}, "accuracy")
     row["closed"] = find_group(groups, "partition", {"partition": partition}, "accuracy")
     row["open"] = find_group(groups, "partition", {"partition": partition}, open_metric_label(open_metric))
+    other = find_group(groups, "partition", {"partition": partition}, baseline_metric) if baseline_metric else None
+    if row["open"] is not None and other is not None and not any(row["open"].get("baselines", {}).values()):
+        row["open"] = {**row["open"], "baselines": other.get("baselines", {}), "baselines_metric": baseline_metric,
+                       "model_on_baselines_metric": _interval_only({**other, "baselines": None, "power": None})}
     return row
 
 

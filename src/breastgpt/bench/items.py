@@ -274,11 +274,14 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield n, obj
 
 
-def load_items(path: Path) -> list[BenchItem]:
-    """Read a bench JSONL file; duplicate ids are an error (every score is keyed by item id)."""
+def load_items(path: Path, split: str | None = None) -> list[BenchItem]:
+    """Read a bench JSONL file (only the records of `split` when given, e.g. 'train' from a corpus's
+    records.jsonl); duplicate ids are an error (every score is keyed by item id)."""
     items: list[BenchItem] = []
     seen: set[str] = set()
     for n, rec in read_jsonl(Path(path)):
+        if split is not None and rec.get("split") != split:
+            continue
         item = item_from_record(rec, f"{path}:{n}")
         if item.id in seen:
             raise BenchDataError(f"{path}:{n}: duplicate item id {item.id!r}; bench ids must be unique")
