@@ -47,3 +47,57 @@ def test_ece_by_hand():
     ece = expected_calibration_error(np.array([0.95, 0.95, 0.65, 0.25]), np.array([1, 0, 1, 0]))
     assert ece == pytest.approx(0.45 * 0.5 + 0.35 * 0.25 + 0.25 * 0.25)
     assert expected_calibration_error(np.array([1.0, 0.5]), np.array([1, 0])) == pytest.approx(0.25)
+
+
+# ------------------------------------------------------------------------------------------ in the scores
+
+
+def _closed_bench(tmp_path, correct_a, correct_b, patients):
+    from breastgpt.bench.items import item_from_record, write_jsonl_atomic
+    from tests.bench.helpers import closed_record
+
+    recs = [closed_record(f"q{i}", p, 1) for i, p in enumerate(patients)]
+    for name, correct in (("a", correct_a), ("b", correct_b)):
+        write_jsonl_atomic(tmp_path / name / "responses.jsonl",
+                           [{"item_id": f"q{i}", "response": "B" if c else "A", "model": name}
+                            for i, c in enumerate(correct)])
+    write_jsonl_atomic(tmp_path / "bench.jsonl", recs)
+    return [item_from_record(r) for r in recs]
+
+
+def test_every_group_carries_its_design_effect_and_mdd(tmp_path):
+    from breastgpt.bench.aggregate import find_group, score_run
+    from breastgpt.bench.scoring import ScoreConfig
+
+    items = _closed_bench(tmp_path, [1, 1, 0, 0, 1, 0], [0] * 6, list("aabbcc"))
+    scores, _ = score_run(items, tmp_path / "a", ScoreConfig(n_resamples=100, embeddings=False))
+    power = find_group(scores.groups, "overall", {}, "accuracy")["power"]
+    assert power["design_effect"] == pytest.approx(2.0) and power["mdd"] == pytest.approx(1.143743, abs=1e-5)
+    assert scores.paper_row["Dx Mam"]["power"] == power  # the paper cell is the same six items
+
+
+def test_compare_gives_holm_adjusted_p_values_and_baselines(tmp_path):
+    from typer.testing import CliRunner
+
+    from breastgpt.bench.aggregate import comparison
+    from breastgpt.bench.cli import app
+    from breastgpt.bench.scoring import ScoreConfig, load_run, score_responses
+
+    patients = [f"p{i // 2}" for i in range(80)]
+    items = _closed_bench(tmp_path, [1] * 60 + [0] * 20, [i % 2 for i in range(80)], patients)
+    cfg = ScoreConfig(n_resamples=500, embeddings=False)
+    da, db = (score_responses(items, load_run(tmp_path / n, items), cfg) for n in ("a", "b"))
+    result = comparison(items, da, db, cfg, "rouge_l")
+    rows = {r["where"]: r for r in result["differences"]}
+    assert set(rows) == {"closed", "Dx Mam"} and result["multiple_comparisons"] == "Holm across 2 columns"
+    raw = [rows[k]["difference"]["p_value"] for k in ("closed", "Dx Mam")]
+    assert raw[0] == raw[1] < 0.01  # the same items: the same resampled differences
+    # two equal p-values: the first is multiplied by 2, the second by 1 but kept monotone -> both 2p
+    assert [rows[k]["p_holm"] for k in ("closed", "Dx Mam")] == pytest.approx([2 * raw[0]] * 2)
+    closed = rows["closed"]
+    assert closed["a"]["point"] == 0.75 and closed["b"]["point"] == 0.5 and closed["difference"]["point"] == 0.25
+    assert closed["baselines"]["chance"]["point"] == 0.5 and "prior" not in closed["baselines"]
+    res = CliRunner().invoke(app, ["compare", str(tmp_path / "bench.jsonl"), str(tmp_path / "a"), str(tmp_path / "b"),
+                                   "--resamples", "200"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    assert "p (Holm)" in res.output and "chance" in res.output and "75.0" in res.output

@@ -132,6 +132,7 @@ def scored(tmp_path_factory) -> dict[str, Any]:
             run_bench(config(bench, stub, root / name, ablations=("no-image",), concurrency=8))
         items = load_items(root / name / "bench_items.jsonl")
         out[name] = score_run(items, root / name, ScoreConfig(n_resamples=1000, embeddings=False), train=train)
+    out["root"] = root
     return out
 
 
@@ -193,3 +194,21 @@ def test_external_partition_is_reported_beside_the_internal_bench(scored):
     assert by_source["inbreast"][0] is None and by_source["inbreast"][2]["n_clusters"] == N // 2
     assert by_source["vindr"][0]["n_items"] == 2 * N + N // 2  # internal closed items of the default source
     assert by_source["vindr"][2] is None
+
+
+def test_score_cli_takes_the_training_records(scored):
+    from typer.testing import CliRunner
+
+    from breastgpt.bench.cli import app
+    from tests.clitext import words
+
+    root = scored["root"]
+    args = ["score", str(root / "prior" / "bench_items.jsonl"), str(root / "prior"), "--resamples", "100",
+            "--no-embeddings", "--out", str(root / "prior-cli")]
+    res = CliRunner().invoke(app, [*args, "--train", str(root / "train.jsonl")])
+    assert res.exit_code == 0, res.output
+    text = words(res.stdout)
+    assert all(w in text for w in ("column", "model", "external", "chance", "prior", "MDD", "flag"))
+    assert text.count("⚑") == 5  # Dx Mam, Scr BUS, Dx MRI, closed, open
+    res = CliRunner().invoke(app, [*args, "--train", str(root / "prior" / "bench_items.jsonl")])
+    assert res.exit_code == 2 and "no record with split 'train'" in words(res.output)

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from breastgpt.bench.aggregate import PAPER_COLUMNS, comparison, full_rows, resolve_open_metric, score_run
 from breastgpt.bench.items import BenchDataError, load_items, read_jsonl
-from breastgpt.bench.report import format_interval, format_p, json_safe, render_html, write_report
+from breastgpt.bench.report import first_screen, format_interval, format_p, json_safe, render_html, write_report
 from breastgpt.bench.scoring import ScoreConfig, load_run, score_responses
 
 app = typer.Typer(help="Score saved benchmark answers offline and write reports.", no_args_is_help=True,
@@ -61,14 +61,25 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=2)
 
 
-def _paper_table(title: str, row: dict[str, Any]) -> Table:
+def _first_screen_table(title: str, first: dict[str, Any]) -> Table:
+    """The report's first screen in the terminal, one row per paper column (so it stays readable when narrow): the
+    model, the external partition, circular accuracy and each baseline, the minimum detectable difference, and ⚑
+    where a shortcut flag was raised."""
     table = Table(title=title)
-    for label in row:
-        table.add_column(label, justify="right", overflow="fold")  # a narrow terminal wraps, never drops, intervals
-    # Text, not markup: "[zero-width ⚠]" would otherwise be read as a style tag and vanish
-    table.add_row(*[Text("—" if v is None else f"{100 * v['point']:.2f}\n{format_interval(v)}")
-                    for v in row.values()])
+    table.add_column("column", overflow="fold")
+    for row in first["rows"]:
+        table.add_column(row["short"], justify="right", overflow="fold")
+    table.add_column("MDD", justify="right")
+    table.add_column("flag", overflow="fold")
+    for n, column in enumerate(first["columns"]):
+        mdd = first["mdd"][n]
+        table.add_row(Text(column), *[Text(_cell_text(row["cells"][n])) for row in first["rows"]],
+                      Text("—" if mdd is None else f"{100 * mdd:.1f}"), Text("⚑" if first["flags"][n] else ""))
     return table
+
+
+def _cell_text(v: dict[str, Any] | None) -> str:
+    return "—" if v is None else f"{100 * v['point']:.2f}\n{format_interval(v)}"
 
 
 def _warn(lines: list[str]) -> None:
@@ -125,9 +136,7 @@ def score_cmd(
     if as_json:
         typer.echo(json.dumps(report, indent=1))
         return
-    Console().print(_paper_table(f"{report['model']} (open = {report['open_metric']})", report["paper_row"]))
-    if report.get("paper_external"):
-        Console().print(_paper_table(f"{report['model']}: external (held-out sources)", report["paper_external"]))
+    Console().print(_first_screen_table(f"{report['model']} (open = {report['open_metric']})", first_screen(report)))
     _print_judges(report["judge"])
     _warn(report["warnings"])
 

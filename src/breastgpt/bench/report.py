@@ -111,6 +111,7 @@ def render_html(report: dict[str, Any]) -> str:
 
 BASELINE_ROWS = (("chance", "chance (uniform guess)"), ("prior", "training prior (per template)"),
                  ("text_only", "text-only (no image)"), ("shuffled_image", "shuffled image"))
+SHORT_LABELS = {"chance": "chance", "prior": "prior", "text_only": "text-only", "shuffled_image": "shuffled"}
 
 
 def first_screen(report: dict[str, Any]) -> dict[str, Any]:
@@ -118,17 +119,18 @@ def first_screen(report: dict[str, Any]) -> dict[str, Any]:
     circular accuracy, each baseline, the minimum detectable difference; and the shortcut flags per column."""
     columns = [c[0] for c in PAPER_COLUMNS] + ["closed", "open"]
     row = report["paper_row"]
-    rows = [{"label": report["model"], "kind": "model", "cells": [row[c] for c in columns]}]
+    rows = [{"label": report["model"], "short": "model", "kind": "model", "cells": [row[c] for c in columns]}]
     if report.get("paper_external"):
-        rows.append({"label": "external (held-out sources)", "kind": "model",
+        rows.append({"label": "external (held-out sources)", "short": "external", "kind": "model",
                      "cells": [report["paper_external"][c] for c in columns]})
     circular = [_circular_cell(report["groups"], c) for c in columns]
     if any(circular):
-        rows.append({"label": "circular (right under every rotation)", "kind": "model", "cells": circular})
+        rows.append({"label": "circular (right under every rotation)", "short": "circular", "kind": "model",
+                     "cells": circular})
     for name, label in BASELINE_ROWS:
         cells = [(row[c] or {}).get("baselines", {}).get(name) for c in columns]
         if any(cells):
-            rows.append({"label": label, "kind": "baseline", "cells": cells})
+            rows.append({"label": label, "short": SHORT_LABELS[name], "kind": "baseline", "cells": cells})
     mdd = [((row[c] or {}).get("power") or {}).get("mdd") for c in columns]
     flags = {c: [s["flag"] for s in report["shortcuts"] if s["flag"] and _flag_column(s) == c] for c in columns}
     return {"columns": columns, "rows": rows, "mdd": mdd, "flags": [flags[c] for c in columns],
