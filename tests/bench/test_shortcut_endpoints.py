@@ -180,7 +180,7 @@ def test_a_real_image_reader_is_not_flagged(scored):
         "point"] == 0.0
     screen = first_screen(report_dict(scores, []))
     assert not any(screen["flags"]) and [r["label"] for r in screen["rows"]] == [
-        "stub-model", "external (held-out sources)", "chance (uniform guess)", "training prior (per template)",
+        "stub-model (internal bench)", "external (held-out sources)", "chance (uniform guess)", "training prior (per template)",
         "text-only (no image)"]
 
 

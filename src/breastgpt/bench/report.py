@@ -119,7 +119,8 @@ def first_screen(report: dict[str, Any]) -> dict[str, Any]:
     circular accuracy, each baseline, the minimum detectable difference; and the shortcut flags per column."""
     columns = [c[0] for c in PAPER_COLUMNS] + ["closed", "open"]
     row = report["paper_row"]
-    rows = [{"label": report["model"], "short": "model", "kind": "model", "cells": [row[c] for c in columns]}]
+    label = f"{report['model']} (internal bench)" if report.get("paper_external") else report["model"]
+    rows = [{"label": label, "short": "model", "kind": "model", "cells": [row[c] for c in columns]}]
     if report.get("paper_external"):
         rows.append({"label": "external (held-out sources)", "short": "external", "kind": "model",
                      "cells": [report["paper_external"][c] for c in columns]})
