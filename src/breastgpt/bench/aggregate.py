@@ -103,9 +103,10 @@ def aggregate(items: list[BenchItem], run: RunData, df: pd.DataFrame, config: Sc
     out = BenchScores(model=run.model, config=config, open_metric=resolve_open_metric(config, full), per_item=df)
     out.clustering = {**clustering.summary(), "warning": clustering.warning()}
     frames = baseline_frames(items, full, df, train)
-    out.groups = group_table(full, rs)
-    attach_baselines(out.groups, {name: group_table(frame, rs) for name, frame in frames.items()})
-    attach_power(out.groups, full)
+    memberships = group_memberships(full)
+    out.groups = group_table(full, rs, memberships)
+    attach_baselines(out.groups, {name: group_table(frame, rs, memberships) for name, frame in frames.items()})
+    attach_power(out.groups, full, memberships)
     column = open_ablation_column(out.open_metric, full)
     fallback = next(metric for metric, col in METRICS.items() if col == column)
     out.paper_row = paper_row(out.groups, out.open_metric, baseline_metric=fallback)
@@ -132,25 +133,42 @@ def _spec_key(grouping: str, key: tuple[Any, ...], metric: str) -> str:
     return f"{grouping}|{'/'.join(map(str, key))}|{metric}"
 
 
-def group_masks(full: pd.DataFrame) -> dict[str, tuple[str, dict[str, Any], str, np.ndarray]]:
-    """Every (grouping, group, metric) with defined values: spec key -> (grouping, key, metric, item mask)."""
-    out = {}
+Membership = list[tuple[str, tuple[Any, ...], np.ndarray]]  # (grouping, key, items in the group)
+
+
+def group_memberships(full: pd.DataFrame) -> Membership:
+    """Every group of every grouping with its items; the same for the model and its baselines (same items)."""
+    out = []
+    codes = {c: pd.factorize(full[c]) for c in {c for cols in GROUPINGS.values() for c in cols}}
     for grouping, cols in GROUPINGS.items():
         keys = [()] if not cols else sorted(set(map(tuple, full[list(cols)].to_numpy().tolist())))
         for key in keys:
             in_group = np.ones(len(full), bool)
             for c, v in zip(cols, key):
-                in_group &= full[c].to_numpy() == v
-            for metric, column in METRICS.items():
-                mask = in_group & np.isfinite(full[column].to_numpy(float))
-                if mask.any():
-                    out[_spec_key(grouping, key, metric)] = (grouping, dict(zip(cols, key)), metric, mask)
+                labels, uniques = codes[c]
+                in_group &= labels == uniques.get_loc(v)
+            out.append((grouping, key, in_group))
     return out
 
 
-def group_table(full: pd.DataFrame, rs: ClusterResampler) -> list[dict[str, Any]]:
+def group_masks(full: pd.DataFrame, memberships: Membership | None = None
+                ) -> dict[str, tuple[str, dict[str, Any], str, np.ndarray]]:
+    """Every (grouping, group, metric) with defined values: spec key -> (grouping, key, metric, item mask)."""
+    out = {}
+    defined = {metric: np.isfinite(full[column].to_numpy(float)) for metric, column in METRICS.items()}
+    for grouping, key, in_group in memberships if memberships is not None else group_memberships(full):
+        cols = GROUPINGS[grouping]
+        for metric in METRICS:
+            mask = in_group & defined[metric]
+            if mask.any():
+                out[_spec_key(grouping, key, metric)] = (grouping, dict(zip(cols, key)), metric, mask)
+    return out
+
+
+def group_table(full: pd.DataFrame, rs: ClusterResampler, memberships: Membership | None = None
+                ) -> list[dict[str, Any]]:
     """Mean of every metric in every group of every grouping, with intervals, from one batched bootstrap."""
-    masks = group_masks(full)
+    masks = group_masks(full, memberships)
     specs = {name: MetricSpec.mean(full[METRICS[metric]].to_numpy(float), mask)
              for name, (_, _, metric, mask) in masks.items()}
     intervals = rs.bootstrap_batch(specs)
@@ -172,10 +190,10 @@ def _interval_only(g: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if g is None else {k: v for k, v in g.items() if k not in ("grouping", "key", "metric")}
 
 
-def attach_power(groups: list[dict[str, Any]], full: pd.DataFrame) -> None:
+def attach_power(groups: list[dict[str, Any]], full: pd.DataFrame, memberships: Membership | None = None) -> None:
     """Each group's `power`: design effect from its clusters and the minimum detectable difference at 80 %."""
-    masks = group_masks(full)
-    clusters = full["cluster"].to_numpy()
+    masks = group_masks(full, memberships)
+    clusters = pd.factorize(full["cluster"])[0]
     for g in groups:
         _, _, metric, mask = masks[_spec_key(g["grouping"], tuple(g["key"].values()), g["metric"])]
         power = clustered_power(full[METRICS[metric]].to_numpy(float)[mask], clusters[mask])

@@ -312,7 +312,7 @@ def clustered_power(values: np.ndarray, clusters: np.ndarray, *, alpha: float = 
     the simple-random-sampling variance s²/n (s² with divisor n). Two models scored on items like these, with
     independent errors, differ detectably (two-sided α, the given power) by MDD = (z_{1−α/2} + z_{power}) ·
     √(2·V). None when fewer than 2 clusters or no spread."""
-    values, clusters = np.asarray(values, dtype=float), np.asarray(clusters).astype(str)
+    values, clusters = np.asarray(values, dtype=float), np.asarray(clusters)
     keep = np.isfinite(values)
     values, clusters = values[keep], clusters[keep]
     keys, inverse = np.unique(clusters, return_inverse=True)
