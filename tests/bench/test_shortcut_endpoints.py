@@ -212,3 +212,16 @@ def test_score_cli_takes_the_training_records(scored):
     assert text.count("⚑") == 5  # Dx Mam, Scr BUS, Dx MRI, closed, open
     res = CliRunner().invoke(app, [*args, "--train", str(root / "prior" / "bench_items.jsonl")])
     assert res.exit_code == 2 and "no record with split 'train'" in words(res.output)
+
+
+def test_report_tables_show_the_baselines_beside_each_score(scored, tmp_path):
+    from breastgpt.bench.report import write_report
+
+    scores, files = scored["prior"]
+    write_report(scores, tmp_path / "out", files)
+    html = (tmp_path / "out" / "report.html").read_text()
+    cells = html.split("<h2>Stage × modality × task family × source</h2>")[1].split("<h2>")[0]
+    sources = html.split("<h2>Per source")[1].split("<h2>")[0]
+    # every closed cell row: chance, prior and text-only under the accuracy (4 closed cell rows)
+    assert cells.count('<small class="b">chance') == 4 and cells.count('<small class="b">prior') >= 4 + 2 + 2
+    assert sources.count('<small class="b">text-only') == 3  # vindr closed and open, inbreast closed (external)

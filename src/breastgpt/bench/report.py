@@ -105,7 +105,7 @@ def render_html(report: dict[str, Any]) -> str:
                   if c.get("calibration")})
     return template.render(r=report, plots=plots, sections=cell_sections(report["groups"]),
                            paper_columns=[c[0] for c in PAPER_COLUMNS], first=first_screen(report),
-                           sources=source_table(report),
+                           sources=source_table(report), short_labels=SHORT_LABELS,
                            by_provenance=[g for g in report["groups"] if g["grouping"] == "task_family×provenance"])
 
 
