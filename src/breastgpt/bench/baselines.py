@@ -30,6 +30,8 @@ from breastgpt.bench.text_metrics import key_finding_recall, rouge_l
 BASELINES = ("chance", "prior", "text_only")
 ABLATION_BASELINES = {"text_only": "no_image", "shuffled_image": "shuffle_image"}  # baseline -> ablation variant
 BASELINE_COLUMNS = ("correct", "iou", "hit", "rouge_l", "embedding", "kf_recall")
+COLUMN_LABELS = {"correct": "accuracy", "iou": "mean IoU", "rouge_l": "ROUGE-L", "embedding": "embedding similarity",
+                 "kf_recall": "key-finding recall"}
 # The metric each task family's shortcut check compares (open-ended: see `open_ablation_column`).
 FAMILY_GAP_COLUMN = {"closed_vqa": "correct", "grounding": "iou"}
 
@@ -141,6 +143,7 @@ def flag_text(baseline: str, column: str, gap: dict[str, Any], min_gap: float) -
     low = gap.get("low")
     if low is None or not np.isfinite(low):
         return None
+    column = COLUMN_LABELS.get(column, column)
     if baseline == "permute_options":
         if gap["low"] > 0 or gap["high"] < 0:
             return f"{column} changes {100 * gap['point']:.1f} points when options are permuted: option-position bias"
