@@ -101,3 +101,33 @@ def test_compare_gives_holm_adjusted_p_values_and_baselines(tmp_path):
                                    "--resamples", "200"], env={"COLUMNS": "250"})
     assert res.exit_code == 0, res.output
     assert "p (Holm)" in res.output and "chance" in res.output and "75.0" in res.output
+
+
+def test_judge_open_column_takes_its_baselines_on_a_metric_they_have(tmp_path):
+    from breastgpt.bench.aggregate import score_run
+    from breastgpt.bench.items import item_from_record, write_jsonl_atomic
+    from breastgpt.bench.judges import JudgeScore, prompt_sha256, save_judgements
+    from breastgpt.bench.report import first_screen, report_dict
+    from breastgpt.bench.scoring import ScoreConfig
+    from tests.bench.helpers import open_record
+
+    recs = [open_record(f"o{i}", f"p{i}", "an oval circumscribed mass", ["oval mass"]) for i in range(6)]
+    items = [item_from_record(r) for r in recs]
+    write_jsonl_atomic(tmp_path / "run" / "responses.jsonl",
+                       [{"item_id": f"o{i}", "response": "An oval circumscribed mass.", "model": "cand"}
+                        for i in range(6)]
+                       + [{"item_id": f"o{i}", "response": "No image.", "model": "cand", "variant": "no_image"}
+                          for i in range(6)])
+    save_judgements(tmp_path / "run" / "judgements_judge.jsonl",
+                    [JudgeScore(f"o{i}", "cand", 8, "ok", "SCORE: 8", "judge", "v2", prompt_sha256("v2"), "0-10")
+                     for i in range(6)])
+    scores, _ = score_run(items, tmp_path / "run", ScoreConfig(n_resamples=100, embeddings=False))
+    cell = scores.paper_row["open"]
+    assert scores.open_metric == "judge" and cell["point"] == pytest.approx(0.8)
+    assert cell["baselines_metric"] == "rouge_l" and cell["baselines"]["text_only"]["point"] == 0.0
+    assert cell["model_on_baselines_metric"]["point"] == pytest.approx(1.0)
+    assert first_screen(report_dict(scores, []))["open_baselines_metric"] == "rouge_l"
+    from breastgpt.bench.report import render_html
+
+    html = render_html(report_dict(scores, []))
+    assert "baselines are on rouge_l" in html and "the model scores 100.0" in html

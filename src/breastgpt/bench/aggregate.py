@@ -217,7 +217,8 @@ def paper_row(groups: list[dict[str, Any]], open_metric: str, partition: str = "
     row["closed"] = find_group(groups, "partition", {"partition": partition}, "accuracy")
     row["open"] = find_group(groups, "partition", {"partition": partition}, open_metric_label(open_metric))
     other = find_group(groups, "partition", {"partition": partition}, baseline_metric) if baseline_metric else None
-    if row["open"] is not None and other is not None and not any(row["open"].get("baselines", {}).values()):
+    if (row["open"] is not None and other is not None and not any(row["open"].get("baselines", {}).values())
+            and any(other.get("baselines", {}).values())):
         row["open"] = {**row["open"], "baselines": other.get("baselines", {}), "baselines_metric": baseline_metric,
                        "model_on_baselines_metric": _interval_only({**other, "baselines": None, "power": None})}
     return row
