@@ -24,14 +24,22 @@ def test_report_html_screenshot_is_not_blank(tmp_path):
     target = {"name": "birads", "kind": "ordinal", "option_values": [2, 3, 4, 5], "positive_threshold": 4}
     recs = [closed_record(f"q{i}", f"p{i % 9}", i % 4, options=["2", "3", "4", "5"], target=target)
             for i in range(36)]
+    for r in recs[::3]:  # a held-out external source
+        r.update(source="inbreast", split="external", patient_key=f"x{r['patient_key']}")
     recs += [grounding_record(f"g{i}", f"p{i % 9}", [100, 100, 400, 400]) for i in range(6)]
     write_jsonl_atomic(tmp_path / "run" / "responses.jsonl",
                        [{"item_id": f"q{i}", "response": "ABCD"[(i * 7) % 4], "model": "m", "score": (i % 4) / 3}
                         for i in range(36)]
                        + [{"item_id": f"g{i}", "response": "[120,100,400,380]", "model": "m"} for i in range(6)])
     items = [item_from_record(r) for r in recs]
-    scores, files = score_run(items, tmp_path / "run", ScoreConfig(n_resamples=200, embeddings=False))
+    train = [item_from_record({**r, "id": f"t{r['id']}"}) for r in recs]
+    scores, files = score_run(items, tmp_path / "run", ScoreConfig(n_resamples=200, embeddings=False), train=train)
     write_report(scores, tmp_path / "out", files)
+    html = (tmp_path / "out" / "report.html").read_text()
+    first = html.split("<h2>", 2)[1]  # the first section: the paper's columns with external results and baselines
+    assert first.startswith("Paper layout with baselines") and "Dx Mam" in first
+    assert all(row in first for row in ("external (held-out sources)", "chance (uniform guess)",
+                                        "training prior (per template)", "MDD at 80% power"))
     png = tmp_path / "shot.png"
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",

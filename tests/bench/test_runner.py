@@ -488,7 +488,7 @@ def test_text_only_model_is_flagged_by_the_no_image_run(tmp_path: Path) -> None:
     gap = next(s for s in sc.shortcuts if s["variant"] == "no_image" and s["where"] == "overall")
     assert find_group(sc.groups, "overall", {}, "accuracy")["point"] == pytest.approx(0.8)
     assert gap["gap"]["point"] == 0.0 and gap["flag"] is not None
-    assert any(w.startswith("shortcut (no_image, overall)") for w in sc.warnings)
+    assert any(w.startswith("shortcut (no_image, closed_vqa, overall)") for w in sc.warnings)
 
 
 def test_a_model_that_needs_the_image_is_not_flagged(tmp_path: Path) -> None:
@@ -521,7 +521,27 @@ def test_permuted_options_score_through_the_saved_order(tmp_path: Path) -> None:
     permuted = load_responses(tmp_path / "biased" / "responses_permute_options.jsonl")
     hits = sum(r.option_order[0] == items[r.item_id].answer_index for r in permuted)
     assert find_group(biased.groups, "overall", {}, "accuracy")["point"] == 0.5
-    assert gap["gap"]["point"] == pytest.approx(0.5 - hits / 10) and hits != 5 and gap["flag"] is not None
+    assert gap["gap"]["point"] == pytest.approx(0.5 - hits / 10) and hits != 5
+    # one random permutation of 10 items: the paired interval includes 0, so it cannot tell position bias
+    assert gap["gap"]["low"] <= 0 <= gap["gap"]["high"] and gap["flag"] is None
+
+
+def test_circular_evaluation_catches_position_bias_and_states_its_cost(tmp_path: Path) -> None:
+    bench, truth = _shortcut_bench(tmp_path)
+    reads = lambda body: letter_of(body, truth[item_of(body)])
+    with StubOpenAI(reads) as stub:
+        m = run_bench(config(bench, stub, tmp_path / "reader", ablations=("circular",)))
+        assert len(stub.requests) == 10 * 4  # the full pass and three rotations of four options
+    with StubOpenAI(lambda body: "A") as stub:
+        run_bench(config(bench, stub, tmp_path / "biased", ablations=("circular",)))
+    assert [m["variants"][f"circular_{k}"]["prompts"] for k in (1, 2, 3)] == [10, 10, 10]
+    assert m["circular_cost"]["extra_prompts"] == 30 and m["circular_cost"]["closed_cost_factor"] == 4.0
+    reader, biased = score(tmp_path / "reader"), score(tmp_path / "biased")
+    assert find_group(reader.groups, "overall", {}, "circular_accuracy")["point"] == 1.0
+    # "A" is right under exactly one of the four rotations of every item: never right under all of them
+    assert find_group(biased.groups, "overall", {}, "accuracy")["point"] == 0.5
+    assert find_group(biased.groups, "overall", {}, "circular_accuracy")["point"] == 0.0
+    assert biased.circular["items_with_every_rotation"] == 10 and "4.0x" in biased.circular["cost"]
 
 
 # ------------------------------------------------------------------------------------------ inputs, out dir

@@ -66,3 +66,10 @@ def test_import_cli(tmp_path):
     assert result.exit_code == 0, result.output
     assert len(read_records_jsonl(tmp_path / "r.jsonl")) == 15
     assert "closed_vqa=7" in result.output and "grounding=2" in result.output
+
+
+def test_build_cli_external_must_name_a_source(tmp_path):
+    result = runner.invoke(app, ["build", "--sources", f"vindr={tmp_path}", "--out", str(tmp_path / "o"),
+                                 "--external", "cbis_ddsm"])
+    assert result.exit_code == 2
+    assert "not among the sources" in result.output

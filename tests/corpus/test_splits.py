@@ -79,3 +79,56 @@ def test_bench_manifest_verifies_and_detects_changes(tmp_path):
     data["items"][0]["prompt_sha256"] = "0"
     (tmp_path / "bench_manifest.json").write_text(json.dumps(data))
     assert any("items_sha256" in p for p in verify_manifest(tmp_path / "bench_manifest.json", records).problems)
+
+
+# ---------------------------------------------------------------------------------------------- external
+
+
+def test_external_sources_and_sites_are_held_out_whole():
+    config = SplitConfig(salt="s", external=("b", "c:7"))
+    rows = [("a", f"P{i}", None, None) for i in range(200)] + [("b", f"Q{i}", "test", None) for i in range(50)]
+    rows += [("c", f"R{i}", None, "7" if i % 2 else 3) for i in range(100)]
+    out = assign_splits(rows, config)
+    assert {out[("b", f"Q{i}")] for i in range(50)} == {"external"}
+    assert [out[("c", f"R{i}")] == "external" for i in range(100)] == [bool(i % 2) for i in range(100)]
+    assert "external" not in {out[("a", f"P{i}")] for i in range(200)}
+    # the other patients keep the split they had without any external source
+    plain = assign_splits(rows, SplitConfig(salt="s"))
+    assert all(out[k] == v for k, v in plain.items() if out[k] != "external")
+    # one sample of a patient from the external site sends the whole patient there
+    mixed = assign_splits([("c", "X", None, "3"), ("c", "X", None, "7")], config)
+    assert mixed[("c", "X")] == "external"
+
+
+def test_external_config_is_checked():
+    assert SplitConfig(external="a, b:2,a").external == ("a", "b:2")
+    with pytest.raises(SplitError, match="SOURCE or SOURCE:SITE"):
+        SplitConfig(external=("a:",))
+
+
+def test_external_build_writes_the_partition_and_freezes_it(tmp_path, monkeypatch):
+    from breastgpt.corpus.build import BuildConfig, BuildError, SourceSpec, build_corpus
+    from breastgpt.corpus.records import read_records_jsonl
+    from tests.corpus.fixtures import SECRET, adapters_for, make_source, png_normaliser
+    from tests.corpus.test_audit import _case
+
+    monkeypatch.setenv("CORPUS_TEST_SECRET", SECRET)
+    for name, prefix in (("alpha", "a"), ("beta", "b")):
+        make_source(tmp_path / "src" / name, name, [_case(i, f"{name}-{i}", prefix) for i in range(6)])
+    split = SplitConfig(train=0.5, val=0.0, bench=0.5, salt="ext", external=("beta",))
+    sources = tuple(SourceSpec(n, tmp_path / "src" / n) for n in ("alpha", "beta"))
+    cfg = BuildConfig(out=tmp_path / "out", sources=sources, secret_env="CORPUS_TEST_SECRET", split=split)
+    summary = build_corpus(cfg, adapters=adapters_for("alpha", "beta"), normaliser=png_normaliser)
+    records = read_records_jsonl(tmp_path / "out" / "records.jsonl")
+    by_source = {s: {r.split for r in records if r.source == s} for s in ("alpha", "beta")}
+    assert by_source["beta"] == {"external"} and "external" not in by_source["alpha"]
+    assert summary.splits["external"] == sum(r.split == "external" for r in records) > 0
+    frozen = json.loads((tmp_path / "out" / "bench_manifest.json").read_text())
+    assert frozen["n_items"] == sum(r.split in ("bench", "external") for r in records)
+    assert verify_manifest(tmp_path / "out" / "bench_manifest.json", records).ok
+    moved = [type(r).from_dict(r.to_dict()) for r in records]
+    next(r for r in moved if r.split == "external").split = "bench"
+    assert "frozen in split 'external'" in " ".join(verify_manifest(tmp_path / "out" / "bench_manifest.json",
+                                                                     moved).problems)
+    with pytest.raises(BuildError, match="not among the sources"):
+        BuildConfig(out=tmp_path / "o2", sources=sources, split=SplitConfig(external=("gamma",)))

@@ -13,6 +13,10 @@ accuracy on the same items between the full run and the ablated one (`aggregate.
   correct option always moves), the label follows, and the saved answer carries `option_order` (presented
   position -> original option index), which is what the scorer maps back through. Items whose options cannot be
   found as lettered lines in the prompt are refused and counted, never guessed.
+* `circular` (circular evaluation): every rotation of a closed question's options — rotation k presents original
+  option (p + k) mod n at position p — as variants `circular_1` … `circular_{n−1}`; with the full answer, an item
+  counts as right only when it is right under every rotation. Cost: n − 1 extra prompts per closed item
+  (3 for four options), stated in run.json and in the report.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 from breastgpt.corpus.records import MEDIA_TOKENS, MediaRef, Record
 
 ABLATIONS: dict[str, str] = {"no-image": "no_image", "shuffle-image": "shuffle_image",
-                             "permute-options": "permute_options"}
+                             "permute-options": "permute_options", "circular": "circular"}
 LETTERS = "ABCDEF"
 _PLACEHOLDER = re.compile("(?:" + "|".join(re.escape(t) for t in MEDIA_TOKENS.values()) + r")[ \t]*\n?")
 
@@ -36,7 +40,7 @@ class Prompt:
     """What one model request shows for one item under one variant."""
 
     item_id: str
-    variant: str  # full | no_image | shuffle_image | permute_options
+    variant: str  # full | no_image | shuffle_image | permute_options | circular_k
     record: Record
     option_order: tuple[int, ...] | None = None  # permute_options: presented position -> original index
     donors: tuple[str, ...] = ()  # shuffle_image: ids of the records the media came from
@@ -67,10 +71,17 @@ def full_set(records: list[Record]) -> AblationSet:
     return AblationSet("full", "full", [Prompt(r.id, "full", r) for r in records])
 
 
+def build_ablation_sets(name: str, records: list[Record], seed: int = 0) -> list[AblationSet]:
+    """The prompt sets of one ablation (CLI name): one set, or one per rotation for 'circular'."""
+    if name == "circular":
+        return circular_sets(records)
+    return [build_ablation(name, records, seed)]
+
+
 def build_ablation(name: str, records: list[Record], seed: int = 0) -> AblationSet:
-    """The prompts of one ablation (CLI name, e.g. 'no-image') over the bench records."""
-    if name not in ABLATIONS:
-        raise ValueError(f"unknown ablation {name!r}; choose from {sorted(ABLATIONS)}")
+    """The prompts of one single-set ablation (CLI name, e.g. 'no-image') over the bench records."""
+    if name not in ABLATIONS or name == "circular":
+        raise ValueError(f"unknown ablation {name!r} (single-set); choose from {sorted(set(ABLATIONS) - {'circular'})}")
     if name == "no-image":
         return _no_image_set(records)
     if name == "shuffle-image":
@@ -186,11 +197,17 @@ def option_order(n: int, answer_index: int, rng: random.Random) -> tuple[int, ..
 def permute_options(record: Record, seed: int = 0) -> tuple[Record, tuple[int, ...]]:
     """The closed record with its option lines re-ordered and the label re-indexed; and the order used."""
     label = record.label
+    order = option_order(len(label["options"]), int(label["answer_index"]), _seeded(seed, record.id))
+    return reorder_options(record, order), order
+
+
+def reorder_options(record: Record, order: tuple[int, ...]) -> Record:
+    """The closed record with option p showing original option order[p]; label and reference answer follow."""
+    label = record.label
     options, answer = [str(o) for o in label["options"]], int(label["answer_index"])
     user_at = max(i for i, m in enumerate(record.messages) if m["role"] == "user")
     text = record.messages[user_at]["content"]
     spans = locate_options(text, options)
-    order = option_order(len(options), answer, _seeded(seed, record.id))
     for position in reversed(range(len(options))):
         start, end, _ = spans[position]
         text = text[:start] + options[order[position]] + text[end:]
@@ -201,7 +218,7 @@ def permute_options(record: Record, seed: int = 0) -> tuple[Record, tuple[int, .
     for m in messages[user_at + 1:]:
         if m["role"] == "assistant" and m["content"].strip() == f"{LETTERS[answer]}. {options[answer]}":
             m["content"] = f"{LETTERS[new_answer]}. {options[answer]}"
-    return replace(record, messages=messages, label=new_label), order
+    return replace(record, messages=messages, label=new_label)
 
 
 def _permuted_label(label: dict[str, Any], order: tuple[int, ...], new_answer: int) -> dict[str, Any]:
@@ -229,3 +246,32 @@ def _permute_set(records: list[Record], seed: int) -> AblationSet:
             continue
         out.prompts.append(Prompt(r.id, "permute_options", permuted, option_order=order))
     return out
+
+
+# --------------------------------------------------------------------------------------------------- circular
+
+
+def rotation(n: int, k: int) -> tuple[int, ...]:
+    """Presented position p -> original option (p + k) mod n."""
+    return tuple((p + k) % n for p in range(n))
+
+
+def circular_sets(records: list[Record]) -> list[AblationSet]:
+    """One prompt set per rotation k = 1 … (most options − 1); an item with n options is in rotations 1 … n−1."""
+    closed = [r for r in records if r.task_family == "closed_vqa"]
+    most = max((len(r.label.get("options", [])) for r in closed), default=0)
+    sets = []
+    for k in range(1, min(most, len(LETTERS))):
+        out = AblationSet(f"circular_{k}", f"circular_{k}", [], not_applicable=len(records) - len(closed))
+        for r in closed:
+            n = len(r.label["options"])
+            if k >= n:
+                out.not_applicable += 1
+                continue
+            order = rotation(n, k)
+            try:
+                out.prompts.append(Prompt(r.id, out.variant, reorder_options(r, order), option_order=order))
+            except OptionsNotFound as exc:
+                out.refused[r.id] = f"options not located in the prompt: {exc}"
+        sets.append(out)
+    return sets

@@ -1,8 +1,11 @@
 """From per-item scores to the tables of a bench report, every number with a patient-clustered interval.
 
-Layouts: overall; by stage, modality, task family, source, answer provenance; stage × modality (the paper's
-columns); stage × modality × task family × source. Plus clinical metrics per clinical target, judge controls,
-shortcut gaps for ablation variants, and paired comparisons of two runs.
+Layouts: overall; by stage, modality, task family, source, answer provenance, partition (internal bench vs
+external held-out sources); stage × modality (the paper's columns, per partition); stage × modality × task family
+× source. Every group carries its baselines (chance, training prior, text-only; baselines.py) with intervals and
+its power (design effect, minimum detectable difference). Plus clinical metrics per clinical target, option-score
+calibration, judge controls, shortcut gaps decided by paired intervals, and paired comparisons of two runs with
+Holm-adjusted p-values.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from breastgpt.bench.baselines import (FAMILY_GAP_COLUMN, baseline_frames, flag_text, open_ablation_column)
 from breastgpt.bench.clusters import cluster_items
-from breastgpt.bench.items import BenchItem
+from breastgpt.bench.items import CIRCULAR_VARIANTS, BenchItem
 from breastgpt.bench.judge_controls import judge_summary
-from breastgpt.bench.metrics import binary_stats, confusion, kappa_from_confusion, kappa_stats, weighted_auc
+from breastgpt.bench.metrics import (binary_stats, confusion, expected_calibration_error, kappa_from_confusion,
+                                     kappa_stats, weighted_auc)
 from breastgpt.bench.scoring import OPEN_FAMILIES, RunData, ScoreConfig, load_run, score_responses
-from breastgpt.bench.statistics import ClusterResampler, Interval, MetricSpec, ratio
+from breastgpt.bench.statistics import ClusterResampler, MetricSpec, clustered_power, holm, ratio
 
 PAPER_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("Scr BUS", "screening", "ultrasound"), ("Scr CT", "screening", "ct"), ("Scr Mam", "screening", "mammography"),
@@ -29,10 +34,13 @@ GROUPINGS: dict[str, tuple[str, ...]] = {
     "overall": (), "stage": ("stage",), "modality": ("modality",), "task_family": ("task_family",),
     "source": ("source",), "provenance": ("provenance",), "task_family×provenance": ("task_family", "provenance"),
     "stage×modality": ("stage", "modality"), "cell": ("stage", "modality", "task_family", "source"),
+    "partition": ("partition",), "partition×stage×modality": ("partition", "stage", "modality"),
+    "source×partition": ("source", "partition"),
 }
 METRICS: dict[str, str] = {  # metric -> per-item column (the mean over defined items is reported)
     "accuracy": "correct", "unparseable_rate": "unparseable", "mean_iou": "iou", "hit_rate@0.5": "hit",
     "rouge_l": "rouge_l", "embedding_cosine": "embedding", "key_finding_recall": "kf_recall", "judge": "judge",
+    "circular_accuracy": "circular", "option_accuracy": "option_correct",
 }
 OPEN_METRIC_COLUMN = {"judge": "judge", "embedding": "embedding", "rouge_l": "rouge_l",
                       "key_finding_recall": "kf_recall"}
@@ -50,15 +58,33 @@ class BenchScores:
     paper_row: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     clinical: list[dict[str, Any]] = field(default_factory=list)
     shortcuts: list[dict[str, Any]] = field(default_factory=list)
+    paper_external: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
+    circular: dict[str, Any] | None = None
     judge: dict[str, Any] = field(default_factory=dict)
     clustering: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
 def full_rows(df: pd.DataFrame, items: list[BenchItem]) -> pd.DataFrame:
-    """The full-variant rows in item order (one per item)."""
+    """The full-variant rows in item order (one per item), with `circular`: right under every option rotation
+    (NaN unless the item's full answer and all its n − 1 rotations were scored)."""
     full = df[df["variant"] == "full"].set_index("item_id")
-    return full.loc[[it.id for it in items]].reset_index()
+    full = full.loc[[it.id for it in items]].reset_index()
+    full["circular"] = circular_correct(df, items, full)
+    return full
+
+
+def circular_correct(df: pd.DataFrame, items: list[BenchItem], full: pd.DataFrame) -> np.ndarray:
+    out = np.full(len(items), np.nan)
+    rotated = df[df["variant"].isin(CIRCULAR_VARIANTS)]
+    if rotated.empty:
+        return out
+    by_item = rotated.groupby("item_id")["correct"].agg(["min", "count"])
+    for i, it in enumerate(items):
+        if it.is_closed and it.id in by_item.index and by_item.at[it.id, "count"] == len(it.options) - 1:
+            out[i] = min(float(full.at[i, "correct"]), float(by_item.at[it.id, "min"]))
+    return out
 
 
 def resolve_open_metric(config: ScoreConfig, full: pd.DataFrame) -> str:
@@ -70,16 +96,26 @@ def resolve_open_metric(config: ScoreConfig, full: pd.DataFrame) -> str:
 
 
 def aggregate(items: list[BenchItem], run: RunData, df: pd.DataFrame, config: ScoreConfig,
-              human_grades: dict[str, int] | None = None) -> BenchScores:
+              human_grades: dict[str, int] | None = None, train: list[BenchItem] | None = None) -> BenchScores:
     full = full_rows(df, items)
     clustering = cluster_items(items)
     rs = resampler(full, config)
     out = BenchScores(model=run.model, config=config, open_metric=resolve_open_metric(config, full), per_item=df)
     out.clustering = {**clustering.summary(), "warning": clustering.warning()}
-    out.groups = group_table(full, rs)
-    out.paper_row = paper_row(out.groups, out.open_metric)
+    frames = baseline_frames(items, full, df, train)
+    memberships = group_memberships(full)
+    out.groups = group_table(full, rs, memberships)
+    attach_baselines(out.groups, {name: group_table(frame, rs, memberships) for name, frame in frames.items()})
+    attach_power(out.groups, full, memberships)
+    column = open_ablation_column(out.open_metric, full)
+    fallback = next(metric for metric, col in METRICS.items() if col == column)
+    out.paper_row = paper_row(out.groups, out.open_metric, baseline_metric=fallback)
+    if (full["partition"] == "external").any():
+        out.paper_external = paper_row(out.groups, out.open_metric, "external", baseline_metric=fallback)
     out.clinical = clinical_table(items, full, rs)
-    out.shortcuts = shortcut_table(items, df, rs, config)
+    out.shortcuts = shortcut_table(items, df, rs, config, frames, out.open_metric)
+    out.calibration = option_calibration(full, rs)
+    out.circular = circular_summary(df, full)
     out.judge = judge_summary(run.judgements, run.candidate_family, [it.id for it in items], rs, human_grades,
                               config.primary_judge)
     out.warnings = _warnings(out, full)
@@ -97,40 +133,99 @@ def _spec_key(grouping: str, key: tuple[Any, ...], metric: str) -> str:
     return f"{grouping}|{'/'.join(map(str, key))}|{metric}"
 
 
-def group_table(full: pd.DataFrame, rs: ClusterResampler) -> list[dict[str, Any]]:
-    """Mean of every metric in every group of every grouping, with intervals, from one batched bootstrap."""
-    specs: dict[str, MetricSpec] = {}
-    meta: dict[str, dict[str, Any]] = {}
+Membership = list[tuple[str, tuple[Any, ...], np.ndarray]]  # (grouping, key, items in the group)
+
+
+def group_memberships(full: pd.DataFrame) -> Membership:
+    """Every group of every grouping with its items; the same for the model and its baselines (same items)."""
+    out = []
+    codes = {c: pd.factorize(full[c]) for c in {c for cols in GROUPINGS.values() for c in cols}}
     for grouping, cols in GROUPINGS.items():
         keys = [()] if not cols else sorted(set(map(tuple, full[list(cols)].to_numpy().tolist())))
         for key in keys:
             in_group = np.ones(len(full), bool)
             for c, v in zip(cols, key):
-                in_group &= full[c].to_numpy() == v
-            for metric, column in METRICS.items():
-                values = full[column].to_numpy(float)
-                mask = in_group & np.isfinite(values)
-                if mask.any():
-                    name = _spec_key(grouping, key, metric)
-                    specs[name] = MetricSpec.mean(values, mask)
-                    meta[name] = {"grouping": grouping, "key": dict(zip(cols, key)), "metric": metric}
+                labels, uniques = codes[c]
+                in_group &= labels == uniques.get_loc(v)
+            out.append((grouping, key, in_group))
+    return out
+
+
+def group_masks(full: pd.DataFrame, memberships: Membership | None = None
+                ) -> dict[str, tuple[str, dict[str, Any], str, np.ndarray]]:
+    """Every (grouping, group, metric) with defined values: spec key -> (grouping, key, metric, item mask)."""
+    out = {}
+    defined = {metric: np.isfinite(full[column].to_numpy(float)) for metric, column in METRICS.items()}
+    for grouping, key, in_group in memberships if memberships is not None else group_memberships(full):
+        cols = GROUPINGS[grouping]
+        for metric in METRICS:
+            mask = in_group & defined[metric]
+            if mask.any():
+                out[_spec_key(grouping, key, metric)] = (grouping, dict(zip(cols, key)), metric, mask)
+    return out
+
+
+def group_table(full: pd.DataFrame, rs: ClusterResampler, memberships: Membership | None = None
+                ) -> list[dict[str, Any]]:
+    """Mean of every metric in every group of every grouping, with intervals, from one batched bootstrap."""
+    masks = group_masks(full, memberships)
+    specs = {name: MetricSpec.mean(full[METRICS[metric]].to_numpy(float), mask)
+             for name, (_, _, metric, mask) in masks.items()}
     intervals = rs.bootstrap_batch(specs)
-    return [{**meta[name], **iv.as_dict()} for name, iv in intervals.items()]
+    return [{"grouping": masks[name][0], "key": masks[name][1], "metric": masks[name][2], **iv.as_dict()}
+            for name, iv in intervals.items()]
+
+
+def attach_baselines(groups: list[dict[str, Any]], baselines: dict[str, list[dict[str, Any]]]) -> None:
+    """Each group's `baselines`: name -> the baseline's interval on the same group and metric (None when the
+    baseline does not define the metric there, e.g. chance for open-ended scores)."""
+    index = {name: {_spec_key(g["grouping"], tuple(g["key"].values()), g["metric"]): g for g in rows}
+             for name, rows in baselines.items()}
+    for g in groups:
+        key = _spec_key(g["grouping"], tuple(g["key"].values()), g["metric"])
+        g["baselines"] = {name: _interval_only(rows.get(key)) for name, rows in index.items()}
+
+
+def _interval_only(g: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if g is None else {k: v for k, v in g.items() if k not in ("grouping", "key", "metric")}
+
+
+def attach_power(groups: list[dict[str, Any]], full: pd.DataFrame, memberships: Membership | None = None) -> None:
+    """Each group's `power`: design effect from its clusters and the minimum detectable difference at 80 %."""
+    masks = group_masks(full, memberships)
+    clusters = pd.factorize(full["cluster"])[0]
+    for g in groups:
+        _, _, metric, mask = masks[_spec_key(g["grouping"], tuple(g["key"].values()), g["metric"])]
+        power = clustered_power(full[METRICS[metric]].to_numpy(float)[mask], clusters[mask])
+        g["power"] = None if power is None else power.as_dict()
 
 
 def find_group(groups: list[dict[str, Any]], grouping: str, key: dict[str, Any], metric: str) -> dict | None:
     return next((g for g in groups if g["grouping"] == grouping and g["key"] == key and g["metric"] == metric), None)
 
 
-def paper_row(groups: list[dict[str, Any]], open_metric: str) -> dict[str, dict[str, Any] | None]:
-    """The paper's table layout: closed accuracy per stage × modality, overall closed, overall open score."""
+def paper_row(groups: list[dict[str, Any]], open_metric: str, partition: str = "internal",
+              baseline_metric: str | None = None) -> dict[str, dict[str, Any] | None]:
+    """The paper's table layout for one partition (internal bench or external held-out sources): closed accuracy
+    per stage × modality, overall closed, overall open score. When the open metric is the judge (which scores only
+    the model's full answers), the open cell's `baselines` are taken on `baseline_metric` instead, named in
+    `baselines_metric` with the model's own score on it in `model_on_baselines_metric`."""
     row: dict[str, dict[str, Any] | None] = {}
     for label, stage, modality in PAPER_COLUMNS:
-        row[label] = find_group(groups, "stage×modality", {"stage": stage, "modality": modality}, "accuracy")
-    row["closed"] = find_group(groups, "overall", {}, "accuracy")
-    open_metric_name = {"embedding": "embedding_cosine"}.get(open_metric, open_metric)
-    row["open"] = find_group(groups, "overall", {}, open_metric_name)
+        row[label] = find_group(groups, "partition×stage×modality",
+                                {"partition": partition, "stage": stage, "modality": modality}, "accuracy")
+    row["closed"] = find_group(groups, "partition", {"partition": partition}, "accuracy")
+    row["open"] = find_group(groups, "partition", {"partition": partition}, open_metric_label(open_metric))
+    other = find_group(groups, "partition", {"partition": partition}, baseline_metric) if baseline_metric else None
+    if (row["open"] is not None and other is not None and not any(row["open"].get("baselines", {}).values())
+            and any(other.get("baselines", {}).values())):
+        row["open"] = {**row["open"], "baselines": other.get("baselines", {}), "baselines_metric": baseline_metric,
+                       "model_on_baselines_metric": _interval_only({**other, "baselines": None, "power": None})}
     return row
+
+
+def open_metric_label(open_metric: str) -> str:
+    return {"embedding": "embedding_cosine", "key_finding_recall": "key_finding_recall"}.get(open_metric, open_metric)
 
 
 # ------------------------------------------------------------------------------------------------ clinical
@@ -219,35 +314,77 @@ def _auc_interval(y_true: np.ndarray, scores: np.ndarray, mask: np.ndarray,
 # ----------------------------------------------------------------------------------------------- shortcuts
 
 
-def shortcut_table(items: list[BenchItem], df: pd.DataFrame, rs: ClusterResampler,
-                   config: ScoreConfig) -> list[dict[str, Any]]:
-    """Accuracy gap full − ablated on the closed items run both ways, overall and per paper column."""
+def shortcut_table(items: list[BenchItem], df: pd.DataFrame, rs: ClusterResampler, config: ScoreConfig,
+                   frames: dict[str, pd.DataFrame] | None = None, open_metric: str = "rouge_l") -> list[dict[str, Any]]:
+    """Paired gaps model − baseline on the same items (ablated runs, training prior, chance), per task family's
+    metric (closed accuracy, grounding IoU, the open-ended metric), overall and per paper column, each flagged
+    by its interval (baselines.flag_text)."""
     full = full_rows(df, items)
-    rows = []
-    for variant in SHORTCUT_VARIANTS:
-        sub = df[df["variant"] == variant].set_index("item_id")
-        if sub.empty:
+    frames = baseline_frames(items, full, df, None) if frames is None else frames
+    permuted = df[df["variant"] == "permute_options"].set_index("item_id")
+    compared = {"no_image": frames.get("text_only"), "shuffle_image": frames.get("shuffled_image")}
+    if not permuted.empty:
+        compared["permute_options"] = permuted.reindex([it.id for it in items]).reset_index()
+    compared.update({"prior": frames.get("prior"), "chance": frames.get("chance")})
+    families = {**FAMILY_GAP_COLUMN, **{f: open_ablation_column(open_metric, full) for f in OPEN_FAMILIES}}
+    specs, meta = {}, {}
+    for variant, frame in compared.items():
+        if frame is None:
             continue
-        ablated = sub["correct"].reindex([it.id for it in items]).to_numpy(float)
-        closed = (full["task_family"] == "closed_vqa").to_numpy()
-        specs = {"overall": MetricSpec.mean_difference(full["correct"].to_numpy(float), ablated, closed)}
-        for label, stage, modality in PAPER_COLUMNS:
-            cell = closed & (full["stage"] == stage).to_numpy() & (full["modality"] == modality).to_numpy()
-            if (cell & np.isfinite(ablated)).any():
-                specs[label] = MetricSpec.mean_difference(full["correct"].to_numpy(float), ablated, cell)
-        for where, iv in rs.bootstrap_batch(specs).items():
-            rows.append({"variant": variant, "where": where, "gap": iv.as_dict(),
-                         "flag": _shortcut_flag(variant, iv, config.shortcut_min_gap)})
+        for family, column in families.items():
+            ours, theirs = full[column].to_numpy(float), frame[column].to_numpy(float)
+            in_family = (full["task_family"] == family).to_numpy() & np.isfinite(theirs)
+            for where, mask in _shortcut_places(full, in_family):
+                name = f"{variant}|{family}|{where}"
+                specs[name] = MetricSpec.mean_difference(ours, theirs, mask)
+                meta[name] = {"variant": variant, "family": family, "metric": column, "where": where}
+    rows = []
+    for name, iv in rs.bootstrap_batch(specs).items():
+        gap = iv.as_dict()
+        rows.append({**meta[name], "gap": gap,
+                     "flag": flag_text(meta[name]["variant"], meta[name]["metric"], gap, config.shortcut_min_gap)})
     return rows
 
 
-def _shortcut_flag(variant: str, gap: Interval, min_gap: float) -> str | None:
-    if variant in ("no_image", "shuffle_image") and gap.point < min_gap:
-        return (f"accuracy drops only {100 * gap.point:.1f} points with {variant.replace('_', ' ')} "
-                f"(< {100 * min_gap:.0f}): answers may come from the text, not the image")
-    if variant == "permute_options" and abs(gap.point) >= min_gap:
-        return f"accuracy changes {100 * gap.point:.1f} points when options are permuted: option-position bias"
-    return None
+def _shortcut_places(full: pd.DataFrame, in_family: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    places = [("overall", in_family)] if in_family.any() else []
+    for label, stage, modality in PAPER_COLUMNS:
+        cell = in_family & (full["stage"] == stage).to_numpy() & (full["modality"] == modality).to_numpy()
+        if cell.any():
+            places.append((label, cell))
+    external = in_family & (full["partition"] == "external").to_numpy()
+    if external.any() and not external.all():
+        places.append(("external", external))
+    return places
+
+
+# --------------------------------------------------------------------------------------------- calibration
+
+
+def option_calibration(full: pd.DataFrame, rs: ClusterResampler, n_bins: int = 10) -> dict[str, Any] | None:
+    """Option scoring on closed items: accuracy of the top option, ECE (equal-width bins, with a cluster-bootstrap
+    interval over at most 2,000 resamples) and the reliability bins; None when no response carried option
+    probabilities."""
+    conf, hit = full["confidence"].to_numpy(float), full["option_correct"].to_numpy(float)
+    mask = np.isfinite(conf) & np.isfinite(hit)
+    if not mask.any():
+        return None
+    ece = rs.bootstrap_indices(lambda idx: expected_calibration_error(conf[idx], hit[idx], n_bins), mask,
+                               n_resamples=min(rs.n_resamples, 2000))
+    return {"n_items": int(mask.sum()), "ece": ece.as_dict(),
+            "bins": calibration_bins(hit.astype(bool), conf, mask, n_bins)}
+
+
+def circular_summary(df: pd.DataFrame, full: pd.DataFrame) -> dict[str, Any] | None:
+    """What circular evaluation covered and cost: rotation answers scored against the closed items."""
+    rotated = df[df["variant"].isin(CIRCULAR_VARIANTS)]
+    if rotated.empty:
+        return None
+    closed = int((full["task_family"] == "closed_vqa").sum())
+    complete = int(np.isfinite(full["circular"].to_numpy(float)).sum())
+    return {"rotation_answers": int(len(rotated)), "closed_items": closed, "items_with_every_rotation": complete,
+            "cost": f"{len(rotated)} rotation answers on top of {closed} closed answers "
+                    f"({(closed + len(rotated)) / max(closed, 1):.1f}x the closed-item cost)"}
 
 
 # --------------------------------------------------------------------------------------------------- judges
@@ -260,7 +397,8 @@ def _warnings(out: BenchScores, full: pd.DataFrame) -> list[str]:
               if isinstance(c.get(m), dict) and c[m].get("warning")]
     warns += [f"judge {j['judge_model']}: {j['family_check']['text']}" for j in out.judge.get("judges", [])
               if j["family_check"]["status"] != "different"]
-    warns += [f"shortcut ({s['variant']}, {s['where']}): {s['flag']}" for s in out.shortcuts if s["flag"]]
+    warns += [f"shortcut ({s['variant']}, {s['family']}, {s['where']}): {s['flag']}" for s in out.shortcuts
+              if s["flag"]]
     missing = int((full["status"] == "missing").sum())
     if missing:
         warns.append(f"{missing} items have no response and are scored wrong")
@@ -274,40 +412,73 @@ def _warnings(out: BenchScores, full: pd.DataFrame) -> list[str]:
 # -------------------------------------------------------------------------------------------------- compare
 
 
-def compare(items: list[BenchItem], df_a: pd.DataFrame, df_b: pd.DataFrame, config: ScoreConfig,
-            open_metric: str) -> list[dict[str, Any]]:
-    """Paired differences A − B on the same items (same resampled patients for both), per paper column."""
-    a, b = full_rows(df_a, items), full_rows(df_b, items)
-    rs = resampler(a, config)
+def compare_columns(a: pd.DataFrame, open_metric: str) -> dict[str, tuple[str, np.ndarray]]:
+    """The columns `compare` reports: label -> (per-item column, items)."""
     closed = (a["task_family"] == "closed_vqa").to_numpy()
-    acc_a, acc_b = a["correct"].to_numpy(float), b["correct"].to_numpy(float)
-    specs = {"closed": MetricSpec.mean_difference(acc_a, acc_b, closed)}
+    columns = {"closed": ("correct", closed)}
     for label, stage, modality in PAPER_COLUMNS:
         cell = closed & (a["stage"] == stage).to_numpy() & (a["modality"] == modality).to_numpy()
         if cell.any():
-            specs[label] = MetricSpec.mean_difference(acc_a, acc_b, cell)
+            columns[label] = ("correct", cell)
     col = OPEN_METRIC_COLUMN[open_metric]
     if np.isfinite(a[col].to_numpy(float)).any():
-        specs["open"] = MetricSpec.mean_difference(a[col].to_numpy(float), b[col].to_numpy(float))
-    return [{"where": k, "difference": iv.as_dict()} for k, iv in rs.bootstrap_batch(specs).items()]
+        columns["open"] = (col, np.ones(len(a), bool))
+    external = (a["partition"] == "external").to_numpy()
+    if external.any() and not external.all():
+        columns["external closed"] = ("correct", closed & external)
+    return columns
+
+
+def compare(items: list[BenchItem], df_a: pd.DataFrame, df_b: pd.DataFrame, config: ScoreConfig,
+            open_metric: str, train: list[BenchItem] | None = None) -> list[dict[str, Any]]:
+    """Paired differences A − B on the same items (same resampled patients for both), per reported column, with
+    bootstrap p-values Holm-adjusted across the columns, and beside each: both models' scores and the baselines
+    (chance, training prior, each model's text-only run) with intervals."""
+    a, b = full_rows(df_a, items), full_rows(df_b, items)
+    rs = resampler(a, config)
+    columns = compare_columns(a, open_metric)
+    frames = {"a": a, "b": b}
+    for side, df, full in (("a", df_a, a), ("b", df_b, b)):
+        extra = baseline_frames(items, full, df, train if side == "a" else None)
+        frames.update({f"{name}_{side}" if name in ("text_only", "shuffled_image") else name: frame
+                       for name, frame in extra.items() if side == "a" or name in ("text_only", "shuffled_image")})
+    specs = {f"diff|{k}": MetricSpec.mean_difference(a[c].to_numpy(float), b[c].to_numpy(float), m)
+             for k, (c, m) in columns.items()}
+    for name, frame in frames.items():
+        for k, (c, m) in columns.items():
+            values = frame[c].to_numpy(float)
+            if (m & np.isfinite(values)).any():
+                specs[f"{name}|{k}"] = MetricSpec.mean(values, m)
+    intervals = {k: iv.as_dict() for k, iv in rs.bootstrap_batch(specs).items()}
+    rows = [{"where": k, "difference": intervals[f"diff|{k}"], "a": intervals.get(f"a|{k}"),
+             "b": intervals.get(f"b|{k}"),
+             "baselines": {n: intervals.get(f"{n}|{k}") for n in frames if n not in ("a", "b")}}
+            for k in columns if f"diff|{k}" in intervals]
+    adjusted = holm([r["difference"].get("p_value", float("nan")) for r in rows])
+    for r, p in zip(rows, adjusted):
+        r["p_holm"] = p
+    return rows
 
 
 def comparison(items: list[BenchItem], df_a: pd.DataFrame, df_b: pd.DataFrame, config: ScoreConfig,
-               open_metric: str) -> dict[str, Any]:
+               open_metric: str, train: list[BenchItem] | None = None) -> dict[str, Any]:
     """`compare` rows plus what a reader must see beside them: the clustering and every interval's warning."""
-    rows = compare(items, df_a, df_b, config, open_metric)
+    rows = compare(items, df_a, df_b, config, open_metric, train)
     clustering = cluster_items(items)
     warns = [clustering.warning()] if clustering.warning() else []
     warns += [f"{r['where']}: {r['difference']['warning']}" for r in rows if r["difference"]["warning"]]
-    return {"open_metric": open_metric, "clustering": clustering.summary(), "differences": rows, "warnings": warns}
+    return {"open_metric": open_metric, "clustering": clustering.summary(), "differences": rows,
+            "multiple_comparisons": f"Holm across {len(rows)} columns", "warnings": warns}
 
 
 # ----------------------------------------------------------------------------------------------- entry point
 
 
 def score_run(items: list[BenchItem], run_dir: Any, config: ScoreConfig,
-              human_grades: dict[str, int] | None = None) -> tuple[BenchScores, list[Any]]:
-    """Load a run directory, score every response and aggregate; returns the scores and the input files read."""
+              human_grades: dict[str, int] | None = None,
+              train: list[BenchItem] | None = None) -> tuple[BenchScores, list[Any]]:
+    """Load a run directory, score every response and aggregate; returns the scores and the input files read.
+    `train`: the training items, for the per-template prior baseline."""
     run = load_run(run_dir, items)
     df = score_responses(items, run, config)
-    return aggregate(items, run, df, config, human_grades), run.files
+    return aggregate(items, run, df, config, human_grades, train), run.files

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from breastgpt.bench.aggregate import PAPER_COLUMNS, comparison, full_rows, resolve_open_metric, score_run
 from breastgpt.bench.items import BenchDataError, load_items, read_jsonl
-from breastgpt.bench.report import format_interval, json_safe, render_html, write_report
+from breastgpt.bench.report import first_screen, format_interval, format_p, json_safe, render_html, write_report
 from breastgpt.bench.scoring import ScoreConfig, load_run, score_responses
 
 app = typer.Typer(help="Score saved benchmark answers offline and write reports.", no_args_is_help=True,
@@ -42,20 +42,44 @@ def _human_grades(path: Optional[Path]) -> dict[str, int] | None:
     return grades
 
 
+def _train_items(path: Optional[Path]) -> list[Any] | None:
+    if path is None:
+        return None
+    train = load_items(path, split="train")
+    if not train:
+        raise BenchDataError(f"{path}: no record with split 'train'; pass the corpus records.jsonl that the model "
+                             f"was trained from")
+    return train
+
+
+_TRAIN_HELP = "Corpus records JSONL (its split 'train' rows): the per-template training prior baseline."
+
+
 def _fail(exc: Exception) -> None:
     # markup off: messages quote data such as "[x1,y1,x2,y2]"; soft_wrap keeps file paths on one line
     _console.print(f"error: {exc}", style="red", markup=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
-def _paper_table(title: str, row: dict[str, Any]) -> Table:
+def _first_screen_table(title: str, first: dict[str, Any]) -> Table:
+    """The report's first screen in the terminal, one row per paper column (so it stays readable when narrow): the
+    model, the external partition, circular accuracy and each baseline, the minimum detectable difference, and ⚑
+    where a shortcut flag was raised."""
     table = Table(title=title)
-    for label in row:
-        table.add_column(label, justify="right", overflow="fold")  # a narrow terminal wraps, never drops, intervals
-    # Text, not markup: "[zero-width ⚠]" would otherwise be read as a style tag and vanish
-    table.add_row(*[Text("—" if v is None else f"{100 * v['point']:.2f}\n{format_interval(v)}")
-                    for v in row.values()])
+    table.add_column("column", overflow="fold")
+    for row in first["rows"]:
+        table.add_column(row["short"], justify="right", overflow="fold")
+    table.add_column("MDD", justify="right")
+    table.add_column("flag", overflow="fold")
+    for n, column in enumerate(first["columns"]):
+        mdd = first["mdd"][n]
+        table.add_row(Text(column), *[Text(_cell_text(row["cells"][n])) for row in first["rows"]],
+                      Text("—" if mdd is None else f"{100 * mdd:.1f}"), Text("⚑" if first["flags"][n] else ""))
     return table
+
+
+def _cell_text(v: dict[str, Any] | None) -> str:
+    return "—" if v is None else f"{100 * v['point']:.2f}\n{format_interval(v)}"
 
 
 def _warn(lines: list[str]) -> None:
@@ -93,6 +117,7 @@ def score_cmd(
     human_grades: Optional[Path] = typer.Option(None, help="JSONL {item_id, score} graded by humans."),
     primary_judge: Optional[str] = typer.Option(None, help="Judge model feeding the open column (default: the "
                                                            "first judgement file by name)."),
+    train: Optional[Path] = typer.Option(None, "--train", help=_TRAIN_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report JSON instead of a table."),
 ) -> None:
     """Score a run directory against the bench items and write report.json, item_scores.jsonl, report.html."""
@@ -102,14 +127,16 @@ def score_cmd(
                       console=_console, transient=True) as progress:
             progress.add_task(f"scoring {run_dir} ({resamples} resamples)", total=None)
             bench_items = load_items(items)
-            scores, inputs = score_run(bench_items, run_dir, config, _human_grades(human_grades))
-            report = write_report(scores, out or Path(run_dir) / "score", [Path(items), *inputs])
+            train_items = _train_items(train)
+            scores, inputs = score_run(bench_items, run_dir, config, _human_grades(human_grades), train_items)
+            inputs = [Path(items), *inputs, *([Path(train)] if train is not None else [])]
+            report = write_report(scores, out or Path(run_dir) / "score", inputs)
     except (BenchDataError, FileNotFoundError) as exc:
         _fail(exc)
     if as_json:
         typer.echo(json.dumps(report, indent=1))
         return
-    Console().print(_paper_table(f"{report['model']} (open = {report['open_metric']})", report["paper_row"]))
+    Console().print(_first_screen_table(f"{report['model']} (open = {report['open_metric']})", first_screen(report)))
     _print_judges(report["judge"])
     _warn(report["warnings"])
 
@@ -142,25 +169,46 @@ def compare_cmd(
     seed: int = typer.Option(0, help="Bootstrap seed."),
     embeddings: bool = typer.Option(False, help="Include embedding similarity in the open-ended difference."),
     open_metric: str = typer.Option("auto", help="auto | judge | embedding | rouge_l | key_finding_recall"),
+    train: Optional[Path] = typer.Option(None, "--train", help=_TRAIN_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Paired differences A − B on the same items, resampling the same patients for both models."""
+    """Paired differences A − B on the same items, resampling the same patients for both models; p-values are
+    Holm-adjusted across the columns; each column shows both models and the baselines beside them."""
     config = _config(resamples, seed, embeddings, open_metric)
     try:
         bench_items = load_items(items)
         ra, rb = load_run(run_a, bench_items), load_run(run_b, bench_items)
         da, db = score_responses(bench_items, ra, config), score_responses(bench_items, rb, config)
         metric = resolve_open_metric(config, full_rows(da, bench_items))
-        result = {"model_a": ra.model, "model_b": rb.model, **comparison(bench_items, da, db, config, metric)}
+        result = {"model_a": ra.model, "model_b": rb.model,
+                  **comparison(bench_items, da, db, config, metric, _train_items(train))}
     except (BenchDataError, FileNotFoundError) as exc:
         _fail(exc)
     if as_json:
         typer.echo(json.dumps(json_safe(result), indent=1))
         return
-    order = [c[0] for c in PAPER_COLUMNS] + ["closed", "open"]
-    row = {k: next((r["difference"] for r in result["differences"] if r["where"] == k), None) for k in order}
-    Console().print(_paper_table(f"{ra.model} − {rb.model} (points)", row))
+    Console().print(_compare_table(f"{ra.model} (A) − {rb.model} (B), points", result["differences"]))
     _warn(result["warnings"])
+
+
+def _compare_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    """One row per reported column: the difference with its interval and Holm-adjusted p, both models, and the
+    baselines beside them."""
+    order = {k: n for n, k in enumerate([c[0] for c in PAPER_COLUMNS] + ["closed", "open", "external closed"])}
+    rows = sorted(rows, key=lambda r: order.get(r["where"], len(order)))
+    names = sorted({n for r in rows for n, v in r["baselines"].items() if v is not None})
+    table = Table(title=title)
+    for head in ["column", "A − B", "p (Holm)", "A", "B", *names]:
+        table.add_column(head, justify="right", overflow="fold")
+    for r in rows:
+        cells = [r["where"], _score_text(r["difference"]), format_p(r["p_holm"]), _score_text(r["a"]),
+                 _score_text(r["b"])]
+        table.add_row(*[Text(c) for c in cells + [_score_text(r["baselines"].get(n)) for n in names]])
+    return table
+
+
+def _score_text(iv: dict[str, Any] | None) -> str:
+    return "—" if iv is None else f"{100 * iv['point']:.1f} {format_interval(iv)}"
 
 
 def _attach_run() -> None:

@@ -44,16 +44,19 @@ _PLACEHOLDER = re.compile("|".join(re.escape(t) for t in MEDIA_TOKENS.values()))
 _KIND_OF_TOKEN = {token: kind for kind, token in MEDIA_TOKENS.items()}
 PROMPT_STAGE = {"screening": "screening", "diagnosis": "diagnosis", "treatment": "treatment planning"}
 RETRY_STATUSES = (408, 409, 429)  # and every 5xx
+LETTERS = "ABCDEF"
 
 
 @dataclass(frozen=True)
 class DecodingParams:
-    """Deterministic decoding: greedy (temperature 0, top-p 1) with a fixed seed."""
+    """Deterministic decoding: greedy (temperature 0, top-p 1) with a fixed seed; `option_scores` also asks for
+    the probability of every option of a closed question (see `option_probabilities`)."""
 
     max_new_tokens: int = 256
     seed: int = 0
     temperature: float = 0.0
     top_p: float = 1.0
+    option_scores: bool = False
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -62,7 +65,10 @@ class DecodingParams:
             raise ValueError("bench runs decode greedily: temperature 0 and top_p 1")
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.option_scores:  # runs without option scoring keep the parameters (and cache keys) they had
+            del out["option_scores"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ class Answer:
     error: str | None
     latency_s: float
     usage: dict[str, Any]
+    option_probs: tuple[float, ...] | None = None  # closed questions under option scoring, in presented order
 
 
 OnAnswer = Callable[[Request, Answer], None]
@@ -222,6 +229,47 @@ def _user_content(text: str, queues: dict[str, list[str]], encoder: MediaEncoder
     return parts
 
 
+# ------------------------------------------------------------------------------------------- option scoring
+
+TOP_LOGPROBS = 20  # the most alternatives the OpenAI API returns per token
+
+
+def closed_options(record: Record) -> list[str] | None:
+    """The options of a closed question as presented (the label follows any re-ordering), else None."""
+    options = record.label.get("options") if record.task_family == "closed_vqa" else None
+    return [str(o) for o in options] if isinstance(options, list) and 1 < len(options) <= len(LETTERS) else None
+
+
+def option_answers(record: Record, options: list[str]) -> list[str]:
+    """Each option written the way the record's reference answer is written: "B. <option>" (letter style, the
+    published one) or the option text alone."""
+    reference = next((m["content"] for m in record.messages if m["role"] == "assistant"), "")
+    letter_style = re.match(r"^\s*[A-F]\.\s", reference) is not None or not reference
+    return [f"{LETTERS[i]}. {o}" if letter_style else o for i, o in enumerate(options)]
+
+
+def softmax(logliks: list[float]) -> tuple[float, ...]:
+    values = np.asarray(logliks, dtype=float)
+    weights = np.exp(values - values.max())
+    return tuple(float(w) for w in weights / weights.sum())
+
+
+def letter_probabilities(top_logprobs: list[Any], n_options: int) -> tuple[float, ...] | None:
+    """Option probabilities from the first answer token's `top_logprobs` (OpenAI chat completions): the mass of
+    each option letter ("B", " B", "(B"), renormalised over the options. None when no option letter is among the
+    returned alternatives (an answer that does not start with a letter)."""
+    mass = np.zeros(n_options)
+    for alt in top_logprobs:
+        token = str(_field(alt, "token")).strip().lstrip("(").rstrip(".):")
+        if len(token) == 1 and token in LETTERS[:n_options]:
+            mass[LETTERS.index(token)] += float(np.exp(_field(alt, "logprob")))
+    return tuple(float(m) for m in mass / mass.sum()) if mass.sum() > 0 else None
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
+
+
 # ------------------------------------------------------------------------------------------- OpenAI endpoint
 
 
@@ -309,18 +357,21 @@ class OpenAIClient:
         extra = {}
         if self.breastgpt_server and not any(m["role"] == "system" for m in messages):
             extra["stage"] = PROMPT_STAGE.get(request.record.stage)
-        return self._complete(messages, extra, started)
+        options = closed_options(request.record) if self.params.option_scores else None
+        return self._complete(messages, extra, started, options)
 
-    def _complete(self, messages: list[dict[str, Any]], extra: dict[str, Any], started: float) -> Answer:
+    def _complete(self, messages: list[dict[str, Any]], extra: dict[str, Any], started: float,
+                  options: list[str] | None = None) -> Answer:
         import openai
 
         p = self.params
+        logprobs = {"logprobs": True, "top_logprobs": TOP_LOGPROBS} if options else {}
         for attempt in range(self.config.max_retries + 1):
             try:
                 with self._counting():
                     reply = self._client.chat.completions.create(
                         model=self.config.model, messages=messages, temperature=p.temperature, top_p=p.top_p,
-                        max_tokens=p.max_new_tokens, seed=p.seed, extra_body=extra or None)
+                        max_tokens=p.max_new_tokens, seed=p.seed, extra_body=extra or None, **logprobs)
             except (openai.APIConnectionError, openai.APIStatusError) as exc:
                 status = getattr(exc, "status_code", None)
                 retryable = status is None or status in RETRY_STATUSES or status >= 500
@@ -331,7 +382,10 @@ class OpenAIClient:
                 continue
             usage = reply.usage.model_dump() if getattr(reply, "usage", None) is not None else {}
             usage.update(finish_reason=reply.choices[0].finish_reason, attempts=attempt + 1)
-            return Answer(reply.choices[0].message.content or "", None, time.perf_counter() - started, usage)
+            probs = _reply_option_probs(reply, len(options)) if options else None
+            if options:
+                usage["option_scores"] = "logprobs" if probs is not None else "unavailable"
+            return Answer(reply.choices[0].message.content or "", None, time.perf_counter() - started, usage, probs)
         raise AssertionError("unreachable: the loop returns on its last attempt")
 
     def _delay(self, attempt: int, exc: Exception) -> float:
@@ -360,6 +414,17 @@ class _InFlight:
     def __exit__(self, *exc: object) -> None:
         with self.owner._count_lock:
             self.owner.in_flight -= 1
+
+
+def _reply_option_probs(reply: Any, n_options: int) -> tuple[float, ...] | None:
+    """Option probabilities from a chat completion's `logprobs` (absent when the endpoint does not return them)."""
+    logprobs = getattr(reply.choices[0], "logprobs", None)
+    content = getattr(logprobs, "content", None) if logprobs is not None else None
+    if not content:
+        return None
+    first = next((t for t in content if str(_field(t, "token")).strip()), None)  # skip leading whitespace tokens
+    alternatives = _field(first, "top_logprobs") if first is not None else None
+    return letter_probabilities(alternatives or [], n_options)
 
 
 def _describe_error(exc: Exception, attempts: int) -> str:
@@ -460,8 +525,19 @@ class LocalClient:
             for request in ready:
                 on_answer(request, Answer(None, f"generate: {str(exc)[:300]}", 0.0, {"batch_size": len(ready)}))
             return
+        probs = [self._option_probs(r, c) for r, c in zip(ready, conversations)] if p.option_scores else \
+            [None] * len(ready)
         share = (time.perf_counter() - started) / len(ready)  # a batch's time, split evenly over its items
-        for request, gen in zip(ready, results):
-            on_answer(request, Answer(gen.text, None, share, {
-                "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
-                "finish_reason": gen.finish_reason, "batch_size": len(ready)}))
+        for request, gen, option_probs in zip(ready, results, probs):
+            usage = {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
+                     "finish_reason": gen.finish_reason, "batch_size": len(ready)}
+            if option_probs is not None:
+                usage["option_scores"] = "loglikelihood"
+            on_answer(request, Answer(gen.text, None, share, usage, option_probs))
+
+    def _option_probs(self, request: Request, conversation: Any) -> tuple[float, ...] | None:
+        """Softmax over the options' log-likelihoods as the whole answer (`Engine.answer_loglikelihoods`)."""
+        options = closed_options(request.record)
+        if options is None:
+            return None
+        return softmax(self.engine.answer_loglikelihoods(conversation, option_answers(request.record, options)))

@@ -23,8 +23,10 @@ STAGES = ("screening", "diagnosis", "treatment", "unknown")
 MODALITIES = ("mammography", "ultrasound", "mri", "ct", "pathology", "unknown")
 FAMILIES = ("closed_vqa", "open_vqa", "grounding", "grounded_caption", "report")
 PROVENANCES = ("label", "report", "generated", "unknown")
-VARIANTS = ("full", "no_image", "shuffle_image", "permute_options")
 OPTION_LETTERS = "ABCDEF"
+# circular_k: the closed options rotated by k positions (circular evaluation, ablations.py)
+CIRCULAR_VARIANTS = tuple(f"circular_{k}" for k in range(1, len(OPTION_LETTERS)))
+VARIANTS = ("full", "no_image", "shuffle_image", "permute_options", *CIRCULAR_VARIANTS)
 
 # Aliases seen in published files and other tools; everything else outside the vocabularies is an error.
 _STAGE_ALIASES = {"treatment planning": "treatment", "treatment_planning": "treatment", "dx": "diagnosis",
@@ -94,6 +96,7 @@ class BenchItem:
     # back to shared media when no patient or study is known (clusters.py).
     media_ids: tuple[str, ...] = ()
     answer_generator: str | None = None  # the model that wrote a 'generated' reference, when recorded
+    partition: str = "internal"  # internal | external (a source or site held out of training, corpus --external)
 
     @property
     def is_closed(self) -> bool:
@@ -103,7 +106,9 @@ class BenchItem:
 @dataclass(frozen=True)
 class SavedResponse:
     """One model answer for one item. `option_order` (presented position -> original option index) is required
-    for the permute_options variant; `score` is a model probability of the positive class, when it gives one."""
+    for the permute_options and circular variants; `score` is a model probability of the positive class, when it
+    gives one; `option_probs` are the model's probabilities of the closed options in the order presented (option
+    scoring: per-option log-likelihoods of a local model, or an endpoint's `logprobs`), normalised to sum 1."""
 
     item_id: str
     response: str
@@ -112,6 +117,7 @@ class SavedResponse:
     params: dict[str, Any] = field(default_factory=dict)
     option_order: tuple[int, ...] | None = None
     score: float | None = None
+    option_probs: tuple[float, ...] | None = None
 
 
 # ------------------------------------------------------------------------------------------ record -> BenchItem
@@ -143,6 +149,7 @@ def item_from_record(rec: dict[str, Any], where: str = "<dict>") -> BenchItem:
         images=tuple(rec.get("images") or ()), videos=tuple(rec.get("videos") or ()),
         study_key=str(rec.get("study_key") or "unknown"), media_ids=_media_ids(rec),
         answer_generator=_generator(rec.get("answer_provenance")),
+        partition="external" if rec.get("split") == "external" else "internal",
     )
     return BenchItem(**common, **_label_fields(family, label, ctx))
 
@@ -266,11 +273,14 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield n, obj
 
 
-def load_items(path: Path) -> list[BenchItem]:
-    """Read a bench JSONL file; duplicate ids are an error (every score is keyed by item id)."""
+def load_items(path: Path, split: str | None = None) -> list[BenchItem]:
+    """Read a bench JSONL file (only the records of `split` when given, e.g. 'train' from a corpus's
+    records.jsonl); duplicate ids are an error (every score is keyed by item id)."""
     items: list[BenchItem] = []
     seen: set[str] = set()
     for n, rec in read_jsonl(Path(path)):
+        if split is not None and rec.get("split") != split:
+            continue
         item = item_from_record(rec, f"{path}:{n}")
         if item.id in seen:
             raise BenchDataError(f"{path}:{n}: duplicate item id {item.id!r}; bench ids must be unique")
@@ -280,7 +290,7 @@ def load_items(path: Path) -> list[BenchItem]:
 
 
 def response_from_dict(obj: dict[str, Any], where: str) -> SavedResponse:
-    known = {"item_id", "response", "model", "variant", "params", "option_order", "score"}
+    known = {"item_id", "response", "model", "variant", "params", "option_order", "score", "option_probs"}
     extra = set(obj) - known
     if extra:
         raise BenchDataError(f"{where}: unknown keys {sorted(extra)} in saved response; expected {sorted(known)}")
@@ -291,13 +301,18 @@ def response_from_dict(obj: dict[str, Any], where: str) -> SavedResponse:
     if variant not in VARIANTS:
         raise BenchDataError(f"{where}: variant {variant!r} not in {VARIANTS}")
     order = obj.get("option_order")
-    if variant == "permute_options" and order is None:
-        raise BenchDataError(f"{where}: permute_options responses need 'option_order' (presented -> original)")
+    if (variant == "permute_options" or variant in CIRCULAR_VARIANTS) and order is None:
+        raise BenchDataError(f"{where}: {variant} responses need 'option_order' (presented -> original)")
+    probs = obj.get("option_probs")
+    if probs is not None and (not isinstance(probs, list) or not probs
+                              or not all(isinstance(p, (int, float)) and 0 <= p <= 1 for p in probs)):
+        raise BenchDataError(f"{where}: option_probs must be a list of probabilities, got {probs!r}")
     response = obj["response"]
     return SavedResponse(item_id=str(obj["item_id"]), response="" if response is None else str(response),
                          model=str(obj["model"]), variant=variant, params=dict(obj.get("params") or {}),
                          option_order=None if order is None else tuple(int(i) for i in order),
-                         score=None if obj.get("score") is None else float(obj["score"]))
+                         score=None if obj.get("score") is None else float(obj["score"]),
+                         option_probs=None if probs is None else tuple(float(p) for p in probs))
 
 
 def load_responses(path: Path) -> list[SavedResponse]:
@@ -322,6 +337,7 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 def response_to_dict(resp: SavedResponse) -> dict[str, Any]:
     out = asdict(resp)
     out["option_order"] = None if resp.option_order is None else list(resp.option_order)
+    out["option_probs"] = None if resp.option_probs is None else list(resp.option_probs)
     return {k: v for k, v in out.items() if v is not None}
 
 

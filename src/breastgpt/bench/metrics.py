@@ -160,3 +160,21 @@ def spearman_from_confusion(conf: np.ndarray) -> np.ndarray:
         cov = np.einsum("...ij,...i,...j->...", conf, da, db)
         var = (rows * da ** 2).sum(axis=-1) * (cols * db ** 2).sum(axis=-1)
         return np.where(var > 0, cov / np.sqrt(np.where(var > 0, var, 1)), np.nan)
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> float:
+    """ECE over equal-width confidence bins: Σ_b (n_b / N) · |accuracy_b − mean confidence_b|.
+
+    A confidence of exactly 1 falls in the last bin; NaN when there are no items."""
+    conf, hit = np.clip(np.asarray(confidence, dtype=float), 0, 1), np.asarray(correct, dtype=float)
+    if not conf.size:
+        return float("nan")
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    total = 0.0
+    for b in np.unique(bins):
+        in_bin = bins == b
+        total += in_bin.sum() / conf.size * abs(hit[in_bin].mean() - conf[in_bin].mean())
+    return float(total)

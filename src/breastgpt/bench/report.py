@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 
 from breastgpt.artifacts import sha256_file
 from breastgpt import __version__
-from breastgpt.bench.aggregate import PAPER_COLUMNS, BenchScores
+from breastgpt.bench.aggregate import PAPER_COLUMNS, BenchScores, find_group, open_metric_label
+from breastgpt.bench.scoring import OPEN_FAMILIES
 
 SCHEMA = "breastgpt.bench.report/1"
 _TEMPLATE = Path(__file__).with_name("templates") / "report.html.jinja"
@@ -49,6 +50,7 @@ def report_dict(scores: BenchScores, inputs: list[Path]) -> dict[str, Any]:
                    "status_full": {k: int(v) for k, v in df[df["variant"] == "full"]["status"].value_counts().items()}},
         "clustering": scores.clustering, "paper_row": scores.paper_row, "groups": scores.groups,
         "clinical": scores.clinical, "shortcuts": scores.shortcuts, "judge": scores.judge,
+        "paper_external": scores.paper_external, "calibration": scores.calibration, "circular": scores.circular,
         "warnings": scores.warnings,
     })
 
@@ -92,15 +94,85 @@ def render_html(report: dict[str, Any]) -> str:
     env.filters["pct"] = _pct
     env.filters["ci"] = format_interval
     env.filters["num"] = _num
+    env.filters["pval"] = format_p
     env.filters["warnings"] = merged_warnings
     template = env.from_string(_TEMPLATE.read_text(encoding="utf-8"))
     plots = {"cells": _png(_cell_plot(report))}
+    if report.get("calibration"):
+        plots["reliability"] = _png(_reliability_plot(report["calibration"]))
     plots.update({f"confusion_{c['target']}": _png(_confusion_plot(c)) for c in report["clinical"]})
     plots.update({f"calibration_{c['target']}": _png(_calibration_plot(c)) for c in report["clinical"]
                   if c.get("calibration")})
     return template.render(r=report, plots=plots, sections=cell_sections(report["groups"]),
-                           paper_columns=[c[0] for c in PAPER_COLUMNS],
+                           paper_columns=[c[0] for c in PAPER_COLUMNS], first=first_screen(report),
+                           sources=source_table(report), short_labels=SHORT_LABELS,
                            by_provenance=[g for g in report["groups"] if g["grouping"] == "task_family×provenance"])
+
+
+BASELINE_ROWS = (("chance", "chance (uniform guess)"), ("prior", "training prior (per template)"),
+                 ("text_only", "text-only (no image)"), ("shuffled_image", "shuffled image"))
+SHORT_LABELS = {"chance": "chance", "prior": "prior", "text_only": "text-only", "shuffled_image": "shuffled"}
+
+
+def first_screen(report: dict[str, Any]) -> dict[str, Any]:
+    """The paper's columns as rows to read across: the model (internal bench), the external held-out sources,
+    circular accuracy, each baseline, the minimum detectable difference; and the shortcut flags per column."""
+    columns = [c[0] for c in PAPER_COLUMNS] + ["closed", "open"]
+    row = report["paper_row"]
+    label = f"{report['model']} (internal bench)" if report.get("paper_external") else report["model"]
+    rows = [{"label": label, "short": "model", "kind": "model", "cells": [row[c] for c in columns]}]
+    if report.get("paper_external"):
+        rows.append({"label": "external (held-out sources)", "short": "external", "kind": "model",
+                     "cells": [report["paper_external"][c] for c in columns]})
+    circular = [_circular_cell(report["groups"], c) for c in columns]
+    if any(circular):
+        rows.append({"label": "circular (right under every rotation)", "short": "circular", "kind": "model",
+                     "cells": circular})
+    for name, label in BASELINE_ROWS:
+        cells = [(row[c] or {}).get("baselines", {}).get(name) for c in columns]
+        if any(cells):
+            rows.append({"label": label, "short": SHORT_LABELS[name], "kind": "baseline", "cells": cells})
+    mdd = [((row[c] or {}).get("power") or {}).get("mdd") for c in columns]
+    flags = {c: [s["flag"] for s in report["shortcuts"] if s["flag"] and _flag_column(s) == c] for c in columns}
+    return {"columns": columns, "rows": rows, "mdd": mdd, "flags": [flags[c] for c in columns],
+            "open_baselines_metric": (row.get("open") or {}).get("baselines_metric")}
+
+
+def _circular_cell(groups: list[dict[str, Any]], column: str) -> dict[str, Any] | None:
+    if column == "open":
+        return None
+    if column == "closed":
+        return find_group(groups, "partition", {"partition": "internal"}, "circular_accuracy")
+    _, stage, modality = next(c for c in PAPER_COLUMNS if c[0] == column)
+    return find_group(groups, "partition×stage×modality", {"partition": "internal", "stage": stage,
+                                                           "modality": modality}, "circular_accuracy")
+
+
+def _flag_column(shortcut: dict[str, Any]) -> str | None:
+    if shortcut["family"] == "closed_vqa":
+        return "closed" if shortcut["where"] == "overall" else shortcut["where"]
+    if shortcut["family"] in OPEN_FAMILIES and shortcut["where"] == "overall":
+        return "open"
+    return None
+
+
+def source_table(report: dict[str, Any]) -> dict[str, Any]:
+    """Per source: closed accuracy and the open-ended score, internal bench and external partition side by side."""
+    metrics = ["accuracy", open_metric_label(report["open_metric"])]
+    groups = [g for g in report["groups"] if g["grouping"] == "source×partition" and g["metric"] in metrics]
+    sources = sorted({g["key"]["source"] for g in groups})
+    partitions = [p for p in ("internal", "external") if any(g["key"]["partition"] == p for g in groups)]
+    rows = [{"source": src, "cells": [next((g for g in groups if g["key"] == {"source": src, "partition": p}
+                                           and g["metric"] == m), None) for p in partitions for m in metrics]}
+            for src in sources]
+    return {"partitions": partitions, "metrics": metrics, "rows": rows}
+
+
+def format_p(value: float | None) -> str:
+    """A p-value to three decimals; below 0.001 as '<0.001'."""
+    if value is None or value != value:
+        return "—"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def _pct(value: float | None, digits: int = 1) -> str:
@@ -146,6 +218,7 @@ def _cell_row(key: tuple[str, ...], by_metric: dict[str, dict[str, Any]], metric
     first = by_metric[metrics[0]] if metrics[0] in by_metric else next(iter(by_metric.values()))
     return {"stage": key[1], "modality": key[2], "source": key[3], "n_items": first["n_items"],
             "n_clusters": first["n_clusters"], "values": [by_metric.get(m) for m in metrics],
+            "mdd": (first.get("power") or {}).get("mdd"),
             "warning": merged_warnings(by_metric, metrics)}
 
 
@@ -200,6 +273,23 @@ def _confusion_plot(clin: dict[str, Any]) -> Figure:
     ax.set_xlabel("predicted")
     ax.set_ylabel("truth")
     ax.set_title(clin["target"], fontsize=9)
+    return fig
+
+
+def _reliability_plot(calibration: dict[str, Any]) -> Figure:
+    bins = calibration["bins"]
+    fig = Figure(figsize=(3.6, 3.2))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
+    ax.plot([b["mean_score"] for b in bins], [b["observed"] for b in bins], "o-")
+    for b in bins:
+        ax.annotate(str(b["n"]), (b["mean_score"], b["observed"]), fontsize=6, xytext=(3, -8),
+                    textcoords="offset points")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("probability of the top option")
+    ax.set_ylabel("fraction right")
+    ax.set_title(f"reliability of option scores (ECE {calibration['ece']['point']:.3f})", fontsize=9)
     return fig
 
 

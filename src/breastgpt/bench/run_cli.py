@@ -26,7 +26,9 @@ def run(
     judge: list[str] = typer.Option([], "--judge", help="openai:URL#MODEL judging open-ended answers (repeat for "
                                                         "several judges; each writes its own file)."),
     concurrency: int = typer.Option(4, "--concurrency", help="Requests in flight at once (endpoints)."),
-    ablate: list[str] = typer.Option([], "--ablate", help="no-image | shuffle-image | permute-options (repeat)."),
+    ablate: list[str] = typer.Option([], "--ablate", help="no-image | shuffle-image | permute-options | circular "
+                                                          "(repeat; circular asks every option rotation: n−1 extra "
+                                                          "prompts per closed item)."),
     corpus_root: Optional[Path] = typer.Option(None, "--corpus-root", help="Media root (default: bench folder)."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Answer length limit (tokens)."),
     seed: int = typer.Option(0, "--seed", help="Decoding seed and ablation seed."),
@@ -46,6 +48,9 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help="Device of a local model (default: cuda if any)."),
     embeddings: bool = typer.Option(True, "--embeddings/--no-embeddings",
                                     help="Embed open-ended answers into RUN_DIR/embeddings.sqlite for `bench score`."),
+    option_scores: bool = typer.Option(False, "--option-scores",
+                                       help="Save the probability of every option of closed questions (local model: "
+                                            "log-likelihood of each option; endpoint: logprobs when it returns them)."),
     as_json: bool = typer.Option(False, "--json", help="Print run.json instead of a summary."),
 ) -> None:
     """Ask a model every bench question (plus ablations), resumably; write answers `bench score` reads."""
@@ -55,7 +60,7 @@ def run(
                            seed=seed, api_key_env=api_key_env, judge_api_key_env=tuple(judge_api_key_env), limit=limit,
                            retry_failed=retry_failed, timeout_s=timeout_s, max_retries=max_retries,
                            breastgpt_server=breastgpt_server, batch_size=batch_size, volume_frames=volume_frames,
-                           device=device, embeddings=embeddings)
+                           device=device, embeddings=embeddings, option_scores=option_scores)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     try:
@@ -97,6 +102,8 @@ def _summary(manifest: dict[str, Any]) -> None:
         out.print(f"  {variant:16s} {v['answered']:>6d} answered  {v['failed']:>4d} failed  "
                   f"{v['refused']:>4d} refused  ({v['asked_this_run']} asked now, {v['from_cache']} from cache)",
                   markup=False)
+    if manifest.get("circular_cost"):
+        out.print(f"  {manifest['circular_cost']['text']}", markup=False)
     for j in manifest["judges"]:
         out.print(f"  judge {j['model']}: {j['ok']} scored, {j['unparseable']} unparseable, {j['error']} errors "
                   f"-> {j['file']}", markup=False)

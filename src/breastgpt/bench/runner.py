@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from breastgpt.artifacts import sha256_file
-from breastgpt.bench.ablations import ABLATIONS, AblationSet, Prompt, build_ablation, full_set
+from breastgpt.bench.ablations import ABLATIONS, AblationSet, Prompt, build_ablation_sets, full_set
 from breastgpt.bench.cache import CacheKey, CachedAnswer, ResponseCache
 from breastgpt.bench.clients import (Answer, BenchClient, DecodingParams, EndpointConfig, LocalClient, OpenAIClient,
                                      Request, parse_model_spec)
@@ -36,6 +36,7 @@ from breastgpt.bench.items import (BenchDataError, BenchItem, SavedResponse, ite
 from breastgpt.bench.judge_controls import FamilyEvidence, checkpoint_family, family_from_name, model_family
 from breastgpt.bench.published import import_published
 from breastgpt.corpus.records import Record, RecordError, atomic_write_json, iter_jsonl
+from breastgpt.corpus.splits import BENCH_SPLITS
 
 RUN_SCHEMA = "breastgpt.bench.run/1"
 PROMPT_FORMAT = 1  # bump when the way a record becomes a request changes: cached answers then no longer match
@@ -69,6 +70,8 @@ class RunConfig:
     # Embed open-ended answers and references into RUN_DIR/embeddings.sqlite once answered, so that `bench score`
     # finds every vector in the cache (docs/evaluation.md). Closed-only benches never load the embedding model.
     embeddings: bool = True
+    # Probability of every option of closed questions: log-likelihoods of a local model, `logprobs` of an endpoint
+    option_scores: bool = False
 
     def __post_init__(self) -> None:
         bad = [a for a in self.ablations if a not in ABLATIONS]
@@ -99,7 +102,7 @@ class RunConfig:
         return Path(self.corpus_root) if self.corpus_root is not None else Path(self.bench).parent
 
     def decoding(self) -> DecodingParams:
-        return DecodingParams(max_new_tokens=self.max_new_tokens, seed=self.seed)
+        return DecodingParams(max_new_tokens=self.max_new_tokens, seed=self.seed, option_scores=self.option_scores)
 
 
 def _check_judge_specs(specs: tuple[str, ...]) -> None:
@@ -144,10 +147,10 @@ def load_bench(path: Path, corpus_root: Path, limit: int | None = None) -> Bench
             records = [Record.from_dict(row) for row in iter_jsonl(path)]
     except (RecordError, KeyError, TypeError) as exc:
         raise BenchDataError(f"{path}: cannot read the bench ({exc})") from None
-    bench = [r for r in records if r.split == "bench"]
+    bench = [r for r in records if r.split in BENCH_SPLITS]
     if not bench:
-        raise BenchDataError(f"{path}: none of its {len(records)} records has split 'bench'; export the bench "
-                             f"split of the corpus")
+        raise BenchDataError(f"{path}: none of its {len(records)} records has split 'bench' or 'external'; export "
+                             f"the bench split of the corpus")
     _check_unique(path, bench)
     chosen = bench[:limit] if limit else bench
     items = {r.id: _scorable(r, path) for r in chosen}
@@ -236,7 +239,8 @@ def run_bench(config: RunConfig, client: BenchClient | None = None, progress: Pr
     _check_out_dir(out, client.model_id)
     params = config.decoding()
     phash = params_hash(params, client.media_policy())
-    sets = [full_set(bench.records)] + [build_ablation(a, bench.records, config.seed) for a in config.ablations]
+    sets = [full_set(bench.records)] + [s for a in config.ablations for s in build_ablation_sets(a, bench.records,
+                                                                                                     config.seed)]
     outcomes = []
     with ResponseCache(out / "cache.sqlite") as cache:
         for ablation in sets:
@@ -276,8 +280,10 @@ def _run_variant(ablation: AblationSet, client: BenchClient, cache: ResponseCach
         progress(ablation.variant, done[0], total)
 
     def store(request: Request, answer: Answer) -> None:
+        usage = answer.usage if answer.option_probs is None else {**answer.usage,
+                                                                   "option_probs": list(answer.option_probs)}
         cache.put(CachedAnswer(request.tag, shas[request.tag], answer.text if answer.error is None else None,
-                               answer.error, answer.latency_s, answer.usage))
+                               answer.error, answer.latency_s, usage))
         with lock:
             done[0] += 1
             if progress:
@@ -330,8 +336,10 @@ def _collect(ablation: AblationSet, rows: dict[CacheKey, CachedAnswer], keys: di
         elif not row.ok:
             failures[p.item_id] = str(row.error)
         else:
+            probs = row.usage.get("option_probs")
             responses.append(SavedResponse(item_id=p.item_id, response=row.response or "", model=model_name,
-                                           variant=p.variant, params=params.as_dict(), option_order=p.option_order))
+                                           variant=p.variant, params=params.as_dict(), option_order=p.option_order,
+                                           option_probs=None if probs is None else tuple(probs)))
     return VariantOutcome(ablation, responses, failures, asked, len(ablation.prompts) - asked)
 
 
@@ -462,6 +470,19 @@ def code_version() -> str:
     return __version__
 
 
+def circular_cost(bench: BenchInput, outcomes: list[VariantOutcome]) -> dict[str, Any] | None:
+    """What circular evaluation added: the rotation prompts, against the closed items' one prompt each."""
+    rotations = [o for o in outcomes if o.ablation.variant.startswith("circular_")]
+    if not rotations:
+        return None
+    closed = sum(1 for r in bench.records if r.task_family == "closed_vqa")
+    extra = sum(len(o.ablation.prompts) for o in rotations)
+    return {"rotations": len(rotations), "closed_items": closed, "extra_prompts": extra,
+            "closed_cost_factor": round((closed + extra) / closed, 3) if closed else None,
+            "text": f"circular evaluation asked {extra} extra prompts ({len(rotations)} rotations): closed items "
+                    f"cost {(closed + extra) / max(closed, 1):.1f}x a single pass"}
+
+
 def _manifest(config: RunConfig, bench: BenchInput, client: BenchClient, params: DecodingParams, phash: str,
               outcomes: list[VariantOutcome], judges: list[dict[str, Any]]) -> dict[str, Any]:
     out = Path(config.out)
@@ -487,7 +508,8 @@ def _manifest(config: RunConfig, bench: BenchInput, client: BenchClient, params:
                   "family": candidate_family_of(client).as_dict()},
         "decoding": params.as_dict(), "media_policy": client.media_policy(), "params_hash": phash,
         "prompt_format": PROMPT_FORMAT, "ablations": list(config.ablations), "ablation_seed": config.seed,
-        "variants": variants, "judges": judges,
+        "variants": variants, "judges": judges, "circular_cost": circular_cost(bench, outcomes),
+        "option_scores": params.option_scores,
         "counts": {"asked_this_run": sum(o.asked for o in outcomes),
                    "failed": sum(len(o.failures) for o in outcomes),
                    "answered": sum(len(o.responses) for o in outcomes)},

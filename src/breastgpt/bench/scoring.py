@@ -40,7 +40,9 @@ class ScoreConfig:
     embeddings: bool = True
     open_metric: str = "auto"  # auto | judge | embedding | rouge_l | key_finding_recall
     primary_judge: str | None = None  # judge model whose scores feed the tables (default: the first one seen)
-    shortcut_min_gap: float = 0.05  # no-image accuracy drop below this (5 points) flags text-only answering
+    # a shortcut flag is raised when the lower end of the paired 95 % interval of (model − baseline) is at or below
+    # this gap (0: the model is not shown to beat the baseline at all; baselines.py)
+    shortcut_min_gap: float = 0.0
 
     def __post_init__(self) -> None:
         if self.open_metric not in ("auto", "judge", "embedding", "rouge_l", "key_finding_recall"):
@@ -111,8 +113,9 @@ def _judgements(paths: list[Path]) -> list[JudgeScore]:
 # ------------------------------------------------------------------------------------------ per-item scores
 
 _COLUMNS = ("item_id", "variant", "model", "patient_key", "cluster", "cluster_level", "stage", "modality",
-            "task_family", "source", "template_id", "provenance", "status", "pred_index", "correct", "unparseable",
-            "iou", "hit", "rouge_l", "embedding", "kf_recall", "judge", "score")
+            "task_family", "source", "partition", "template_id", "provenance", "status", "pred_index", "correct",
+            "unparseable", "iou", "hit", "rouge_l", "embedding", "kf_recall", "judge", "score", "confidence",
+            "option_correct")
 
 
 def score_responses(items: list[BenchItem], run: RunData, config: ScoreConfig) -> pd.DataFrame:
@@ -145,10 +148,11 @@ def _score_one(it: BenchItem, resp: SavedResponse | None, variant: str, model: s
                judge: dict[str, float]) -> dict[str, Any]:
     row: dict[str, Any] = dict(
         item_id=it.id, variant=variant, model=model, patient_key=it.patient_key, stage=it.stage,
-        modality=it.modality, task_family=it.task_family, source=it.source, template_id=it.template_id,
-        provenance=it.answer_provenance, status="missing", pred_index=-1, correct=np.nan, unparseable=np.nan,
-        iou=np.nan, hit=np.nan, rouge_l=np.nan, embedding=np.nan, kf_recall=np.nan, judge=np.nan,
-        score=np.nan if resp is None or resp.score is None else resp.score)
+        modality=it.modality, task_family=it.task_family, source=it.source, partition=it.partition,
+        template_id=it.template_id, provenance=it.answer_provenance, status="missing", pred_index=-1, correct=np.nan,
+        unparseable=np.nan, iou=np.nan, hit=np.nan, rouge_l=np.nan, embedding=np.nan, kf_recall=np.nan,
+        judge=np.nan, score=np.nan if resp is None or resp.score is None else resp.score, confidence=np.nan,
+        option_correct=np.nan)
     text = "" if resp is None else resp.response
     if it.is_closed:
         _score_closed(row, it, resp, text)
@@ -182,6 +186,28 @@ def _score_closed(row: dict[str, Any], it: BenchItem, resp: SavedResponse | None
     row["pred_index"] = -1 if original is None else original
     row["correct"] = float(original == it.answer_index)
     row["unparseable"] = float(original is None)
+    if resp is not None and resp.option_probs is not None:
+        _score_option_probs(row, it, resp.option_probs, order)
+
+
+def _score_option_probs(row: dict[str, Any], it: BenchItem, presented: tuple[float, ...],
+                        order: tuple[int, ...] | None) -> None:
+    """Option scoring: the top option's probability and whether it is right (calibration), and the probability of
+    the positive class of a clinical target (AUC) when the response gives no score of its own."""
+    if len(presented) != len(it.options):
+        raise BenchDataError(f"item {it.id}: {len(presented)} option probabilities for {len(it.options)} options")
+    probs = np.zeros(len(it.options))
+    for position, p in enumerate(presented):
+        probs[order[position] if order is not None else position] = p
+    total = probs.sum()
+    if total <= 0:
+        return
+    probs = probs / total
+    row["confidence"] = float(probs.max())
+    row["option_correct"] = float(int(np.argmax(probs)) == it.answer_index)
+    target = it.clinical_target
+    if target is not None and not np.isfinite(row["score"]):
+        row["score"] = float(sum(p for p, v in zip(probs, target.option_values) if target.is_positive(v)))
 
 
 def _add_embeddings(df: pd.DataFrame, items: list[BenchItem], by_key: dict[tuple[str, str], SavedResponse],

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
+from scipy.stats import norm
 
 # The small-subset rule (docs/evaluation.md): a claim needs ≥ MIN_PATIENTS patients and a 95 % interval whose
 # half-width is at most MAX_HALF_WIDTH (10 points on a 0-1 metric).
@@ -42,15 +43,17 @@ class Interval:
     n_clusters: int
     n_resamples: int
     warning: str | None = None
+    p_value: float | None = None  # paired differences only: bootstrap two-sided p against no difference
 
     @property
     def half_width(self) -> float:
         return (self.high - self.low) / 2
 
     def as_dict(self) -> dict[str, float | int | str | None]:
-        return {"point": self.point, "low": self.low, "high": self.high, "n_items": self.n_items,
-                "n_clusters": self.n_clusters, "n_resamples": self.n_resamples, "zero_width": self.zero_width,
-                "warning": self.warning}
+        out = {"point": self.point, "low": self.low, "high": self.high, "n_items": self.n_items,
+               "n_clusters": self.n_clusters, "n_resamples": self.n_resamples, "zero_width": self.zero_width,
+               "warning": self.warning}
+        return out if self.p_value is None else out | {"p_value": self.p_value}
 
     @property
     def zero_width(self) -> bool:
@@ -131,8 +134,10 @@ class ClusterResampler:
 
     # ------------------------------------------------------------------------------------------ intervals
 
-    def interval(self, point: float, samples: np.ndarray, item_mask: np.ndarray | None = None) -> Interval:
-        """Percentile interval from bootstrap samples, with counts and the small-subset warning."""
+    def interval(self, point: float, samples: np.ndarray, item_mask: np.ndarray | None = None,
+                 test_zero: bool = False) -> Interval:
+        """Percentile interval from bootstrap samples, with counts and the small-subset warning (and, with
+        `test_zero`, the bootstrap p-value of a difference against 0)."""
         samples = np.asarray(samples, dtype=float)
         alpha = (1 - self.level) / 2
         finite = samples[np.isfinite(samples)]
@@ -144,7 +149,8 @@ class ClusterResampler:
         n_clusters = len(np.unique(self.cluster_of_item[mask]))
         return Interval(point=float(point), low=low, high=high, n_items=int(mask.sum()), n_clusters=n_clusters,
                         n_resamples=self.n_resamples,
-                        warning=small_subset_warning(n_clusters, low, high, unit=self.unit))
+                        warning=small_subset_warning(n_clusters, low, high, unit=self.unit),
+                        p_value=bootstrap_p_value(finite) if test_zero else None)
 
     def bootstrap(self, stats: np.ndarray, metric: Callable[[np.ndarray], np.ndarray],
                   item_mask: np.ndarray | None = None) -> Interval:
@@ -167,7 +173,7 @@ class ClusterResampler:
         totals = self.totals(np.concatenate([a, b], axis=1))
         diff = metric(totals[:, :m]) - metric(totals[:, m:])
         point = float(metric(a.sum(axis=0)) - metric(b.sum(axis=0)))
-        return self.interval(point, diff, item_mask)
+        return self.interval(point, diff, item_mask, test_zero=True)
 
     def bootstrap_indices(self, metric: Callable[[np.ndarray], float], item_mask: np.ndarray | None = None,
                           n_resamples: int | None = None) -> Interval:
@@ -196,7 +202,8 @@ class ClusterResampler:
         for name, block in blocks.items():
             spec, width = specs[name], block.shape[1]
             point = float(spec.metric(block.sum(axis=0)))
-            out[name] = self.interval(point, spec.metric(totals[:, start:start + width]), spec.item_mask)
+            out[name] = self.interval(point, spec.metric(totals[:, start:start + width]), spec.item_mask,
+                                      test_zero=spec.difference)
             start += width
         return out
 
@@ -208,6 +215,7 @@ class MetricSpec:
     stats: np.ndarray
     metric: Callable[[np.ndarray], np.ndarray]
     item_mask: np.ndarray | None = None
+    difference: bool = False  # a paired difference: its interval carries a p-value against 0
 
     @classmethod
     def mean(cls, values: np.ndarray, item_mask: np.ndarray | None = None) -> MetricSpec:
@@ -226,7 +234,7 @@ class MetricSpec:
         mask = defined if item_mask is None else defined & np.asarray(item_mask, bool)
         ones = np.ones_like(a)
         stats = np.stack([np.where(defined, a, 0.0), ones, np.where(defined, b, 0.0), ones], axis=1)
-        return cls(stats, lambda t: ratio(t[..., 0:2]) - ratio(t[..., 2:4]), mask)
+        return cls(stats, lambda t: ratio(t[..., 0:2]) - ratio(t[..., 2:4]), mask, difference=True)
 
 
 def ratio(totals: np.ndarray) -> np.ndarray:
@@ -250,3 +258,73 @@ def _masked(stats: np.ndarray, item_mask: np.ndarray | None, n_items: int) -> np
 def item_level_resampler(n_items: int, **kwargs: object) -> ClusterResampler:
     """Each item its own cluster: the naive (item-level) bootstrap, kept for comparison only."""
     return ClusterResampler(np.arange(n_items), **kwargs)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------- tests and power
+
+
+def bootstrap_p_value(differences: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of "no difference": twice the smaller share of resampled differences on either
+    side of 0 (each share counted with the +1 of a permutation-style estimate, so p is never 0), capped at 1."""
+    d = np.asarray(differences, dtype=float)
+    d = d[np.isfinite(d)]
+    if not d.size:
+        return float("nan")
+    below, above = (np.sum(d <= 0) + 1) / (d.size + 1), (np.sum(d >= 0) + 1) / (d.size + 1)
+    return float(min(1.0, 2 * min(below, above)))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values (family-wise error), in the input order; NaN entries stay NaN and do not
+    count towards the family."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, idx in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[idx]))
+        out[idx] = running
+    return out.tolist()
+
+
+@dataclass(frozen=True)
+class Power:
+    """Design effect of a clustered mean and the minimum detectable difference (MDD) at the given power."""
+
+    design_effect: float
+    mdd: float
+    n_items: int
+    n_clusters: int
+    effective_n: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"design_effect": self.design_effect, "mdd": self.mdd, "n_items": self.n_items,
+                "n_clusters": self.n_clusters, "effective_n": self.effective_n}
+
+
+def clustered_power(values: np.ndarray, clusters: np.ndarray, *, alpha: float = 0.05,
+                    power: float = 0.80) -> Power | None:
+    """Design effect from the data and the smallest difference between two models detectable on these items.
+
+    The variance of the mean under clustering is the ratio-estimator (linearisation) variance over clusters,
+    V = G/(G−1) · Σ_g (y_g − ȳ·m_g)² / n²  (y_g, m_g: a cluster's sum and item count); the design effect is V over
+    the simple-random-sampling variance s²/n (s² with divisor n). Two models scored on items like these, with
+    independent errors, differ detectably (two-sided α, the given power) by MDD = (z_{1−α/2} + z_{power}) ·
+    √(2·V). None when fewer than 2 clusters or no spread."""
+    values, clusters = np.asarray(values, dtype=float), np.asarray(clusters)
+    keep = np.isfinite(values)
+    values, clusters = values[keep], clusters[keep]
+    keys, inverse = np.unique(clusters, return_inverse=True)
+    n, g = len(values), len(keys)
+    if g < 2:
+        return None
+    mean, s2 = values.mean(), values.var()
+    sums, sizes = np.bincount(inverse, weights=values, minlength=g), np.bincount(inverse, minlength=g)
+    v_cluster = g / (g - 1) * float(np.sum((sums - mean * sizes) ** 2)) / n ** 2
+    if s2 <= 0:
+        return None
+    deff = v_cluster / (s2 / n)
+    z = float(norm.ppf(1 - alpha / 2) + norm.ppf(power))
+    return Power(design_effect=float(deff), mdd=z * float(np.sqrt(2 * v_cluster)), n_items=n, n_clusters=g,
+                 effective_n=float(n / deff) if deff > 0 else float("inf"))

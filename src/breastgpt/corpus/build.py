@@ -37,7 +37,7 @@ from breastgpt.corpus.quarantine import input_reference, quarantine_row
 from breastgpt.corpus.records import (Record, atomic_write_json, write_jsonl, write_records_jsonl,
                                       write_records_parquet)
 from breastgpt.corpus.sources.base import NormaliseLimits
-from breastgpt.corpus.splits import SplitConfig, assign_splits, write_bench_manifest
+from breastgpt.corpus.splits import SPLIT_NAMES, SplitConfig, assign_splits, write_bench_manifest
 from breastgpt.corpus.templates import load_templates
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,9 @@ class BuildConfig:
             raise BuildError(f"max_lost {self.max_lost} is not a fraction in [0, 1]")
         if self.media_position not in ("before", "after"):
             raise BuildError(f"media_position {self.media_position!r} is not 'before' or 'after'")
+        unknown = [e for e in (self.split.external if self.split else ()) if e.split(":")[0] not in names]
+        if unknown:
+            raise BuildError(f"--external {unknown}: not among the sources {names}; name a source (or SOURCE:SITE)")
 
     def split_config(self) -> SplitConfig:
         return self.split or SplitConfig(salt=f"breaststage-seed{self.seed}")
@@ -256,7 +259,7 @@ def make_tasks(config: BuildConfig, samples: list[Any], pseudo: Any, normaliser:
     roots = {spec.name: spec.root for spec in config.sources}
     keys = [(s.source, pseudo.patient_key(s.source, s.patient_id), pseudo.study_key(s.source, s.study_id or s.sample_id))
             for s in samples]
-    splits = assign_splits(((src, pk, s.dataset_split) for (src, pk, _), s in zip(keys, samples)),
+    splits = assign_splits(((src, pk, s.dataset_split, s.meta.get("site_id")) for (src, pk, _), s in zip(keys, samples)),
                            config.split_config())
     code = code_versions(config, normaliser)
     tasks = []
@@ -374,7 +377,7 @@ def finalise(config: BuildConfig, tasks: list[ItemTask], problems: list[dict[str
     outcomes = source_outcomes([spec.name for spec in config.sources], samples, quarantine, records)
     summary.sources = {name: outcome.as_dict(config.max_lost) for name, outcome in outcomes.items()}
     summary.incomplete = incomplete_sources(outcomes, config.max_lost)
-    summary.splits = {s: sum(1 for r in records if r.split == s) for s in ("train", "val", "bench")}
+    summary.splits = {s: sum(1 for r in records if r.split == s) for s in SPLIT_NAMES}
     write_records_jsonl(config.out / "records.jsonl", records)
     write_records_parquet(config.out / "records.parquet", records)
     write_bench_manifest(records, config.out / "bench_manifest.json")

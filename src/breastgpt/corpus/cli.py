@@ -66,6 +66,9 @@ def build_cmd(
     ignore_dataset_splits: bool = typer.Option(False, "--ignore-dataset-splits",
                                                help="Split every source by the patient hash alone, ignoring the "
                                                     "datasets' own test splits."),
+    external: str = typer.Option(None, "--external",
+                                 help="SOURCE[,SOURCE:SITE...]: hold these sources (or sites) out whole as the "
+                                      "'external' bench partition."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Build (or resume) a corpus: adapters → normalise → templates → records, with per-item state.
@@ -77,10 +80,11 @@ def build_cmd(
     from breastgpt.corpus.build import (BuildConfig, BuildError, IncompleteBuildError, build_corpus,
                                         parse_sources)
     from breastgpt.corpus.completeness import outcome_table
-    from breastgpt.corpus.splits import SplitConfig
+    from breastgpt.corpus.splits import SplitConfig, SplitError, parse_external
 
     try:
-        split = SplitConfig(salt=f"breaststage-seed{seed}", honour_dataset_test=not ignore_dataset_splits)
+        split = SplitConfig(salt=f"breaststage-seed{seed}", honour_dataset_test=not ignore_dataset_splits,
+                            external=parse_external(external) if external else ())
         config = BuildConfig(out=out, sources=parse_sources(sources), workers=workers, executor=executor,
                              dask_address=dask_address, seed=seed, secret_env=secret_env, split=split,
                              templates_per_sample=templates_per_sample, progress=not as_json,
@@ -88,7 +92,7 @@ def build_cmd(
         summary, status = build_corpus(config), 0
     except IncompleteBuildError as exc:
         summary, status = exc.summary, 3
-    except (BuildError, KeyError, FileNotFoundError) as exc:
+    except (BuildError, SplitError, KeyError, FileNotFoundError) as exc:
         typer.echo(f"corpus build failed: {exc}", err=True)
         raise typer.Exit(2) from exc
     result = asdict(summary) | {"work_done": summary.work_done, "out": str(out)}

@@ -27,7 +27,7 @@ from breastgpt.artifacts import atomic_write_bytes, atomic_write_json  # noqa: F
 STAGES: tuple[str, ...] = ("screening", "diagnosis", "treatment")
 FAMILIES: tuple[str, ...] = ("closed_vqa", "open_vqa", "grounding", "grounded_caption", "report")
 PROVENANCES: tuple[str, ...] = ("label", "report", "generated", "unknown")
-RECORD_SPLITS: tuple[str, ...] = ("train", "val", "bench", "unknown")
+RECORD_SPLITS: tuple[str, ...] = ("train", "val", "bench", "external", "unknown")
 MODALITIES: tuple[str, ...] = ("mammography", "ultrasound", "mri", "ct", "pathology", "unknown")
 KINDS: tuple[str, ...] = ("image", "volume", "slide", "unknown")
 MEDIA_TOKENS: dict[str, str] = {"image": "<image>", "volume": "<video>", "slide": "<slide>"}

@@ -7,6 +7,10 @@ patient with any sample in the dataset's test split goes to the benchmark as a w
 other patients of a source that has an official test split are divided between train and val only, so that
 source's benchmark is exactly its official test set (results stay comparable with published ones). Sources
 without an official test split are hashed into all three splits.
+
+External validation: `external` names whole sources (`cbis_ddsm`) or sites of a source (`rsna_screening:2`, the
+sample's `site_id`) whose patients all go to the "external" partition, held out of training and validation; the
+bench reports them beside the internal bench split (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Any, Iterable
 
 from breastgpt.corpus.records import Record, atomic_write_json
 
-SPLIT_NAMES: tuple[str, ...] = ("train", "val", "bench")
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "bench", "external")
+BENCH_SPLITS: tuple[str, ...] = ("bench", "external")  # the splits a bench is run on
 MANIFEST_VERSION = 1
 
 
@@ -36,6 +41,7 @@ class SplitConfig:
     bench: float = 0.15
     salt: str = "breaststage-v1"
     honour_dataset_test: bool = True  # dataset's own test split -> bench for the whole patient (see module doc)
+    external: tuple[str, ...] = ()  # SOURCE or SOURCE:SITE held out whole as the "external" partition
 
     def __post_init__(self) -> None:
         props = (self.train, self.val, self.bench)
@@ -43,6 +49,11 @@ class SplitConfig:
             raise SplitError(f"split proportions train/val/bench = {props} must be >= 0 and sum to 1")
         if not self.salt:
             raise SplitError("split salt must be a non-empty string")
+        if isinstance(self.external, (list, str)):  # from a config file
+            object.__setattr__(self, "external", parse_external(self.external))
+        bad = [e for e in self.external if not e or e.startswith(":") or e.endswith(":") or e.count(":") > 1]
+        if bad:
+            raise SplitError(f"external entries {bad} are not SOURCE or SOURCE:SITE (e.g. cbis_ddsm,rsna_screening:2)")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SplitConfig:
@@ -58,7 +69,21 @@ def unit_hash(salt: str, source: str, patient_key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def split_for_patient(source: str, patient_key: str, config: SplitConfig) -> str:
+def parse_external(spec: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """'a,b:2' (or a list) -> ('a', 'b:2'): sources or SOURCE:SITE entries held out as the external partition."""
+    if spec is None:
+        return ()
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    return tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
+
+
+def is_external(source: str, site: str | None, config: SplitConfig) -> bool:
+    return source in config.external or (site is not None and f"{source}:{site}" in config.external)
+
+
+def split_for_patient(source: str, patient_key: str, config: SplitConfig, site: str | None = None) -> str:
+    if is_external(source, site, config):
+        return "external"
     u = unit_hash(config.salt, source, patient_key)
     if u < config.train:
         return "train"
@@ -67,26 +92,32 @@ def split_for_patient(source: str, patient_key: str, config: SplitConfig) -> str
     return "bench"
 
 
-def assign_splits(patients: Iterable[tuple[str, str, str | None]], config: SplitConfig) -> dict[tuple[str, str], str]:
-    """Map (source, patient_key) -> split for every (source, patient_key, dataset_split) row given.
+def assign_splits(patients: Iterable[tuple[Any, ...]], config: SplitConfig) -> dict[tuple[str, str], str]:
+    """Map (source, patient_key) -> split for every (source, patient_key, dataset_split[, site]) row given.
 
     With `honour_dataset_test`, any row in the dataset's test split sends the whole patient to the benchmark, and
-    the remaining patients of that source go to train or val (never bench).
+    the remaining patients of that source go to train or val (never bench). A patient with any sample from an
+    external site goes to the external partition whole (it outranks the bench).
     """
     out: dict[tuple[str, str], str] = {}
     in_test: set[tuple[str, str]] = set()
-    for source, key, dataset_split in patients:
-        out[(source, key)] = split_for_patient(source, key, config)
+    external: set[tuple[str, str]] = set()
+    for source, key, dataset_split, *site in patients:
+        site_id = None if not site or site[0] is None else str(site[0])
+        out.setdefault((source, key), split_for_patient(source, key, config))
         if dataset_split == "test":
             in_test.add((source, key))
-    if not config.honour_dataset_test:
-        return out
-    official = {source for source, _ in in_test}
-    for patient in out:
-        if patient in in_test:
-            out[patient] = "bench"
-        elif patient[0] in official:
-            out[patient] = _train_or_val(*patient, config)
+        if is_external(source, site_id, config):
+            external.add((source, key))
+    if config.honour_dataset_test:
+        official = {source for source, _ in in_test}
+        for patient in out:
+            if patient in in_test:
+                out[patient] = "bench"
+            elif patient[0] in official:
+                out[patient] = _train_or_val(*patient, config)
+    for patient in external:
+        out[patient] = "external"
     return out
 
 
@@ -123,7 +154,10 @@ def manifest_item(rec: Record) -> dict[str, Any]:
 
 
 def build_bench_manifest(records: Iterable[Record], *, split: str = "bench") -> dict[str, Any]:
-    items = sorted((manifest_item(r) for r in records if r.split == split), key=lambda i: i["id"])
+    """The frozen items of `split`; the bench split's manifest also freezes the external partition."""
+    kept = BENCH_SPLITS if split == "bench" else (split,)
+    items = sorted((manifest_item(r) | ({"split": r.split} if r.split != split else {}) for r in records
+                    if r.split in kept), key=lambda i: i["id"])
     digest = _sha(json.dumps(items, sort_keys=True))
     return {"version": MANIFEST_VERSION, "split": split, "n_items": len(items), "items_sha256": digest,
             "items": items}
@@ -156,7 +190,9 @@ def verify_manifest(path: Path, records: Iterable[Record], *, media_root: Path |
     items = frozen.get("items", [])
     if _sha(json.dumps(items, sort_keys=True)) != frozen.get("items_sha256"):
         problems.append(f"{path}: items_sha256 does not match the items (manifest edited?)")
-    by_id = {r.id: r for r in records if r.split == frozen.get("split", "bench")}
+    split = frozen.get("split", "bench")
+    kept = BENCH_SPLITS if split == "bench" else (split,)
+    by_id = {r.id: r for r in records if r.split in kept}
     frozen_ids = {i["id"] for i in items}
     for missing in sorted(frozen_ids - set(by_id)):
         problems.append(f"item {missing}: in the manifest but not in the records")
@@ -165,7 +201,7 @@ def verify_manifest(path: Path, records: Iterable[Record], *, media_root: Path |
     for item in items:
         rec = by_id.get(item["id"])
         if rec is not None:
-            problems.extend(_item_problems(item, rec, media_root))
+            problems.extend(_item_problems(item, rec, media_root, split))
     return ManifestCheck(not problems, problems)
 
 
@@ -186,8 +222,10 @@ def _slide_problems(item_id: str, ref: Any, media_root: Path) -> list[str]:
     return []
 
 
-def _item_problems(item: dict[str, Any], rec: Record, media_root: Path | None) -> list[str]:
+def _item_problems(item: dict[str, Any], rec: Record, media_root: Path | None, split: str) -> list[str]:
     problems = []
+    if item.get("split", split) != rec.split:
+        problems.append(f"item {rec.id}: frozen in split {item.get('split', split)!r}, now {rec.split!r}")
     now = manifest_item(rec)
     for key in ("media_sha256", "prompt_sha256", "answer_sha256"):
         if now[key] != item[key]:

@@ -124,6 +124,26 @@ class Engine:
         return [self._result(row, prompt_length, int(mask.sum()), params, cancel)
                 for row, mask in zip(output, inputs["attention_mask"])]
 
+    def answer_loglikelihoods(self, conversation: Conversation, answers: list[str]) -> list[float]:
+        """Log-likelihood of each candidate answer as the assistant's whole reply (its tokens and the closing
+        `<|im_end|>`), teacher-forced after the conversation's prompt: option scoring of a closed question.
+
+        The candidates are encoded exactly as training encodes an assistant turn, batched with right padding, and
+        scored in one forward pass (the visual inputs are repeated per candidate)."""
+        if not answers:
+            raise ValueError("answer_loglikelihoods needs at least one candidate answer")
+        messages = conversation.prompt_messages()
+        encoded = [self.processor.encode([*messages, {"role": "assistant", "content": a}]) for a in answers]
+        batch = self.processor.pad_batch(encoded, padding_side="right")
+        labels = batch.pop("labels").to(self.device)
+        inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        with self.lock, torch.inference_mode():
+            logits = self.model(**inputs).logits.float()
+        targets = labels[:, 1:]
+        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+        picked = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return (picked * (targets >= 0)).sum(dim=1).tolist()
+
     def _result(self, row: torch.Tensor, prompt_length: int, prompt_tokens: int, params: GenerationParams,
                 cancel: threading.Event | None) -> Generation:
         completion = row[prompt_length:].tolist()
