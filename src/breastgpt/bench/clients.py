@@ -413,6 +413,9 @@ class LocalClient:
             raise ValueError("batch_size must be at least 1")
         self.folder, self.params, self.root, self.batch_size = Path(folder), params, Path(corpus_root), batch_size
         self.engine = engine or Engine.from_pretrained(self.folder, device=device)
+        from breastgpt.infer.records import preprocessing_agreement
+
+        self.preprocessing = preprocessing_agreement(self.engine, self.root)
         self.fingerprint = checkpoint_fingerprint(self.folder)
         self.slide_mode = trained_slide_mode(self.folder)
         self.model_name = self.engine.name
@@ -421,7 +424,7 @@ class LocalClient:
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "local", "folder": str(self.folder.resolve()), "fingerprint_sha256": self.fingerprint,
-                "batch_size": self.batch_size, "device": str(self.engine.device)}
+                "batch_size": self.batch_size, "device": str(self.engine.device), "preprocessing": self.preprocessing}
 
     def media_policy(self) -> dict[str, Any]:
         return {"endpoint": "local", "slide": self.slide_mode}

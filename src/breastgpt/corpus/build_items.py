@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from breastgpt.corpus.quarantine import input_reference, quarantine_row
-from breastgpt.corpus.sources.base import NormaliseLimits
+from breastgpt.preprocessing import Preprocessing
 from breastgpt.corpus.records import MediaRef, Record, atomic_write_json
 from breastgpt.corpus.templates import SampleView, load_templates, render_sample
 from breastgpt.io.errors import MedicalFileError
@@ -44,7 +44,7 @@ class ItemTask:
     input_keys: dict[str, str]  # input reference of each media/mask file → its quarantine key
     seed: int = 0
     templates_per_sample: int | None = None
-    limits: NormaliseLimits = field(default_factory=NormaliseLimits)
+    limits: Preprocessing = field(default_factory=Preprocessing)  # the corpus's preprocessing settings
     answer_style: str = "letter"
     media_position: str = "before"
 

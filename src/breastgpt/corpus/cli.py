@@ -60,20 +60,25 @@ def build_cmd(
     templates_per_sample: int = typer.Option(None, "--templates-per-sample", min=1),
     retry_quarantined: bool = typer.Option(False, "--retry-quarantined",
                                            help="Redo items an earlier run quarantined."),
+    preprocessing: Path = typer.Option(None, "--preprocessing",
+                                       help="JSON file of preprocessing settings (docs/corpus.md); default: "
+                                            "the documented defaults."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Build (or resume) a corpus: adapters → normalise → templates → records, with per-item state."""
     from dataclasses import asdict
 
     from breastgpt.corpus.build import BuildConfig, BuildError, build_corpus, parse_sources
+    from breastgpt.preprocessing import Preprocessing, PreprocessingError, read_preprocessing_file
 
     try:
+        settings = read_preprocessing_file(preprocessing) if preprocessing else Preprocessing()
         config = BuildConfig(out=out, sources=parse_sources(sources), workers=workers, executor=executor,
                              dask_address=dask_address, seed=seed, secret_env=secret_env,
                              templates_per_sample=templates_per_sample, progress=not as_json,
-                             retry_quarantined=retry_quarantined)
+                             retry_quarantined=retry_quarantined, limits=settings)
         summary = build_corpus(config)
-    except (BuildError, KeyError, FileNotFoundError) as exc:
+    except (BuildError, KeyError, FileNotFoundError, PreprocessingError) as exc:
         typer.echo(f"corpus build failed: {exc}", err=True)
         raise typer.Exit(2) from exc
     result = asdict(summary) | {"work_done": summary.work_done, "out": str(out)}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from breastgpt.corpus.records import Record, iter_jsonl
 from breastgpt.infer.engine import Engine, GenerationParams
-from breastgpt.infer.records import record_conversation
+from breastgpt.infer.records import preprocessing_agreement, record_conversation
 
 
 def completed_ids(out: Path) -> set[str]:
@@ -35,8 +35,10 @@ def completed_ids(out: Path) -> set[str]:
 def predict_records(engine: Engine, records_path: Path, out: Path, *, corpus_root: Path | None = None,
                     params: GenerationParams = GenerationParams(), batch_size: int = 4,
                     progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
-    """Answer every record not yet in `out`; returns counts (total, skipped, written)."""
+    """Answer every record not yet in `out`; returns counts (total, skipped, written) and how the records' media
+    were normalised compared with the model's training corpus (`preprocessing`)."""
     root = corpus_root or records_path.parent
+    agreement = preprocessing_agreement(engine, root)
     records = [Record.from_dict(row) for row in iter_jsonl(records_path)]
     done = completed_ids(out)
     todo = [record for record in records if record.id not in done]
@@ -56,7 +58,7 @@ def predict_records(engine: Engine, records_path: Path, out: Path, *, corpus_roo
             written += len(batch)
             if progress:
                 progress(len(done) + written, len(records))
-    return {"total": len(records), "skipped": len(done), "written": written}
+    return {"total": len(records), "skipped": len(done), "written": written, "preprocessing": agreement}
 
 
 def _line(record: Record, reference: str, response: str, finish: str, params: GenerationParams) -> dict:

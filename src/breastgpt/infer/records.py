@@ -6,12 +6,17 @@ stage prompts), minus the assistant turn, so what is evaluated is exactly what w
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from breastgpt.corpus.records import Record
 from breastgpt.infer.engine import Conversation
+from breastgpt.preprocessing import read_preprocessing
 from breastgpt.train.data import MediaLoader, conversation_stage, sample_from_record, to_messages
+
+log = logging.getLogger("breastgpt.infer")
 
 
 @dataclass
@@ -28,3 +33,21 @@ def record_conversation(record: Record, root: Path, *, slide_dim: int | None = N
     messages = to_messages(sample, MediaLoader(root, root, slide_mode, slide_dim))
     return RecordConversation(Conversation(messages, stage=conversation_stage(sample, messages)),
                               record.message("assistant"))
+
+
+def preprocessing_agreement(engine: Any, root: Path) -> dict[str, Any]:
+    """Whether the records' media (normalised by the corpus at `root`) were prepared as the model's training
+    corpus was: {"model": "checkpoint" | "defaults", "corpus": "recorded" | "none", "differences": [...]}.
+    Differences are logged as a warning: the model would be evaluated on inputs unlike its training inputs."""
+    corpus = read_preprocessing(root)
+    model = engine.preprocessing
+    differences = model.differences(corpus) if corpus is not None else []
+    agreement = {"model": "checkpoint" if engine.preprocessing_recorded else "defaults",
+                 "corpus": "recorded" if corpus is not None else "none", "differences": differences}
+    if differences:
+        log.warning("the records' media were normalised unlike the model's training corpus (model != records): %s",
+                    "; ".join(differences))
+    elif corpus is None:
+        log.warning("the records' folder holds no preprocessing.json (not a `corpus build` folder): its media are "
+                    "shown to the model as they are")
+    return agreement
