@@ -129,7 +129,7 @@ def _render_item(task: ItemTask) -> dict[str, Any]:
         modality=sample.modality, kind=media.kind, split=task.split, media=media_refs(media),
         labels=sample.labels, report=sample.report, boxes=media.boxes_norm1000,
     )
-    records = subsample(render_sample(view, load_templates(), task.answer_style, task.media_position), task.templates_per_sample, task.seed)
+    records = subsample(render_sample(view, load_templates(), task.answer_style, task.media_position, task.limits), task.templates_per_sample, task.seed)
     findings = item_phi_findings(sample, records)
     if findings:
         return _quarantine_state(task, "phi_leak", "; ".join(findings[:5]), "",
