@@ -179,3 +179,25 @@ def test_a_checkpoint_without_settings_says_so_and_uses_the_defaults(trained: di
                                      str(trained["ct"]), "Any finding?"])
     assert quiet.exit_code == 0 and "records no preprocessing" not in words(quiet.stderr)
     assert "ct-lung" in words(quiet.stderr)
+
+
+def test_corpus_media_sent_by_bench_run_reach_a_server_unchanged(trained: dict[str, Any], tmp_path: Path) -> None:
+    """`bench run` against `breastgpt serve` sends corpus PNGs and windowed volumes (`identity`): the server's
+    preprocessing leaves them as the local path reads them."""
+    from breastgpt.bench.clients import MediaEncoder
+    from breastgpt.serve.config import ServeConfig
+    from breastgpt.serve.media import MediaResolver
+    from breastgpt.serve.schemas import ImagePart, VolumePart
+
+    engine = Engine.from_pretrained(trained["final"], device="cpu")
+    samples = read_samples(trained["corpus"] / "records.jsonl", "records")
+    media = {kind: rel for s in samples for kind, rel in s.media}
+    assert set(media) == {"image", "volume"}
+    loader = MediaLoader(trained["corpus"], trained["corpus"])
+    encoder = MediaEncoder(trained["corpus"], breastgpt_server=True)
+    resolver = MediaResolver(ServeConfig(model_dir=trained["final"], api_keys=("k" * 24,)), tmp_path,
+                             preprocessing=engine.preprocessing)
+    image_part = ImagePart.model_validate(encoder.parts("image", media["image"])[0])
+    assert np.array_equal(resolver.part(image_part)["image"], loader.part("image", media["image"])["image"])
+    volume_part = VolumePart.model_validate(encoder.parts("volume", media["volume"])[0])
+    assert np.array_equal(resolver.part(volume_part)["volume"], loader.part("volume", media["volume"])["volume"])
