@@ -73,11 +73,38 @@ def test_a_png_mammogram_through_ask_with_modality_matches_its_corpus_image(tmp_
 
 def test_records_prepared_unlike_the_model_are_reported(tmp_path: Path) -> None:
     engine = SimpleNamespace(preprocessing=Preprocessing(ct_preset="ct-wide"), preprocessing_recorded=True)
-    assert preprocessing_agreement(engine, tmp_path) == {"model": "checkpoint", "corpus": "none", "differences": []}
+    assert preprocessing_agreement(engine, tmp_path) == {"model": "checkpoint", "corpus": "none", "differences": [],
+                                                         "images": "prepared at load"}
     write_preprocessing(tmp_path, Preprocessing(ct_preset="ct-soft-tissue", image_long_side=512))
     agreement = preprocessing_agreement(engine, tmp_path)
-    assert agreement["corpus"] == "recorded" and agreement["differences"] == [
+    assert agreement["corpus"] == "recorded" and agreement["images"] == "as stored"
+    assert agreement["differences"] == [
         "image_long_side: 1024 != 512", "ct_preset: 'ct-wide' != 'ct-soft-tissue'"]
     (tmp_path / PREPROCESSING_FILE).unlink()
     write_preprocessing(tmp_path, Preprocessing(ct_preset="ct-wide"))
     assert preprocessing_agreement(engine, tmp_path)["differences"] == []
+
+
+def test_records_outside_a_corpus_build_get_their_images_prepared(tmp_path: Path) -> None:
+    """A published bench's images are not normalised by our corpus: `predict` and a local `bench run` prepare them
+    with the model's settings as they are read (`record_conversation(prepare=...)`)."""
+    from breastgpt.corpus.records import MediaRef
+    from breastgpt.corpus.templates import SampleView, render_sample
+    from breastgpt.infer.records import preparation, record_conversation
+    from breastgpt.synth.render import render_mammogram
+
+    image, _ = render_mammogram(np.random.default_rng(4), 300, 220, "R", "C")
+    Image.fromarray((np.clip(image, 0, 4095) / 16).astype(np.uint8)).save(tmp_path / "film.png")
+    view = SampleView("pub", "f", "p", "s", "mammography", "image", "bench", [MediaRef("film.png", "0" * 64, "image")],
+                      {"density": "C"})
+    record = render_sample(view)[0]
+    engine = SimpleNamespace(preprocessing=Preprocessing(image_long_side=100), preprocessing_recorded=True)
+    prepare = preparation(engine, preprocessing_agreement(engine, tmp_path))
+    assert prepare == engine.preprocessing
+    parts = [p for m in record_conversation(record, tmp_path, prepare=prepare).conversation.messages
+             if isinstance(m["content"], list) for p in m["content"] if p["type"] == "image"]
+    assert len(parts) == 1
+    expected = load_image(tmp_path / "film.png", settings=engine.preprocessing, modality="mammography")
+    assert np.array_equal(parts[0]["image"], expected) and max(expected.shape) == 100
+    write_preprocessing(tmp_path, engine.preprocessing)  # a corpus folder: its media are read as stored
+    assert preparation(engine, preprocessing_agreement(engine, tmp_path)) is None

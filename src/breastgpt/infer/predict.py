@@ -16,7 +16,7 @@ from pathlib import Path
 
 from breastgpt.corpus.records import Record, iter_jsonl
 from breastgpt.infer.engine import Engine, GenerationParams
-from breastgpt.infer.records import preprocessing_agreement, record_conversation
+from breastgpt.infer.records import preparation, preprocessing_agreement, record_conversation
 
 
 def completed_ids(out: Path) -> set[str]:
@@ -39,6 +39,7 @@ def predict_records(engine: Engine, records_path: Path, out: Path, *, corpus_roo
     were normalised compared with the model's training corpus (`preprocessing`)."""
     root = corpus_root or records_path.parent
     agreement = preprocessing_agreement(engine, root)
+    prepare = preparation(engine, agreement)
     records = [Record.from_dict(row) for row in iter_jsonl(records_path)]
     done = completed_ids(out)
     todo = [record for record in records if record.id not in done]
@@ -48,7 +49,7 @@ def predict_records(engine: Engine, records_path: Path, out: Path, *, corpus_roo
     with out.open("a", encoding="utf-8") as handle:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            prepared = [record_conversation(record, root, slide_dim=slide_dim) for record in batch]
+            prepared = [record_conversation(record, root, slide_dim=slide_dim, prepare=prepare) for record in batch]
             results = engine.generate([p.conversation for p in prepared], params)
             for record, item, result in zip(batch, prepared, results):
                 handle.write(json.dumps(_line(record, item.reference, result.text, result.finish_reason, params),

@@ -104,6 +104,9 @@ class MediaLoader:
     memo_bytes: int = 0
     _memo: dict[tuple, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _memo_held: int = field(default=0, init=False, repr=False, compare=False)
+    # (settings, modality): images not normalised by a corpus build (a published bench's media) are prepared
+    # here with the model's preprocessing; corpus media are already normalised and are read as stored.
+    prepare: tuple[Any, str] | None = None
 
     def part(self, kind: str, rel: str) -> dict[str, Any]:
         if self.memo_bytes <= 0:
@@ -128,7 +131,7 @@ class MediaLoader:
 
     def _decode(self, kind: str, rel: str) -> dict[str, Any]:
         if kind == "image":
-            return {"type": "image", "image": self._image(self.media_root / rel)}
+            return {"type": "image", "image": self._image(self.media_root / rel, self.prepare)}
         if kind == "volume":
             return {"type": "volume", "volume": self._volume(self.media_root / rel)}
         if kind == "slide":
@@ -136,10 +139,15 @@ class MediaLoader:
         raise DataError(f"media {rel}: unknown kind {kind!r}")
 
     @staticmethod
-    def _image(path: Path) -> np.ndarray:
+    def _image(path: Path, prepare: tuple[Any, str] | None = None) -> np.ndarray:
         from breastgpt.io.raster import read_raster
 
-        return _rgb(np.asarray(read_raster(path)), path)
+        if prepare is None:
+            return _rgb(np.asarray(read_raster(path)), path)
+        from breastgpt.preprocessing import prepare_image, read_image_pixels
+
+        settings, modality = prepare
+        return _rgb(prepare_image(read_image_pixels(path), modality, settings).pixels, path)
 
     @staticmethod
     def _volume(path: Path) -> np.ndarray:
