@@ -201,3 +201,10 @@ def test_corpus_media_sent_by_bench_run_reach_a_server_unchanged(trained: dict[s
     assert np.array_equal(resolver.part(image_part)["image"], loader.part("image", media["image"])["image"])
     volume_part = VolumePart.model_validate(encoder.parts("volume", media["volume"])[0])
     assert np.array_equal(resolver.part(volume_part)["volume"], loader.part("volume", media["volume"])["volume"])
+
+
+def test_ask_tiles_a_slide_with_the_checkpoints_encoder(tiny_checkpoint: Path, realdata: Path) -> None:
+    result = CliRunner().invoke(app, ["ask", "--model", str(tiny_checkpoint), "--max-new-tokens", "2", "--slide",
+                                      str(realdata / "wsi" / "CMU-1-Small-Region.svs"), "Histologic type?"])
+    assert result.exit_code == 0, result.output
+    assert "with tiny-random" in words(result.stderr)  # the checkpoint's slide_config.encoder_id
