@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from breastgpt.corpus.records import Record, iter_jsonl
 from breastgpt.infer.engine import Engine, GenerationParams
@@ -34,7 +35,7 @@ def completed_ids(out: Path) -> set[str]:
 
 def predict_records(engine: Engine, records_path: Path, out: Path, *, corpus_root: Path | None = None,
                     params: GenerationParams = GenerationParams(), batch_size: int = 4,
-                    progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+                    progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Answer every record not yet in `out`; returns counts (total, skipped, written) and how the records' media
     were normalised compared with the model's training corpus (`preprocessing`)."""
     root = corpus_root or records_path.parent

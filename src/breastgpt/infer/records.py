@@ -28,8 +28,8 @@ class RecordConversation:
 def record_conversation(record: Record, root: Path, *, slide_dim: int | None = None,
                         slide_mode: str = "features", prepare: Preprocessing | None = None) -> RecordConversation:
     """The record's prompt as processor messages (system, then user parts), and its reference answer. With
-    `prepare`, images are normalised with those settings as they are read (records whose folder is not a corpus
-    build: `preprocessing_agreement`'s `prepare`)."""
+    `prepare`, images are normalised with those settings as they are read (for records from a folder that is not
+    a corpus build: see `preparation`)."""
     sample = sample_from_record(record)
     sample.messages = [m for m in sample.messages if m["role"] != "assistant"]
     loader = MediaLoader(root, root, slide_mode, slide_dim,
