@@ -21,7 +21,8 @@ from pathlib import Path
 
 from breastgpt.corpus.build import BuildConfig, SourceSpec, build_corpus
 from breastgpt.corpus.normalise import normalise_media
-from breastgpt.corpus.sources.base import NormaliseLimits, SourceSample, get_adapter
+from breastgpt.corpus.sources.base import SourceSample, get_adapter
+from breastgpt.preprocessing import Preprocessing
 from breastgpt.corpus.records import MediaRef
 from breastgpt.corpus.templates import SampleView, load_templates, render_sample
 from breastgpt.synth.cohort import generate
@@ -36,7 +37,7 @@ def naive_loop(source: str, root: Path, out: Path) -> tuple[int, int, float]:
     for sample in get_adapter(source).discover(root):
         if not isinstance(sample, SourceSample):
             continue
-        media = normalise_media(sample, out, limits=NormaliseLimits())
+        media = normalise_media(sample, out, limits=Preprocessing())
         view = SampleView(sample.source, sample.sample_id, "P", "S", sample.modality, media.kind, "train",
                           [MediaRef(p, h, media.kind) for p, h in zip(media.paths, media.sha256s)],
                           sample.labels, sample.report, media.boxes_norm1000)

@@ -12,7 +12,8 @@ import pytest
 from breastgpt.io.dicom_series import read_dicom_series
 from breastgpt.io.errors import CorruptFileError, UnsupportedFormatError
 from breastgpt.io.volume import read_volume
-from breastgpt.io.windowing import resample_volume, target_shape, volume_to_frames, window_array
+from breastgpt.io.windowing import resample_volume, target_shape, window_array
+from breastgpt.preprocessing import Preprocessing, model_frames, prepare_volume
 
 
 def test_ct_dicom_series_is_one_sorted_volume(realdata: Path) -> None:
@@ -76,7 +77,7 @@ def test_label_resampling_keeps_the_label_set(realdata: Path) -> None:
 
 def test_frames_for_the_video_path(realdata: Path) -> None:
     ct = read_volume(realdata / "ct" / "totalseg_pulmonary_ct_cropped.nii.gz")
-    frames = volume_to_frames(ct, "ct-lung")
+    frames = model_frames(prepare_volume(ct, "ct", Preprocessing(ct_preset="ct-lung")))
     assert frames.shape == (48, 102, 122, 3) and frames.dtype == np.uint8
     series = read_dicom_series(realdata / "ct" / "totalseg_example_ct_dicom")
     assert target_shape(series) == (20, 384, 384)

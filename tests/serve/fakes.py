@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import uvicorn
 
 from breastgpt.infer.engine import Conversation, Generation, GenerationParams
+from breastgpt.preprocessing import Preprocessing
 from breastgpt.serve.app import create_app
 from breastgpt.serve.config import ServeConfig
 
@@ -31,6 +32,7 @@ class ScriptedEngine:
     delay: float = 0.0
     processor: FakeProcessor = field(default_factory=FakeProcessor)
     batches: list[int] = field(default_factory=list)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
 
     @staticmethod
     def answer(conversation: Conversation) -> str:

@@ -478,6 +478,9 @@ class LocalClient:
             raise ValueError("batch_size must be at least 1")
         self.folder, self.params, self.root, self.batch_size = Path(folder), params, Path(corpus_root), batch_size
         self.engine = engine or Engine.from_pretrained(self.folder, device=device)
+        from breastgpt.infer.records import preprocessing_agreement
+
+        self.preprocessing = preprocessing_agreement(self.engine, self.root)
         self.fingerprint = checkpoint_fingerprint(self.folder)
         self.slide_mode = trained_slide_mode(self.folder)
         self.model_name = self.engine.name
@@ -486,10 +489,13 @@ class LocalClient:
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "local", "folder": str(self.folder.resolve()), "fingerprint_sha256": self.fingerprint,
-                "batch_size": self.batch_size, "device": str(self.engine.device)}
+                "batch_size": self.batch_size, "device": str(self.engine.device), "preprocessing": self.preprocessing}
 
     def media_policy(self) -> dict[str, Any]:
-        return {"endpoint": "local", "slide": self.slide_mode}
+        policy = {"endpoint": "local", "slide": self.slide_mode}
+        if self.preprocessing["images"] == "prepared at load":  # the settings then shape what the model sees
+            policy["images_prepared_with"] = self.engine.preprocessing.to_dict()
+        return policy
 
     def _slide_dim(self) -> int | None:
         cfg = getattr(self.engine.model.config, "slide_config", None)
@@ -501,13 +507,14 @@ class LocalClient:
 
     def _batch(self, batch: list[Request], on_answer: OnAnswer) -> None:
         from breastgpt.infer.engine import GenerationParams
-        from breastgpt.infer.records import record_conversation
+        from breastgpt.infer.records import preparation, record_conversation
 
         ready, conversations = [], []
         for request in batch:
             try:
                 conv = record_conversation(request.record, self.root, slide_dim=self._slide_dim(),
-                                           slide_mode=self.slide_mode).conversation
+                                           slide_mode=self.slide_mode,
+                                           prepare=preparation(self.engine, self.preprocessing)).conversation
             except (MedicalFileError, ValueError, OSError) as exc:  # unreadable media: this item fails, not the batch
                 on_answer(request, Answer(None, f"media: {exc}", 0.0, {}))
                 continue

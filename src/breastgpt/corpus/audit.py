@@ -14,6 +14,10 @@ Checks, all across splits (train/val against bench and each other):
   option_set_leak              a closed template whose option sets tell the answer: outside the training split, the
                                offered option most often correct in training beats the template's most frequent
                                answer by more than a margin, beyond chance (`stats.option_set_leak`)
+  unanswerable_from_pixels     records of a template whose answer the corpus's preprocessing (preprocessing.json)
+                               removes from the pixels, e.g. breast side after orientation normalisation, lung
+                               findings in a soft-tissue CT window (`templates.evidence`); a corpus without
+                               preprocessing.json is not checked (said under `info`)
 Duplicates between sources inside one split are not leakage; they are listed under `info`.
 """
 
@@ -33,7 +37,7 @@ from breastgpt.corpus.records import Record, read_records_jsonl
 from breastgpt.corpus.stats import letter_balance, option_set_leak
 
 LEAKAGE_CHECKS = ("patients_in_several_splits", "identical_media", "near_duplicate_media", "repeated_text",
-                  "media_integrity", "letter_imbalance", "option_set_leak")
+                  "media_integrity", "letter_imbalance", "option_set_leak", "unanswerable_from_pixels")
 _TOKENS = re.compile(r"<image>|<video>|<slide>")
 _SPACE = re.compile(r"\s+")
 
@@ -107,7 +111,29 @@ def audit_records(records: list[Record], media_root: Path, config: AuditConfig |
     options = option_set_leak(records, margin=config.option_margin, alpha=config.option_alpha)
     report.findings["option_set_leak"] = [t for t in options if t["flagged"]]
     report.info["option_sets"] = options
+    report.findings["unanswerable_from_pixels"] = unanswerable_from_pixels(records, Path(media_root), report)
     return report
+
+
+def unanswerable_from_pixels(records: Iterable[Record], corpus_dir: Path, report: AuditReport) -> list[dict[str, Any]]:
+    """Per template whose conditions the corpus's preprocessing breaks: its record count and the broken
+    conditions (the answerability contract, `breastgpt.corpus.templates.evidence`)."""
+    from breastgpt.corpus.templates import load_templates
+    from breastgpt.corpus.templates.evidence import unmet_conditions
+    from breastgpt.preprocessing import read_preprocessing
+
+    settings = read_preprocessing(corpus_dir)
+    if settings is None:
+        report.info["answerability"] = "not checked: the corpus has no preprocessing.json"
+        return []
+    known = {t.id: t for t in load_templates().templates}
+    counts: dict[str, int] = defaultdict(int)
+    for record in records:
+        counts[record.template_id] += 1
+    report.info["answerability"] = {"checked_templates": sum(1 for t in counts if t in known),
+                                    "records_of_unknown_templates": sum(n for t, n in counts.items() if t not in known)}
+    return [{"template": t, "records": n, "unmet": unmet_conditions(known[t], settings)}
+            for t, n in sorted(counts.items()) if t in known and unmet_conditions(known[t], settings)]
 
 
 # ---------------------------------------------------------------------------------------------------- checks

@@ -4,6 +4,8 @@ Layout of a build folder:
   records.jsonl, records.parquet     the corpus (sorted by source, sample id, template order)
   media/                             content-addressed normalised media (written by normalise_media)
   manifest.json                      sha256 of every output and media file + config + code/template versions
+  preprocessing.json                 how the media were normalised (breastgpt.preprocessing); training copies it
+                                     into the checkpoint, and inference applies it to raw files
   bench_manifest.json                the frozen benchmark (splits.write_bench_manifest)
   quarantine.jsonl                   inputs that could not be used: keyed input name, reason, hint (no raw
                                      identifier; see breastgpt.corpus.quarantine)
@@ -36,14 +38,14 @@ from breastgpt.corpus.completeness import MAX_LOST_FRACTION, incomplete_sources,
 from breastgpt.corpus.quarantine import input_reference, quarantine_row
 from breastgpt.corpus.records import (Record, atomic_write_json, write_jsonl, write_records_jsonl,
                                       write_records_parquet)
-from breastgpt.corpus.sources.base import NormaliseLimits
 from breastgpt.corpus.splits import SPLIT_NAMES, SplitConfig, assign_splits, write_bench_manifest
 from breastgpt.corpus.templates import load_templates
+from breastgpt.preprocessing import PREPROCESSING_FILE, Preprocessing, write_preprocessing
 
 log = logging.getLogger(__name__)
 DEFAULT_SECRET_ENV = "BREASTGPT_DEID_SECRET"
 EXECUTORS = ("local", "dask")
-OUTPUT_FILES = ("records.jsonl", "records.parquet", "bench_manifest.json", "quarantine.jsonl")
+OUTPUT_FILES = ("records.jsonl", "records.parquet", "bench_manifest.json", "quarantine.jsonl", PREPROCESSING_FILE)
 
 
 class BuildError(RuntimeError):
@@ -81,7 +83,7 @@ class BuildConfig:
     templates_per_sample: int | None = None  # None: every applicable template
     progress: bool = False
     retry_quarantined: bool = False  # redo items quarantined by an earlier run (e.g. after fixing a reader)
-    limits: NormaliseLimits = field(default_factory=NormaliseLimits)  # normalised image/volume sizes
+    limits: Preprocessing = field(default_factory=Preprocessing)  # how media are normalised (preprocessing.json)
     answer_style: str = "letter"  # closed answers: "letter" ("B. <option>", the published style) or "text"
     media_position: str = "before"  # placeholders "before" the question (published layout) or "after" the text
     allow_partial: bool = False  # accept sources with no record or more than max_lost of their cases lost
@@ -381,6 +383,7 @@ def finalise(config: BuildConfig, tasks: list[ItemTask], problems: list[dict[str
     write_records_jsonl(config.out / "records.jsonl", records)
     write_records_parquet(config.out / "records.parquet", records)
     write_bench_manifest(records, config.out / "bench_manifest.json")
+    write_preprocessing(config.out, config.limits)
     write_jsonl(config.out / "quarantine.jsonl", sorted(quarantine, key=lambda q: json.dumps(q, sort_keys=True)))
     prune_media(config.out, referenced)
     write_manifest(config, referenced)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from breastgpt.corpus.quarantine import input_reference, quarantine_row
-from breastgpt.corpus.sources.base import NormaliseLimits
+from breastgpt.preprocessing import Preprocessing
 from breastgpt.corpus.records import MediaRef, Record, atomic_write_json
 from breastgpt.corpus.templates import SampleView, load_templates, render_sample
 from breastgpt.io.errors import MedicalFileError
@@ -44,7 +44,7 @@ class ItemTask:
     input_keys: dict[str, str]  # input reference of each media/mask file → its quarantine key
     seed: int = 0
     templates_per_sample: int | None = None
-    limits: NormaliseLimits = field(default_factory=NormaliseLimits)
+    limits: Preprocessing = field(default_factory=Preprocessing)  # the corpus's preprocessing settings
     answer_style: str = "letter"
     media_position: str = "before"
     feature_key: str | None = None  # slides: keyed feature id (`slide_feature_id`), names features/<key>.h5
@@ -139,7 +139,7 @@ def _render_item(task: ItemTask) -> dict[str, Any]:
         modality=sample.modality, kind=media.kind, split=task.split, media=media_refs(media),
         labels=sample.labels, report=sample.report, boxes=media.boxes_norm1000,
     )
-    records = subsample(render_sample(view, load_templates(), task.answer_style, task.media_position), task.templates_per_sample, task.seed)
+    records = subsample(render_sample(view, load_templates(), task.answer_style, task.media_position, task.limits), task.templates_per_sample, task.seed)
     findings = item_phi_findings(sample, records)
     if findings:
         return _quarantine_state(task, "phi_leak", "; ".join(findings[:5]), "",

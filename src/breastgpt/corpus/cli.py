@@ -69,6 +69,9 @@ def build_cmd(
     external: str = typer.Option(None, "--external",
                                  help="SOURCE[,SOURCE:SITE...]: hold these sources (or sites) out whole as the "
                                       "'external' bench partition."),
+    preprocessing: Path = typer.Option(None, "--preprocessing",
+                                       help="JSON file of preprocessing settings (docs/corpus.md); default: "
+                                            "the documented defaults."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Build (or resume) a corpus: adapters → normalise → templates → records, with per-item state.
@@ -81,18 +84,21 @@ def build_cmd(
                                         parse_sources)
     from breastgpt.corpus.completeness import outcome_table
     from breastgpt.corpus.splits import SplitConfig, SplitError, parse_external
+    from breastgpt.preprocessing import Preprocessing, PreprocessingError, read_preprocessing_file
 
     try:
         split = SplitConfig(salt=f"breaststage-seed{seed}", honour_dataset_test=not ignore_dataset_splits,
                             external=parse_external(external) if external else ())
+        settings = read_preprocessing_file(preprocessing) if preprocessing else Preprocessing()
         config = BuildConfig(out=out, sources=parse_sources(sources), workers=workers, executor=executor,
                              dask_address=dask_address, seed=seed, secret_env=secret_env, split=split,
                              templates_per_sample=templates_per_sample, progress=not as_json,
-                             retry_quarantined=retry_quarantined, allow_partial=allow_partial)
+                             retry_quarantined=retry_quarantined, allow_partial=allow_partial,
+                             limits=settings)
         summary, status = build_corpus(config), 0
     except IncompleteBuildError as exc:
         summary, status = exc.summary, 3
-    except (BuildError, SplitError, KeyError, FileNotFoundError) as exc:
+    except (BuildError, SplitError, KeyError, FileNotFoundError, PreprocessingError) as exc:
         typer.echo(f"corpus build failed: {exc}", err=True)
         raise typer.Exit(2) from exc
     result = asdict(summary) | {"work_done": summary.work_done, "out": str(out)}

@@ -1,10 +1,12 @@
 """Per-modality normalisation of a `SourceSample`'s media into content-addressed corpus files.
 
-- Mammography: pixels through the DICOM VOI LUT / window with MONOCHROME1 inverted (`breastgpt.io`), breast
-  region cropped (threshold + largest component), chest wall moved to one side (flip), long side limited; the
-  same crop/flip/scale applies to masks and boxes.
+The pixel work is `breastgpt.preprocessing` (the same functions `ask` and `serve` apply to raw files); this module
+stores its results and carries its geometry to masks and boxes:
+- Mammography: pixels through the DICOM VOI LUT / window with MONOCHROME1 inverted (`breastgpt.io`), cropped to
+  the breast, everything not connected to the breast zeroed (burned-in text, markers), chest wall moved to one
+  side (flip), long side limited; the same crop/flip/scale applies to masks and boxes.
 - Ultrasound: only the imaging region (largest non-dark component) is kept.
-- Volumes: windowed (CT preset in HU, MRI percentiles), resampled to in-plane ≤ limit and even depth ≤ limit;
+- Volumes: resampled to in-plane ≤ limit and even depth ≤ limit, windowed (CT preset in HU, MRI percentiles);
   label maps nearest-neighbour only.
 - Slides: not decoded; fingerprinted (the build names the feature file `breastgpt slides extract` writes).
 Boxes come back on the 0–1000 grid of the normalised image ([x1, y1, x2, y2], volumes add z1, z2).
@@ -19,16 +21,17 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
-from breastgpt.corpus.sources.base import NormalisedMedia, NormaliseLimits, SourceSample
-from breastgpt.corpus.sources.media import RASTER_SUFFIXES
+from breastgpt.corpus.sources.base import NormalisedMedia, SourceSample
+from breastgpt.preprocessing import Preprocessing, prepare_image, prepare_volume, read_image_pixels
 
-__all__ = ["NormalisedMedia", "NormaliseLimits", "normalise_media", "breast_crop", "imaging_region_crop"]
+__all__ = ["NormalisedMedia", "Preprocessing", "normalise_media"]
 
 
-def normalise_media(sample: SourceSample, out_dir: Path, *, limits: NormaliseLimits = NormaliseLimits()) -> NormalisedMedia:
-    """Write the sample's normalised media under `out_dir/media/` and describe it. Raises MedicalFileError."""
+def normalise_media(sample: SourceSample, out_dir: Path, *, limits: Preprocessing = Preprocessing()) -> NormalisedMedia:
+    """Write the sample's normalised media under `out_dir/media/` and describe it; `limits` are the corpus's
+    preprocessing settings (`breastgpt.preprocessing`, the functions inference applies too). Raises
+    MedicalFileError."""
     if sample.kind == "slide":
         return _slide(sample)
     if sample.kind == "volume":
@@ -38,20 +41,6 @@ def normalise_media(sample: SourceSample, out_dir: Path, *, limits: NormaliseLim
 
 # ---- 2-D images -------------------------------------------------------------------------------------------
 
-def _read_grey_or_rgb(path: Path) -> np.ndarray:
-    if path.suffix.lower() in RASTER_SUFFIXES:
-        from breastgpt.io.raster import read_raster
-
-        array = np.asarray(read_raster(path))
-        if array.dtype != np.uint8:  # 16-bit rasters: scale by their own range
-            top = float(array.max()) or 1.0
-            array = (array.astype(np.float32) / top * 255).astype(np.uint8)
-        return array
-    from breastgpt.io.dicom import read_display_image
-
-    return np.asarray(read_display_image(path))
-
-
 def _read_mask(path: Path) -> np.ndarray:
     from breastgpt.corpus.sources.media import read_pixels
 
@@ -59,63 +48,24 @@ def _read_mask(path: Path) -> np.ndarray:
     return (mask.max(axis=2) if mask.ndim == 3 else mask) > 0
 
 
-def largest_component(foreground: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(x1, y1, x2, y2) of the largest connected foreground component, or None."""
-    labels, count = ndimage.label(foreground)
-    if count == 0:
-        return None
-    sizes = ndimage.sum_labels(foreground, labels, index=np.arange(1, count + 1))
-    ys, xs = np.nonzero(labels == int(np.argmax(sizes)) + 1)
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
-def breast_crop(grey: np.ndarray) -> tuple[int, int, int, int]:
-    """Breast bounding box: pixels above a low threshold (a fraction of the bright range), largest component."""
-    level = max(8.0, 0.08 * float(np.percentile(grey, 99)))
-    region = largest_component(ndimage.binary_opening(grey > level, iterations=2))
-    return region or (0, 0, grey.shape[1], grey.shape[0])
-
-
-def imaging_region_crop(grey: np.ndarray) -> tuple[int, int, int, int]:
-    """Ultrasound imaging region: the largest non-dark component after closing speckle gaps."""
-    region = largest_component(ndimage.binary_closing(grey > 12, iterations=3) & ndimage.binary_opening(grey > 4, iterations=2))
-    return region or (0, 0, grey.shape[1], grey.shape[0])
-
-
-def chest_wall_on_right(grey: np.ndarray) -> bool:
-    """The chest wall is the image edge the breast is attached to: the side with more tissue."""
-    third = max(1, grey.shape[1] // 3)
-    return float(grey[:, -third:].mean()) > float(grey[:, :third].mean())
-
-
-def _image(sample: SourceSample, out_dir: Path, limits: NormaliseLimits) -> NormalisedMedia:
-    pixels = _read_grey_or_rgb(sample.media[0])
-    grey = pixels if pixels.ndim == 2 else pixels.mean(axis=2)
-    masks = [_read_mask(m) for m in sample.masks]
-    boxes = [dict(b) for b in sample.labels.get("boxes", [])]
-    if sample.modality == "mammography":
-        x1, y1, x2, y2 = breast_crop(grey)
-    elif sample.modality == "ultrasound":
-        x1, y1, x2, y2 = imaging_region_crop(grey)
-    else:
-        x1, y1, x2, y2 = 0, 0, grey.shape[1], grey.shape[0]
-    pixels, masks = pixels[y1:y2, x1:x2], [m[y1:y2, x1:x2] for m in masks]
-    boxes = [_shift_clip(b, x1, y1, x2 - x1, y2 - y1) for b in boxes]
-    flip = sample.modality == "mammography" and chest_wall_on_right(grey[y1:y2, x1:x2]) == (limits.mammo_flip_to == "L")
-    if flip:
-        pixels, masks = pixels[:, ::-1], [m[:, ::-1] for m in masks]
-        boxes = [_flip_box(b, x2 - x1) for b in boxes]
-    h, w = pixels.shape[:2]
-    scale = min(1.0, limits.image_long_side / max(h, w))
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    image_bytes = _png(Image.fromarray(np.ascontiguousarray(pixels)).resize(size, Image.BILINEAR))
+def _image(sample: SourceSample, out_dir: Path, settings: Preprocessing) -> NormalisedMedia:
+    prepared = prepare_image(read_image_pixels(sample.media[0]), sample.modality, settings)
+    x1, y1, x2, y2 = prepared.crop
+    w, h = x2 - x1, y2 - y1
+    masks = [_read_mask(m)[y1:y2, x1:x2] for m in sample.masks]
+    boxes = [_shift_clip(dict(b), x1, y1, w, h) for b in sample.labels.get("boxes", [])]
+    if prepared.flipped:
+        masks = [m[:, ::-1] for m in masks]
+        boxes = [_flip_box(b, w) for b in boxes]
+    size = prepared.size
     mask_bytes = [_png(Image.fromarray(np.ascontiguousarray(m).astype(np.uint8) * 255).resize(size, Image.NEAREST))
                   for m in masks]
-    path, digest = _store(out_dir, image_bytes, ".png")
+    path, digest = _store(out_dir, _png(Image.fromarray(np.ascontiguousarray(prepared.pixels))), ".png")
     stored_masks = [_store(out_dir, b, ".png")[0] for b in mask_bytes]
     return NormalisedMedia(kind="image", paths=[path], sha256s=[digest], width=size[0], height=size[1],
                            boxes_norm1000=[_norm1000(b, w, h) for b in boxes], mask_paths=stored_masks,
-                           meta={"crop": [x1, y1, x2, y2], "flipped": flip, "scale": scale})
+                           meta={"crop": [x1, y1, x2, y2], "flipped": prepared.flipped, "scale": prepared.scale,
+                                 "masked_pixels": prepared.masked_pixels})
 
 
 def _shift_clip(entry: dict, x0: int, y0: int, w: int, h: int) -> dict:
@@ -139,17 +89,15 @@ def _norm1000(entry: dict, w: int, h: int, depth: int | None = None) -> dict:
 
 # ---- volumes ----------------------------------------------------------------------------------------------
 
-def _volume(sample: SourceSample, out_dir: Path, limits: NormaliseLimits) -> NormalisedMedia:
+def _volume(sample: SourceSample, out_dir: Path, settings: Preprocessing) -> NormalisedMedia:
     from breastgpt.io.volume import read_volume
-    from breastgpt.io.windowing import resample_volume, target_shape, window_volume
+    from breastgpt.io.windowing import resample_volume, target_shape
 
-    preset = limits.ct_preset if sample.modality == "ct" else limits.mri_preset
     paths, digests, shape = [], [], None
     for media in sample.media:
         volume = read_volume(media)
-        shape = shape or target_shape(volume, max_inplane=limits.volume_inplane, max_depth=limits.volume_depth)
-        resampled = resample_volume(volume, shape) if shape != volume.shape else volume
-        path, digest = _store(out_dir, _npz(window_volume(resampled, preset)), ".npz")
+        shape = shape or target_shape(volume, max_inplane=settings.volume_inplane, max_depth=settings.volume_depth)
+        path, digest = _store(out_dir, _npz(prepare_volume(volume, sample.modality, settings, shape=shape)), ".npz")
         paths.append(path)
         digests.append(digest)
     mask_paths, boxes = [], []
@@ -160,7 +108,7 @@ def _volume(sample: SourceSample, out_dir: Path, limits: NormaliseLimits) -> Nor
     z, y, x = shape
     return NormalisedMedia(kind="volume", paths=paths, sha256s=digests, width=x, height=y, depth=z,
                            boxes_norm1000=[_norm1000(b, x, y, z) for b in boxes], mask_paths=mask_paths,
-                           meta={"window": preset})
+                           meta={"window": settings.window_for(sample.modality)})
 
 
 def _label_boxes(labels: np.ndarray) -> list[dict]:

@@ -54,14 +54,14 @@ def _demo_secret() -> Iterator[str]:
 
 def build_config(ctx: Any) -> Any:
     from breastgpt.corpus.build import BuildConfig, SourceSpec
-    from breastgpt.corpus.sources.base import NormaliseLimits
+    from breastgpt.preprocessing import Preprocessing
     from breastgpt.corpus.splits import SplitConfig
 
     s = ctx.settings
     # CT in the wide window: the task set asks lung findings (emphysema is invisible in a soft-tissue window,
     # where every lung voxel is black) beside mediastinal ones (docs/demo.md).
-    limits = NormaliseLimits(image_long_side=s.image_long_side, volume_inplane=s.volume_inplane,
-                             volume_depth=s.volume_depth, ct_preset=s.ct_window)
+    limits = Preprocessing(image_long_side=s.image_long_side, volume_inplane=s.volume_inplane,
+                           volume_depth=s.volume_depth, ct_preset=s.ct_window)
     sources = tuple(SourceSpec(name, ctx.state["cohort"] / name) for name in s.sources)
     # The synthetic cohort's "official" test splits are drawn by the generator, not by any dataset: the demo
     # splits every source by the patient hash alone (70/30), which its documented figures were measured with.

@@ -11,7 +11,9 @@ from typing import Any
 from rich.console import Console
 
 from breastgpt.infer.engine import Conversation, Engine, GenerationParams
-from breastgpt.infer.inputs import SlideInput, encode_slide, load_image, load_slide_features, load_volume
+from breastgpt.infer.inputs import (SlideInput, encode_slide, image_modality, load_image, load_slide_features,
+                                    load_volume)
+from breastgpt.preprocessing import NO_SETTINGS_NOTICE
 
 
 @dataclass
@@ -21,7 +23,8 @@ class AskInputs:
     window: str | None = None
     slide: Path | None = None
     slide_features: Path | None = None
-    encoder: str = "stain-texture-v1"
+    encoder: str | None = None  # None: the tile encoder the checkpoint's slide branch was built for
+    modality: str | None = None  # images: mammography | ultrasound | other; None: from the DICOM Modality tag
     encoder_weights: Path | None = None
     mpp: float | None = None
     tile_mpp: float | None = None
@@ -36,12 +39,19 @@ class AskInputs:
 
 def build_conversation(engine: Engine, question: str, inputs: AskInputs, stage: str,
                        console: Console | None = None, task: str = "open_vqa") -> tuple[Conversation, SlideInput | None]:
-    """Read every input through the readers and put them before the question, in a fixed order."""
+    """Read every input through the readers, normalised with the checkpoint's preprocessing settings (as training
+    saw its corpus), and put them before the question, in a fixed order."""
+    settings = engine.preprocessing
+    if console and not engine.preprocessing_recorded:
+        console.print(f"[yellow]notice:[/yellow] {NO_SETTINGS_NOTICE}")
     parts: list[dict[str, Any]] = []
     for path in inputs.images:
-        parts.append({"type": "image", "image": load_image(path)})
+        modality = image_modality(path, inputs.modality)
+        if console:
+            console.print(f"[dim]image prepared as {modality} (docs/inference.md)")
+        parts.append({"type": "image", "image": load_image(path, settings=settings, modality=modality)})
     if inputs.volume is not None:
-        frames, preset = load_volume(inputs.volume, window=inputs.window)
+        frames, preset = load_volume(inputs.volume, window=inputs.window, settings=settings)
         if console:
             console.print(f"[dim]volume: {frames.shape[0]} frames of {frames.shape[1]}×{frames.shape[2]}, window {preset}")
         parts.append({"type": "volume", "volume": frames})
@@ -51,15 +61,25 @@ def build_conversation(engine: Engine, question: str, inputs: AskInputs, stage: 
         slide = load_slide_features(inputs.slide_features, expect_dim=dim, tile_mpp=inputs.tile_mpp,
                                     tile_size_level0=inputs.tile_size_level0)
     elif inputs.slide is not None:
+        encoder = inputs.encoder or trained_encoder(engine)
         if console:
-            console.print(f"[dim]tiling and encoding {inputs.slide.name} with {inputs.encoder}…")
-        slide = encode_slide(inputs.slide, encoder=inputs.encoder,
+            console.print(f"[dim]tiling and encoding {inputs.slide.name} with {encoder}…")
+        slide = encode_slide(inputs.slide, encoder=encoder,
                              weights=str(inputs.encoder_weights) if inputs.encoder_weights else None,
                              mpp=inputs.mpp, expect_dim=dim)
     if slide is not None:
         parts.append(slide.part())
     parts.append({"type": "text", "text": question})
     return Conversation([{"role": "user", "content": parts}], stage=stage, task=task), slide
+
+
+def trained_encoder(engine: Engine) -> str:
+    """The tile encoder id the checkpoint's slide branch was trained on (its `slide_config.encoder_id`)."""
+    config = getattr(engine.model.config, "slide_config", None)
+    encoder = config.get("encoder_id") if isinstance(config, dict) else getattr(config, "encoder_id", None)
+    if not encoder:
+        raise ValueError("the checkpoint names no slide encoder (slide_config.encoder_id); pass --encoder")
+    return str(encoder)
 
 
 def run_ask(model: Path, question: str, inputs: AskInputs, *, stage: str = "diagnosis", task: str = "open_vqa",

@@ -19,7 +19,11 @@ def ask(
     model: Path = typer.Option(..., "--model", help="Checkpoint folder (local; nothing is downloaded)."),
     image: list[Path] = typer.Option([], "--image", help="2-D image: DICOM, PNG, JPEG, TIFF, PGM, BMP. Repeatable."),
     volume: Optional[Path] = typer.Option(None, "--volume", help="NIfTI/NRRD file or DICOM series folder."),
-    window: Optional[str] = typer.Option(None, "--window", help="Volume window preset (default: CT soft tissue / MRI percentiles)."),
+    modality: Optional[str] = typer.Option(
+        None, "--modality", help="How --image files are prepared: mammography | ultrasound | other (default: from "
+                                 "the DICOM Modality tag; rasters: other)."),
+    window: Optional[str] = typer.Option(None, "--window", help="Volume window preset (default: the checkpoint's "
+                                         "CT / MRI window, as its corpus was built)."),
     slide: Optional[Path] = typer.Option(None, "--slide", help="Whole-slide image, tiled and encoded now."),
     slide_features: Optional[Path] = typer.Option(
         None, "--slide-features", help="Tile-feature HDF5 from `slides extract`, TRIDENT, CLAM or hs2p."),
@@ -28,7 +32,8 @@ def ask(
     tile_size_level0: Optional[float] = typer.Option(
         None, "--tile-size-level0", help="Tile side in level-0 pixels (the coords' frame) for --slide-features, "
                                          "when the file does not record it (CLAM feature files)."),
-    encoder: str = typer.Option("stain-texture-v1", "--encoder", help="Tile encoder for --slide (must match training)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Tile encoder for --slide (default: the one the "
+                                          "checkpoint's slide branch was trained on)."),
     encoder_weights: Optional[Path] = typer.Option(None, "--encoder-weights", help="Local weights for --encoder."),
     mpp: Optional[float] = typer.Option(None, "--mpp", help="µm/px for slides that do not declare it."),
     stage: str = typer.Option("diagnosis", "--stage", help="screening | diagnosis | treatment planning"),
@@ -44,7 +49,7 @@ def ask(
     from breastgpt.io import MedicalFileError
 
     try:
-        inputs = AskInputs(images=list(image), volume=volume, window=window, slide=slide,
+        inputs = AskInputs(images=list(image), volume=volume, window=window, modality=modality, slide=slide,
                            slide_features=slide_features, encoder=encoder, encoder_weights=encoder_weights, mpp=mpp,
                            tile_mpp=tile_mpp, tile_size_level0=tile_size_level0)
         for chunk in run_ask(model, question, inputs, stage=stage, task=task, max_new_tokens=max_new_tokens,
@@ -81,6 +86,9 @@ def predict(
                                  params=GenerationParams(max_new_tokens=max_new_tokens),
                                  progress=lambda done, total: progress.update(task, completed=done, total=total))
     console.print(f"{counts['written']} answered, {counts['skipped']} already done, {counts['total']} records → {out}")
+    if counts["preprocessing"]["differences"]:
+        console.print("[yellow]warning:[/yellow] the records' media were normalised unlike the model's training "
+                      "corpus: " + "; ".join(counts["preprocessing"]["differences"]))
 
 
 def serve(

@@ -6,6 +6,7 @@ encoded once at prefill by the model; the engine never re-runs encoders while de
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,6 +15,10 @@ from typing import Any
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+from breastgpt.preprocessing import NO_SETTINGS_NOTICE, Preprocessing, read_preprocessing
+
+log = logging.getLogger("breastgpt.infer")
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,10 @@ class Engine:
     processor: Any
     name: str = "breastgpt"
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # How raw media are normalised for this model: the checkpoint's preprocessing.json (its training corpus's
+    # settings), else the documented defaults with `preprocessing_recorded` False.
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    preprocessing_recorded: bool = False
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str | None = None, dtype: str = "auto") -> Engine:
@@ -94,7 +103,11 @@ class Engine:
                        "bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}[dtype]
         model = BreastGPTForConditionalGeneration.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
         processor = BreastGPTProcessor.from_pretrained(path, local_files_only=True)
-        return cls(model=model.to(device).eval(), processor=processor, name=path.name)
+        settings = read_preprocessing(path)
+        if settings is None:
+            log.warning("%s: %s", path.name, NO_SETTINGS_NOTICE)
+        return cls(model=model.to(device).eval(), processor=processor, name=path.name,
+                   preprocessing=settings or Preprocessing(), preprocessing_recorded=settings is not None)
 
     @property
     def device(self) -> torch.device:

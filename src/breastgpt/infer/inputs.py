@@ -1,7 +1,9 @@
 """Raw case files → message parts for the processor (SPEC §3.2 routing by content).
 
-* image: a DICOM image (display pipeline: VOI, MONOCHROME1) or PNG/JPEG/TIFF/PGM/BMP → RGB uint8
-* volume: NIfTI / NRRD / DICOM series folder → windowed, resampled three-channel frames (T even)
+* image: a DICOM image (display pipeline: VOI, MONOCHROME1) or PNG/JPEG/TIFF/PGM/BMP → RGB uint8, prepared with
+  the checkpoint's preprocessing settings (crop, masking, orientation, size: `breastgpt.preprocessing`)
+* volume: NIfTI / NRRD / DICOM series folder → resampled, windowed three-channel frames (T even), with the same
+  settings
 * slide: a feature file (`slides extract`, TRIDENT, CLAM or hs2p output) or a slide tiled and encoded now with a
   named encoder
 """
@@ -17,6 +19,8 @@ import numpy as np
 
 from breastgpt.io import UnsupportedFormatError, inspect_path
 from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits
+from breastgpt.preprocessing import (IMAGE_MODALITIES, Preprocessing, dicom_image_modality, model_frames, model_image,
+                                     prepare_image, prepare_volume, read_image_pixels)
 
 HU_LIKE_MINIMUM = -500.0  # a volume whose minimum is below this is in Hounsfield units (air ≈ −1000)
 
@@ -35,42 +39,54 @@ def to_rgb8(array: np.ndarray) -> np.ndarray:
     return grey if grey.ndim == 3 else np.repeat(grey[..., None], 3, axis=-1)
 
 
-def load_image(path: str | Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> np.ndarray:
-    """A 2-D image file (DICOM or raster) as display-ready RGB uint8."""
+def image_modality(path: str | Path, given: str | None = None, *, limits: ReadLimits = DEFAULT_LIMITS) -> str:
+    """The modality an image is prepared as: the one given, else the DICOM Modality tag (MG, US), else "other"
+    (no crop or orientation: only the size limit, which leaves an already-normalised corpus image unchanged)."""
+    if given is not None:
+        if given not in IMAGE_MODALITIES:
+            raise ValueError(f"image modality {given!r} is not one of {IMAGE_MODALITIES}")
+        return given
+    return dicom_image_modality(path, limits=limits) or "other"
+
+
+def load_image(path: str | Path, *, limits: ReadLimits = DEFAULT_LIMITS, settings: Preprocessing | None = None,
+               modality: str | None = None) -> np.ndarray:
+    """A 2-D image file (DICOM or raster) as the model's RGB uint8 input. With `settings`, prepared exactly as
+    `corpus build` prepares that file for training (`breastgpt.preprocessing.prepare_image`)."""
     path = Path(path)
     info = inspect_path(path, limits=limits)
     if info["kind"] != "image":
         raise UnsupportedFormatError(path, f"expected a 2-D image, found a {info['kind']}",
                                      f"pass it as --{info['kind']}")
-    if info["format"] == "dicom":
-        from breastgpt.io.dicom import read_dicom_image
-
-        display = read_dicom_image(path, limits=limits).display()
-        if display.ndim == 4 or (display.ndim == 3 and display.shape[-1] != 3):
-            display = display[0]  # multi-frame: the first frame is the image; volumes go through --volume
-        return to_rgb8(display)
-    from breastgpt.io.raster import read_raster
-
-    return to_rgb8(read_raster(path, limits=limits))
+    pixels = read_image_pixels(path, limits=limits)
+    if settings is not None:
+        pixels = prepare_image(pixels, image_modality(path, modality, limits=limits), settings).pixels
+    return model_image(pixels)
 
 
-def default_window(volume: Any) -> str:
-    """CT (or HU-valued data) → soft-tissue window; anything else (MRI) → robust percentiles."""
+def volume_modality(volume: Any) -> str:
+    """CT (or HU-valued data) → "ct"; anything else → "mri" (intensities without a physical unit)."""
     modality = str(volume.metadata.get("modality") or "").upper()
     if modality == "CT" or (modality == "" and float(np.min(volume.array)) < HU_LIKE_MINIMUM):
-        return "ct-soft-tissue"
-    return "mri-percentile"
+        return "ct"
+    return "mri"
 
 
-def load_volume(path: str | Path, *, window: str | None = None, max_inplane: int = 384, max_depth: int = 48,
+def load_volume(path: str | Path, *, window: str | None = None, settings: Preprocessing | None = None,
                 limits: ReadLimits = DEFAULT_LIMITS) -> tuple[np.ndarray, str]:
-    """A volume as model-ready frames (T, H, W, 3) uint8 and the window preset used."""
-    from breastgpt.io.volume import read_volume
-    from breastgpt.io.windowing import volume_to_frames
+    """A volume as model-ready frames (T, H, W, 3) uint8 and the window preset used: resampled and windowed as
+    `corpus build` does (`breastgpt.preprocessing.prepare_volume`) with `settings` (default: the documented
+    defaults); `window` replaces the settings' window for this volume."""
+    from dataclasses import replace
 
+    from breastgpt.io.volume import read_volume
+
+    settings = settings or Preprocessing()
     volume = read_volume(path, limits=limits)
-    preset = window or default_window(volume)
-    return volume_to_frames(volume, preset, max_inplane=max_inplane, max_depth=max_depth), preset
+    modality = volume_modality(volume)
+    if window is not None:
+        settings = replace(settings, **{"ct_preset" if modality == "ct" else "mri_preset": window})
+    return model_frames(prepare_volume(volume, modality, settings)), settings.window_for(modality)
 
 
 @dataclass

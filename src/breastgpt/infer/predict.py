@@ -13,10 +13,11 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from breastgpt.corpus.records import Record, iter_jsonl
 from breastgpt.infer.engine import Engine, GenerationParams
-from breastgpt.infer.records import record_conversation
+from breastgpt.infer.records import preparation, preprocessing_agreement, record_conversation
 
 
 def completed_ids(out: Path) -> set[str]:
@@ -34,9 +35,12 @@ def completed_ids(out: Path) -> set[str]:
 
 def predict_records(engine: Engine, records_path: Path, out: Path, *, corpus_root: Path | None = None,
                     params: GenerationParams = GenerationParams(), batch_size: int = 4,
-                    progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
-    """Answer every record not yet in `out`; returns counts (total, skipped, written)."""
+                    progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Answer every record not yet in `out`; returns counts (total, skipped, written) and how the records' media
+    were normalised compared with the model's training corpus (`preprocessing`)."""
     root = corpus_root or records_path.parent
+    agreement = preprocessing_agreement(engine, root)
+    prepare = preparation(engine, agreement)
     records = [Record.from_dict(row) for row in iter_jsonl(records_path)]
     done = completed_ids(out)
     todo = [record for record in records if record.id not in done]
@@ -46,7 +50,7 @@ def predict_records(engine: Engine, records_path: Path, out: Path, *, corpus_roo
     with out.open("a", encoding="utf-8") as handle:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            prepared = [record_conversation(record, root, slide_dim=slide_dim) for record in batch]
+            prepared = [record_conversation(record, root, slide_dim=slide_dim, prepare=prepare) for record in batch]
             results = engine.generate([p.conversation for p in prepared], params)
             for record, item, result in zip(batch, prepared, results):
                 handle.write(json.dumps(_line(record, item.reference, result.text, result.finish_reason, params),
@@ -56,7 +60,7 @@ def predict_records(engine: Engine, records_path: Path, out: Path, *, corpus_roo
             written += len(batch)
             if progress:
                 progress(len(done) + written, len(records))
-    return {"total": len(records), "skipped": len(done), "written": written}
+    return {"total": len(records), "skipped": len(done), "written": written, "preprocessing": agreement}
 
 
 def _line(record: Record, reference: str, response: str, finish: str, params: GenerationParams) -> dict:

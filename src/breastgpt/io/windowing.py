@@ -90,12 +90,3 @@ def resample_volume(volume: Volume, shape: tuple[int, int, int], *, is_label: bo
     resampler.SetDefaultPixelValue(0 if is_label else float(np.min(volume.array)))
     resampled = sitk.GetArrayFromImage(resampler.Execute(image))
     return with_array(volume, resampled, (new_spacing[0], new_spacing[1], new_spacing[2]))
-
-
-def volume_to_frames(volume: Volume, preset: str | WindowPreset, *, max_inplane: int = 384,
-                     max_depth: int = 48) -> np.ndarray:
-    """Model-ready frames: resampled, windowed, three-channel uint8 array (T, H, W, 3) with T even."""
-    shape = target_shape(volume, max_inplane=max_inplane, max_depth=max_depth)
-    resampled = resample_volume(volume, shape) if shape != volume.shape else volume
-    grey = window_volume(resampled, preset)
-    return np.repeat(grey[..., None], 3, axis=-1)

@@ -176,7 +176,8 @@ def _prepare(raw: bytes, config: ServeConfig, engine: Engine,
     body = _parse(raw)
     _check_limits(body, config)
     slide_dim = getattr(engine.processor, "slide_feature_dim", None)
-    messages = MediaResolver(config, workdir, expect_slide_dim=slide_dim).messages(body.messages)
+    messages = MediaResolver(config, workdir, expect_slide_dim=slide_dim,
+                             preprocessing=engine.preprocessing).messages(body.messages)
     params = GenerationParams(max_new_tokens=body.requested_tokens, temperature=body.temperature,
                               top_p=body.top_p, seed=body.seed if body.seed is not None else 0)
     return body, Conversation(messages, stage=body.stage, task=body.task), params

@@ -10,7 +10,7 @@ import base64
 import binascii
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlparse
 
 from breastgpt.infer.inputs import load_image, load_slide_features, load_volume
 from breastgpt.io import MedicalFileError, ReadLimits
+from breastgpt.preprocessing import Preprocessing
 from breastgpt.serve.config import ServeConfig
 from breastgpt.serve.schemas import ChatMessage, ImagePart, SlideFeaturesPart, TextPart, VolumePart
 
@@ -58,6 +59,10 @@ class MediaResolver:
     config: ServeConfig
     workdir: Path
     expect_slide_dim: int | None = None
+    # The served checkpoint's preprocessing: DICOM images are prepared by their Modality tag (MG, US), rasters and
+    # other images only size-limited (so a corpus image sent by `bench run` arrives unchanged); volumes are
+    # resampled and windowed as the corpus was, unless the part names its own window.
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
 
     def __post_init__(self) -> None:
         self.count = 0
@@ -131,10 +136,10 @@ class MediaResolver:
     def _decode(self, part: ImagePart | VolumePart | SlideFeaturesPart) -> dict[str, Any]:
         if isinstance(part, ImagePart):
             return {"type": "image", "image": load_image(self.resolve(part.image_url.url, "image"),
-                                                         limits=self.limits)}
+                                                         limits=self.limits, settings=self.preprocessing)}
         if isinstance(part, VolumePart):
             frames, _ = load_volume(self.resolve(part.volume_url.url, "volume"), window=part.window,
-                                    limits=self.limits)
+                                    settings=self.preprocessing, limits=self.limits)
             return {"type": "volume", "volume": frames}
         slide = load_slide_features(self.resolve(part.slide_features_url.url, "slide"),
                                     expect_dim=self.expect_slide_dim)

@@ -104,6 +104,9 @@ class MediaLoader:
     memo_bytes: int = 0
     _memo: dict[tuple, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _memo_held: int = field(default=0, init=False, repr=False, compare=False)
+    # (settings, modality): images not normalised by a corpus build (a published bench's media) are prepared
+    # here with the model's preprocessing; corpus media are already normalised and are read as stored.
+    prepare: tuple[Any, str] | None = None
 
     def part(self, kind: str, rel: str) -> dict[str, Any]:
         if self.memo_bytes <= 0:
@@ -128,7 +131,7 @@ class MediaLoader:
 
     def _decode(self, kind: str, rel: str) -> dict[str, Any]:
         if kind == "image":
-            return {"type": "image", "image": self._image(self.media_root / rel)}
+            return {"type": "image", "image": self._image(self.media_root / rel, self.prepare)}
         if kind == "volume":
             return {"type": "volume", "volume": self._volume(self.media_root / rel)}
         if kind == "slide":
@@ -136,22 +139,24 @@ class MediaLoader:
         raise DataError(f"media {rel}: unknown kind {kind!r}")
 
     @staticmethod
-    def _image(path: Path) -> np.ndarray:
+    def _image(path: Path, prepare: tuple[Any, str] | None = None) -> np.ndarray:
         from breastgpt.io.raster import read_raster
 
-        array = np.asarray(read_raster(path))
-        return _rgb(array, path)
+        if prepare is None:
+            return _rgb(np.asarray(read_raster(path)), path)
+        from breastgpt.preprocessing import prepare_image, read_image_pixels
+
+        settings, modality = prepare
+        return _rgb(prepare_image(read_image_pixels(path), modality, settings).pixels, path)
 
     @staticmethod
     def _volume(path: Path) -> np.ndarray:
         from breastgpt.io.volume import read_corpus_volume
+        from breastgpt.preprocessing import model_frames
 
         if path.suffix.lower() != ".npz":
             raise DataError(f"{path}: volumes in the corpus are windowed uint8 .npz files (corpus normalise)")
-        vol = read_corpus_volume(path)
-        if vol.shape[0] % 2:  # temporal patch 2: repeat the last slice rather than drop anatomy
-            vol = np.concatenate([vol, vol[-1:]], axis=0)
-        return np.repeat(vol[..., None], 3, axis=-1)
+        return model_frames(read_corpus_volume(path))
 
     def _slide(self, path: Path) -> dict[str, Any]:
         from breastgpt.pathology.features import load_features
@@ -169,14 +174,12 @@ class MediaLoader:
 
 
 def _rgb(array: np.ndarray, path: Path) -> np.ndarray:
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    elif array.ndim == 3 and array.shape[-1] == 4:
-        array = array[..., :3]
-    if array.ndim == 3 and array.shape[-1] == 3:
-        # A read-only array (a decoded cache entry, a stored thumbnail) makes torch warn at every conversion.
-        return array if array.flags.writeable else array.copy()
-    raise DataError(f"{path}: image of shape {array.shape} is neither grey nor RGB")
+    from breastgpt.preprocessing import model_image
+
+    try:
+        return model_image(array)
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc}") from None
 
 
 # ---- encoding ------------------------------------------------------------------------------------------
@@ -344,6 +347,14 @@ def data_manifest(config: DataConfig, n_train: int, dropped: list[str]) -> dict[
 _LOCATION_KEYS = ("train", "val", "media_root", "slide_root", "num_workers", "synthetic_records")
 
 
+def corpus_preprocessing(config: DataConfig) -> Any:
+    """The `Preprocessing` the training corpus was normalised with (its `preprocessing.json`, beside the media),
+    or None for data that did not come from `corpus build` (synthetic records, foreign ms-swift files)."""
+    from breastgpt.preprocessing import read_preprocessing
+
+    return read_preprocessing(resolve_roots(config)[0]) if config.train else None
+
+
 def resolve_roots(config: DataConfig) -> tuple[Path, Path]:
     if not config.train:
         raise ConfigError("data.train is empty")
@@ -352,5 +363,6 @@ def resolve_roots(config: DataConfig) -> tuple[Path, Path]:
     return media, slide
 
 
-__all__ = ["DataError", "MediaLoader", "Sample", "TrainDataset", "collate", "data_manifest", "encode_sample",
+__all__ = ["DataError", "MediaLoader", "Sample", "TrainDataset", "collate", "corpus_preprocessing", "data_manifest",
+           "encode_sample",
            "pack", "read_samples", "resolve_roots", "supervised_tokens", "to_messages"]

@@ -1,12 +1,14 @@
 """The final model of a run in Hugging Face format (safetensors), with a manifest.
 
-Full and stage-1 runs: ``OUT/final/`` (config.json, model*.safetensors, processor files). LoRA runs:
+Full and stage-1 runs: ``OUT/final/`` (config.json, model*.safetensors, processor files, and the corpus's
+``preprocessing.json`` when the data came from `corpus build`). LoRA runs:
 ``OUT/final/adapter/`` (peft adapter, safetensors) and the merged model in ``OUT/final/``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +33,7 @@ def export_final(run: Any) -> Path:
             state = None
         model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
         _save_processor(run.processor, tmp)
+        _save_preprocessing(run, tmp)
         write_export_manifest(tmp, run.config.to_dict(), run.data_sha256, run.step)
         if final.exists():
             shutil.rmtree(final)
@@ -44,6 +47,20 @@ def merged_copy(peft_model: Any) -> Any:
     import copy
 
     return copy.deepcopy(peft_model).merge_and_unload()
+
+
+def _save_preprocessing(run: Any, folder: Path) -> None:
+    """The corpus's preprocessing settings, so inference normalises raw files as training saw them."""
+    from breastgpt.preprocessing import write_preprocessing
+    from breastgpt.train.data import corpus_preprocessing
+
+    settings = corpus_preprocessing(run.config.data)
+    if settings is None:
+        logging.getLogger(__name__).warning(
+            "the training data records no preprocessing (not a `corpus build` folder): the exported checkpoint "
+            "gets none, and inference will use the documented defaults")
+        return
+    write_preprocessing(folder, settings)
 
 
 def _save_processor(processor: Any, folder: Path) -> None:

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from breastgpt.corpus.normalise import normalise_media
-from breastgpt.corpus.sources import NormaliseLimits, SourceSample, get_adapter
+from breastgpt.corpus.sources import SourceSample, get_adapter
+from breastgpt.preprocessing import Preprocessing
 from breastgpt.synth.cases import SynthConfig
 
 
@@ -33,7 +34,7 @@ def test_mammogram_box_follows_the_finding(tmp_path, photometric_side):
     samples = [s for s in get_adapter("vindr_mammo").discover(tmp_path / "src") if s.labels.get("boxes")]
     assert samples
     for sample in samples:
-        media = normalise_media(sample, tmp_path / "corpus", limits=NormaliseLimits(image_long_side=300))
+        media = normalise_media(sample, tmp_path / "corpus", limits=Preprocessing(image_long_side=300))
         image = _png(tmp_path / "corpus", media.paths[0])
         assert max(image.shape) <= 300 and (media.width, media.height) == (image.shape[1], image.shape[0])
         inside = _box_pixels(image, media.boxes_norm1000[0]["box"])
@@ -86,7 +87,7 @@ def test_volume_label_map_keeps_its_label_set(tmp_path):
     image = write_nifti(tmp_path / "img.nii.gz", rng.normal(300, 20, labels.shape).astype(np.float32), (2.0, 1.0, 1.0))
     mask = write_nifti(tmp_path / "mask.nii.gz", labels, (2.0, 1.0, 1.0))
     sample = SourceSample("t", "v", "p", "s", "mri", "volume", [image], {}, masks=[mask])
-    media = normalise_media(sample, tmp_path / "corpus", limits=NormaliseLimits(volume_inplane=35, volume_depth=9))
+    media = normalise_media(sample, tmp_path / "corpus", limits=Preprocessing(volume_inplane=35, volume_depth=9))
     assert (media.depth, media.height, media.width) == (8, 25, 35)
     stored = np.load(tmp_path / "corpus" / media.mask_paths[0])["array"]
     assert set(np.unique(stored)) <= {0, 1, 2, 7} and {1, 2} <= set(np.unique(stored))
@@ -103,9 +104,12 @@ def test_ct_window_is_hounsfield_based(tmp_path):
     hu[:, :, 4:] = 40  # soft tissue at the soft-tissue window centre
     path = write_nifti(tmp_path / "ct.nii.gz", hu, (2.0, 1.0, 1.0))
     sample = SourceSample("t", "c", "p", "s", "ct", "volume", [path], {})
-    media = normalise_media(sample, tmp_path / "corpus")
+    media = normalise_media(sample, tmp_path / "corpus", limits=Preprocessing(ct_preset="ct-soft-tissue"))
     frames = np.load(tmp_path / "corpus" / media.paths[0])["array"]
     assert frames[:, :, 0].max() == 0 and abs(int(frames[0, 0, 6]) - 128) <= 2
+    wide = normalise_media(sample, tmp_path / "corpus")  # the default: -1000..1000 HU
+    frames = np.load(tmp_path / "corpus" / wide.paths[0])["array"]
+    assert wide.meta["window"] == "ct-wide" and frames[:, :, 0].max() == 0 and int(frames[0, 0, 6]) == 133
 
 
 def test_slide_is_referenced_with_its_feature_file(tmp_path):

@@ -3,7 +3,6 @@
 from breastgpt.corpus.sources.base import (  # noqa: F401
     ADAPTERS,
     NormalisedMedia,
-    NormaliseLimits,
     SourceAdapter,
     SourceProblem,
     SourceSample,

@@ -125,24 +125,6 @@ def checked_sample(source: str, where: str | Path, **fields: Any) -> SourceSampl
         return SourceProblem(source, str(where), str(exc))
 
 
-@dataclass(frozen=True)
-class NormaliseLimits:
-    """Geometry bounds for `breastgpt.corpus.normalise.normalise_media` (unknown keys are errors: it is a dataclass)."""
-
-    image_long_side: int = 1024  # 2-D images: long side at most this many pixels after cropping
-    volume_inplane: int = 384  # volumes: in-plane long edge at most this
-    volume_depth: int = 48  # volumes: at most this many slices, and an even count (temporal patch 2)
-    mammo_flip_to: str = "L"  # orient every breast as this side's image (chest wall on the left for "L")
-    ct_preset: str = "ct-soft-tissue"  # breastgpt.io.windowing preset for CT ("ct-lung" for lung tasks)
-    mri_preset: str = "mri-percentile"
-
-    def __post_init__(self) -> None:
-        if min(self.image_long_side, self.volume_inplane, self.volume_depth) < 2:
-            raise ValueError("NormaliseLimits sizes must be at least 2")
-        if self.mammo_flip_to not in ("L", "R"):
-            raise ValueError(f"NormaliseLimits.mammo_flip_to must be 'L' or 'R', not {self.mammo_flip_to!r}")
-
-
 @dataclass
 class NormalisedMedia:
     """What `normalise_media` wrote for one sample: content-addressed files and boxes on the 0–1000 grid."""

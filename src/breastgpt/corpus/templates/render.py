@@ -8,7 +8,9 @@ from typing import Any
 
 from breastgpt.corpus.records import MEDIA_TOKENS, MediaRef, Provenance, Record, record_id
 from breastgpt.corpus.templates.builders import BUILDERS, Built, NotApplicable, RenderContext
+from breastgpt.corpus.templates.evidence import unmet_conditions
 from breastgpt.corpus.templates.schema import Template, TemplateSet, load_templates
+from breastgpt.preprocessing import Preprocessing
 
 LETTERS = "ABCDEF"
 
@@ -30,9 +32,12 @@ class SampleView:
     boxes: list[dict[str, Any]] = field(default_factory=list)  # on the 0-1000 grid
 
 
-def applicable_templates(view: SampleView, tset: TemplateSet) -> list[Template]:
+def applicable_templates(view: SampleView, tset: TemplateSet, preprocessing: Preprocessing | None = None) -> list[Template]:
+    """Templates the sample has the labels for; with `preprocessing`, only those whose answer stays visible in
+    media normalised that way (`evidence.unmet_conditions`)."""
     has_report = bool((view.report or view.labels.get("report") or "").strip())
-    return [t for t in tset.templates if t.applies(view.modality, view.labels, bool(view.boxes), has_report)]
+    return [t for t in tset.templates if t.applies(view.modality, view.labels, bool(view.boxes), has_report)
+            and (preprocessing is None or not unmet_conditions(t, preprocessing))]
 
 
 # The model's stages: the corpus says "treatment", the clinical wording (and the CLI) says "treatment planning".
@@ -59,7 +64,7 @@ MEDIA_POSITIONS = ("before", "after")
 
 
 def render_sample(view: SampleView, tset: TemplateSet | None = None, answer_style: str = "letter",
-                  media_position: str = "before") -> list[Record]:
+                  media_position: str = "before", preprocessing: Preprocessing | None = None) -> list[Record]:
     """All records of one sample, in template order (deterministic).
 
     `answer_style` sets how closed questions are answered: "letter" (the published corpus's "B. <option>") or
@@ -70,6 +75,9 @@ def render_sample(view: SampleView, tset: TemplateSet | None = None, answer_styl
     user text. With "after", a causal LLM reads the question first, so its visual tokens can attend to it: a
     small LLM trained from scratch then learns question-specific readings of one image (which finding is asked
     about) in hundreds of steps instead of not at all (docs/demo.md).
+
+    `preprocessing` (the corpus build's settings) drops templates whose answer those settings remove from the
+    pixels (`breastgpt.corpus.templates.evidence`).
     """
     if answer_style not in ANSWER_STYLES:
         raise ValueError(f"answer_style {answer_style!r} not in {ANSWER_STYLES}")
@@ -77,7 +85,7 @@ def render_sample(view: SampleView, tset: TemplateSet | None = None, answer_styl
         raise ValueError(f"media_position {media_position!r} not in {MEDIA_POSITIONS}")
     tset = tset or load_templates()
     records = []
-    for t in applicable_templates(view, tset):
+    for t in applicable_templates(view, tset, preprocessing):
         rec = render_one(view, t, tset, answer_style, media_position)
         if rec is not None:
             records.append(rec)
