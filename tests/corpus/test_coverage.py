@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from breastgpt.corpus.build import BuildConfig, SourceSpec, build_corpus
 from breastgpt.corpus.cli import app as corpus_app
+from breastgpt.corpus.pathway import pathway_template_ids
 from breastgpt.corpus.templates import load_templates
 from breastgpt.synth.cohort import GENERATORS, generate
 
@@ -27,6 +28,7 @@ def test_every_template_gets_records_from_the_synthetic_sources(tmp_path: Path, 
     stats = json.loads(result.stdout)
     templates = {t.id for t in load_templates().templates}
     assert len(templates) >= 136
+    templates |= set(pathway_template_ids())  # the linked cohort's patients give pathway records too
     assert set(stats["by_template"]) == templates
     assert all(count > 0 for count in stats["by_template"].values())
     assert set(stats["by_source"]) == set(GENERATORS)
