@@ -105,12 +105,18 @@ def _options(template: dict[str, Any], value: bool, rec_id: str) -> tuple[list[s
     return [template["options"][str(v).lower()] for v in values], values.index(value), values
 
 
+def closed_question(question: str, options: list[str], answer_style: str = "letter") -> str:
+    """A multiple-choice question as the corpus writes it: the question, lettered options, the answer rule."""
+    from breastgpt.corpus.templates import load_templates
+
+    suffix = load_templates().prompts["closed_suffix_text" if answer_style == "text" else "closed_suffix"]
+    return "\n".join([question, *[f"{LETTERS[i]}. {o}" for i, o in enumerate(options)], suffix])
+
+
 def _final_turn(template: dict[str, Any], study: Study, rec_id: str, answer_style: str,
                 media_position: str) -> tuple[list[dict[str, str]], dict[str, Any]]:
     options, answer, values = _options(template, bool(study.labels[template["field"]]), rec_id)
-    suffix = "Answer with the text of the correct option." if answer_style == "text" else \
-        "Answer with the letter of the correct option."
-    question = "\n".join([template["question"], *[f"{LETTERS[i]}. {o}" for i, o in enumerate(options)], suffix])
+    question = closed_question(template["question"], options, answer_style)
     reply = options[answer] if answer_style == "text" else f"{LETTERS[answer]}. {options[answer]}"
     label = {"options": options, "answer_index": answer, "answer_letter": LETTERS[answer],
              "clinical_target": {"name": "biomarker_status", "kind": "binary", "option_values": values}}
@@ -168,5 +174,5 @@ def linked_patients(records: Iterable[Record]) -> dict[str, int]:
     return {"records": len(rows), "patients": len(patients), "patients_with_three_stages": len(three)}
 
 
-__all__ = ["PATHWAY_PREFIX", "Study", "is_pathway", "linked_patients", "pathway_records", "pathway_template_ids",
+__all__ = ["PATHWAY_PREFIX", "Study", "closed_question", "is_pathway", "linked_patients", "pathway_records", "pathway_template_ids",
            "pathway_templates", "patient_records", "study_from_item"]
