@@ -34,9 +34,53 @@ class AskInputs:
             raise ValueError("--tile-mpp and --tile-size-level0 describe a --slide-features file; give one")
 
 
+HISTORY_MEDIA = ("image", "volume", "slide_features")
+
+
+class HistoryError(ValueError):
+    """A conversation-history file that cannot be used (the message names the file and the fix)."""
+
+
+def _history_part(part: Any, base: Path, where: str, expect_dim: int | None) -> dict[str, Any]:
+    if not isinstance(part, dict) or part.get("type") not in ("text", *HISTORY_MEDIA):
+        raise HistoryError(f"{where}: a part is {{'type': 'text', 'text': ...}} or {{'type': one of "
+                           f"{HISTORY_MEDIA}, 'path': ...}}, got {part!r}")
+    if part["type"] == "text":
+        return {"type": "text", "text": str(part.get("text", ""))}
+    path = base / str(part.get("path", ""))
+    if part["type"] == "image":
+        return {"type": "image", "image": load_image(path)}
+    if part["type"] == "volume":
+        return {"type": "volume", "volume": load_volume(path, window=part.get("window"))[0]}
+    return load_slide_features(path, expect_dim=expect_dim).part()
+
+
+def load_history(path: str | Path, expect_dim: int | None = None) -> list[dict[str, Any]]:
+    """Earlier turns of a conversation from a JSON file: a list of {"role": "user" | "assistant", "content": text
+    or a list of parts}, media parts naming files relative to the history file (the layout of an OpenAI message
+    history, with local paths in place of URLs). Media are read through the same readers as the question's."""
+    path = Path(path)
+    try:
+        turns = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise HistoryError(f"{path}: cannot read a JSON conversation history ({error}); see docs/pathway.md") from None
+    if not isinstance(turns, list) or not all(isinstance(t, dict) and t.get("role") in ("user", "assistant")
+                                              and set(t) == {"role", "content"} for t in turns):
+        raise HistoryError(f"{path}: expected a list of {{'role': 'user' | 'assistant', 'content': ...}} objects")
+    messages = []
+    for i, turn in enumerate(turns):
+        content = turn["content"]
+        if isinstance(content, list):
+            content = [_history_part(p, path.parent, f"{path}: turn {i + 1}", expect_dim) for p in content]
+        messages.append({"role": turn["role"], "content": content})
+    return messages
+
+
 def build_conversation(engine: Engine, question: str, inputs: AskInputs, stage: str,
-                       console: Console | None = None, task: str = "open_vqa") -> tuple[Conversation, SlideInput | None]:
-    """Read every input through the readers and put them before the question, in a fixed order."""
+                       console: Console | None = None, task: str = "open_vqa",
+                       history: list[dict[str, Any]] | None = None) -> tuple[Conversation, SlideInput | None]:
+    """Read every input through the readers and put them before the question, in a fixed order, after the
+    earlier turns of `history` (processor messages, e.g. from `load_history`)."""
     parts: list[dict[str, Any]] = []
     for path in inputs.images:
         parts.append({"type": "image", "image": load_image(path)})
@@ -59,15 +103,16 @@ def build_conversation(engine: Engine, question: str, inputs: AskInputs, stage: 
     if slide is not None:
         parts.append(slide.part())
     parts.append({"type": "text", "text": question})
-    return Conversation([{"role": "user", "content": parts}], stage=stage, task=task), slide
+    return Conversation([*(history or []), {"role": "user", "content": parts}], stage=stage, task=task), slide
 
 
 def run_ask(model: Path, question: str, inputs: AskInputs, *, stage: str = "diagnosis", task: str = "open_vqa",
             max_new_tokens: int = 256,
             temperature: float = 0.0, device: str | None = None, explain: Path | None = None,
-            console: Console | None = None) -> Iterator[str]:
+            console: Console | None = None, history: Path | None = None) -> Iterator[str]:
     engine = Engine.from_pretrained(model, device=device)
-    conversation, slide = build_conversation(engine, question, inputs, stage, console, task)
+    turns = load_history(history, getattr(engine.processor, "slide_feature_dim", None)) if history else None
+    conversation, slide = build_conversation(engine, question, inputs, stage, console, task, turns)
     params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature)
     yield from engine.stream(conversation, params)
     if explain is not None:
