@@ -23,7 +23,7 @@ STAGES = ("screening", "diagnosis", "treatment", "unknown")
 MODALITIES = ("mammography", "ultrasound", "mri", "ct", "pathology", "unknown")
 FAMILIES = ("closed_vqa", "open_vqa", "grounding", "grounded_caption", "report")
 PROVENANCES = ("label", "report", "generated", "unknown")
-VARIANTS = ("full", "no_image", "shuffle_image", "permute_options")
+VARIANTS = ("full", "no_image", "shuffle_image", "permute_options", "no_prior_media")
 OPTION_LETTERS = "ABCDEF"
 
 # Aliases seen in published files and other tools; everything else outside the vocabularies is an error.
