@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from breastgpt.artifacts import atomic_write_json
+from breastgpt.corpus.records import STAGES
+from breastgpt.corpus.sources.base import MODALITIES
 
 FORMAT, VERSION = "breastgpt-case", 1
-STAGES = ("screening", "diagnosis", "treatment")
-MODALITIES = ("mammography", "ultrasound", "mri", "ct", "pathology")
 MEDIA_KINDS = ("image", "volume", "slide", "slide_features")
 CASE_FILE = "case.json"
 

@@ -22,13 +22,12 @@ from pathlib import Path
 from string import Template as TextTemplate
 from typing import Any, Iterable
 
-from breastgpt.corpus.records import MEDIA_TOKENS, MediaRef, Provenance, Record, record_id
+from breastgpt.corpus.records import MEDIA_TOKENS, STAGES, MediaRef, Provenance, Record, record_id
 from breastgpt.corpus.templates.render import LETTERS, system_prompt
 
 PATHWAY_PREFIX = "pathway-"
 DEFAULT_STAGE = {"mammography": "screening", "ct": "screening", "ultrasound": "diagnosis", "mri": "diagnosis",
                  "pathology": "treatment"}
-STAGE_ORDER = ("screening", "diagnosis", "treatment")
 _DATA = Path(__file__).with_name("templates") / "data" / "pathway.json"
 
 
@@ -132,7 +131,7 @@ def patient_records(studies: list[Study], answer_style: str = "letter", media_po
         return []
     history: list[dict[str, str]] = []
     used: list[Study] = []
-    for stage in STAGE_ORDER[:-1]:
+    for stage in STAGES[:-1]:
         study = first.get(stage)
         turn = _history_turn(study, media_position) if study is not None else None
         if turn is not None:

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from breastgpt.corpus.labels import FIELDS
+from breastgpt.corpus.records import STAGES
 from breastgpt.corpus.sources.base import (SourceProblem, SourceSample, checked_sample, hashed_id, register,
                                            safe_id)
 from breastgpt.corpus.sources.tables import TableError, cell, parse_bool, read_table
 
 STRUCTURE = ("patient", "study", "modality", "kind", "files", "sample", "masks", "report", "report_file", "split",
              "stage", "date")
-STAGES = ("screening", "diagnosis", "treatment")
 
 
 def parse_label(name: str, text: str) -> Any:
