@@ -176,6 +176,15 @@ def test_cli_case_run_and_from_source(synthetic_cases, tiny_checkpoint, tmp_path
                                       str(tmp_path / "out"), "--encoder", "tiny-random", "--max-new-tokens", "4"])
     assert result.exit_code == 0, result.output
     assert "[treatment]" in result.output and (tmp_path / "out" / "report.html").is_file()
+    raw = generate(tmp_path / "raw", 3, ["pathway_cohort"], seed=5)["pathway_cohort"]
+    monkeypatch.setenv("BREASTGPT_DEID_SECRET", "cli-case-secret-0123456789abcdef")
+    made = CliRunner().invoke(app, ["from-source", "pathway_cohort", str(raw), "--out", str(tmp_path / "cases")])
+    assert made.exit_code == 0, made.output
+    folders = sorted((tmp_path / "cases").iterdir())
+    assert len(folders) == 3 and all(len(load_case(f).studies) == 3 for f in folders)
+    written = " ".join(str(p.relative_to(tmp_path)) for p in (tmp_path / "cases").rglob("*"))
+    written += " ".join((f / "case.json").read_text() for f in folders)
+    assert not [s for s in ("PWMRN", "PWACC", "patient_0", "screening_mammogram") if s in written]
     monkeypatch.delenv("BREASTGPT_DEID_SECRET", raising=False)
     empty = CliRunner().invoke(app, ["from-source", "pathway_cohort", str(tmp_path), "--out", str(tmp_path / "c")])
     assert empty.exit_code == 2 and "BREASTGPT_DEID_SECRET" in words(empty.output)

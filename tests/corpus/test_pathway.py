@@ -103,3 +103,15 @@ def test_a_pathway_needs_screening_and_a_labelled_treatment_study():
     (record,) = patient_records([later, first, treatment], answer_style="text", media_position="after")
     assert record.messages[2]["content"] == "BI-RADS 4"  # the earliest screening study opens the pathway
     assert record.messages[1]["content"].endswith("<image>") and record.messages[-1]["content"].startswith("ER-")
+
+
+def test_a_manifest_stage_outside_the_pathway_is_a_source_problem(tmp_path):
+    from breastgpt.corpus.sources import SourceProblem, get_adapter
+
+    root = generate(tmp_path / "raw", 1, ["pathway_cohort"], seed=0)["pathway_cohort"]
+    manifest = root / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace(",diagnosis,", ",triage,", 1))
+    found = list(get_adapter("pathway_cohort").discover(root))
+    problems = [p for p in found if isinstance(p, SourceProblem)]
+    assert len(found) == 3 and len(problems) == 1 and "triage" in problems[0].reason
+    assert sorted(s.meta["stage"] for s in found if not isinstance(s, SourceProblem)) == ["screening", "treatment"]
