@@ -130,6 +130,7 @@ SUBAPPS: dict[str, tuple[str, str]] = {
     "model": ("breastgpt.model.cli", "Build and describe BreastGPT checkpoints."),
     "train": ("breastgpt.train.cli", "Stage-1 / stage-2 supervised fine-tuning, full or LoRA, with exact resume."),
     "bench": ("breastgpt.bench.cli", "Score, compare and report BreastStage-Bench runs."),
+    "case": ("breastgpt.case.cli", "One patient's care pathway: case folders, stage-by-stage runs, case reports."),
 }
 _registered: set[str] = set()
 

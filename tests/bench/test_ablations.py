@@ -186,3 +186,32 @@ def test_locate_options_spans() -> None:
 def test_unknown_ablation_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown ablation"):
         build_ablation("no-text", [])
+
+
+def _pathway_record(rid: str = "pw1") -> Record:
+    media = [MediaRef("media/a.png", "a" * 64, "image"), MediaRef("media/b.png", "b" * 64, "image"),
+             MediaRef("features/c.h5", "c" * 64, "slide")]
+    messages = [{"role": "system", "content": "sys"},
+                {"role": "user", "content": "<image>\nScreening mammogram. BI-RADS?"},
+                {"role": "assistant", "content": "BI-RADS 4"},
+                {"role": "user", "content": "<image>\nUltrasound. Benign or malignant?"},
+                {"role": "assistant", "content": "Malignant"},
+                {"role": "user", "content": "<slide>\nER status?\nA. ER-positive\nB. ER-negative\nAnswer with the letter."},
+                {"role": "assistant", "content": "A. ER-positive"}]
+    return Record(id=rid, source="s", patient_key="p1", study_key="k", stage="treatment", modality="pathology",
+                  kind="slide", task_family="closed_vqa", template_id="pathway-er-treatment",
+                  answer_provenance=Provenance("label"), split="bench", messages=messages,
+                  label={"options": ["ER-positive", "ER-negative"], "answer_index": 0}, media=media)
+
+
+def test_no_prior_media_keeps_the_history_text_and_the_last_turns_media() -> None:
+    ablated = build_ablation("no-prior-media", [_pathway_record(), make_record("r2", "p2")])
+    assert ablated.variant == "no_prior_media" and len(ablated.prompts) == 1
+    assert ablated.refused == {"r2": "no media in earlier turns to remove"}
+    record = ablated.prompts[0].record
+    assert [m.kind for m in record.media] == ["slide"]
+    users = [m["content"] for m in record.messages if m["role"] == "user"]
+    assert users[0] == "Screening mammogram. BI-RADS?" and users[1] == "Ultrasound. Benign or malignant?"
+    assert users[2].startswith("<slide>\nER status?")
+    assert [m["content"] for m in record.messages if m["role"] == "assistant"] == ["BI-RADS 4", "Malignant",
+                                                                                   "A. ER-positive"]

@@ -1,8 +1,8 @@
 """The full demo's recipe in miniature: per-model encoder pre-training, frozen encoders, re-worded conversations and
 the thumbnail comparator, end to end (the quick demo trains neither a comparator nor pre-trained encoders).
 
-Two sources (mammography DICOM and slides), 12 synthetic patients each and a handful of steps: nothing here is
-about accuracy, only that every part of the default path runs and does what its settings say.
+Three sources (mammography DICOM, slides and the linked pathway cohort), 12 synthetic patients each and a handful of
+steps: nothing here is about accuracy, only that every part of the default path runs and does what its settings say.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from breastgpt.demo import run_demo
 from breastgpt.demo.settings import DemoSettings
 from breastgpt.synth.writers import PLANTED_IDENTIFIERS, PLANTED_PATIENT_ID_PREFIX
 
-MINI = DemoSettings(name="mini", deid_patients=2, sources=("vindr_mammo", "bcnb"), patients=12, train_steps=6,
-                    micro_batch=4, bootstrap=200, encoder_steps=4, freeze_encoders=True, train_variants=2)
+MINI = DemoSettings(name="mini", deid_patients=2, sources=("vindr_mammo", "bcnb", "pathway_cohort"), patients=12,
+                    train_steps=6, micro_batch=4, bootstrap=200, encoder_steps=4, freeze_encoders=True,
+                    train_variants=2, ablations=("no-image", "shuffle-image", "no-prior-media"))
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def test_every_stage_runs_in_order(mini_demo) -> None:
                             "task set", "slide features", "model", "train breastgpt", "train thumbnail", "bench",
                             "score", "report"]
     assert stages["synthesize DICOM"].figures == {"patients": 2, "dicom_files": 8}
-    assert stages["cohort"].figures["patients"] == 24
+    assert stages["cohort"].figures["patients"] == 36
     assert stages["audit"].figures["leakage"] is False
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "not a medical device" in html
@@ -102,3 +103,20 @@ def test_a_failed_comparator_process_names_its_error_and_log(tmp_path) -> None:
     reported = _Running(subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(1)"]), result, log, 1)
     with pytest.raises(RuntimeError, match="DataError: bad slide"):
         finish_comparator(reported)
+
+
+def test_pathway_items_are_trained_benched_with_and_without_earlier_media_and_reported(mini_demo) -> None:
+    out, summary = mini_demo
+    stages = {stage.name: stage for stage in summary.stages}
+    counts = stages["task set"].figures["pathway"]
+    assert counts["train"] > 0 and counts["bench"] > 0 and counts["train"] + counts["bench"] == 24
+    train = [json.loads(line) for line in (out / "task_set" / "train_conversations.jsonl").read_text().splitlines()]
+    pathway_rows = [r for r in train if sum(m["role"] == "user" for m in r["messages"]) == 3 and r["slides"]]
+    assert len(pathway_rows) == counts["train"]
+    bench = [json.loads(line) for line in (out / "task_set" / "bench.jsonl").read_text().splitlines()]
+    assert not [r for r in bench if r["source"] == "pathway_cohort" and not r["template_id"].startswith("pathway-")]
+    rows = summary.results["pathway"]
+    assert rows[0]["set"] == "all pathway items" and rows[0]["n_items"] == counts["bench"]
+    assert rows[0]["no_prior_media"]["n_items"] == counts["bench"] and "difference" in rows[0]
+    assert all(row["set"] != "pathway" for m in summary.results["models"].values() for row in m["table"])
+    assert "Care pathway" in (out / "report.html").read_text()

@@ -17,6 +17,9 @@ accuracy on the same items between the full run and the ablated one (`aggregate.
   option (p + k) mod n at position p — as variants `circular_1` … `circular_{n−1}`; with the full answer, an item
   counts as right only when it is right under every rotation. Cost: n − 1 extra prompts per closed item
   (3 for four options), stated in run.json and in the report.
+* `no-prior-media`: for multi-turn (pathway) items, the media of every user turn before the last are removed with
+  their placeholders; the earlier turns' text and answers stay, as do the last turn's media. Does the answer
+  depend on the earlier stages' images? Items whose earlier turns carry no media are refused.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from typing import Any
 from breastgpt.corpus.records import MEDIA_TOKENS, MediaRef, Record
 
 ABLATIONS: dict[str, str] = {"no-image": "no_image", "shuffle-image": "shuffle_image",
-                             "permute-options": "permute_options", "circular": "circular"}
+                             "permute-options": "permute_options", "circular": "circular",
+                             "no-prior-media": "no_prior_media"}
 LETTERS = "ABCDEF"
 _PLACEHOLDER = re.compile("(?:" + "|".join(re.escape(t) for t in MEDIA_TOKENS.values()) + r")[ \t]*\n?")
 
@@ -40,7 +44,7 @@ class Prompt:
     """What one model request shows for one item under one variant."""
 
     item_id: str
-    variant: str  # full | no_image | shuffle_image | permute_options | circular_k
+    variant: str  # full | no_image | shuffle_image | permute_options | circular_k | no_prior_media
     record: Record
     option_order: tuple[int, ...] | None = None  # permute_options: presented position -> original index
     donors: tuple[str, ...] = ()  # shuffle_image: ids of the records the media came from
@@ -86,6 +90,8 @@ def build_ablation(name: str, records: list[Record], seed: int = 0) -> AblationS
         return _no_image_set(records)
     if name == "shuffle-image":
         return shuffle_image_set(records, seed)
+    if name == "no-prior-media":
+        return _no_prior_media_set(records)
     return _permute_set(records, seed)
 
 
@@ -111,6 +117,29 @@ def _no_image_set(records: list[Record]) -> AblationSet:
             out.prompts.append(Prompt(r.id, "no_image", no_image(r)))
         else:
             out.refused[r.id] = "no visual input to remove"
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- no-prior-media
+
+
+def no_prior_media(record: Record) -> Record:
+    """The record with the media of every user turn before the last removed (placeholders and all)."""
+    last = max(i for i, m in enumerate(record.messages) if m["role"] == "user")
+    earlier = "".join(m["content"] for m in record.messages[:last] if m["role"] == "user")
+    dropped = len(_PLACEHOLDER.findall(earlier))
+    messages = [{**m, "content": _PLACEHOLDER.sub("", m["content"]).strip()} if m["role"] == "user" and i < last
+                else dict(m) for i, m in enumerate(record.messages)]
+    return replace(record, messages=messages, media=list(record.media[dropped:]))
+
+
+def _no_prior_media_set(records: list[Record]) -> AblationSet:
+    out = AblationSet("no_prior_media", "no_prior_media", [])
+    for r in records:
+        if len(no_prior_media(r).media) == len(r.media):
+            out.refused[r.id] = "no media in earlier turns to remove"
+        else:
+            out.prompts.append(Prompt(r.id, "no_prior_media", no_prior_media(r)))
     return out
 
 

@@ -26,7 +26,7 @@ PROVENANCES = ("label", "report", "generated", "unknown")
 OPTION_LETTERS = "ABCDEF"
 # circular_k: the closed options rotated by k positions (circular evaluation, ablations.py)
 CIRCULAR_VARIANTS = tuple(f"circular_{k}" for k in range(1, len(OPTION_LETTERS)))
-VARIANTS = ("full", "no_image", "shuffle_image", "permute_options", *CIRCULAR_VARIANTS)
+VARIANTS = ("full", "no_image", "shuffle_image", "permute_options", "no_prior_media", *CIRCULAR_VARIANTS)
 
 # Aliases seen in published files and other tools; everything else outside the vocabularies is an error.
 _STAGE_ALIASES = {"treatment planning": "treatment", "treatment_planning": "treatment", "dx": "diagnosis",

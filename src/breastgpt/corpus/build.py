@@ -1,7 +1,8 @@
 """The resumable corpus build: adapters → normalise_media → templates → records, with per-item state.
 
 Layout of a build folder:
-  records.jsonl, records.parquet     the corpus (sorted by source, sample id, template order)
+  records.jsonl, records.parquet     the corpus (sorted by source, sample id, template order; then the pathway
+                                     records linking each patient's studies, `breastgpt.corpus.pathway`)
   media/                             content-addressed normalised media (written by normalise_media)
   manifest.json                      sha256 of every output and media file + config + code/template versions
   preprocessing.json                 how the media were normalised (breastgpt.preprocessing); training copies it
@@ -35,6 +36,7 @@ from breastgpt.artifacts import sha256_file as _sha256_file
 from breastgpt.corpus.build_items import (ItemTask, input_keys, process_item, read_item_state,
                                           slide_feature_id, state_reference)
 from breastgpt.corpus.completeness import MAX_LOST_FRACTION, incomplete_sources, outcome_table, source_outcomes
+from breastgpt.corpus.pathway import pathway_records, study_from_item
 from breastgpt.corpus.quarantine import input_reference, quarantine_row
 from breastgpt.corpus.records import (Record, atomic_write_json, write_jsonl, write_records_jsonl,
                                       write_records_parquet)
@@ -362,7 +364,7 @@ def build_corpus(config: BuildConfig, *, adapters: Mapping[str, Any] | None = No
 def finalise(config: BuildConfig, tasks: list[ItemTask], problems: list[dict[str, Any]], samples: list[Any],
              summary: BuildSummary) -> None:
     """Assemble the corpus from item states in sorted order, gate it for PHI, write outputs and the manifest."""
-    records, quarantine, referenced = [], list(problems), set()
+    records, quarantine, referenced, studies = [], list(problems), set(), []
     for task in tasks:
         state = read_item_state(config.out, task.state_key)
         if state is None or state["fingerprint"] != task.fingerprint:
@@ -372,6 +374,8 @@ def finalise(config: BuildConfig, tasks: list[ItemTask], problems: list[dict[str
             continue
         referenced.update(state["media"]["paths"], state["media"].get("mask_paths", []))
         records.extend(Record.from_dict(r) for r in state["records"])
+        studies.append(study_from_item(task.sample, task.patient_key, task.study_key, task.split, state))
+    records.extend(pathway_records(studies, config.answer_style, config.media_position))
     summary.phi_gate = phi_gate(records, quarantine, samples)
     quarantine = redact_quarantine(quarantine, samples)
     summary.quarantined = len(quarantine)

@@ -73,14 +73,14 @@ class DemoSummary:
         return table
 
     def tables(self) -> list[Table]:
-        from breastgpt.demo.report import comparison_rich_table, learning_rich_table
+        from breastgpt.demo.report import comparison_rich_table, learning_rich_table, pathway_rich_table
 
         out = [self.table()]
         if self.results:
             out.append(learning_rich_table(self.results))
-            comparison = comparison_rich_table(self.results)
-            if comparison is not None:
-                out.append(comparison)
+            for extra in (comparison_rich_table(self.results), pathway_rich_table(self.results)):
+                if extra is not None:
+                    out.append(extra)
         return out
 
     def as_dict(self) -> dict[str, Any]:

@@ -99,25 +99,34 @@ def stage_audit(ctx: Any) -> dict[str, Any]:
 
 
 def stage_task_set(ctx: Any) -> dict[str, Any]:
-    """The demo's task set: closed questions whose answer the synthetic image determines (`demo/tasks.py`)."""
+    """The demo's task set: closed questions whose answer the synthetic image determines (`demo/tasks.py`), and
+    the pathway records linking each linked patient's stages."""
+    from breastgpt.corpus.pathway import is_pathway
     from breastgpt.corpus.records import iter_jsonl
-    from breastgpt.demo.tasks import conversations, image_dependent_templates, select_records
+    from breastgpt.demo.tasks import (PATHWAY_ONLY_SOURCES, conversations, image_dependent_templates, pathway_rows,
+                                      select_records)
 
     templates = image_dependent_templates()
-    chosen = select_records(iter_jsonl(ctx.state["corpus"] / "records.jsonl"), templates)
+    records = list(iter_jsonl(ctx.state["corpus"] / "records.jsonl"))
+    single = [r for r in select_records(records, templates) if r["source"] not in PATHWAY_ONLY_SOURCES]
+    pathway = [r for r in records if is_pathway(r)]
+    chosen = single + pathway
     folder = ctx.out / "task_set"
     figures: dict[str, Any] = {"templates": len(templates)}
     for split in ("train", "bench"):
         rows = [r for r in chosen if r["split"] == split]
         atomic_write_text(folder / f"{split}.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         figures[split] = len(rows)
-    train = conversations((r for r in chosen if r["split"] == "train"), ctx.settings.seed,
+    train = conversations((r for r in single if r["split"] == "train"), ctx.settings.seed,
                           group=ctx.settings.group_turns, max_turns=ctx.settings.max_turns,
                           variants=ctx.settings.train_variants)
+    train += pathway_rows(r for r in pathway if r["split"] == "train")
     atomic_write_text(folder / "train_conversations.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in train))
     figures["train_conversations"] = len(train)
     figures["bench_by_modality"] = dict(sorted(Counter(r["modality"] for r in chosen if r["split"] == "bench").items()))
     figures["bench_patients"] = len({(r["source"], r["patient_key"]) for r in chosen if r["split"] == "bench"})
+    if pathway:
+        figures["pathway"] = {split: sum(1 for r in pathway if r["split"] == split) for split in ("train", "bench")}
     atomic_write_text(folder / "templates.txt", "".join(f"{t}\n" for t in templates))
     ctx.state["task_set"] = folder
     return figures

@@ -1,5 +1,6 @@
 """Demo stages that measure: the benchmark (with shortcut ablations) for both models, then the learning
-criterion and the slide-branch vs thumbnail comparison, every figure with a patient-clustered 95 % interval."""
+criterion, the slide-branch vs thumbnail comparison and the pathway items with and without the earlier stages'
+media, every figure with a patient-clustered 95 % interval."""
 
 from __future__ import annotations
 
@@ -176,16 +177,61 @@ def slide_comparison(a: Scored, b: Scored, n_resamples: int, seed: int) -> list[
     return rows
 
 
+def split_pathway(scored: Scored) -> tuple[Scored, Scored | None]:
+    """(the image-dependent single-question items, the pathway items or None): the criterion reads the first."""
+    from breastgpt.corpus.pathway import PATHWAY_PREFIX
+
+    pathway = np.array([it.template_id.startswith(PATHWAY_PREFIX) for it in scored.items], bool)
+
+    def part(mask: np.ndarray) -> Scored:
+        # a variant that asked none of these items (no-prior-media on single questions) has no figure here
+        correct = {v: c[mask] for v, c in scored.correct.items() if v == "full" or np.isfinite(c[mask]).any()}
+        return Scored([it for it, m in zip(scored.items, mask) if m], correct,
+                      None if scored.prior is None else scored.prior[mask])
+
+    return part(~pathway), (part(pathway) if pathway.any() else None)
+
+
+def pathway_table(scored: Scored, n_resamples: int, seed: int) -> list[dict[str, Any]]:
+    """Pathway items (several stages in one conversation): accuracy with every earlier stage's media and without
+    them (`no_prior_media`), and the paired difference, overall and per template, patient-clustered intervals."""
+    from breastgpt.bench.statistics import ClusterResampler, MetricSpec
+
+    items = scored.items
+    rs = ClusterResampler(np.array([it.patient_key for it in items]), n_resamples=n_resamples, seed=seed)
+    template = np.array([it.template_id for it in items])
+    masks = {"all pathway items": np.ones(len(items), bool), **{t: template == t for t in sorted(set(template))}}
+    full, without = scored.correct["full"], scored.correct.get("no_prior_media")
+    rows = []
+    for where, mask in masks.items():
+        specs = {"full": MetricSpec.mean(full, mask)}
+        if without is not None and np.isfinite(without[mask]).any():
+            specs["no_prior_media"] = MetricSpec.mean(without, mask)
+            specs["difference"] = MetricSpec.mean_difference(full, without, mask)
+        rows.append({"set": where, "n_items": int(mask.sum()),
+                     "n_patients": len({it.patient_key for it, m in zip(items, mask) if m}),
+                     "chance": float(np.mean([1.0 / len(it.options) for it, m in zip(items, mask) if m])),
+                     **{k: iv.as_dict() for k, iv in rs.bootstrap_batch(specs).items()}})
+    return rows
+
+
 def stage_score(ctx: Any) -> dict[str, Any]:
-    """The learning criterion (image-dependent set) and the slide-branch vs thumbnail paired difference."""
+    """The learning criterion (image-dependent set), the slide-branch vs thumbnail paired difference, and the
+    pathway items with and without the earlier stages' media."""
     from breastgpt.bench.items import item_from_record
     from breastgpt.corpus.records import iter_jsonl
 
     s = ctx.settings
     items = [item_from_record(row, f"bench:{i}") for i, row in enumerate(iter_jsonl(ctx.state["task_set"] / "bench.jsonl"))]
     train_rows = list(iter_jsonl(ctx.state["task_set"] / "train.jsonl"))
-    scored = {name: score_model(items, ctx.state[f"bench:{name}"]) for name in _trained(ctx)}
+    scored, pathway = {}, None
+    for name in _trained(ctx):
+        scored[name], pathway_part = split_pathway(score_model(items, ctx.state[f"bench:{name}"]))
+        pathway = pathway_part if name == "breastgpt" else pathway
+    items = scored["breastgpt"].items
     results: dict[str, Any] = {"models": {}}
+    if pathway is not None:
+        results["pathway"] = pathway_table(pathway, s.bootstrap, s.seed)
     for name, sc in scored.items():
         sc.prior = prior_correct(items, train_rows)
         table = learning_table(sc, s.bootstrap, s.seed)
@@ -202,6 +248,9 @@ def stage_score(ctx: Any) -> dict[str, Any]:
     if "slide_vs_thumbnail" in results:
         path = next(r for r in results["slide_vs_thumbnail"] if r["set"] == "pathology")
         figures["pathology_slide_minus_thumbnail"] = _pct(path["difference"], signed=True)
+    if "pathway" in results:
+        figures["pathway"] = _pct(results["pathway"][0]["full"])
+        figures["pathway_no_prior_media"] = _pct(results["pathway"][0].get("no_prior_media"))
     return figures
 
 
@@ -212,5 +261,5 @@ def _pct(iv: dict[str, Any] | None, signed: bool = False) -> str:
     return f"{fmt.format(100 * iv['point'])} [{fmt.format(100 * iv['low'])}, {fmt.format(100 * iv['high'])}]"
 
 
-__all__ = ["MIN_OVER_CHANCE", "MIN_OVER_NO_IMAGE", "criterion", "learning_table", "prior_correct", "score_model",
-           "slide_comparison", "stage_bench", "stage_score", "template_table"]
+__all__ = ["MIN_OVER_CHANCE", "MIN_OVER_NO_IMAGE", "criterion", "learning_table", "pathway_table", "prior_correct",
+           "score_model", "slide_comparison", "split_pathway", "stage_bench", "stage_score", "template_table"]

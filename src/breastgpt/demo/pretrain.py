@@ -90,7 +90,12 @@ def _answer(record: dict[str, Any]) -> str:
 
 
 def encoder_task(records: list[dict[str, Any]]) -> EncoderTask:
-    """Classes and per-medium labels from closed training records; refuses any record not in the train split."""
+    """Classes and per-medium labels from closed training records; refuses any record not in the train split.
+    Pathway records are left out: they mix several studies' media, and the medium their answer reads (the slide)
+    is pre-trained through the single-study records."""
+    from breastgpt.corpus.pathway import is_pathway
+
+    records = [r for r in records if not is_pathway(r)]
     for record in records:
         if record.get("split") != "train":
             raise ValueError(f"record {record.get('id')}: split {record.get('split')!r}; encoder pre-training reads "

@@ -1,4 +1,5 @@
-"""The demo's HTML report and its printed summary tables (stages, learning criterion, slide vs thumbnail)."""
+"""The demo's HTML report and its printed summary tables (stages, learning criterion, slide vs thumbnail, care
+pathway)."""
 
 from __future__ import annotations
 
@@ -122,9 +123,23 @@ def comparison_rich_table(results: dict[str, Any]) -> Table | None:
     return table
 
 
+def pathway_rich_table(results: dict[str, Any]) -> Table | None:
+    rows = results.get("pathway")
+    if not rows:
+        return None
+    table = Table(title="Care pathway items: accuracy % [95 % CI, patient bootstrap]")
+    for column in ("items", "n", "patients", "chance", "with earlier media", "without", "difference"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["set"], str(row["n_items"]), str(row["n_patients"]), _pct(row["chance"]),
+                      fmt_interval(row["full"]), fmt_interval(row.get("no_prior_media")),
+                      fmt_interval(row.get("difference")))
+    return table
+
+
 def write_html(path: Path, summary: dict[str, Any], results: dict[str, Any] | None, bench_reports: list[str]) -> Path:
     return atomic_write_text(path, render_report(summary, results, bench_reports))
 
 
-__all__ = ["accuracy_plot", "comparison_rich_table", "fmt_interval", "learning_rich_table", "render_report",
+__all__ = ["accuracy_plot", "comparison_rich_table", "fmt_interval", "learning_rich_table", "pathway_rich_table", "render_report",
            "write_bench_reports", "write_html"]

@@ -12,6 +12,7 @@ FULL_SOURCES: tuple[str, ...] = (
     "ct_rate", "ct_cohort",  # chest CT
     "mri_cohort_a", "mri_cohort_b",  # breast MRI (institutional manifests)
     "tcga_brca", "bcnb",  # whole-slide pathology
+    "pathway_cohort",  # linked patients: screening mammogram, diagnostic ultrasound, biopsy slide (pathway items)
 )
 # --quick: two mammography sources (what the small model learns to read first, docs/demo.md), one MRI cohort and
 # slides so that every branch trains; no comparator (the test suite's time), one shortcut ablation.
@@ -57,7 +58,8 @@ class DemoSettings:
 # 600 steps read more from the pixels; the frozen encoders' memo, mask-free causal attention and the comparator
 # trained in a second process pay for the extra steps).
 FULL = DemoSettings(name="full", deid_patients=8, sources=FULL_SOURCES, patients=30, train_steps=1400,
-                    train_variants=12, encoder_steps=600, freeze_encoders=True)
+                    train_variants=12, encoder_steps=600, freeze_encoders=True,
+                    ablations=("no-image", "shuffle-image", "no-prior-media"))
 QUICK = DemoSettings(name="quick", deid_patients=3, sources=QUICK_SOURCES, patients=24, train_steps=150,
                      ablations=("no-image",), bootstrap=1000, comparator=False)
 

@@ -17,6 +17,10 @@ from breastgpt.corpus.templates import Template, load_templates
 from breastgpt.corpus.templates.render import LETTERS
 from breastgpt.synth.contract import is_rendered
 
+# Sources of linked patients: their studies enter the task set through the pathway records only, so the
+# single-question figures (and the criterion) keep the same sources as without them.
+PATHWAY_ONLY_SOURCES = ("pathway_cohort",)
+
 # Builders whose answer is one label fact (a yes/no on a field or one dict key, or a field's value).
 _SINGLE_FACT_BUILDERS = ("yes_no", "field_choice")
 
@@ -135,5 +139,17 @@ def _conversation(group: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-__all__ = ["answer_facts", "conversations", "image_dependent_templates", "is_image_dependent", "reword",
+def pathway_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pathway records as ms-swift training rows, turns and media unchanged (they are conversations already)."""
+    rows = []
+    for record in sorted(records, key=lambda r: r["id"]):
+        row: dict[str, Any] = {"id": record["id"], "messages": [dict(m) for m in record["messages"]],
+                               "images": [], "videos": [], "slides": []}
+        for media in record["media"]:
+            row[_SWIFT_MEDIA[media["kind"]]].append(media["path"])
+        rows.append(row)
+    return rows
+
+
+__all__ = ["PATHWAY_ONLY_SOURCES", "answer_facts", "conversations", "pathway_rows", "image_dependent_templates", "is_image_dependent", "reword",
            "select_records"]

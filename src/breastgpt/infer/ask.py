@@ -13,7 +13,7 @@ from rich.console import Console
 from breastgpt.infer.engine import Conversation, Engine, GenerationParams
 from breastgpt.infer.inputs import (SlideInput, encode_slide, image_modality, load_image, load_slide_features,
                                     load_volume)
-from breastgpt.preprocessing import NO_SETTINGS_NOTICE
+from breastgpt.preprocessing import NO_SETTINGS_NOTICE, Preprocessing
 
 
 @dataclass
@@ -37,10 +37,57 @@ class AskInputs:
             raise ValueError("--tile-mpp and --tile-size-level0 describe a --slide-features file; give one")
 
 
+HISTORY_MEDIA = ("image", "volume", "slide_features")
+
+
+class HistoryError(ValueError):
+    """A conversation-history file that cannot be used (the message names the file and the fix)."""
+
+
+def _history_part(part: Any, base: Path, where: str, expect_dim: int | None,
+                  settings: Preprocessing | None) -> dict[str, Any]:
+    if not isinstance(part, dict) or part.get("type") not in ("text", *HISTORY_MEDIA):
+        raise HistoryError(f"{where}: a part is {{'type': 'text', 'text': ...}} or {{'type': one of "
+                           f"{HISTORY_MEDIA}, 'path': ...}}, got {part!r}")
+    if part["type"] == "text":
+        return {"type": "text", "text": str(part.get("text", ""))}
+    path = base / str(part.get("path", ""))
+    if part["type"] == "image":
+        return {"type": "image", "image": load_image(path, settings=settings, modality=image_modality(path))}
+    if part["type"] == "volume":
+        return {"type": "volume", "volume": load_volume(path, window=part.get("window"), settings=settings)[0]}
+    return load_slide_features(path, expect_dim=expect_dim).part()
+
+
+def load_history(path: str | Path, expect_dim: int | None = None,
+                 settings: Preprocessing | None = None) -> list[dict[str, Any]]:
+    """Earlier turns of a conversation from a JSON file: a list of {"role": "user" | "assistant", "content": text
+    or a list of parts}, media parts naming files relative to the history file (the layout of an OpenAI message
+    history, with local paths in place of URLs). Media are read through the same readers as the question's and
+    prepared with the same `settings` (the checkpoint's preprocessing)."""
+    path = Path(path)
+    try:
+        turns = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise HistoryError(f"{path}: cannot read a JSON conversation history ({error}); see docs/pathway.md") from None
+    if not isinstance(turns, list) or not all(isinstance(t, dict) and t.get("role") in ("user", "assistant")
+                                              and set(t) == {"role", "content"} for t in turns):
+        raise HistoryError(f"{path}: expected a list of {{'role': 'user' | 'assistant', 'content': ...}} objects")
+    messages = []
+    for i, turn in enumerate(turns):
+        content = turn["content"]
+        if isinstance(content, list):
+            content = [_history_part(p, path.parent, f"{path}: turn {i + 1}", expect_dim, settings) for p in content]
+        messages.append({"role": turn["role"], "content": content})
+    return messages
+
+
 def build_conversation(engine: Engine, question: str, inputs: AskInputs, stage: str,
-                       console: Console | None = None, task: str = "open_vqa") -> tuple[Conversation, SlideInput | None]:
+                       console: Console | None = None, task: str = "open_vqa",
+                       history: list[dict[str, Any]] | None = None) -> tuple[Conversation, SlideInput | None]:
     """Read every input through the readers, normalised with the checkpoint's preprocessing settings (as training
-    saw its corpus), and put them before the question, in a fixed order."""
+    saw its corpus), and put them before the question, in a fixed order, after the earlier turns of `history`
+    (processor messages, e.g. from `load_history`)."""
     settings = engine.preprocessing
     if console and not engine.preprocessing_recorded:
         console.print(f"[yellow]notice:[/yellow] {NO_SETTINGS_NOTICE}")
@@ -70,7 +117,7 @@ def build_conversation(engine: Engine, question: str, inputs: AskInputs, stage: 
     if slide is not None:
         parts.append(slide.part())
     parts.append({"type": "text", "text": question})
-    return Conversation([{"role": "user", "content": parts}], stage=stage, task=task), slide
+    return Conversation([*(history or []), {"role": "user", "content": parts}], stage=stage, task=task), slide
 
 
 def trained_encoder(engine: Engine) -> str:
@@ -85,9 +132,11 @@ def trained_encoder(engine: Engine) -> str:
 def run_ask(model: Path, question: str, inputs: AskInputs, *, stage: str = "diagnosis", task: str = "open_vqa",
             max_new_tokens: int = 256,
             temperature: float = 0.0, device: str | None = None, explain: Path | None = None,
-            console: Console | None = None) -> Iterator[str]:
+            console: Console | None = None, history: Path | None = None) -> Iterator[str]:
     engine = Engine.from_pretrained(model, device=device)
-    conversation, slide = build_conversation(engine, question, inputs, stage, console, task)
+    turns = (load_history(history, getattr(engine.processor, "slide_feature_dim", None), engine.preprocessing)
+             if history else None)
+    conversation, slide = build_conversation(engine, question, inputs, stage, console, task, turns)
     params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature)
     yield from engine.stream(conversation, params)
     if explain is not None:

@@ -43,6 +43,8 @@ def ask(
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy (deterministic)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     explain: Optional[Path] = typer.Option(None, "--explain", help="Write which tokens/tiles were selected here."),
+    history: Optional[Path] = typer.Option(
+        None, "--history", help="JSON file of earlier turns (user/assistant, media by path; docs/pathway.md)."),
 ) -> None:
     """Ask the model about one case, from raw files; the answer streams to the terminal."""
     from breastgpt.infer.ask import AskInputs, run_ask
@@ -53,7 +55,8 @@ def ask(
                            slide_features=slide_features, encoder=encoder, encoder_weights=encoder_weights, mpp=mpp,
                            tile_mpp=tile_mpp, tile_size_level0=tile_size_level0)
         for chunk in run_ask(model, question, inputs, stage=stage, task=task, max_new_tokens=max_new_tokens,
-                             temperature=temperature, device=device, explain=explain, console=console):
+                             temperature=temperature, device=device, explain=explain, console=console,
+                             history=history):
             sys.stdout.write(chunk)
             sys.stdout.flush()
     except (MedicalFileError, FileNotFoundError, ValueError) as error:

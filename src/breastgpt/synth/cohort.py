@@ -14,6 +14,7 @@ from breastgpt.artifacts import atomic_write_json as _write_json
 from breastgpt.synth.cases import SynthConfig, Truth
 from breastgpt.synth.mammo_dicom import gen_bmcd, gen_cbis_ddsm, gen_embed, gen_inbreast, gen_rsna_screening, gen_vindr_mammo
 from breastgpt.synth.mammo_raster import gen_cdd_cesm, gen_csaw_m, gen_dmid, gen_kau_bcmd, gen_mias
+from breastgpt.synth.pathway import gen_pathway_cohort
 from breastgpt.synth.slides import gen_bcnb, gen_histai_breast, gen_tcga_brca
 from breastgpt.synth.ultrasound import gen_bus_cot, gen_busi
 from breastgpt.synth.volumes import gen_ct_cohort, gen_ct_rate, gen_mri_cohort
@@ -27,6 +28,7 @@ GENERATORS: dict[str, Generator] = {
     "mri_cohort_a": lambda root, config: gen_mri_cohort(root, config, stream=15),
     "mri_cohort_b": lambda root, config: gen_mri_cohort(root, config, stream=19),
     "ct_cohort": gen_ct_cohort,
+    "pathway_cohort": gen_pathway_cohort,
 }
 
 

@@ -59,4 +59,40 @@ def synthetic_records(out_dir: str | Path, n: int, seed: int = 0, image_size: in
     return path
 
 
-__all__ = ["synthetic_records"]
+def _image_ref(out: Path, rng: np.random.Generator, bright: int, image_size: int) -> MediaRef:
+    level = 170 if bright else 60
+    data = _png(np.clip(rng.normal(level, 25, (image_size, image_size, 3)), 0, 255).astype(np.uint8))
+    digest = hashlib.sha256(data).hexdigest()
+    atomic_write_bytes(out / f"media/{digest}.png", data)
+    return MediaRef(path=f"media/{digest}.png", sha256=digest, kind="image")
+
+
+def synthetic_multiturn_records(out_dir: str | Path, n: int, seed: int = 0, image_size: int = 64) -> Path:
+    """Write ``out_dir/records.jsonl``: three-turn conversations, an image in turns 1 and 3 and text only in turn
+    2 (the layout of the pathway records), every assistant turn supervised. Turn 3 asks whether its image matches
+    turn 1's, so its answer needs both images. Deterministic in (n, seed, image_size)."""
+    out = Path(out_dir)
+    rng = np.random.default_rng([seed, 34])
+    records = []
+    for i in range(n):
+        first, second = (int(b) for b in rng.integers(0, 2, size=2))
+        media = [_image_ref(out, rng, first, image_size), _image_ref(out, rng, second, image_size)]
+        same = "Yes, both are" if first == second else "No, they differ:"
+        messages = [
+            {"role": "user", "content": "<image>\nIs the image dark or bright?"},
+            {"role": "assistant", "content": _ANSWERS[first]},
+            {"role": "user", "content": "Should a second image be taken?"},
+            {"role": "assistant", "content": "Yes."},
+            {"role": "user", "content": "<image>\nIs this image as bright as the first one?"},
+            {"role": "assistant", "content": f"{same} {'bright' if second else 'dark'} now."}]
+        records.append(Record(
+            id=f"syn-mt-{i:05d}", source="synthetic", patient_key=f"p{i % 7}", study_key=f"s{i}",
+            stage="treatment", modality="pathology", kind="image", task_family="open_vqa",
+            template_id="synthetic-multiturn", answer_provenance=Provenance("label"), split="train",
+            messages=messages, label={"answer": messages[-1]["content"], "key_findings": []}, media=media))
+    path = out / "records.jsonl"
+    write_records_jsonl(path, records)
+    return path
+
+
+__all__ = ["synthetic_multiturn_records", "synthetic_records"]

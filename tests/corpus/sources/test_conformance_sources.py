@@ -23,7 +23,7 @@ from tests.corpus.sources.layouts import add_clutter, mammogram, mask, write_csv
 
 TESTED_HERE = {"vindr_mammo", "inbreast", "embed", "rsna_screening", "csaw_m", "cdd_cesm", "dmid", "kau_bcmd",
                "mias", "bmcd", "busi", "bus_cot", "ct_rate", "tcga_brca", "bcnb", "histai_breast", "institutional",
-               "mri_cohort_a", "mri_cohort_b", "ct_cohort"}
+               "mri_cohort_a", "mri_cohort_b", "ct_cohort", "pathway_cohort"}
 
 
 def _discover(name: str, root: Path) -> tuple[dict, list[SourceProblem]]:
@@ -540,7 +540,7 @@ def test_histai_breast_documented_layout(tmp_path, realdata):
 # ------------------------------------------------------------------------------------------------ institutional
 
 
-@pytest.mark.parametrize("name", ["institutional", "mri_cohort_a", "mri_cohort_b", "ct_cohort"])
+@pytest.mark.parametrize("name", ["institutional", "mri_cohort_a", "mri_cohort_b", "ct_cohort", "pathway_cohort"])
 def test_institutional_manifest_from_a_spreadsheet(tmp_path, name):
     import nibabel as nib
 
@@ -562,6 +562,22 @@ def test_institutional_manifest_from_a_spreadsheet(tmp_path, name):
     assert samples["s01"].masks == [root / "patient 01" / "lesion mask.nii.gz"] and samples["s01"].missing == []
     assert samples["s02"].masks == [] and samples["s02"].missing == ["mask"]  # mask not delivered: labels kept
     assert samples["s01"].dataset_split == "test" and samples["s01"].source == name
+
+
+def test_pathway_manifest_carries_stage_and_date_and_refuses_an_unknown_stage(tmp_path):
+    root = tmp_path / "Linked cohort"
+    for name in ("screen.png", "us.png"):
+        write_image(_mkdir(root / "patient 01") / name, np.full((16, 16), 90, np.uint8))
+    columns = ["sample", "patient", "study", "modality", "kind", "files", "stage", "date", "birads"]
+    write_csv(root / "manifest.csv", columns,
+              [["a", "MRN1", "ACC1", "mammography", "image", "patient 01/screen.png", "screening", "2024-01-05", "4"],
+               ["b", "MRN1", "ACC2", "ultrasound", "image", "patient 01/us.png", "diagnosis", "2024-01-19", "4"],
+               ["c", "MRN1", "ACC3", "ultrasound", "image", "patient 01/us.png", "surgery", "2024-02-01", "4"]],
+              crlf=True)
+    samples, problems = _discover("pathway_cohort", root)
+    assert sorted(samples) == ["a", "b"]
+    assert samples["a"].meta["stage"] == "screening" and samples["b"].meta["date"] == "2024-01-19"
+    assert len(problems) == 1 and "stage 'surgery'" in problems[0].reason
 
 
 # ------------------------------------------------------------------------------------------------ end to end

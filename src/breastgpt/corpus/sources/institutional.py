@@ -1,6 +1,7 @@
 """Institutional cohorts from a CSV manifest (`manifest.csv` at the root): one row per sample with columns
 patient, study, modality, kind, files (`;`-separated, relative to the manifest), and optionally sample, masks
-(`;`-separated), report (text), report_file, split, and any label columns named after `labels.py` fields
+(`;`-separated), report (text), report_file, split, stage (screening / diagnosis / treatment: the study's place
+in the care pathway) and date (ISO, orders a patient's studies), and any label columns named after `labels.py` fields
 (ordinal/int fields as integers, binary as yes/no/1/0, multilabel as `a;b` names set True).
 
 `patient` and `study` may be hospital identifiers: they are never used in `sample_id` — without a `sample`
@@ -13,11 +14,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from breastgpt.corpus.labels import FIELDS
+from breastgpt.corpus.records import STAGES
 from breastgpt.corpus.sources.base import (SourceProblem, SourceSample, checked_sample, hashed_id, register,
                                            safe_id)
 from breastgpt.corpus.sources.tables import TableError, cell, parse_bool, read_table
 
-STRUCTURE = ("patient", "study", "modality", "kind", "files", "sample", "masks", "report", "report_file", "split")
+STRUCTURE = ("patient", "study", "modality", "kind", "files", "sample", "masks", "report", "report_file", "split",
+             "stage", "date")
 
 
 def parse_label(name: str, text: str) -> Any:
@@ -73,13 +76,17 @@ class InstitutionalAdapter:
             if not report_path.is_file():
                 return SourceProblem(self.name, where, f"report file {report_path} not found")
             report = report_path.read_text(encoding="utf-8", errors="replace").strip()
+        stage = cell(row, "stage")
+        if stage and stage not in STAGES:
+            return SourceProblem(self.name, where, f"stage {stage!r} is not one of {STAGES}")
+        pathway = {k: cell(row, k) for k in ("stage", "date") if cell(row, k)}
         sample_id = safe_id(cell(row, "sample")) if cell(row, "sample") else \
             hashed_id(self.name, row["study"] + "|" + row["files"])
         return checked_sample(self.name, where, sample_id=sample_id, patient_id=row["patient"],
                               study_id=row["study"], modality=row["modality"], kind=row["kind"], media=files,
                               masks=masks, labels=labels, report=report, dataset_split=cell(row, "split") or None,
                               missing=["mask"] if lacking else [],
-                              meta={"n_files": len(files)})
+                              meta={"n_files": len(files), **pathway})
 
 
 register(InstitutionalAdapter)
@@ -101,3 +108,12 @@ class CTCohortAdapter(InstitutionalAdapter):
     """An institutional chest-CT cohort with segmented findings (the synthetic demo cohort uses it)."""
 
     name = "ct_cohort"
+
+
+@register
+class PathwayCohortAdapter(InstitutionalAdapter):
+    """Patients followed along the care pathway: one row per study with its `stage` and `date` (the synthetic
+    linked cohort uses it; `breastgpt.corpus.pathway` links the studies)."""
+
+    name = "pathway_cohort"
+    modality = "mammography"
