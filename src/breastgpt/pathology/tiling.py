@@ -121,13 +121,13 @@ def read_tiles(reader: SlideReader, grid: TileGrid, coords: np.ndarray) -> np.nd
     """Read and (if needed) resize the tiles at `coords`; (B, T, T, 3) uint8."""
     from PIL import Image
 
+    if not grid.resized:
+        return reader.read_regions(coords, grid.level, grid.read_size)
     out = np.empty((len(coords), grid.tile_size, grid.tile_size, 3), dtype=np.uint8)
     for i, (x, y) in enumerate(coords):
         pixels = reader.read_region((int(x), int(y)), grid.level, grid.read_size)
-        if grid.resized:
-            pixels = np.asarray(Image.fromarray(pixels).resize((grid.tile_size, grid.tile_size),
-                                                               Image.Resampling.BILINEAR))
-        out[i] = pixels
+        out[i] = np.asarray(Image.fromarray(pixels).resize((grid.tile_size, grid.tile_size),
+                                                           Image.Resampling.BILINEAR))
     return out
 
 
@@ -141,9 +141,11 @@ class SlideSource:
     mpp: float | None = None
     readers: tuple[str, ...] = READERS
     limits: ReadLimits = DEFAULT_LIMITS
+    stored_tiles: bool = True  # see `open_slide`
 
     def open(self) -> SlideReader:
-        return open_slide(self.path, mpp=self.mpp, limits=self.limits, readers=self.readers)
+        return open_slide(self.path, mpp=self.mpp, limits=self.limits, readers=self.readers,
+                          stored_tiles=self.stored_tiles)
 
 
 _WORKER: dict[str, Any] = {}
