@@ -53,6 +53,7 @@ class StoredTileReader:
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._cache_used = 0
         self._cache_bytes = cache_bytes
+        self._colorspaces: dict[int, tuple[Any, Any]] = {}
         self.decoder = _decoder_version()
 
     @property
@@ -76,6 +77,13 @@ class StoredTileReader:
         self._check.check_region(level, x, y, width, height)
         tw, th = int(page.tilewidth), int(page.tilelength)
         across = -(-int(page.imagewidth) // tw)
+        if (x % tw, y % th, width, height) == (0, 0, tw, th) and out.flags.c_contiguous:
+            # A read that is exactly one stored tile (grids aligned with the file's tiles) decodes in place:
+            # no intermediate array, no cache entry (aligned grids never revisit a tile).
+            index = (y // th) * across + x // tw
+            if (level, index) not in self._cache:
+                self._decode(page, index, out)
+                return out
         for row in range(y // th, (y + height - 1) // th + 1):
             for col in range(x // tw, (x + width - 1) // tw + 1):
                 tile = self._tile(level, page, row * across + col)
@@ -91,7 +99,7 @@ class StoredTileReader:
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        tile = self._decode(page, index)
+        tile = self._decode(page, index, np.empty((int(page.tilelength), int(page.tilewidth), 3), dtype=np.uint8))
         if tile.nbytes <= self._cache_bytes:
             self._cache[key] = tile
             self._cache_used += tile.nbytes
@@ -100,13 +108,22 @@ class StoredTileReader:
                 self._cache_used -= dropped.nbytes
         return tile
 
-    def _decode(self, page: Any, index: int) -> np.ndarray:
+    def _decode(self, page: Any, index: int, out: np.ndarray) -> np.ndarray:
+        """Decode stored tile `index` of `page` into `out` (tile height × width × 3 uint8, C-contiguous)."""
         th, tw = int(page.tilelength), int(page.tilewidth)
         offset, count = int(page.dataoffsets[index]), int(page.databytecounts[index])
         if count <= 0:  # sparse tile: OpenSlide paints it transparent, which is white after compositing
-            return np.full((th, tw, 3), 255, dtype=np.uint8)
+            out[...] = 255
+            return out
         data = os.pread(self._fd, count, offset)
         try:
+            if int(page.compression) == 7:
+                import imagecodecs
+
+                colorspace, outcolorspace = self._jpeg_colorspace(page)
+                imagecodecs.jpeg_decode(data, tables=page.jpegtables, colorspace=colorspace,
+                                        outcolorspace=outcolorspace, shape=(th, tw), out=out)
+                return out
             segment, _, _ = page.decode(data, index, jpegtables=page.jpegtables)
         except Exception as exc:  # codecs raise many types for bad bytes; all mean the same to the caller
             raise CorruptFileError(self._path, f"cannot decode stored tile {index} ({type(exc).__name__}: {exc})",
@@ -115,7 +132,18 @@ class StoredTileReader:
         if pixels.shape != (1, th, tw, 3) or pixels.dtype != np.uint8:
             raise CorruptFileError(self._path, f"stored tile {index} decoded to {pixels.shape} {pixels.dtype}, "
                                                f"expected (1, {th}, {tw}, 3) uint8", "re-export the slide")
-        return pixels[0]
+        out[...] = pixels[0]
+        return out
+
+    def _jpeg_colorspace(self, page: Any) -> tuple[Any, Any]:
+        """tifffile's JPEG colour-space choice for this page (what its own decoder passes to imagecodecs)."""
+        key = id(page)
+        if key not in self._colorspaces:
+            from tifffile.tifffile import jpeg_decode_colorspace
+
+            self._colorspaces[key] = jpeg_decode_colorspace(page.photometric, page.planarconfig,
+                                                                     page.extrasamples, page.is_jfif)
+        return self._colorspaces[key]
 
     def close(self) -> None:
         self._cache.clear()
