@@ -251,7 +251,8 @@ def _context(start_method: str | None) -> multiprocessing.context.BaseContext:
         start_method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(start_method)
     if start_method == "forkserver":
-        context.set_forkserver_preload(["breastgpt.pathology.tiling"])
+        # The decoders too: imported once in the fork server instead of in every worker on its first read.
+        context.set_forkserver_preload(["breastgpt.pathology.tiling", "tifffile", "imagecodecs", "openslide"])
     return context
 
 
