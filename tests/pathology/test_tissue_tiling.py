@@ -137,3 +137,72 @@ def test_worker_error_keeps_its_type(tmp_path: Path) -> None:
         for _ in iter_tile_batches(SlideSource(str(path)), grid, batch_size=2, workers=1):
             pass
     assert info.value.path == str(path)
+
+
+def _float_hsv_mask(rgb: np.ndarray, config: TissueConfig = TissueConfig()) -> tuple[np.ndarray, float]:
+    """The mask before cleaning, from float HSV of every pixel: what `segment_tissue` must reproduce exactly."""
+    from scipy import ndimage
+
+    from breastgpt.pathology.tissue import disk, pen_mask, rgb_to_hsv
+
+    hue, sat, val = rgb_to_hsv(rgb)
+    excluded = ndimage.binary_dilation(pen_mask(hue, sat, val), structure=disk(1)) | (val < config.dark_value)
+    threshold = max(otsu_threshold(sat[~excluded]), config.min_saturation)
+    return (sat > threshold) & ~excluded, threshold
+
+
+def test_integer_saturation_equals_float_hsv() -> None:
+    from breastgpt.pathology.tissue import rgb_to_hsv, saturation_value
+
+    a, b = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8), indexing="ij")
+    mid = ((a.astype(np.int32) + b) // 2).astype(np.uint8)
+    for order in ([a, b, mid], [mid, a, b], [b, mid, a]):
+        rgb = np.stack(order, axis=-1)
+        sat, val, code = saturation_value(rgb)
+        _, ref_sat, ref_val = rgb_to_hsv(rgb)
+        assert np.array_equal(sat, ref_sat) and np.array_equal(val, ref_val)
+        assert np.array_equal(code >> 8, rgb.max(axis=2))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tissue_mask_equals_float_hsv_mask(tmp_path: Path, seed: int) -> None:
+    scene = SyntheticScene.random(3000, 2400, mpp=0.5, seed=seed, pen_mark=True)
+    path = write_pyramidal_tiff(tmp_path / "pen.tif", scene, tile=256).path
+    with open_slide(path) as slide:
+        mask, rendering = tissue_mask_for_slide(slide, TissueConfig(close_radius_um=0, open_radius_um=0,
+                                                                    min_component_um2=0, fill_holes=False))
+    expected, threshold = _float_hsv_mask(rendering)
+    assert mask.threshold == threshold
+    assert np.array_equal(mask.mask, expected)
+    # Random colours exercise every hue branch, ink included.
+    rgb = np.random.default_rng(seed).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    got = segment_tissue(rgb, 8.0, TissueConfig(close_radius_um=0, open_radius_um=0, min_component_um2=0,
+                                                fill_holes=False))
+    expected, threshold = _float_hsv_mask(rgb)
+    assert got.threshold == threshold and np.array_equal(got.mask, expected)
+
+
+def _slot_files() -> set[str]:
+    import glob
+    import tempfile
+
+    return set(glob.glob("/dev/shm/breastgpt-tiles-*")) | set(glob.glob(f"{tempfile.gettempdir()}/breastgpt-tiles-*"))
+
+
+def test_worker_batch_buffers_are_removed(tmp_path: Path) -> None:
+    path = small_slide(tmp_path / "s.tif", seed=2).path
+    with open_slide(path) as slide:
+        grid = build_grid(slide, None, TilingConfig(tile_size=256, min_tissue_fraction=0))
+    before = _slot_files()
+    batches = iter_tile_batches(SlideSource(str(path)), grid, batch_size=2, workers=2)
+    coords, first = next(batches)
+    assert len(_slot_files() - before) == 4  # workers × prefetch shared buffers while reading
+    kept = first.copy()
+    rest = list(batches)
+    assert np.array_equal(first, kept)  # a batch handed out is the caller's own, never overwritten by a later one
+    assert sum(len(p) for _, p in rest) + len(first) == len(grid.coords)
+    assert _slot_files() == before
+    batches = iter_tile_batches(SlideSource(str(path)), grid, batch_size=2, workers=2)
+    next(batches)
+    batches.close()  # a consumer that stops early
+    assert _slot_files() == before

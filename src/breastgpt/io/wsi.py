@@ -22,6 +22,7 @@ from breastgpt.io.files import check_regular_file, read_head
 from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits, check_decoded_bytes
 from breastgpt.io.raster import pillow_pixel_limit
 from breastgpt.io.wsi_checks import TileCodestreamCheck, check_tiff_structure
+from breastgpt.io.wsi_tiles import PAGE_LAYOUTS, StoredTileReader
 
 READERS = ("openslide", "tiffslide")
 # µm/px outside this range is a wrong tag (72-dpi defaults from image editors give ~353 µm/px), not a slide.
@@ -34,12 +35,16 @@ _INDEX_FORMATS = {"hamamatsu", "mirax"}
 
 
 def open_slide(path: str | Path, *, mpp: float | None = None, limits: ReadLimits = DEFAULT_LIMITS,
-               readers: tuple[str, ...] = READERS, require_mpp: bool = True) -> SlideReader:
+               readers: tuple[str, ...] = READERS, require_mpp: bool = True,
+               stored_tiles: bool = True) -> SlideReader:
     """Open a whole-slide image and resolve its µm/px.
 
     `mpp` (µm per level-0 pixel) overrides the file's own value; it is required for JPEG/PNG slides, which
     carry none. `readers` orders the pyramidal backends tried (OpenSlide, then tiffslide). With
     `require_mpp=False` a slide without µm/px opens with `mpp=None` (for description only; tiling needs it).
+    With `stored_tiles` (default), generic-TIFF and Aperio levels that OpenSlide opened are read by decoding the
+    file's own tiles (`breastgpt.io.wsi_tiles`, the same pixels without OpenSlide's ARGB round trip);
+    `stored_tiles=False` reads every pixel through the backend.
     Raises `UnsupportedFormatError`, `CorruptFileError`, `LimitExceededError` or `MissingMetadataError`.
     """
     path = Path(path)
@@ -60,9 +65,13 @@ def open_slide(path: str | Path, *, mpp: float | None = None, limits: ReadLimits
         backend.close()
         raise MissingMetadataError(path, "the slide declares no µm/px (no openslide/aperio MPP, no resolution tags)",
                                    "pass --mpp with the scanner's µm per pixel at level 0")
-    fmt = _VENDOR_FORMAT.get(str(_vendor_of(backend.properties, name)), kind)
-    return SlideReader(path, backend, name, version, fmt, resolved, source if resolved else "none", limits,
-                       file_mpp=file_mpp, empty_tiles=sparse)
+    vendor = _vendor_of(backend.properties, name)
+    fmt = _VENDOR_FORMAT.get(str(vendor), kind)
+    reader = SlideReader(path, backend, name, version, fmt, resolved, source if resolved else "none", limits,
+                         file_mpp=file_mpp, empty_tiles=sparse)
+    if stored_tiles and name == "openslide" and kind == "tiff" and vendor in PAGE_LAYOUTS:
+        reader.attach_stored_tiles()
+    return reader
 
 
 class SlideReader:
@@ -81,6 +90,7 @@ class SlideReader:
         self.limits = limits
         self.empty_tiles = empty_tiles  # sparse tiles (offset and size 0) in the checked IFDs: decoded as background
         self._backend = backend
+        self._stored: StoredTileReader | None = None
         try:
             self._read_geometry(backend, reader)
         except Exception as exc:  # backends raise assorted types for a damaged level table
@@ -111,7 +121,31 @@ class SlideReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def attach_stored_tiles(self) -> None:
+        """Read the levels `StoredTileReader` decodes exactly from the file's own tiles; others stay with the backend."""
+        try:
+            stored = StoredTileReader(self.path, self.level_dimensions, self.level_downsamples)
+        except MedicalFileError:
+            self.close()
+            raise
+        except Exception as exc:  # tifffile raises several types for a damaged IFD chain
+            self.close()
+            raise CorruptFileError(self.path, f"cannot index the slide's stored tiles ({type(exc).__name__}: {exc})",
+                                   "re-export or re-download it") from exc
+        if stored.levels:
+            self._stored = stored
+        else:
+            stored.close()
+
+    @property
+    def stored_tile_levels(self) -> tuple[int, ...]:
+        """Levels whose pixels are decoded from the file's own tiles rather than by the backend."""
+        return self._stored.levels if self._stored is not None else ()
+
     def close(self) -> None:
+        if self._stored is not None:
+            self._stored.close()
+            self._stored = None
         if self._backend is not None:
             self._backend.close()
             self._backend = None
@@ -133,8 +167,10 @@ class SlideReader:
         return best
 
     # ------------------------------------------------------------------ pixels
-    def read_region(self, location_level0: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
-        """Pixels of `size` (w, h) at `level`, top-left at level-0 `location_level0`; H×W×3 uint8.
+    def read_region(self, location_level0: tuple[int, int], level: int, size: tuple[int, int],
+                    out: np.ndarray | None = None) -> np.ndarray:
+        """Pixels of `size` (w, h) at `level`, top-left at level-0 `location_level0`; H×W×3 uint8, written into
+        `out` when given (an H×W×3 uint8 array, e.g. one slot of a batch).
 
         Parts outside the slide are white. Raises `LimitExceededError` above `ReadLimits.max_region_pixels`
         and `CorruptFileError` when the decoder fails.
@@ -148,22 +184,44 @@ class SlideReader:
         if w * h > self.limits.max_region_pixels:
             raise LimitExceededError(self.path, f"a {w}×{h} region exceeds {self.limits.max_region_pixels} pixels",
                                      "read smaller regions or raise ReadLimits.max_region_pixels")
+        if out is None:
+            out = np.empty((h, w, 3), dtype=np.uint8)
+        elif out.shape != (h, w, 3) or out.dtype != np.uint8:
+            raise ValueError(f"out must be a {h}×{w}×3 uint8 array, got {out.shape} {out.dtype}")
         ds = self.level_downsamples[level]
         lw, lh = self.level_dimensions[level]
         lx, ly = int(math.floor(location_level0[0] / ds)), int(math.floor(location_level0[1] / ds))
         x0, y0, x1, y1 = max(lx, 0), max(ly, 0), min(lx + w, lw), min(ly + h, lh)
         if (x0, y0, x1, y1) == (lx, ly, lx + w, ly + h):
-            return self._decode(backend, (int(location_level0[0]), int(location_level0[1])), level, (w, h))
-        out = np.full((h, w, 3), 255, dtype=np.uint8)
+            self._decode(backend, (int(location_level0[0]), int(location_level0[1])), level, (w, h), out)
+            return out
+        out[...] = 255
         if x1 <= x0 or y1 <= y0:
             return out
         inner_loc = (int(location_level0[0]) + int(round((x0 - lx) * ds)),
                      int(location_level0[1]) + int(round((y0 - ly) * ds)))
-        pixels = self._decode(backend, inner_loc, level, (x1 - x0, y1 - y0))
-        out[y0 - ly:y1 - ly, x0 - lx:x1 - lx] = pixels
+        self._decode(backend, inner_loc, level, (x1 - x0, y1 - y0), out[y0 - ly:y1 - ly, x0 - lx:x1 - lx])
         return out
 
-    def _decode(self, backend: Any, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+    def read_regions(self, locations_level0: np.ndarray, level: int, size: tuple[int, int],
+                     out: np.ndarray | None = None) -> np.ndarray:
+        """`read_region` for each of `locations_level0` ((B, 2) level-0 corners) into one (B, h, w, 3) uint8 array."""
+        locations = np.asarray(locations_level0).reshape(-1, 2)
+        w, h = int(size[0]), int(size[1])
+        if out is None:
+            out = np.empty((len(locations), h, w, 3), dtype=np.uint8)
+        for i, (x, y) in enumerate(locations):
+            self.read_region((int(x), int(y)), level, (w, h), out=out[i])
+        return out
+
+    def _decode(self, backend: Any, location: tuple[int, int], level: int, size: tuple[int, int],
+                out: np.ndarray) -> None:
+        stored = self._stored
+        if stored is not None and stored.covers(level, location):
+            ds = self.level_downsamples[level]
+            stored.read(level, int(math.floor(location[0] / ds)), int(math.floor(location[1] / ds)),
+                        size[0], size[1], out)
+            return
         try:
             region = backend.read_region(location, level, size)
         except MedicalFileError:
@@ -172,7 +230,11 @@ class SlideReader:
             raise CorruptFileError(self.path, f"cannot decode region {size} at {location}, level {level} "
                                               f"({type(exc).__name__}: {exc})",
                                    "re-export or re-scan the slide; it will be quarantined") from exc
-        return _to_rgb(np.asarray(region))[: size[1], : size[0]]
+        array = np.asarray(region)
+        if array.ndim == 3 and array.shape[2] == 4 and array[..., 3].min() == 255:
+            out[...] = array[: size[1], : size[0], :3]  # opaque RGBA: one copy straight into place
+        else:
+            out[...] = _to_rgb(array)[: size[1], : size[0]]
 
     def read_downscaled(self, downsample: float) -> np.ndarray:
         """The whole slide at 1/`downsample` of level 0, read in strips so memory stays bounded."""
@@ -220,6 +282,8 @@ class SlideReader:
             "objective_power": self.objective_power,
             "associated_images": list(self.associated_images),
             "empty_tiles": self.empty_tiles,
+            "stored_tile_levels": list(self.stored_tile_levels),
+            "stored_tile_decoder": self._stored.decoder if self._stored is not None else None,
         }
 
     def _require_open(self) -> Any:

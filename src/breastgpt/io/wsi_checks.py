@@ -84,13 +84,16 @@ def _check_chunk_size(path: Path, page: Any, index: int, limits: ReadLimits) -> 
 class TileCodestreamCheck:
     """Before tiffslide reads a region: every JPEG / JPEG 2000 tile it touches declares the tile's size."""
 
-    def __init__(self, path: Path, tif: Any, level_dimensions: tuple[tuple[int, int], ...]) -> None:
+    def __init__(self, path: Path, tif: Any, level_dimensions: tuple[tuple[int, int], ...],
+                 pages: list[Any | None] | None = None) -> None:
         self._path = path
         self._handle = path.open("rb")  # its own handle: tiffslide's reads may run on other threads
         self._lock = threading.Lock()
-        levels = tif.series[0].levels if tif.series else []
-        by_size = {(int(lv.keyframe.imagewidth), int(lv.keyframe.imagelength)): lv.keyframe for lv in levels}
-        self._pages = [by_size.get(tuple(dims)) for dims in level_dimensions]
+        if pages is None:
+            levels = tif.series[0].levels if tif.series else []
+            by_size = {(int(lv.keyframe.imagewidth), int(lv.keyframe.imagelength)): lv.keyframe for lv in levels}
+            pages = [by_size.get(tuple(dims)) for dims in level_dimensions]
+        self._pages = pages
         self._checked: set[tuple[int, int]] = set()
 
     def check_region(self, level: int, x: int, y: int, width: int, height: int) -> None:

@@ -8,9 +8,12 @@ exact match. Coordinates are level-0 top-left corners, (N, 2) int64, in row-majo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import multiprocessing
+import os
+import tempfile
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -117,17 +120,18 @@ def build_grid(reader: SlideReader, mask: TissueMask | None, config: TilingConfi
                     effective, (mpp_x, mpp_y), (cols, rows))
 
 
-def read_tiles(reader: SlideReader, grid: TileGrid, coords: np.ndarray) -> np.ndarray:
-    """Read and (if needed) resize the tiles at `coords`; (B, T, T, 3) uint8."""
+def read_tiles(reader: SlideReader, grid: TileGrid, coords: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Read and (if needed) resize the tiles at `coords`; (B, T, T, 3) uint8, written into `out` when given."""
     from PIL import Image
 
-    out = np.empty((len(coords), grid.tile_size, grid.tile_size, 3), dtype=np.uint8)
+    if out is None:
+        out = np.empty((len(coords), grid.tile_size, grid.tile_size, 3), dtype=np.uint8)
+    if not grid.resized:
+        return reader.read_regions(coords, grid.level, grid.read_size, out=out)
     for i, (x, y) in enumerate(coords):
         pixels = reader.read_region((int(x), int(y)), grid.level, grid.read_size)
-        if grid.resized:
-            pixels = np.asarray(Image.fromarray(pixels).resize((grid.tile_size, grid.tile_size),
-                                                               Image.Resampling.BILINEAR))
-        out[i] = pixels
+        out[i] = np.asarray(Image.fromarray(pixels).resize((grid.tile_size, grid.tile_size),
+                                                           Image.Resampling.BILINEAR))
     return out
 
 
@@ -141,27 +145,38 @@ class SlideSource:
     mpp: float | None = None
     readers: tuple[str, ...] = READERS
     limits: ReadLimits = DEFAULT_LIMITS
+    stored_tiles: bool = True  # see `open_slide`
 
     def open(self) -> SlideReader:
-        return open_slide(self.path, mpp=self.mpp, limits=self.limits, readers=self.readers)
+        return open_slide(self.path, mpp=self.mpp, limits=self.limits, readers=self.readers,
+                          stored_tiles=self.stored_tiles)
 
 
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(source: SlideSource, grid: TileGrid) -> None:
+def _worker_init(source: SlideSource, grid: TileGrid, slot_paths: list[str], batch_size: int) -> None:
     _WORKER["source"] = source
     _WORKER["grid"] = grid
     _WORKER["reader"] = None
+    _WORKER["slots"] = [_map_slot(path, grid, batch_size) for path in slot_paths]
 
 
-def _worker_read(coords: np.ndarray) -> tuple[str, Any]:
-    # Typed errors carry three constructor arguments, which default exception pickling loses, so they
-    # travel as their record and are rebuilt in the parent.
+def _map_slot(path: str, grid: TileGrid, batch_size: int) -> np.ndarray:
+    """A batch-shaped view of a slot file mapped shared (the parent creates and removes the files)."""
+    shape = (batch_size, grid.tile_size, grid.tile_size, 3)
+    return np.memmap(path, dtype=np.uint8, mode="r+", shape=shape)
+
+
+def _worker_read(coords: np.ndarray, slot: int) -> tuple[str, Any]:
+    # Tiles travel through a shared-memory slot, not the result pipe: pickling a batch (25 MB at 32 × 512²) and
+    # pushing it through a pipe in 64 kB pieces cost about as much CPU as decoding it. Typed errors carry three
+    # constructor arguments, which default exception pickling loses, so they travel as their record.
     try:
         if _WORKER["reader"] is None:
             _WORKER["reader"] = _WORKER["source"].open()
-        return "ok", read_tiles(_WORKER["reader"], _WORKER["grid"], coords)
+        read_tiles(_WORKER["reader"], _WORKER["grid"], coords, out=_WORKER["slots"][slot][:len(coords)])
+        return "ok", len(coords)
     except io_errors.MedicalFileError as exc:
         return "error", exc.as_record() | {"class": type(exc).__name__}
 
@@ -191,10 +206,44 @@ def iter_tile_batches(source: SlideSource, grid: TileGrid, *, batch_size: int = 
             for coords in batches:
                 yield coords, read_tiles(reader, grid, coords)
         return
-    context = _context(start_method)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
-                             initargs=(source, grid)) as pool:
-        yield from _ordered(pool, batches, max(1, workers * prefetch))
+    in_flight = max(1, workers * prefetch)
+    with _Slots(in_flight, grid, batch_size) as slots:
+        context = _context(start_method)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
+                                 initargs=(source, grid, slots.paths, batch_size)) as pool:
+            yield from _ordered(pool, batches, slots)
+
+
+class _Slots:
+    """Batch buffers shared with the workers, one per batch in flight: files in /dev/shm (memory) where it exists,
+    else in the temporary folder, mapped by the parent and every worker, removed on exit."""
+
+    def __init__(self, count: int, grid: TileGrid, batch_size: int) -> None:
+        self._count, self._grid, self._batch_size = count, grid, batch_size
+        self.paths: list[str] = []
+        self.arrays: list[np.ndarray] = []
+
+    def __enter__(self) -> _Slots:
+        folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        nbytes = self._batch_size * self._grid.tile_size * self._grid.tile_size * 3
+        try:
+            for _ in range(self._count):
+                handle, path = tempfile.mkstemp(prefix="breastgpt-tiles-", dir=folder)
+                self.paths.append(path)
+                os.ftruncate(handle, nbytes)
+                os.close(handle)
+                self.arrays.append(_map_slot(path, self._grid, self._batch_size))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.arrays = []
+        for path in self.paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        self.paths = []
 
 
 def _context(start_method: str | None) -> multiprocessing.context.BaseContext:
@@ -202,32 +251,41 @@ def _context(start_method: str | None) -> multiprocessing.context.BaseContext:
         start_method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(start_method)
     if start_method == "forkserver":
-        context.set_forkserver_preload(["breastgpt.pathology.tiling"])
+        # The decoders too: imported once in the fork server instead of in every worker on its first read.
+        context.set_forkserver_preload(["breastgpt.pathology.tiling", "tifffile", "imagecodecs", "openslide"])
     return context
 
 
 def _ordered(pool: ProcessPoolExecutor, batches: list[np.ndarray],
-             in_flight: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    pending: deque[tuple[np.ndarray, Future]] = deque()
-    queue = iter(batches)
+             slots: _Slots) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    pending: deque[tuple[np.ndarray, int, Future]] = deque()
+    free = deque(range(len(slots.arrays)))
     try:
-        for coords in queue:
-            pending.append((coords, pool.submit(_worker_read, coords)))
-            if len(pending) >= in_flight:
-                yield _take(pending)
+        for coords in batches:
+            if not free:
+                yield _take(pending, slots, free)
+            slot = free.popleft()
+            pending.append((coords, slot, pool.submit(_worker_read, coords, slot)))
         while pending:
-            yield _take(pending)
+            yield _take(pending, slots, free)
     finally:
-        for _, future in pending:
+        for _, _, future in pending:
             future.cancel()
+        for _, _, future in pending:  # a running read must finish before its slot is unmapped
+            if not future.cancelled():
+                future.exception()
 
 
-def _take(pending: deque[tuple[np.ndarray, Future]]) -> tuple[np.ndarray, np.ndarray]:
-    coords, future = pending.popleft()
+def _take(pending: deque[tuple[np.ndarray, int, Future]], slots: _Slots,
+          free: deque[int]) -> tuple[np.ndarray, np.ndarray]:
+    coords, slot, future = pending.popleft()
     status, payload = future.result()
     if status == "error":
+        free.append(slot)
         _raise_record(payload)
-    return coords, payload
+    pixels = np.array(slots.arrays[slot][:payload])  # the caller may keep batches; the slot is reused
+    free.append(slot)
+    return coords, pixels
 
 
 def describe_grid(grid: TileGrid) -> dict[str, Any]:

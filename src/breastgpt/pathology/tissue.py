@@ -93,7 +93,10 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     if values.size == 0:
         return 1.0
     hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
-    hist = hist.astype(np.float64)
+    return _otsu_from_histogram(hist.astype(np.float64), edges)
+
+
+def _otsu_from_histogram(hist: np.ndarray, edges: np.ndarray) -> float:
     centres = (edges[:-1] + edges[1:]) / 2
     w0 = np.cumsum(hist)
     w1 = w0[-1] - w0
@@ -102,6 +105,33 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     mean1 = (m0[-1] - m0) / np.maximum(w1, 1e-12)
     between = w0 * w1 * (mean0 - mean1) ** 2
     return float(edges[int(np.argmax(between)) + 1])
+
+
+def _saturation_table() -> np.ndarray:
+    """Saturation of every (max, min) pair of uint8 channels, flattened as max·256 + min, computed with exactly
+    `rgb_to_hsv`'s float32 operations (x/255 is monotonic, so max and min commute with it)."""
+    scaled = np.arange(256, dtype=np.float32) / 255.0
+    cmax, cmin = scaled[:, None], scaled[None, :]
+    delta = cmax - cmin
+    sat = np.where(cmax > 0, delta / np.maximum(cmax, 1e-6), 0.0).astype(np.float32)
+    return sat.ravel()
+
+
+_SATURATION = _saturation_table()
+_VALUE = np.arange(256, dtype=np.float32) / 255.0
+# Pen hues matter only where blue or green ink is possible (see pen_mask): hue is computed there alone.
+_HUE_MIN_SAT, _HUE_MIN_VAL = 0.25, 0.15
+
+
+def saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """HSV saturation and value (float32, equal to `rgb_to_hsv`'s) and the (max, min) pair code of each pixel,
+    from integer channel max/min and a 65,536-entry table instead of float HSV of the whole image."""
+    # Pairwise maximum over channel views is several times faster than a reduction over a length-3 last axis.
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    cmax = np.maximum(np.maximum(r, g), b)
+    cmin = np.minimum(np.minimum(r, g), b)
+    code = (cmax.astype(np.uint16) << 8) | cmin
+    return _SATURATION[code], _VALUE[cmax], code
 
 
 def pen_mask(hue: np.ndarray, sat: np.ndarray, val: np.ndarray) -> np.ndarray:
@@ -121,19 +151,41 @@ def disk(radius: int) -> np.ndarray:
 def segment_tissue(rgb: np.ndarray, mpp: float, config: TissueConfig = TissueConfig(),
                    downsample: tuple[float, float] = (1.0, 1.0)) -> TissueMask:
     """Tissue mask of an H×W×3 uint8 rendering whose pixels are `mpp` µm wide."""
-    hue, sat, val = rgb_to_hsv(rgb)
+    sat, val, code = saturation_value(rgb)
     excluded = np.zeros(sat.shape, dtype=bool)
     if config.remove_pen:
         # Dilate so the anti-aliased rim of a stroke goes with it.
-        excluded |= ndimage.binary_dilation(pen_mask(hue, sat, val), structure=disk(1))
+        excluded |= ndimage.binary_dilation(_pen_mask_of(rgb, sat, val, code), structure=disk(1))
     if config.remove_artefacts:
         excluded |= val < config.dark_value
     threshold = config.saturation_threshold
     if threshold is None:
-        threshold = max(otsu_threshold(sat[~excluded]), config.min_saturation)
+        threshold = max(_otsu_of_codes(code[~excluded]), config.min_saturation)
     mask = (sat > threshold) & ~excluded
     mask = _clean(mask, mpp, config)
     return TissueMask(mask, downsample, mpp, float(threshold), config)
+
+
+def _pen_mask_of(rgb: np.ndarray, sat: np.ndarray, val: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """`pen_mask` with hue computed (by `rgb_to_hsv` itself) only where blue or green ink is possible: saturated
+    enough, and red not the largest channel (`rgb_to_hsv` then takes the red branch, hue in [0, 60] ∪ [300, 360),
+    which is neither ink; most H&E pixels are such)."""
+    black = (val < 0.25) & (sat < 0.35)
+    candidates = (sat > _HUE_MIN_SAT) & (val > _HUE_MIN_VAL) & (rgb[..., 0] < (code >> 8))
+    if candidates.any():
+        hue, csat, cval = rgb_to_hsv(rgb[candidates][None])
+        black[candidates] |= pen_mask(hue, csat, cval)[0]
+    return black
+
+
+def _otsu_of_codes(codes: np.ndarray) -> float:
+    """`otsu_threshold` of the saturations of these (max, min) codes: the histogram of the 65,536 table values
+    weighted by how often each code occurs holds the same counts."""
+    if codes.size == 0:
+        return 1.0
+    counts = np.bincount(codes.ravel(), minlength=65536).astype(np.float64)
+    hist, edges = np.histogram(_SATURATION, bins=256, range=(0.0, 1.0), weights=counts)
+    return _otsu_from_histogram(hist, edges)
 
 
 def _clean(mask: np.ndarray, mpp: float, config: TissueConfig) -> np.ndarray:
