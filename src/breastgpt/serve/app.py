@@ -24,12 +24,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from breastgpt import RESEARCH_USE_NOTICE, __version__
 from breastgpt.infer.engine import Conversation, Engine, GenerationParams
 from breastgpt.serve.batching import Batcher, Saturated, batch_stats
+from breastgpt.serve.body import parse_chat_body
 from breastgpt.serve.config import ServeConfig
 from breastgpt.serve.lease import Lease
 from breastgpt.serve.media import MediaError, MediaResolver
@@ -149,13 +149,6 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return build
 
 
-def _parse(raw: bytes) -> ChatRequest:
-    try:
-        return ChatRequest.model_validate_json(raw)
-    except ValidationError as error:
-        raise RequestValidationError(error.errors(include_input=False)) from None
-
-
 def _check_limits(body: ChatRequest, config: ServeConfig) -> None:
     if body.model != config.served_model_name:
         raise HTTPException(404, f"model {body.model!r} is not served here; GET /v1/models lists it")
@@ -173,10 +166,12 @@ def _check_limits(body: ChatRequest, config: ServeConfig) -> None:
 def _prepare(raw: bytes, config: ServeConfig, engine: Engine,
              workdir: Path) -> tuple[ChatRequest, Conversation, GenerationParams]:
     """Parse, check and decode a request (in a worker thread: all of it is CPU work sized by the client)."""
-    body = _parse(raw)
+    parsed = parse_chat_body(raw)
+    body = parsed.request
     _check_limits(body, config)
     slide_dim = getattr(engine.processor, "slide_feature_dim", None)
-    messages = MediaResolver(config, workdir, expect_slide_dim=slide_dim).messages(body.messages)
+    resolver = MediaResolver(config, workdir, expect_slide_dim=slide_dim, long_strings=parsed.long_strings)
+    messages = resolver.messages(body.messages)
     params = GenerationParams(max_new_tokens=body.requested_tokens, temperature=body.temperature,
                               top_p=body.top_p, seed=body.seed if body.seed is not None else 0)
     return body, Conversation(messages, stage=body.stage, task=body.task), params
