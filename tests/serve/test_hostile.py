@@ -183,7 +183,9 @@ OUT_OF_RANGE = [
     {"max_tokens": 0}, {"max_tokens": -5}, {"max_tokens": 10**30}, {"max_tokens": 2000}, {"max_tokens": True},
     {"max_tokens": 2.5}, {"max_completion_tokens": 0}, {"max_completion_tokens": 5000},
     {"temperature": -0.1}, {"temperature": 2.01}, {"temperature": "0.5"}, {"temperature": 1e309},
-    {"top_p": 0}, {"top_p": 1.5}, {"top_p": -1}, {"n": 2}, {"n": 0}, {"n": True}, {"stream": "yes"}, {"stream": 1},
+    {"top_p": 0}, {"top_p": 1.5}, {"top_p": -1}, {"n": 0}, {"n": 129}, {"n": True}, {"stream": "yes"}, {"stream": 1},
+    {"frequency_penalty": 2.5}, {"presence_penalty": -3}, {"top_logprobs": 21}, {"top_logprobs": -1},
+    {"stop": ["a", "b", "c", "d", "e"]}, {"stop": ""},
 ]
 
 

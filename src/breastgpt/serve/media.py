@@ -27,6 +27,7 @@ MAX_HEADER_CHARS = 512
 # payload would hold it (and stall the event loop, /health included) for a few hundred milliseconds.
 BASE64_CHUNK_CHARS = 1 << 20
 SUFFIX_BY_MIME = {"image/png": ".png", "image/jpeg": ".jpg", "application/dicom": ".dcm", "image/tiff": ".tif",
+                  "image/webp": ".webp", "image/bmp": ".bmp",
                   "application/x-hdf5": ".h5", "application/gzip": ".nii.gz", "application/octet-stream": ".bin"}
 
 MEDIA_KINDS = {ImagePart: "image", VolumePart: "volume", SlideFeaturesPart: "slide feature file"}
