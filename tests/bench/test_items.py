@@ -103,3 +103,37 @@ def test_swift_export_import_round_trip(tmp_path):
     write_jsonl_atomic(tmp_path / "stale.jsonl", rows)
     with pytest.raises(BenchDataError, match="another bench version"):
         import_swift_results(tmp_path / "stale.jsonl", items, "m")
+
+
+def test_swift_infer_lines_match_by_media_file_names(tmp_path):
+    """`swift infer` result lines as ms-swift 4.6 writes them: no id, images as {"bytes": null, "path": ...}
+    (absolute when the dataset was), volumes as lists of frame paths in a folder named after the volume file."""
+    from typer.testing import CliRunner
+
+    from breastgpt.bench.cli import app
+
+    volume = dict(open_record("v1", "p3", "Washout.", []), images=[], videos=["media/cd/abc123.npz"])
+    volume["messages"][0]["content"] = "<video>Curve?"
+    records = [closed_record("q1", "p1", 1), open_record("o1", "p2", "Oval.", []), volume]
+    items = [item_from_record(r) for r in records]
+    write_jsonl_atomic(tmp_path / "items.jsonl", records)
+    frames = [f"/data/corpus/swift_frames/abc123/{i:04d}.png" for i in range(4)]
+    lines = [{"response": "B", "labels": "B. Malignant", "logprobs": None, "objects": None, "dataset": "d.jsonl",
+              "messages": [{"role": "user", "content": items[0].question}, {"role": "assistant", "content": "B"}],
+              "images": [{"bytes": None, "path": "/data/corpus/img/q1.png"}], "videos": []},
+             {"response": "An oval mass", "messages": [{"role": "user", "content": items[1].question}],
+              "images": [{"bytes": None, "path": "img/o1.png"}], "videos": []},
+             {"response": "Washout", "messages": [{"role": "user", "content": "<video>Curve?"}], "images": [],
+              "videos": [frames]}]
+    write_jsonl_atomic(tmp_path / "result.jsonl", lines)
+    result = CliRunner().invoke(app, ["import-swift", str(tmp_path / "result.jsonl"), "--items",
+                                      str(tmp_path / "items.jsonl"), "--out", str(tmp_path / "run"), "--model", "m"])
+    assert result.exit_code == 0, result.output
+    responses = load_responses(tmp_path / "run" / "responses.jsonl")
+    assert [(r.item_id, r.response) for r in responses] == [("q1", "B"), ("o1", "An oval mass"), ("v1", "Washout")]
+    lines[2]["videos"] = [[f.replace("abc123", "other") for f in frames]]
+    write_jsonl_atomic(tmp_path / "wrong.jsonl", lines)
+    refused = CliRunner().invoke(app, ["import-swift", str(tmp_path / "wrong.jsonl"), "--items",
+                                       str(tmp_path / "items.jsonl"), "--out", str(tmp_path / "run2"), "--model", "m"])
+    assert refused.exit_code == 2 and "match 0 items" in refused.output
+    assert not (tmp_path / "run2" / "responses.jsonl").exists()

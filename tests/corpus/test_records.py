@@ -1,4 +1,4 @@
-"""Records: schema checks, JSONL/Parquet round-trips, ms-swift/LLaVA export (published-file import: tests/bench)."""
+"""Records: schema checks, JSONL/Parquet round-trips, LLaVA export (ms-swift: test_swift_export.py; published-file import: tests/bench)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from breastgpt.corpus.records import (MediaRef, Provenance, Record, RecordError, export_llava_json,
-                                      export_swift_jsonl, read_records_jsonl,
+                                      read_records_jsonl,
                                       read_records_parquet, record_id, write_records_jsonl,
                                       write_records_parquet)
 from breastgpt.corpus.templates import load_templates, render_sample
@@ -66,17 +66,8 @@ def test_unknown_keys_are_errors():
         Record.from_dict(data)
 
 
-def test_exports(tmp_path):
+def test_llava_export(tmp_path):
     records = sample_records()
-    n = export_swift_jsonl(records, tmp_path / "swift.jsonl", media_root="/corpus")
-    rows = [json.loads(l) for l in (tmp_path / "swift.jsonl").read_text().splitlines()]
-    assert n == len(records) == len(rows)
-    assert set(rows[0]) <= {"messages", "images", "videos", "objects", "slides"}
-    assert rows[0]["images"] == ["/corpus/media/aa/x.png"]
-    grounding = next(r for r, rec in zip(rows, records) if rec.task_family == "grounding")
-    assert grounding["objects"]["bbox_type"] == "norm1000"
-    mri = next(r for r, rec in zip(rows, records) if rec.kind == "volume")
-    assert mri["videos"] and not mri["images"] and mri["messages"][1]["content"].startswith("<video>")
     export_llava_json(records, tmp_path / "llava.json")
     items = json.loads((tmp_path / "llava.json").read_text())
     assert items[0]["conversations"][0]["from"] == "human" and items[0]["image"] == "media/aa/x.png"

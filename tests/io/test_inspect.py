@@ -100,3 +100,20 @@ def test_no_identifier_in_any_description(realdata: Path) -> None:
     text = json.dumps(inspect_path(realdata / "ct" / "pydicom_CT_small.dcm"))
     for value in (str(header.PatientName), str(header.PatientID)):
         assert value not in text
+
+
+def test_webp_is_an_image_and_other_riff_files_are_not(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from breastgpt.infer.inputs import load_image
+    from breastgpt.io import UnsupportedFormatError
+
+    array = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(array).save(tmp_path / "scan.webp", lossless=True)
+    info = inspect_path(tmp_path / "scan.webp")
+    assert (info["kind"], info["format"]) == ("image", "webp")
+    assert np.array_equal(load_image(tmp_path / "scan.webp"), array)
+    (tmp_path / "sound.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(24))
+    with pytest.raises(UnsupportedFormatError, match="unrecognised file type"):
+        inspect_path(tmp_path / "sound.wav")

@@ -8,11 +8,11 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Generator, Iterator
 
 import uvicorn
 
-from breastgpt.infer.engine import Conversation, Generation, GenerationParams
+from breastgpt.infer.engine import Conversation, Generation, GenerationParams, StreamUsage
 from breastgpt.preprocessing import Preprocessing
 from breastgpt.serve.app import create_app
 from breastgpt.serve.config import ServeConfig
@@ -58,12 +58,15 @@ class ScriptedEngine:
             time.sleep(0.005)
         return [Generation(self.answer(c), 10, 3, "stop") for c in conversations]
 
-    def stream(self, conversation: Conversation, params: GenerationParams, cancel: Any = None) -> Iterator[str]:
-        for word in self.answer(conversation).split(" "):
+    def stream(self, conversation: Conversation, params: GenerationParams,
+               cancel: Any = None) -> Generator[str, None, StreamUsage | None]:
+        words = self.answer(conversation).split(" ")
+        for word in words:
             if cancel is not None and cancel.is_set():
-                return
+                return None
             time.sleep(self.delay / 5)
             yield word + " "
+        return StreamUsage(prompt_tokens=10, completion_tokens=len(words))
 
 
 def free_port() -> int:

@@ -183,7 +183,9 @@ OUT_OF_RANGE = [
     {"max_tokens": 0}, {"max_tokens": -5}, {"max_tokens": 10**30}, {"max_tokens": 2000}, {"max_tokens": True},
     {"max_tokens": 2.5}, {"max_completion_tokens": 0}, {"max_completion_tokens": 5000},
     {"temperature": -0.1}, {"temperature": 2.01}, {"temperature": "0.5"}, {"temperature": 1e309},
-    {"top_p": 0}, {"top_p": 1.5}, {"top_p": -1}, {"n": 2}, {"n": 0}, {"n": True}, {"stream": "yes"}, {"stream": 1},
+    {"top_p": 0}, {"top_p": 1.5}, {"top_p": -1}, {"n": 0}, {"n": 129}, {"n": True}, {"stream": "yes"}, {"stream": 1},
+    {"frequency_penalty": 2.5}, {"presence_penalty": -3}, {"top_logprobs": 21}, {"top_logprobs": -1},
+    {"stop": ["a", "b", "c", "d", "e"]}, {"stop": ""},
 ]
 
 
@@ -296,3 +298,38 @@ def test_a_volume_above_the_voxel_limit_is_refused_before_decoding(tmp_path: Pat
         assert httpx.post(f"{small}/v1/chat/completions", headers=AUTH, json=chat(volume)).status_code == 200
         body = assert_error(httpx.post(f"{smaller}/v1/chat/completions", headers=AUTH, json=chat(volume)), 400)
     assert "4095" in body["error"]["message"]
+
+
+def large_png_data_url(side: int = 600) -> str:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()  # noise does not compress: ~1 MB of PNG, well past the parser's long-string cut
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (side, side, 3), dtype=np.uint8)).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_a_large_body_is_parsed_in_pieces_with_the_same_answers_and_errors(server: str) -> None:
+    from pydantic import ValidationError
+
+    from breastgpt.serve.body import LONG_STRING_BYTES
+    from breastgpt.serve.responses import validation_message
+    from breastgpt.serve.schemas import ChatRequest
+
+    image = {"type": "image_url", "image_url": {"url": large_png_data_url()}}
+    raw = json.dumps(chat([image, image, {"type": "text", "text": "mass?"}])).encode()
+    assert len(raw) > 4 * LONG_STRING_BYTES
+    headers = {**AUTH, "content-type": "application/json"}
+    answer = httpx.post(f"{server}/v1/chat/completions", headers=headers, content=raw, timeout=60)
+    assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"] == "2 0 0 | MASS?"
+    for broken in (raw[:-1] + b",}", raw.replace(b'"text": "mass?"', b'"text": "mass?", "extra": 1')):
+        with pytest.raises(ValidationError) as whole:
+            ChatRequest.model_validate_json(broken)
+        response = httpx.post(f"{server}/v1/chat/completions", headers=headers, content=broken, timeout=60)
+        assert assert_error(response, 422)["error"]["message"] == validation_message(
+            whole.value.errors(include_input=False))
+    damaged = raw.replace(b"base64,", b"base64,==", 1)  # padding in the middle of a long payload
+    assert "not valid base64" in assert_error(httpx.post(f"{server}/v1/chat/completions", headers=headers,
+                                                         content=damaged, timeout=60), 400)["error"]["message"]

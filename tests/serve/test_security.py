@@ -108,11 +108,20 @@ def test_paths_outside_the_media_root_are_refused(server) -> None:
         assert str(target) not in response.text
 
 
-def test_too_many_media_items(server) -> None:
-    url, _, _ = server
-    parts = [{"type": "image_url", "image_url": {"url": png_data_url(8)}}] * 9
-    response = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, json=chat(parts))
-    assert response.status_code == 400 and "media" in response.json()["error"]["message"]
+def test_the_media_count_limit_defaults_to_32(tmp_path: Path) -> None:
+    part = {"type": "image_url", "image_url": {"url": png_data_url(8)}}
+    with running_server(ScriptedEngine(), tmp_path) as url:
+        accepted = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, json=chat([part] * 32), timeout=60)
+        refused = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, json=chat([part] * 33), timeout=60)
+    assert accepted.json()["choices"][0]["message"]["content"] == "32 0 0 | "
+    assert refused.status_code == 400 and refused.json()["error"]["message"] == "more than 32 media items in one request"
+
+
+def test_too_many_media_items(tmp_path: Path) -> None:
+    with running_server(ScriptedEngine(), tmp_path, max_media_per_request=3) as url:
+        parts = [{"type": "image_url", "image_url": {"url": png_data_url(8)}}] * 4
+        response = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, json=chat(parts))
+    assert response.status_code == 400 and "more than 3 media" in response.json()["error"]["message"]
 
 
 def test_saturation_answers_429(tmp_path: Path) -> None:

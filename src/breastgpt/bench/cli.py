@@ -219,3 +219,28 @@ def _attach_run() -> None:
 
 
 _attach_run()
+
+
+@app.command("import-swift")
+def import_swift_cmd(
+    results: Path = typer.Argument(..., help="ms-swift inference result JSONL (`swift infer --result_path`)."),
+    items: Path = typer.Option(..., "--items", help="Bench items JSONL (corpus records) the results answer."),
+    out: Path = typer.Option(..., "--out", help="Run directory to write responses.jsonl into (for `bench score`)."),
+    model: str = typer.Option(..., "--model", help="Model name recorded with each response."),
+) -> None:
+    """Import an ms-swift result file as a run directory: each line matched to its bench item."""
+    from breastgpt.bench.items import import_swift_results, response_to_dict, write_jsonl_atomic
+
+    try:
+        bench_items = load_items(items)
+        responses = import_swift_results(results, bench_items, model)
+    except (BenchDataError, FileNotFoundError) as exc:
+        _fail(exc)
+    if not responses:
+        _fail(BenchDataError(f"{results}: no result lines"))
+    duplicates = len(responses) - len({r.item_id for r in responses})
+    if duplicates:
+        _fail(BenchDataError(f"{results}: {duplicates} lines answer an item already answered"))
+    write_jsonl_atomic(Path(out) / "responses.jsonl", (response_to_dict(r) for r in responses))
+    typer.echo(f"imported {len(responses)} responses for {len(responses)} of {len(bench_items)} items "
+               f"-> {Path(out) / 'responses.jsonl'}")

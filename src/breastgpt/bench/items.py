@@ -355,15 +355,29 @@ def reference_text(item: BenchItem) -> str:
     return item.answer or ""
 
 
-def _content_key(question: str, media: Iterable[str]) -> str:
-    return hashlib.sha256(json.dumps([question, sorted(media)]).encode()).hexdigest()
+def media_identity(entry: Any) -> str:
+    """A media entry as the stem of its file name, however a tool wrote it: a path (relative or absolute), an
+    ms-swift `{"bytes": null, "path": ...}`, or a volume exported as a frame list (its folder is named after the
+    volume file, `corpus.swift_export`). Corpus media files are named by their content hash, so stems identify."""
+    if isinstance(entry, dict):
+        entry = entry.get("path") or ""
+    if isinstance(entry, (list, tuple)):
+        first = entry[0] if entry else ""
+        return Path(str(first.get("path") if isinstance(first, dict) else first)).parent.name
+    name = Path(str(entry)).name
+    return name.split(".", 1)[0]
+
+
+def _content_key(question: str, media: Iterable[Any]) -> str:
+    return hashlib.sha256(json.dumps([question, sorted(media_identity(m) for m in media)]).encode()).hexdigest()
 
 
 def import_swift_results(path: Path, items: list[BenchItem], model: str) -> list[SavedResponse]:
     """Read an ms-swift inference result JSONL (`response`, `labels`, and `id` when the dataset carried one).
 
-    Lines without an id are matched to items by their last user message and media list; a line that matches no
-    item or several is an error. When `labels` is present it must equal the item's reference text, which catches a
+    Lines without an id (what `swift infer` writes) are matched to items by their last user message and media,
+    compared by file stem (`media_identity`), so relative, absolute and frame-list media all match; a line that
+    matches no item or several is an error. When `labels` is present it must equal the item's reference text, which catches a
     result file produced from a different bench version.
     """
     by_id = {it.id: it for it in items}

@@ -188,17 +188,41 @@ def stats_cmd(corpus_dir: Path = typer.Argument(...), as_json: bool = typer.Opti
 def export_cmd(corpus_dir: Path = typer.Argument(...), out: Path = typer.Option(..., "--out"),
                fmt: str = typer.Option("swift", "--format", help="swift (JSONL) | llava (JSON)"),
                split: str = typer.Option(None, "--split", help="Only this split."),
-               absolute: bool = typer.Option(False, "--absolute", help="Prefix media paths with the corpus dir.")) -> None:
-    """Export records to ms-swift JSONL or LLaVA JSON."""
-    from breastgpt.corpus.records import export_llava_json, export_swift_jsonl, read_records_jsonl
+               absolute: bool = typer.Option(False, "--absolute",
+                                             help="Absolute media paths (default: relative to the corpus folder).")) -> None:
+    """Export records to ms-swift JSONL (volumes as PNG frame lists) or LLaVA JSON."""
+    from breastgpt.corpus.records import export_llava_json, read_records_jsonl
 
     if fmt not in ("swift", "llava"):
         typer.echo(f"unknown format {fmt!r}; use swift or llava", err=True)
         raise typer.Exit(2)
     records = [r for r in read_records_jsonl(corpus_dir / "records.jsonl") if split is None or r.split == split]
-    root = str(corpus_dir.resolve()) if absolute else None
-    n = (export_swift_jsonl if fmt == "swift" else export_llava_json)(records, out, root)
-    typer.echo(f"exported {n} records to {out}")
+    if fmt == "llava":
+        n = export_llava_json(records, out, str(corpus_dir.resolve()) if absolute else None)
+        typer.echo(f"exported {n} records to {out}")
+        raise typer.Exit(0 if n else 1)
+    summary = _export_swift(records, corpus_dir, out, absolute)
+    typer.echo(f"exported {summary.written} of {len(records)} records to {out} "
+               f"({summary.frames_written} volume frames written under {corpus_dir / 'swift_frames'})")
+    for reason, count in sorted({**summary.left_out}.items()):
+        typer.echo(f"left out {count} {reason}")
+    for reason, count in sorted({**summary.changed}.items()):
+        typer.echo(f"{count} {reason}")
+    if not absolute:
+        typer.echo(f"media paths are relative to {corpus_dir}: run ms-swift there or set ROOT_IMAGE_DIR={corpus_dir.resolve()}")
+    if not summary.written:
+        raise typer.Exit(1)
+
+
+def _export_swift(records: list, corpus_dir: Path, out: Path, absolute: bool):
+    from rich.progress import Progress
+
+    from breastgpt.corpus.swift_export import export_swift
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("exporting", total=len(records))
+        return export_swift(records, corpus_dir, out, absolute=absolute,
+                            progress=lambda done: progress.update(task, completed=done))
 
 
 @app.command("import")

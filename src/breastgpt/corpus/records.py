@@ -3,7 +3,7 @@
 A record is one instruction pair. Its user message carries one placeholder token per visual input, in ms-swift
 style: `<image>` for each entry of `images`, `<video>` for each entry of `videos` (a volume's slices are video
 frames), and `<slide>` for each entry of `slides` (a whole slide, by reference to its tile-feature file; ms-swift
-has no slide slot, so exporters keep `slides` as an extra key). Grounding answers are boxes on the 0–1000 grid.
+has no slide slot: `corpus.swift_export` leaves such rows out). Grounding answers are boxes on the 0–1000 grid.
 
 `label` is the structured answer used for scoring:
   closed_vqa        {"options": [...], "answer_index": i, "clinical_target": {"name", "kind", "option_values",
@@ -268,18 +268,6 @@ def _media_path(path: str, media_root: str | None) -> str:
     return str(Path(media_root) / path) if media_root else path
 
 
-def to_swift(rec: Record, media_root: str | None = None) -> dict[str, Any]:
-    """ms-swift row: messages/images/videos(/objects); `slides` kept as an extra key only when present."""
-    row: dict[str, Any] = {"messages": [dict(m) for m in rec.messages],
-                           "images": [_media_path(p, media_root) for p in rec.images],
-                           "videos": [_media_path(p, media_root) for p in rec.videos]}
-    if rec.slides:
-        row["slides"] = [_media_path(p, media_root) for p in rec.slides]
-    if rec.objects is not None:
-        row["objects"] = rec.objects
-    return row
-
-
 def to_llava(rec: Record, media_root: str | None = None) -> dict[str, Any]:
     """LLaVA conversation item; the stage system prompt travels in an extra `system` key."""
     turns = []
@@ -298,12 +286,6 @@ def to_llava(rec: Record, media_root: str | None = None) -> dict[str, Any]:
     if rec.slides:
         item["slide"] = [_media_path(p, media_root) for p in rec.slides]
     return item
-
-
-def export_swift_jsonl(records: Iterable[Record], path: Path, media_root: str | None = None) -> int:
-    rows = [to_swift(r, media_root) for r in records]
-    write_jsonl(path, rows)
-    return len(rows)
 
 
 def export_llava_json(records: Iterable[Record], path: Path, media_root: str | None = None) -> int:

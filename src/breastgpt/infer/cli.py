@@ -102,6 +102,7 @@ def serve(
     media_root: Optional[Path] = typer.Option(None, "--media-root", help="Folder that file:// media may come from."),
     max_batch: int = typer.Option(8, "--max-batch"),
     max_queue: int = typer.Option(64, "--max-queue", help="Requests held at once; more get 429."),
+    max_media: int = typer.Option(32, "--max-media", help="Images, volumes and slide feature files per request."),
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds per request before 504."),
     device: Optional[str] = typer.Option(None, "--device"),
 ) -> None:
@@ -115,7 +116,7 @@ def serve(
     try:
         config = ServeConfig(model_dir=model, api_keys=keys_from_env_or_file(api_key_file), host=host, port=port,
                              media_root=media_root, max_batch=max_batch, max_queue=max_queue,
-                             request_timeout_s=timeout, device=device)
+                             max_media_per_request=max_media, request_timeout_s=timeout, device=device)
     except ValueError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(code=2) from error

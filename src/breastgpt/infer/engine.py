@@ -1,20 +1,24 @@
 """Generation engine: one loaded checkpoint, batched and streamed generation, cancellation.
 
 Greedy decoding by default (`temperature == 0`), so the same request gives the same answer. Visual inputs are
-encoded once at prefill by the model; the engine never re-runs encoders while decoding.
+encoded once at prefill by the model; the engine never re-runs encoders while decoding. OpenAI's sampling
+options are implemented here: stop sequences (generation ends at one; it is not part of the answer), frequency
+and presence penalties (subtracted from the logits of tokens already generated, as OpenAI defines them) and
+per-token log-probabilities of the model's own distribution (before penalties and temperature).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, \
+    TextIteratorStreamer
 
 from breastgpt.preprocessing import NO_SETTINGS_NOTICE, Preprocessing, read_preprocessing
 
@@ -27,18 +31,57 @@ class GenerationParams:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+    stop: tuple[str, ...] = ()
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    logprobs: bool = False
+    top_logprobs: int = 0
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ValueError("temperature must be ≥ 0 and top_p in (0, 1]")
+        if any(not text for text in self.stop):
+            raise ValueError("stop sequences must not be empty")
+        if self.top_logprobs < 0:
+            raise ValueError("top_logprobs must be ≥ 0")
 
     def generate_kwargs(self) -> dict[str, Any]:
-        if self.temperature == 0:
-            return {"do_sample": False, "max_new_tokens": self.max_new_tokens}
-        return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p,
-                "max_new_tokens": self.max_new_tokens}
+        kwargs: dict[str, Any] = {"do_sample": False, "max_new_tokens": self.max_new_tokens}
+        if self.temperature > 0:
+            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
+        if self.stop:
+            kwargs["stop_strings"] = list(self.stop)
+        return kwargs
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()  # the most likely tokens at this step, best first
+
+
+class OpenAIPenalties(LogitsProcessor):
+    """OpenAI's frequency and presence penalties: each token's logit is lowered by `frequency × count +
+    presence × (count > 0)`, counting only the tokens generated so far (not the prompt)."""
+
+    def __init__(self, prompt_length: int, frequency: float, presence: float) -> None:
+        self.prompt_length, self.frequency, self.presence = prompt_length, frequency, presence
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_length:]
+        if generated.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+        return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """The text before the first stop sequence, and whether one was found."""
+    found = [index for index in (text.find(s) for s in stop) if index >= 0]
+    return (text[:min(found)], True) if found else (text, False)
 
 
 @dataclass
@@ -65,6 +108,15 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" | "length" | "cancelled"
+    logprobs: list[TokenLogprob] | None = None  # one per completion token, when asked for
+
+
+@dataclass
+class StreamUsage:
+    """Token counts of a streamed answer, filled in when the stream ends."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class CancelOnEvent(StoppingCriteria):
@@ -124,18 +176,48 @@ class Engine:
         ids = {tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id}
         return sorted(i for i in ids if i is not None)
 
+    def _options(self, params: GenerationParams, prompt_length: int, cancel: threading.Event | None) -> dict[str, Any]:
+        """`model.generate` keyword arguments for these parameters."""
+        options: dict[str, Any] = {**params.generate_kwargs(), "eos_token_id": self._eos_ids(),
+                                   "pad_token_id": self.processor.tokenizer.pad_token_id}
+        if cancel is not None:
+            options["stopping_criteria"] = StoppingCriteriaList([CancelOnEvent(cancel)])
+        if params.stop:
+            options["tokenizer"] = self.processor.tokenizer  # stop_strings are matched on decoded tokens
+        if params.frequency_penalty or params.presence_penalty:
+            options["logits_processor"] = LogitsProcessorList([
+                OpenAIPenalties(prompt_length, params.frequency_penalty, params.presence_penalty)])
+        if params.logprobs:
+            options.update(output_logits=True, return_dict_in_generate=True)
+        return options
+
     def generate(self, conversations: list[Conversation], params: GenerationParams = GenerationParams(),
                  cancel: threading.Event | None = None) -> list[Generation]:
         """Generate for a batch of conversations (left-padded); one `Generation` per conversation, in order."""
         inputs = self._inputs(conversations)
-        criteria = StoppingCriteriaList([CancelOnEvent(cancel)]) if cancel is not None else None
+        prompt_length = inputs["input_ids"].shape[1]
         with self.lock, torch.inference_mode():
             torch.manual_seed(params.seed)
-            output = self.model.generate(**inputs, **params.generate_kwargs(), stopping_criteria=criteria,
-                                         eos_token_id=self._eos_ids(), pad_token_id=self.processor.tokenizer.pad_token_id)
-        prompt_length = inputs["input_ids"].shape[1]
-        return [self._result(row, prompt_length, int(mask.sum()), params, cancel)
-                for row, mask in zip(output, inputs["attention_mask"])]
+            output = self.model.generate(**inputs, **self._options(params, prompt_length, cancel))
+            sequences = output.sequences if params.logprobs else output
+            steps = self._step_logprobs(output, prompt_length, params.top_logprobs) if params.logprobs else None
+        return [self._result(row, prompt_length, int(mask.sum()), params, cancel, None if steps is None else steps[i])
+                for i, (row, mask) in enumerate(zip(sequences, inputs["attention_mask"]))]
+
+    def _step_logprobs(self, output: Any, prompt_length: int, top: int) -> list[list[TokenLogprob]]:
+        """Per row, per generated step: the chosen token's log-probability and the `top` most likely tokens."""
+        decode = self.processor.tokenizer.decode
+        rows: list[list[TokenLogprob]] = [[] for _ in range(output.sequences.shape[0])]
+        for step, logits in enumerate(output.logits):
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            chosen = output.sequences[:, prompt_length + step]
+            picked = logprobs.gather(1, chosen[:, None])[:, 0].tolist()
+            best = logprobs.topk(top, dim=-1) if top else None
+            for row, token in enumerate(chosen.tolist()):
+                alternatives = () if best is None else tuple(
+                    (decode([int(i)]), float(v)) for v, i in zip(best.values[row], best.indices[row]))
+                rows[row].append(TokenLogprob(decode([token]), float(picked[row]), alternatives))
+        return rows
 
     def answer_loglikelihoods(self, conversation: Conversation, answers: list[str]) -> list[float]:
         """Log-likelihood of each candidate answer as the assistant's whole reply (its tokens and the closing
@@ -158,27 +240,31 @@ class Engine:
         return (picked * (targets >= 0)).sum(dim=1).tolist()
 
     def _result(self, row: torch.Tensor, prompt_length: int, prompt_tokens: int, params: GenerationParams,
-                cancel: threading.Event | None) -> Generation:
+                cancel: threading.Event | None, steps: list[TokenLogprob] | None = None) -> Generation:
         completion = row[prompt_length:].tolist()
         eos = set(self._eos_ids())
         cut = next((i for i, token in enumerate(completion) if token in eos), None)
-        tokens = completion if cut is None else completion[:cut]
         pad = self.processor.tokenizer.pad_token_id
-        tokens = [t for t in tokens if t != pad]
+        kept = [i for i, token in enumerate(completion[:cut]) if token != pad]
+        tokens = [completion[i] for i in kept]
+        text, stopped = cut_at_stop(self.processor.tokenizer.decode(tokens, skip_special_tokens=True), params.stop)
         if cancel is not None and cancel.is_set():
             reason = "cancelled"
         else:
-            reason = "stop" if cut is not None else "length"
-        text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True)
-        return Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=len(tokens), finish_reason=reason)
+            reason = "stop" if cut is not None or stopped else "length"
+        return Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=len(tokens), finish_reason=reason,
+                          logprobs=None if steps is None else [steps[i] for i in kept])
 
     def stream(self, conversation: Conversation, params: GenerationParams = GenerationParams(),
-               cancel: threading.Event | None = None) -> Iterator[str]:
-        """Yield the answer's text as it is generated (the same tokens `generate` would return)."""
+               cancel: threading.Event | None = None) -> Generator[str, None, StreamUsage]:
+        """Yield the answer's text as it is generated (the same text `generate` returns); returns the token counts.
+        With stop sequences, the last few characters are held back until they cannot begin one."""
         streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
         inputs = self._inputs([conversation])
-        criteria = StoppingCriteriaList([CancelOnEvent(cancel)]) if cancel is not None else None
+        prompt_length = inputs["input_ids"].shape[1]
+        options = {**self._options(replace(params, logprobs=False), prompt_length, cancel), "streamer": streamer}
         errors: list[BaseException] = []
+        usage = StreamUsage(prompt_tokens=int(inputs["attention_mask"].sum()))
 
         def run() -> None:
             try:
@@ -187,16 +273,34 @@ class Engine:
                         streamer.end()
                         return
                     torch.manual_seed(params.seed)
-                    self.model.generate(**inputs, **params.generate_kwargs(), streamer=streamer,
-                                        stopping_criteria=criteria, eos_token_id=self._eos_ids(),
-                                        pad_token_id=self.processor.tokenizer.pad_token_id)
+                    output = self.model.generate(**inputs, **options)
+                usage.completion_tokens = self._result(output[0], prompt_length, 0, params, None).completion_tokens
             except BaseException as error:  # re-raised in the consumer's thread
                 errors.append(error)
                 streamer.end()
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        yield from (chunk for chunk in streamer if chunk)
+        yield from (piece for piece in _until_stop(streamer, params.stop) if piece)
         thread.join()
         if errors:
             raise errors[0]
+        return usage
+
+
+def _until_stop(pieces: Iterable[str], stop: tuple[str, ...]) -> Iterator[str]:
+    """The streamed text up to the first stop sequence; the rest of `pieces` is drained unseen."""
+    hold = max((len(s) for s in stop), default=1) - 1
+    held, stopped = "", False
+    for piece in pieces:
+        if stopped:
+            continue
+        held += piece
+        text, stopped = cut_at_stop(held, stop)
+        if stopped:
+            yield text
+        elif len(held) > hold:
+            yield held[:len(held) - hold]
+            held = held[len(held) - hold:]
+    if not stopped:
+        yield held

@@ -30,7 +30,7 @@ _MAGIC = (
 
 
 def sniff_format(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> str:
-    """The container format from the first bytes: dicom, png, jpeg, tiff, bigtiff, bmp, pnm, nifti, nrrd, hdf5
+    """The container format from the first bytes: dicom, png, jpeg, tiff, bigtiff, bmp, pnm, webp, nifti, nrrd, hdf5
     (slide feature file), dicom-series. A FIFO, device or socket is refused without being opened."""
     path = Path(path)
     if path.is_dir():
@@ -43,6 +43,8 @@ def sniff_format(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> str:
     for magic, name in _MAGIC:
         if head.startswith(magic):
             return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":  # RIFF alone is also WAV/AVI
+        return "webp"
     from breastgpt.io.dicom import _is_raw_dataset
     from breastgpt.io.volume import sniff_volume_format
 
@@ -51,7 +53,7 @@ def sniff_format(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> str:
         return volume_format
     if _is_raw_dataset(path):
         return "dicom"
-    raise UnsupportedFormatError(path, "unrecognised file type (not DICOM, NIfTI, NRRD, TIFF/SVS, PNG, JPEG, PGM or BMP)",
+    raise UnsupportedFormatError(path, "unrecognised file type (not DICOM, NIfTI, NRRD, TIFF/SVS, PNG, JPEG, PGM, BMP or WebP)",
                                  "convert it to a supported format")
 
 

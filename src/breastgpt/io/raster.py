@@ -1,4 +1,4 @@
-"""Ordinary raster images (PNG, JPEG, TIFF, PGM/PPM, BMP — an allowlist; nothing else is opened).
+"""Ordinary raster images (PNG, JPEG, TIFF, PGM/PPM, BMP, WebP — an allowlist; nothing else is opened).
 
 The declared size is checked against the limits before any pixel is decoded, so a decompression bomb is an
 error, never an allocation; a truncated file is an error, never a silently grey-filled image.
@@ -21,8 +21,8 @@ from breastgpt.io.errors import CorruptFileError, LimitExceededError, Unsupporte
 from breastgpt.io.files import check_regular_file, read_head
 from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits, check_decoded_bytes
 
-ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpeg", "TIFF": "tiff", "PPM": "pnm", "BMP": "bmp"}
-_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"P2", b"P3", b"P5", b"P6")
+ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpeg", "TIFF": "tiff", "PPM": "pnm", "BMP": "bmp", "WEBP": "webp"}
+_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"P2", b"P3", b"P5", b"P6", b"RIFF")
 # Bytes per pixel of the array each Pillow mode decodes to (Pillow stores "I;16" in 2 bytes, "I"/"F" in 4).
 _MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2, "RGB": 3,
                "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4, "RGBX": 4, "RGBa": 4, "CMYK": 4, "I": 4, "F": 4}
@@ -57,7 +57,7 @@ def _open(path: Path, limits: ReadLimits) -> Image.Image:
     except UnidentifiedImageError as exc:
         if read_head(path, 8).startswith(_MAGIC):  # the format is ours; Pillow refused its header
             raise CorruptFileError(path, "malformed image header", "re-export or re-download it") from exc
-        raise UnsupportedFormatError(path, "not a PNG, JPEG, TIFF, PGM/PPM or BMP image",
+        raise UnsupportedFormatError(path, "not a PNG, JPEG, TIFF, PGM/PPM, BMP or WebP image",
                                      "convert it, or use the DICOM/volume/slide readers") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise LimitExceededError(path, f"image declares too many pixels ({exc})", "raise ReadLimits.max_image_pixels") from exc

@@ -24,17 +24,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from breastgpt import RESEARCH_USE_NOTICE, __version__
 from breastgpt.infer.engine import Conversation, Engine, GenerationParams
 from breastgpt.serve.batching import Batcher, Saturated, batch_stats
+from breastgpt.serve.body import parse_chat_body
 from breastgpt.serve.config import ServeConfig
 from breastgpt.serve.lease import Lease
 from breastgpt.serve.media import MediaError, MediaResolver
 from breastgpt.serve.middleware import BodyLimit, Guard, RequireKey, on_close
-from breastgpt.serve.responses import METADATA, error_response, validation_message
+from breastgpt.serve.responses import METADATA, error_response, logprobs_body, validation_message
 from breastgpt.serve.schemas import ChatRequest
 from breastgpt.serve.streaming import events, start_producer
 
@@ -126,8 +126,10 @@ def _add_routes(app: FastAPI, config: ServeConfig, engine: Engine, batcher: Batc
         log.info("request %s admitted: %d message(s), stream=%s", request_id, len(body.messages), body.stream)
         if body.stream:
             queue = start_producer(engine, conversation, params, lease, pools.stream)
+            usage = body.stream_options is not None and body.stream_options.include_usage
             return StreamingResponse(events(request_id, config.served_model_name, queue, request, lease,
-                                            config.request_timeout_s), media_type="text/event-stream")
+                                            config.request_timeout_s, include_usage=usage),
+                                     media_type="text/event-stream")
         return await _complete(request_id, conversation, params, batcher, lease, request, config)
 
 
@@ -149,13 +151,6 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return build
 
 
-def _parse(raw: bytes) -> ChatRequest:
-    try:
-        return ChatRequest.model_validate_json(raw)
-    except ValidationError as error:
-        raise RequestValidationError(error.errors(include_input=False)) from None
-
-
 def _check_limits(body: ChatRequest, config: ServeConfig) -> None:
     if body.model != config.served_model_name:
         raise HTTPException(404, f"model {body.model!r} is not served here; GET /v1/models lists it")
@@ -168,18 +163,26 @@ def _check_limits(body: ChatRequest, config: ServeConfig) -> None:
             raise HTTPException(400, f"a message exceeds {config.max_message_chars} characters")
     if body.requested_tokens > config.max_tokens:
         raise HTTPException(422, f"max_tokens above the server limit of {config.max_tokens}")
+    unsupported = body.unsupported()
+    if unsupported:
+        raise HTTPException(400, unsupported)
 
 
 def _prepare(raw: bytes, config: ServeConfig, engine: Engine,
              workdir: Path) -> tuple[ChatRequest, Conversation, GenerationParams]:
     """Parse, check and decode a request (in a worker thread: all of it is CPU work sized by the client)."""
-    body = _parse(raw)
+    parsed = parse_chat_body(raw)
+    body = parsed.request
     _check_limits(body, config)
     slide_dim = getattr(engine.processor, "slide_feature_dim", None)
-    messages = MediaResolver(config, workdir, expect_slide_dim=slide_dim,
-                             preprocessing=engine.preprocessing).messages(body.messages)
+    resolver = MediaResolver(config, workdir, expect_slide_dim=slide_dim, preprocessing=engine.preprocessing,
+                             long_strings=parsed.long_strings)
+    messages = resolver.messages(body.messages)
     params = GenerationParams(max_new_tokens=body.requested_tokens, temperature=body.temperature,
-                              top_p=body.top_p, seed=body.seed if body.seed is not None else 0)
+                              top_p=body.top_p, seed=body.seed if body.seed is not None else 0,
+                              stop=body.stop_sequences, frequency_penalty=body.frequency_penalty,
+                              presence_penalty=body.presence_penalty, logprobs=body.logprobs,
+                              top_logprobs=body.top_logprobs or 0)
     return body, Conversation(messages, stage=body.stage, task=body.task), params
 
 
@@ -210,6 +213,7 @@ async def _complete(request_id: str, conversation: Conversation, params: Generat
         "id": request_id, "object": "chat.completion", "created": int(time.time()),
         "model": config.served_model_name,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
+                     "logprobs": logprobs_body(result.logprobs),
                      "finish_reason": result.finish_reason if result.finish_reason != "cancelled" else "stop"}],
         "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
                   "total_tokens": result.prompt_tokens + result.completion_tokens},

@@ -18,7 +18,7 @@ class ServeConfig:
     media_root: Path | None = None  # file:// references are allowed only below this folder
     allow_remote_urls: bool = False  # http(s) media URLs are refused unless enabled
     max_body_bytes: int = 64 * 1024 * 1024
-    max_media_per_request: int = 8
+    max_media_per_request: int = 32  # images, volumes and feature files; video clients send 8-32 frames
     max_decoded_pixels: int = 60_000_000  # per decoded image; the processor then resizes to ≤ 1024·32·32 px
     max_decoded_voxels: int = 300_000_000  # per volume (a 512×512×1000 CT is 262 M), refused before decoding
     max_tokens: int = 1024

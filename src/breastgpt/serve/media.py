@@ -28,17 +28,20 @@ MAX_HEADER_CHARS = 512
 # payload would hold it (and stall the event loop, /health included) for a few hundred milliseconds.
 BASE64_CHUNK_CHARS = 1 << 20
 SUFFIX_BY_MIME = {"image/png": ".png", "image/jpeg": ".jpg", "application/dicom": ".dcm", "image/tiff": ".tif",
+                  "image/webp": ".webp", "image/bmp": ".bmp",
                   "application/x-hdf5": ".h5", "application/gzip": ".nii.gz", "application/octet-stream": ".bin"}
 
 MEDIA_KINDS = {ImagePart: "image", VolumePart: "volume", SlideFeaturesPart: "slide feature file"}
 log = logging.getLogger("breastgpt.serve")
 
 
-def _base64_chunks(text: str, start: int) -> Iterator[bytes]:
+def _base64_chunks(text: str | memoryview, start: int) -> Iterator[bytes]:
     """Strict base64 (no whitespace, padding only at the very end) from `text[start:]`, decoded piecewise."""
     for offset in range(start, max(len(text), start + 1), BASE64_CHUNK_CHARS):
         piece = text[offset:offset + BASE64_CHUNK_CHARS]
-        if "=" in piece[:-2] or (offset + BASE64_CHUNK_CHARS < len(text) and "=" in piece):
+        piece = bytes(piece) if isinstance(piece, memoryview) else piece
+        pad = b"=" if isinstance(piece, bytes) else "="
+        if pad in piece[:-2] or (offset + BASE64_CHUNK_CHARS < len(text) and pad in piece):
             raise MediaError("data URL payload is not valid base64")
         try:
             yield base64.b64decode(piece, validate=True)
@@ -63,6 +66,7 @@ class MediaResolver:
     # other images only size-limited (so a corpus image sent by `bench run` arrives unchanged); volumes are
     # resampled and windowed as the corpus was, unless the part names its own window.
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    long_strings: dict[str, memoryview] = field(default_factory=dict)  # data URLs kept as the body's bytes
 
     def __post_init__(self) -> None:
         self.count = 0
@@ -84,14 +88,16 @@ class MediaResolver:
         raise MediaError(f"unsupported {kind} URL scheme {parsed.scheme!r}: use a data URL or file:// path")
 
     def _from_data_url(self, url: str) -> Path:
-        comma = url.find(",", 0, MAX_HEADER_CHARS)
-        match = DATA_URL_HEADER.fullmatch(url, 0, comma) if comma > 0 else None
+        payload: str | memoryview = self.long_strings.get(url, url)
+        head = bytes(payload[:MAX_HEADER_CHARS]).decode("ascii") if isinstance(payload, memoryview) else url
+        comma = head.find(",", 0, MAX_HEADER_CHARS)
+        match = DATA_URL_HEADER.fullmatch(head, 0, comma) if comma > 0 else None
         if not match or not match.group("b64"):
             raise MediaError("malformed data URL: expected data:<mime>;base64,<payload>")
         suffix = SUFFIX_BY_MIME.get(match.group("mime") or "", ".bin")
         path = self.workdir / f"media{self.count}{suffix}"
         with path.open("wb") as out:
-            for chunk in _base64_chunks(url, comma + 1):
+            for chunk in _base64_chunks(payload, comma + 1):
                 out.write(chunk)
         return path
 

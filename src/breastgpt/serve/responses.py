@@ -4,7 +4,7 @@ error is JSON with an OpenAI-style `type`."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Sequence
 
 from starlette.responses import JSONResponse
 
@@ -33,3 +33,15 @@ def validation_message(errors: list[Any]) -> str:
     """Where and what, never the offending value (it may be a key, a patient's name or megabytes of base64)."""
     problems = [{"loc": list(error.get("loc", ())), "msg": error.get("msg", "")} for error in errors]
     return json.dumps(problems)[:2000]
+
+
+def _token(text: str, logprob: float) -> dict[str, Any]:
+    return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+
+
+def logprobs_body(tokens: Sequence[Any] | None) -> dict[str, Any] | None:
+    """OpenAI's `choices[].logprobs` from the engine's `TokenLogprob`s (None when they were not asked for)."""
+    if tokens is None:
+        return None
+    return {"content": [{**_token(t.token, t.logprob), "top_logprobs": [_token(text, lp) for text, lp in t.top]}
+                        for t in tokens], "refusal": None}

@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from breastgpt.infer.engine import Conversation, Engine, GenerationParams
+from breastgpt.infer.engine import Conversation, Engine, GenerationParams, StreamUsage
 from breastgpt.serve.lease import Lease
 from breastgpt.serve.responses import METADATA, error_body
 
@@ -32,24 +32,38 @@ def chunk(request_id: str, model: str, delta: dict[str, Any], finish: str | None
     return f"data: {json.dumps(payload)}\n\n"
 
 
+def usage_chunk(request_id: str, model: str, usage: StreamUsage) -> str:
+    """OpenAI's last chunk with `stream_options.include_usage`: no choices, the request's token counts."""
+    counts = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+              "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+    payload = {"id": request_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+               "choices": [], "usage": counts, "breastgpt": METADATA}
+    return f"data: {json.dumps(payload)}\n\n"
+
+
 def error_event(status: int, message: str) -> str:
     return f"data: {json.dumps(error_body(status, message))}\n\n"
 
 
 def start_producer(engine: Engine, conversation: Conversation, params: GenerationParams, lease: Lease,
                    pool: Executor) -> asyncio.Queue:
-    """Run `engine.stream` in `pool`; its pieces arrive on the returned queue, then None (or the exception)."""
+    """Run `engine.stream` in `pool`; its pieces arrive on the returned queue, then its `StreamUsage` (or the
+    exception, or None when cancelled)."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[str | None | BaseException] = asyncio.Queue()
+    queue: asyncio.Queue[str | StreamUsage | None | BaseException] = asyncio.Queue()
 
     def produce() -> None:
         try:
+            usage = None
             if not lease.cancel.is_set():  # a stream queued behind others whose client already left
-                for text in engine.stream(conversation, params, cancel=lease.cancel):
-                    loop.call_soon_threadsafe(queue.put_nowait, text)
-                    if lease.cancel.is_set():
+                pieces = engine.stream(conversation, params, cancel=lease.cancel)
+                while not lease.cancel.is_set():
+                    try:
+                        loop.call_soon_threadsafe(queue.put_nowait, next(pieces))
+                    except StopIteration as end:
+                        usage = end.value
                         break
-            loop.call_soon_threadsafe(queue.put_nowait, None)
+            loop.call_soon_threadsafe(queue.put_nowait, usage)
         except Exception as error:  # noqa: BLE001 — delivered to the client as an error event
             loop.call_soon_threadsafe(queue.put_nowait, error)
 
@@ -58,7 +72,7 @@ def start_producer(engine: Engine, conversation: Conversation, params: Generatio
 
 
 async def events(request_id: str, model: str, queue: asyncio.Queue, request: Request, lease: Lease,
-                 timeout_s: float) -> AsyncIterator[str]:
+                 timeout_s: float, include_usage: bool = False) -> AsyncIterator[str]:
     deadline = time.monotonic() + timeout_s
     yield chunk(request_id, model, {"role": "assistant", "content": ""}, None)
     while True:
@@ -74,8 +88,10 @@ async def events(request_id: str, model: str, queue: asyncio.Queue, request: Req
             item = await asyncio.wait_for(queue.get(), timeout=min(remaining, 0.25))
         except asyncio.TimeoutError:
             continue
-        if item is None:
+        if item is None or isinstance(item, StreamUsage):
             yield chunk(request_id, model, {}, "stop")
+            if include_usage and isinstance(item, StreamUsage):
+                yield usage_chunk(request_id, model, item)
             yield DONE
             return
         if isinstance(item, BaseException):
