@@ -1,92 +1,171 @@
-"""Corpus build throughput: images/s on a synthetic mammography source (breastgpt.synth, CBIS-DDSM layout).
+"""Corpus build throughput against a naive loop, in the same run, on a synthetic CBIS-DDSM-layout source.
 
-Compares, in the same run: a naive single-process loop (adapter → normalise_media → templates, no state, no
-manifest, no PHI gate) against `build_corpus` at 1 and 2 workers (per-item state, atomic writes, PHI gate,
-Parquet, manifest), plus the unchanged re-run (zero work). Writes benchmarks/results/corpus_build.json.
+Contenders, each timed into a fresh output folder, rounds interleaved with the order rotated, medians reported:
+- `naive`: what a user would write with the library's per-sample functions — the adapter's samples, then
+  `normalise_media` and `render_sample` in a plain loop, PNG at PIL's default compression (level 6), no state,
+  no manifest, no PHI gate;
+- `build_1`, `build_2`: `build_corpus` at 1 and 2 workers (per-item state, atomic writes, PHI gate, Parquet,
+  manifest), PNG at `normalise.PNG_COMPRESS_LEVEL`.
+Then the unchanged re-run (zero work) of a finished build, as seconds per 1,000 items.
 
-usage: python benchmarks/corpus_build.py [--patients 40] [--source cbis_ddsm]
+Output check: the decoded pixels of every image the build stored equal the naive loop's (PNG is lossless, only
+the bytes differ), and both give the same number of records. Threads are pinned to 1 per process; the load
+average is recorded and a result taken above the core count is marked noisy.
+
+usage: python benchmarks/corpus_build.py [--patients 100] [--rounds 3] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
+import hashlib
 import os
-import platform
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from breastgpt.corpus.build import BuildConfig, SourceSpec, build_corpus
-from breastgpt.corpus.normalise import normalise_media
-from breastgpt.corpus.sources.base import SourceSample, get_adapter
-from breastgpt.preprocessing import Preprocessing
-from breastgpt.corpus.records import MediaRef
-from breastgpt.corpus.templates import SampleView, load_templates, render_sample
-from breastgpt.synth.cohort import generate
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
 
-RESULTS = Path(__file__).resolve().parent / "results" / "corpus_build.json"
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
+from _common import load_record, time_interleaved, write_result  # noqa: E402
+from breastgpt.corpus import normalise  # noqa: E402
+from breastgpt.corpus.build import BuildConfig, SourceSpec, build_corpus  # noqa: E402
+from breastgpt.corpus.records import MediaRef, read_records_jsonl  # noqa: E402
+from breastgpt.corpus.sources.base import SourceSample, get_adapter  # noqa: E402
+from breastgpt.corpus.templates import SampleView, load_templates, render_sample  # noqa: E402
+from breastgpt.preprocessing import Preprocessing  # noqa: E402
+from breastgpt.synth.cohort import generate  # noqa: E402
 
-def naive_loop(source: str, root: Path, out: Path) -> tuple[int, int, float]:
-    start = time.perf_counter()
-    samples = records = 0
-    ts = load_templates()
-    for sample in get_adapter(source).discover(root):
-        if not isinstance(sample, SourceSample):
-            continue
-        media = normalise_media(sample, out, limits=Preprocessing())
-        view = SampleView(sample.source, sample.sample_id, "P", "S", sample.modality, media.kind, "train",
-                          [MediaRef(p, h, media.kind) for p, h in zip(media.paths, media.sha256s)],
-                          sample.labels, sample.report, media.boxes_norm1000)
-        records += len(render_sample(view, ts))
-        samples += 1
-    return samples, records, time.perf_counter() - start
+SOURCE = "cbis_ddsm"
+PIL_DEFAULT_PNG_LEVEL = 6
 
 
-def timed_build(source: str, root: Path, out: Path, workers: int) -> tuple[object, float]:
-    config = BuildConfig(out=out, sources=(SourceSpec(source, root),), workers=workers)
-    start = time.perf_counter()
-    summary = build_corpus(config)
-    return summary, time.perf_counter() - start
+def naive_loop(root: Path, out: Path) -> tuple[int, int]:
+    """(samples, records) of the plain loop; PNG at PIL's default level, as `normalise_media` would write it."""
+    level, normalise.PNG_COMPRESS_LEVEL = normalise.PNG_COMPRESS_LEVEL, PIL_DEFAULT_PNG_LEVEL
+    try:
+        samples = records = 0
+        templates = load_templates()
+        for sample in get_adapter(SOURCE).discover(root):
+            if not isinstance(sample, SourceSample):
+                continue
+            media = normalise.normalise_media(sample, out, limits=Preprocessing())
+            view = SampleView(sample.source, sample.sample_id, "P", "S", sample.modality, media.kind, "train",
+                              [MediaRef(p, h, media.kind) for p, h in zip(media.paths, media.sha256s)],
+                              sample.labels, sample.report, media.boxes_norm1000)
+            records += len(render_sample(view, templates))
+            samples += 1
+        return samples, records
+    finally:
+        normalise.PNG_COMPRESS_LEVEL = level
+
+
+def build(root: Path, out: Path, workers: int):
+    return build_corpus(BuildConfig(out=out, sources=(SourceSpec(SOURCE, root),), workers=workers, progress=False))
+
+
+def fresh(folder: Path) -> Path:
+    shutil.rmtree(folder, ignore_errors=True)
+    return folder
+
+
+def pixel_digests(folder: Path) -> dict[str, tuple[int, ...]]:
+    """sha256 of each stored PNG's decoded pixels → its shape."""
+    digests = {}
+    for path in sorted((folder / "media").rglob("*.png")):
+        pixels = np.asarray(Image.open(path))
+        digests[hashlib.sha256(pixels.tobytes()).hexdigest()] = pixels.shape
+    return digests
+
+
+def records_by_pixels(folder: Path) -> list[dict]:
+    """The build's records with each media file named by its decoded pixels instead of its PNG bytes."""
+    names = {}
+    for path in (folder / "media").rglob("*.png"):
+        names[str(path.relative_to(folder))] = hashlib.sha256(np.asarray(Image.open(path)).tobytes()).hexdigest()
+    def rename(value):
+        if isinstance(value, dict):
+            return {k: None if k == "sha256" else rename(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rename(v) for v in value]
+        return names.get(value, value) if isinstance(value, str) else value
+
+    return [rename(record.to_dict()) for record in read_records_jsonl(folder / "records.jsonl")]
+
+
+def png_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in (folder / "media").rglob("*.png"))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--patients", type=int, default=40)
-    parser.add_argument("--source", default="cbis_ddsm")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     os.environ.setdefault("BREASTGPT_DEID_SECRET", "benchmark-secret-0123456789")
     work = Path(tempfile.mkdtemp(prefix="corpus_bench_"))
+    loads = [os.getloadavg()[0]]
     try:
-        root = generate(work / "synth", patients=args.patients, sources=[args.source], seed=0)[args.source]
-        n, n_records, naive_s = naive_loop(args.source, root, work / "naive")
-        runs = {}
-        for workers in (1, 2):
-            summary, seconds = timed_build(args.source, root, work / f"build{workers}", workers)
-            runs[f"build_{workers}_workers"] = {"images": summary.processed, "records": summary.records,
-                                                "seconds": round(seconds, 3),
-                                                "images_per_s": round(summary.processed / seconds, 2),
-                                                "ratio_to_naive": round((summary.processed / seconds) / (n / naive_s), 3)}
-        rerun, rerun_s = timed_build(args.source, root, work / "build1", 1)
+        root = generate(work / "synth", patients=args.patients, sources=[SOURCE], seed=0)[SOURCE]
+        counts: dict[str, tuple[int, int]] = {}
+
+        def run_naive() -> None:
+            counts["naive"] = naive_loop(root, fresh(work / "naive"))
+
+        def run_build(workers: int):
+            def run() -> None:
+                summary = build(root, fresh(work / f"build{workers}"), workers)
+                counts[f"build_{workers}"] = (summary.processed, summary.records)
+            return run
+
+        timings = time_interleaved({"naive": run_naive, "build_1": run_build(1), "build_2": run_build(2)},
+                                   rounds=args.rounds)
+        loads.append(os.getloadavg()[0])
+        reruns = []
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            summary = build(root, work / "build1", 1)
+            reruns.append(time.perf_counter() - start)
+            assert summary.processed == 0, "the unchanged re-run did work"
+        loads.append(os.getloadavg()[0])
+        items = counts["build_1"][0]
+        level, normalise.PNG_COMPRESS_LEVEL = normalise.PNG_COMPRESS_LEVEL, PIL_DEFAULT_PNG_LEVEL
+        try:  # the same build with PNG at the default level: records must differ only in PNG bytes
+            build(root, fresh(work / "level6"), 1)
+        finally:
+            normalise.PNG_COMPRESS_LEVEL = level
+        naive_pixels, build_pixels = pixel_digests(work / "naive"), pixel_digests(work / "build1")
+        medians = {name: statistics.median(values) for name, values in timings.items()}
         result = {
-            "benchmark": "corpus_build", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
-            "source": args.source, "patients": args.patients,
-            "naive_loop": {"images": n, "records": n_records, "seconds": round(naive_s, 3),
-                           "images_per_s": round(n / naive_s, 2)},
-            **runs,
-            "unchanged_rerun": {"work_done": rerun.processed, "reused": rerun.reused, "seconds": round(rerun_s, 3)},
+            "source": SOURCE, "patients": args.patients, "items": items, "rounds": args.rounds,
+            "threads_per_process": 1,
+            "seconds": {name: [round(v, 3) for v in values] for name, values in timings.items()},
+            "median_seconds": {name: round(v, 3) for name, v in medians.items()},
+            "items_per_s": {name: round(counts[name][0] / v, 2) for name, v in medians.items()},
+            "speedup_vs_naive": {name: round(medians["naive"] / medians[name], 2) for name in ("build_1", "build_2")},
+            "records": {name: counts[name][1] for name in counts},
+            "unchanged_rerun": {"seconds": [round(v, 3) for v in reruns], "median_seconds": round(statistics.median(reruns), 3),
+                                "seconds_per_1000_items": round(statistics.median(reruns) / items * 1000, 2)},
+            "output_check": {"images_naive": len(naive_pixels), "images_build": len(build_pixels),
+                             "pixels_identical": naive_pixels == build_pixels,
+                             "records_1_and_2_workers_equal": counts["build_1"] == counts["build_2"],
+                             "records_equal_to_a_level_6_build_apart_from_png_bytes":
+                                 records_by_pixels(work / "build1") == records_by_pixels(work / "level6"),
+                             "png_bytes_naive": png_bytes(work / "naive"), "png_bytes_build": png_bytes(work / "build1"),
+                             "png_level_naive": PIL_DEFAULT_PNG_LEVEL, "png_level_build": normalise.PNG_COMPRESS_LEVEL},
+            **load_record(loads),
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, RESULTS)
-    print(json.dumps(result, indent=2))
+    path = write_result("corpus_build", result, args.out)
+    print(f"wrote {path}")
+    print({k: result[k] for k in ("median_seconds", "speedup_vs_naive", "unchanged_rerun", "output_check", "noisy")})
 
 
 if __name__ == "__main__":

@@ -45,6 +45,6 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | Path, obj: Any, *, sort_keys: bool = True) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=sort_keys, ensure_ascii=False, default=str) + "\n"
+def atomic_write_json(path: str | Path, obj: Any, *, sort_keys: bool = True, indent: int | None = 2) -> Path:
+    text = json.dumps(obj, indent=indent, sort_keys=sort_keys, ensure_ascii=False, default=str) + "\n"
     return atomic_write_text(path, text)

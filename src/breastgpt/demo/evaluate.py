@@ -4,6 +4,7 @@ media, every figure with a patient-clustered 95 % interval."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ def stage_bench(ctx: Any) -> dict[str, Any]:
         forget_other_runs(ctx.out / "bench" / name, manifest_sha(ctx.out, f"train {name}"))
         config = RunConfig(bench=ctx.state["task_set"] / "bench.jsonl", model=f"local:{ctx.state[f'model:{name}']}",
                            out=ctx.out / "bench" / name, ablations=_ablations(s, name), corpus_root=ctx.state["corpus"],
-                           max_new_tokens=16, seed=s.seed, batch_size=s.bench_batch)
+                           max_new_tokens=answer_budget(ctx.state["task_set"] / "bench.jsonl", ctx.state[f"model:{name}"]),
+                           seed=s.seed, batch_size=s.bench_batch)
         with ctx.progress() as progress:
             tasks: dict[str, Any] = {}
 
@@ -43,6 +45,22 @@ def stage_bench(ctx: Any) -> dict[str, Any]:
                          for v, c in manifest.get("counts", {}).items()} or "done"
         ctx.state[f"bench:{name}"] = config.out
     return figures
+
+
+def answer_budget(bench: Path, checkpoint: Path, margin: int = 4) -> int:
+    """Tokens enough for the longest reference answer of the task set, plus `margin`.
+
+    Answers are scored by their text, so a limit shorter than an option cuts a right answer into a wrong one
+    (the pathway options run to 12-14 tokens); a limit sized to the task set keeps generation short without that."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+    longest = 0
+    with open(bench, encoding="utf-8") as handle:
+        for line in handle:
+            answer = [m["content"] for m in json.loads(line)["messages"] if m["role"] == "assistant"][-1]
+            longest = max(longest, len(tokenizer(answer, add_special_tokens=False)["input_ids"]))
+    return longest + margin
 
 
 def _ablations(settings: Any, name: str) -> tuple[str, ...]:
