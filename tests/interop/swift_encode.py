@@ -1,16 +1,20 @@
-"""Run inside the interoperability environment (ms-swift installed): load a dataset file with ms-swift's own
-`load_dataset` and encode every row with the `qwen3_vl` template of a model folder; print a JSON summary.
+"""Run inside the interoperability environment (ms-swift installed): load dataset files with ms-swift's own
+`load_dataset` and encode every row with the `qwen3_vl` template of a model folder; print a JSON summary per file.
 
-    python swift_encode.py DATASET MODEL_DIR
+    python swift_encode.py MODEL_DIR DATASET=WORKDIR [DATASET=WORKDIR ...]
+
+Each dataset is loaded with WORKDIR as the current folder (relative media paths are read from there). One process
+for all files: importing ms-swift is most of the cost.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 
-def main(dataset_path: str, model_dir: str) -> None:
+def main(model_dir: str, datasets: list[str]) -> None:
     from swift.dataset import load_dataset
     from swift.model import get_model_processor
     from swift.template import get_template
@@ -18,6 +22,13 @@ def main(dataset_path: str, model_dir: str) -> None:
     _, processor = get_model_processor(model_dir, load_model=False, model_type="qwen3_vl")
     template = get_template(processor, template_type="qwen3_vl")
     template.set_mode("train")
+    for spec in datasets:
+        dataset_path, workdir = spec.rsplit("=", 1)
+        os.chdir(workdir)
+        print(f"SUMMARY {dataset_path} " + json.dumps(encode_all(template, load_dataset, dataset_path)))
+
+
+def encode_all(template, load_dataset, dataset_path: str) -> dict:
     dataset, _ = load_dataset([dataset_path], strict=True, load_from_cache_file=False)
     summary = {"rows_loaded": len(dataset), "encoded": 0, "image_rows": 0, "video_rows": 0, "video_frames": 0,
                "rows_with_objects": 0, "media_tokens_match": 0, "failures": []}
@@ -38,8 +49,8 @@ def main(dataset_path: str, model_dir: str) -> None:
             for token_id, grid in ((template.image_token_id, "image_grid_thw"), (template.video_token_id,
                                                                                  "video_grid_thw"))
             if grid in encoded)
-    print("SUMMARY " + json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2:])

@@ -45,19 +45,28 @@ def rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def encode_summary(interop_bin: Path, dataset: Path, model: Path, cwd: Path) -> dict:
-    result = run_tool([str(interop_bin / "python"), str(HERE / "swift_encode.py"), str(dataset), str(model)], cwd)
-    (line,) = [x for x in result.stdout.splitlines() if x.startswith("SUMMARY ")]
-    return json.loads(line.removeprefix("SUMMARY "))
+@pytest.fixture(scope="module")
+def encoded(interop_bin: Path, exported: dict) -> dict[str, dict]:
+    """ms-swift's load-and-encode summary of both exports, in one ms-swift process; relative paths are read from
+    the corpus folder, absolute ones from anywhere."""
+    specs = {"relative": exported["corpus"], "absolute": exported["root"]}
+    result = run_tool([str(interop_bin / "python"), str(HERE / "swift_encode.py"), str(exported["model"]),
+                       *(f"{exported['root'] / f'{name}.jsonl'}={cwd}" for name, cwd in specs.items())],
+                      exported["root"])
+    summaries = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("SUMMARY "):
+            path, summary = line.removeprefix("SUMMARY ").split(" ", 1)
+            summaries[Path(path).stem] = json.loads(summary)
+    assert set(summaries) == set(specs), result.stdout[-2000:]
+    return summaries
 
 
 @pytest.mark.parametrize("paths", ["relative", "absolute"])
-def test_every_exported_row_loads_and_encodes_with_the_qwen3_vl_template(interop_bin: Path, exported: dict,
+def test_every_exported_row_loads_and_encodes_with_the_qwen3_vl_template(encoded: dict, exported: dict,
                                                                          paths: str) -> None:
     dataset = exported["root"] / f"{paths}.jsonl"
-    # relative paths are read from the corpus folder; absolute ones from anywhere
-    cwd = exported["corpus"] if paths == "relative" else exported["root"]
-    summary = encode_summary(interop_bin, dataset, exported["model"], cwd)
+    summary = encoded[paths]
     written = rows(dataset)
     assert summary["failures"] == []
     assert summary["rows_loaded"] == summary["encoded"] == summary["media_tokens_match"] == len(written)

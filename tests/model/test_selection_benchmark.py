@@ -1,4 +1,7 @@
-"""benchmarks/selection.py runs end to end on a tiny case and records what issue 31 asks of it."""
+"""benchmarks/selection.py runs end to end on a tiny case and records what issue 31 asks of it.
+
+Behind `slow`: every measurement is a fresh interpreter (for honest peak memory), seven of them here, about 30 s —
+the tool is checked when it is changed or run, not in every default suite."""
 
 from __future__ import annotations
 
@@ -7,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_selection_benchmark_records_medians_ratios_and_host_reads(tmp_path: Path) -> None:
     out = tmp_path / "selection.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "selection.py"), "--only", "400:16:clustered",

@@ -6,10 +6,13 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_throughput.py"
 
 
+@pytest.mark.slow  # three model sizes, five configurations each: about 16 s
 def test_cpu_benchmark_writes_figures(tmp_path):
     spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
     module = importlib.util.module_from_spec(spec)
