@@ -25,6 +25,7 @@ from breastgpt.corpus.cli import app
 from breastgpt.corpus.sources import ADAPTERS, SourceProblem, get_adapter
 from breastgpt.corpus.sources.base import safe_id
 from breastgpt.synth.cohort import generate
+from tests.logtext import LogText
 
 SECRET_ENV = "QUARANTINE_TEST_SECRET"
 MIN_CANARY = 5  # shorter ids (row numbers such as BCNB's "1") are not identifiers worth searching for
@@ -152,17 +153,8 @@ def failed_build(tmp_path_factory) -> dict:
             "exit": result.exit_code}
 
 
-class _ListHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.text = ""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.text += self.format(record) + "\n"
-
-
-def _capture_logs() -> _ListHandler:
-    handler = _ListHandler()
+def _capture_logs() -> LogText:
+    handler = LogText()
     logging.getLogger().addHandler(handler)
     logging.getLogger().setLevel(logging.DEBUG)
     return handler

@@ -18,6 +18,7 @@ from breastgpt.corpus.cli import app as corpus_app
 from breastgpt.corpus.sources import SourceProblem, get_adapter
 from breastgpt.pathology.cli import app as slides_app
 from breastgpt.synth.cohort import generate
+from tests.logtext import LogText
 
 SECRET_ENV = "SLIDE_ITEMS_TEST_SECRET"
 SOURCES = ("tcga_brca", "bcnb")
@@ -50,7 +51,7 @@ def slide_corpus(tmp_path_factory) -> dict:
     out = base / "corpus"
     mp = pytest.MonkeyPatch()
     mp.setenv(SECRET_ENV, "slide-items-test-secret-0123456789")
-    handler = _ListHandler()
+    handler = LogText()
     logging.getLogger().addHandler(handler)
     try:
         build = CliRunner().invoke(corpus_app, ["build", "--sources", spec, "--out", str(out),
@@ -63,15 +64,6 @@ def slide_corpus(tmp_path_factory) -> dict:
         mp.undo()
     return {"roots": roots, "out": out, "build": build, "fresh_verify": fresh_verify, "extract": extract,
             "log": handler.text, "canaries": _canaries(roots) | {"48213"}}
-
-
-class _ListHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.text = ""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.text += self.format(record) + "\n"
 
 
 def _records(out: Path) -> list[dict]:

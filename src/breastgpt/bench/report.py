@@ -278,30 +278,30 @@ def _confusion_plot(clin: dict[str, Any]) -> Figure:
 
 def _reliability_plot(calibration: dict[str, Any]) -> Figure:
     bins = calibration["bins"]
-    fig = Figure(figsize=(3.6, 3.2))
-    ax = fig.subplots()
-    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
-    ax.plot([b["mean_score"] for b in bins], [b["observed"] for b in bins], "o-")
+    fig, ax = _binned_calibration(bins, (3.6, 3.2), "probability of the top option", "fraction right")
     for b in bins:
         ax.annotate(str(b["n"]), (b["mean_score"], b["observed"]), fontsize=6, xytext=(3, -8),
                     textcoords="offset points")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("probability of the top option")
-    ax.set_ylabel("fraction right")
     ax.set_title(f"reliability of option scores (ECE {calibration['ece']['point']:.3f})", fontsize=9)
     return fig
 
 
 def _calibration_plot(clin: dict[str, Any]) -> Figure:
-    bins = clin["calibration"]
-    fig = Figure(figsize=(3.4, 3.0))
+    fig, ax = _binned_calibration(clin["calibration"], (3.4, 3.0), "mean predicted probability",
+                                  "observed positive fraction")
+    ax.set_title(f"calibration: {clin['target']}", fontsize=9)
+    return fig
+
+
+def _binned_calibration(bins: list[dict[str, Any]], size: tuple[float, float], xlabel: str,
+                        ylabel: str) -> tuple[Figure, Any]:
+    """Observed fraction against mean score per bin, over the diagonal, on the unit square."""
+    fig = Figure(figsize=size)
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
     ax.plot([b["mean_score"] for b in bins], [b["observed"] for b in bins], "o-")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("mean predicted probability")
-    ax.set_ylabel("observed positive fraction")
-    ax.set_title(f"calibration: {clin['target']}", fontsize=9)
-    return fig
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return fig, ax
