@@ -176,9 +176,10 @@ def record_texts(rec: Record | dict[str, Any]) -> list[tuple[str, str]]:
     values, so they cannot carry a patient's identifiers (and scanning them only produces false positives when
     a name component is a common word, e.g. "Name the finding"). Report and model-written answers can: those
     are scanned, with box literals removed (short numeric ids would match coordinates by chance)."""
-    data = rec.to_dict() if isinstance(rec, Record) else rec
-    if data["answer_provenance"]["kind"] == "label":
+    kind = rec.answer_provenance.kind if isinstance(rec, Record) else rec["answer_provenance"]["kind"]
+    if kind == "label":
         return []
+    data = rec.to_dict() if isinstance(rec, Record) else rec
     return [(f"{data['id']}.messages[{i}]", _BOX_LITERAL.sub("", m["content"]))
             for i, m in enumerate(data["messages"]) if m["role"] == "assistant"]
 
@@ -215,9 +216,10 @@ def add_patient_id(scanner: Any, patient_id: str) -> None:
 
 def item_phi_findings(sample: Any, records: list[Record]) -> list[str]:
     """This sample's own identifiers (raw patient id, DICOM header PHI of its inputs) in its own records."""
+    pairs = [pair for rec in records for pair in record_texts(rec)]
     scanner_cls = phi_scanner_class()
-    if scanner_cls is None or not records:
-        return []
+    if scanner_cls is None or not pairs:
+        return []  # label-derived texts only: nothing of this sample's own can be in them (`record_texts`)
     scanner = scanner_cls()
     add_patient_id(scanner, sample.patient_id)
     for path in sample.media:
@@ -226,7 +228,7 @@ def item_phi_findings(sample: Any, records: list[Record]) -> list[str]:
                 scanner.add_file(path)
             except MedicalFileError:
                 pass  # the normaliser already read it; a header the scanner cannot parse adds no values
-    return scan_texts(scanner, [pair for rec in records for pair in record_texts(rec)])
+    return scan_texts(scanner, pairs)
 
 
 def _looks_like_dicom(path: Path) -> bool:
