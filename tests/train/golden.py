@@ -40,9 +40,9 @@ CAPABILITIES = {
 }
 
 
-def run_golden(out: Path, checkpoint_every: int = 10, *, lr: float | None = None, init_seed: int | None = None,
-               threads: int = 0):
-    from breastgpt.train.loop import train
+def golden_config(out: Path, checkpoint_every: int = 10, *, lr: float | None = None, init_seed: int | None = None,
+                  threads: int = 0):
+    """The tiny-debug recipe as the golden curves run it, with an optional planted change."""
     from breastgpt.train.recipes import get_recipe
 
     config = get_recipe("tiny-debug")
@@ -53,7 +53,13 @@ def run_golden(out: Path, checkpoint_every: int = 10, *, lr: float | None = None
         config.optim.lr = lr
     if init_seed is not None:
         config.model.init_seed = init_seed
-    return train(config)
+    return config
+
+
+def run_golden(out: Path, checkpoint_every: int = 10, **changes):
+    from breastgpt.train.loop import train
+
+    return train(golden_config(out, checkpoint_every, **changes))
 
 
 def max_abs_diff(losses: list[float], golden: list[float] | None = None) -> float:
@@ -81,15 +87,16 @@ def capabilities_here() -> list[str]:
     return found
 
 
-def losses_in_subprocess(capability: str, threads: int = 0, timeout: float = 600, **planted) -> list[float]:
-    """The golden run in a fresh interpreter whose kernels are capped at `capability` (set before torch loads)."""
+def losses_in_subprocess(capability: str, threads: int = 0, timeout: float = 600, *,
+                         module: str = "tests.train.golden", **planted) -> list[float]:
+    """The golden run of `module` (its `--emit`) in a fresh interpreter whose kernels are capped at `capability`
+    (set before torch loads)."""
     env = {**os.environ, "ATEN_CPU_CAPABILITY": capability, **CAPABILITIES[capability]}
-    args = [sys.executable, "-m", "tests.train.golden", "--emit", "--threads", str(threads),
-            "--planted", json.dumps(planted)]
+    args = [sys.executable, "-m", module, "--emit", "--threads", str(threads), "--planted", json.dumps(planted)]
     done = subprocess.run(args, env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
                           timeout=timeout)
     if done.returncode != 0:
-        raise RuntimeError(f"golden run under {capability} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{module} run under {capability} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

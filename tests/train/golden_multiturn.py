@@ -13,50 +13,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.train.golden import CAPABILITIES, TOLERANCE, _cpu_model
+from tests.train.golden import TOLERANCE, _cpu_model, golden_config
+from tests.train.golden import losses_in_subprocess as golden_losses_in_subprocess
+from tests.train.golden import max_abs_diff as golden_max_abs_diff
 
 GOLDEN = Path(__file__).resolve().parents[1] / "assets" / "losses" / "tiny-debug-multiturn.json"
 RECORDS = 24
 
 
-def run_multiturn(out: Path, *, lr: float | None = None, init_seed: int | None = None, threads: int = 0):
+def run_multiturn(out: Path, **changes):
     from breastgpt.train.loop import train
-    from breastgpt.train.recipes import get_recipe
     from breastgpt.train.synthetic import synthetic_multiturn_records
 
-    config = get_recipe("tiny-debug")
-    config.output_dir = str(out)
+    config = golden_config(out, checkpoint_every=0, **changes)
     config.data.train = str(synthetic_multiturn_records(out / "data", RECORDS, seed=0))
     config.data.synthetic_records = 0
-    config.checkpoint.every_steps = 0
-    config.threads = threads
-    if lr is not None:
-        config.optim.lr = lr
-    if init_seed is not None:
-        config.model.init_seed = init_seed
     return train(config)
 
 
 def max_abs_diff(losses: list[float]) -> float:
-    golden = json.loads(GOLDEN.read_text())["losses"]
-    if len(losses) != len(golden):
-        raise AssertionError(f"{len(losses)} losses against {len(golden)} golden ones")
-    return max(abs(a - b) for a, b in zip(losses, golden))
+    return golden_max_abs_diff(losses, json.loads(GOLDEN.read_text())["losses"])
 
 
 def losses_in_subprocess(capability: str, threads: int = 0, timeout: float = 600) -> list[float]:
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": capability, **CAPABILITIES[capability]}
-    done = subprocess.run([sys.executable, "-m", "tests.train.golden_multiturn", "--emit", "--threads", str(threads)],
-                          env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
-                          timeout=timeout)
-    if done.returncode != 0:
-        raise RuntimeError(f"multi-turn golden run under {capability} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return golden_losses_in_subprocess(capability, threads, timeout, module="tests.train.golden_multiturn")
 
 
 def main() -> None:
@@ -66,9 +49,10 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="regenerate the golden curve")
     parser.add_argument("--emit", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--planted", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = run_multiturn(Path(tmp) / "run", threads=args.threads)
+        result = run_multiturn(Path(tmp) / "run", threads=args.threads, **json.loads(args.planted))
     if args.emit:
         print(json.dumps(result.losses))
         return
