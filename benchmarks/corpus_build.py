@@ -18,6 +18,7 @@ usage: python benchmarks/corpus_build.py [--patients 100] [--rounds 3] [--out FI
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
@@ -45,10 +46,19 @@ SOURCE = "cbis_ddsm"
 PIL_DEFAULT_PNG_LEVEL = 6
 
 
+@contextlib.contextmanager
+def png_level(level: int):
+    """`normalise_media` writes PNG at `level` inside the block (this process only)."""
+    saved, normalise.PNG_COMPRESS_LEVEL = normalise.PNG_COMPRESS_LEVEL, level
+    try:
+        yield
+    finally:
+        normalise.PNG_COMPRESS_LEVEL = saved
+
+
 def naive_loop(root: Path, out: Path) -> tuple[int, int]:
     """(samples, records) of the plain loop; PNG at PIL's default level, as `normalise_media` would write it."""
-    level, normalise.PNG_COMPRESS_LEVEL = normalise.PNG_COMPRESS_LEVEL, PIL_DEFAULT_PNG_LEVEL
-    try:
+    with png_level(PIL_DEFAULT_PNG_LEVEL):
         samples = records = 0
         templates = load_templates()
         for sample in get_adapter(SOURCE).discover(root):
@@ -61,8 +71,6 @@ def naive_loop(root: Path, out: Path) -> tuple[int, int]:
             records += len(render_sample(view, templates))
             samples += 1
         return samples, records
-    finally:
-        normalise.PNG_COMPRESS_LEVEL = level
 
 
 def build(root: Path, out: Path, workers: int):
@@ -74,20 +82,17 @@ def fresh(folder: Path) -> Path:
     return folder
 
 
-def pixel_digests(folder: Path) -> dict[str, tuple[int, ...]]:
-    """sha256 of each stored PNG's decoded pixels → its shape."""
-    digests = {}
+def pixel_names(folder: Path) -> dict[str, str]:
+    """Each stored PNG (path relative to the corpus) → sha256 and shape of its decoded pixels."""
+    names = {}
     for path in sorted((folder / "media").rglob("*.png")):
         pixels = np.asarray(Image.open(path))
-        digests[hashlib.sha256(pixels.tobytes()).hexdigest()] = pixels.shape
-    return digests
+        names[str(path.relative_to(folder))] = f"{hashlib.sha256(pixels.tobytes()).hexdigest()}:{pixels.shape}"
+    return names
 
 
-def records_by_pixels(folder: Path) -> list[dict]:
-    """The build's records with each media file named by its decoded pixels instead of its PNG bytes."""
-    names = {}
-    for path in (folder / "media").rglob("*.png"):
-        names[str(path.relative_to(folder))] = hashlib.sha256(np.asarray(Image.open(path)).tobytes()).hexdigest()
+def records_by_pixels(folder: Path, names: dict[str, str]) -> list[dict]:
+    """The build's records with each media file named by its decoded pixels (`pixel_names`) instead of its bytes."""
     def rename(value):
         if isinstance(value, dict):
             return {k: None if k == "sha256" else rename(v) for k, v in value.items()}
@@ -135,12 +140,9 @@ def main() -> None:
             assert summary.processed == 0, "the unchanged re-run did work"
         loads.append(os.getloadavg()[0])
         items = counts["build_1"][0]
-        level, normalise.PNG_COMPRESS_LEVEL = normalise.PNG_COMPRESS_LEVEL, PIL_DEFAULT_PNG_LEVEL
-        try:  # the same build with PNG at the default level: records must differ only in PNG bytes
+        with png_level(PIL_DEFAULT_PNG_LEVEL):  # the same build at the default level: only PNG bytes may differ
             build(root, fresh(work / "level6"), 1)
-        finally:
-            normalise.PNG_COMPRESS_LEVEL = level
-        naive_pixels, build_pixels = pixel_digests(work / "naive"), pixel_digests(work / "build1")
+        naive_pixels, build_pixels = pixel_names(work / "naive"), pixel_names(work / "build1")
         medians = {name: statistics.median(values) for name, values in timings.items()}
         result = {
             "source": SOURCE, "patients": args.patients, "items": items, "rounds": args.rounds,
@@ -153,10 +155,11 @@ def main() -> None:
             "unchanged_rerun": {"seconds": [round(v, 3) for v in reruns], "median_seconds": round(statistics.median(reruns), 3),
                                 "seconds_per_1000_items": round(statistics.median(reruns) / items * 1000, 2)},
             "output_check": {"images_naive": len(naive_pixels), "images_build": len(build_pixels),
-                             "pixels_identical": naive_pixels == build_pixels,
+                             "pixels_identical": sorted(naive_pixels.values()) == sorted(build_pixels.values()),
                              "records_1_and_2_workers_equal": counts["build_1"] == counts["build_2"],
                              "records_equal_to_a_level_6_build_apart_from_png_bytes":
-                                 records_by_pixels(work / "build1") == records_by_pixels(work / "level6"),
+                                 records_by_pixels(work / "build1", build_pixels)
+                                 == records_by_pixels(work / "level6", pixel_names(work / "level6")),
                              "png_bytes_naive": png_bytes(work / "naive"), "png_bytes_build": png_bytes(work / "build1"),
                              "png_level_naive": PIL_DEFAULT_PNG_LEVEL, "png_level_build": normalise.PNG_COMPRESS_LEVEL},
             **load_record(loads),
