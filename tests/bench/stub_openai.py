@@ -60,9 +60,13 @@ class StubOpenAI:
                 return JSONResponse({"error": {"message": f"scripted status {answer}", "type": "stub"}},
                                     status_code=answer)
             text = answer(body) if callable(answer) else answer
-            return JSONResponse(_completion(body.get("model", self.model), text))
+            return JSONResponse(self._reply(body, text))
 
         return app
+
+    def _reply(self, body: dict[str, Any], text: str) -> dict[str, Any]:
+        """The completion answering `text` to request `body` (subclasses add fields such as logprobs)."""
+        return _completion(body.get("model", self.model), text)
 
     def __enter__(self) -> StubOpenAI:
         with socket.socket() as sock:

@@ -9,8 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fastapi import FastAPI, Request as HttpRequest
-from fastapi.responses import JSONResponse
 from sklearn.metrics import roc_auc_score
 
 from breastgpt.bench.aggregate import score_run
@@ -20,7 +18,7 @@ from breastgpt.bench.report import write_report
 from breastgpt.bench.runner import RunConfig, run_bench
 from breastgpt.bench.scoring import ScoreConfig
 from tests.bench.helpers import closed_record
-from tests.bench.stub_openai import StubOpenAI, _completion
+from tests.bench.stub_openai import StubOpenAI
 from tests.bench.test_ablations import make_record
 from tests.bench.test_runner import checkpoint, config, item_of, write_bench  # noqa: F401  (fixture)
 
@@ -84,25 +82,15 @@ class LogprobStub(StubOpenAI):
         self.truth, self.with_logprobs = truth, with_logprobs
         super().__init__(lambda body: truth[item_of(body)])
 
-    def _build_app(self) -> FastAPI:
-        app = FastAPI()
-
-        @app.post("/v1/chat/completions")
-        async def chat(request: HttpRequest) -> JSONResponse:
-            body = await request.json()
-            with self._lock:
-                self.requests.append(body)
-            letter = self.truth[item_of(body)]
-            reply = _completion(body["model"], letter)
-            if self.with_logprobs and body.get("logprobs"):
-                other = "B" if letter == "A" else "A"
-                top = [{"token": letter, "logprob": math.log(0.7), "bytes": None},
-                       {"token": other, "logprob": math.log(0.3), "bytes": None}]
-                reply["choices"][0]["logprobs"] = {"content": [{"token": letter, "logprob": math.log(0.7),
-                                                                "bytes": None, "top_logprobs": top}]}
-            return JSONResponse(reply)
-
-        return app
+    def _reply(self, body: dict[str, Any], letter: str) -> dict[str, Any]:
+        reply = super()._reply(body, letter)
+        if self.with_logprobs and body.get("logprobs"):
+            other = "B" if letter == "A" else "A"
+            top = [{"token": letter, "logprob": math.log(0.7), "bytes": None},
+                   {"token": other, "logprob": math.log(0.3), "bytes": None}]
+            reply["choices"][0]["logprobs"] = {"content": [{"token": letter, "logprob": math.log(0.7),
+                                                            "bytes": None, "top_logprobs": top}]}
+        return reply
 
 
 def test_endpoint_logprobs_become_option_probabilities(tmp_path: Path) -> None:
