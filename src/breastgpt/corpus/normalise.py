@@ -139,9 +139,11 @@ def _slide(sample: SourceSample) -> NormalisedMedia:
 
 # ---- content-addressed storage ----------------------------------------------------------------------------
 
-# zlib level 1: the pixels are identical at every level (PNG is lossless); level 1 encodes a 512×416 mammogram
-# about 6× faster than PIL's default 6 for files a little larger, and encoding was the build's largest single cost.
-PNG_COMPRESS_LEVEL = 1
+# PIL's default zlib level. Level 1 gives identical pixels and encodes about 6× faster, but media are named by
+# the sha256 of their PNG bytes and the demo's encoder pre-training orders its media by those names
+# (`demo.pretrain`, `sorted(task.media)`): at level 1 a fresh demo trained in another order and missed its
+# criterion (59.4 % vs 63.5 %). Lower this once the demo's order no longer depends on file names.
+PNG_COMPRESS_LEVEL = 6
 
 
 def _png(image: Image.Image) -> bytes:
