@@ -108,3 +108,39 @@ def test_records_outside_a_corpus_build_get_their_images_prepared(tmp_path: Path
     assert np.array_equal(parts[0]["image"], expected) and max(expected.shape) == 100
     write_preprocessing(tmp_path, engine.preprocessing)  # a corpus folder: its media are read as stored
     assert preparation(engine, preprocessing_agreement(engine, tmp_path)) is None
+
+
+def test_morphology_equals_scipy_on_random_masks():
+    """The shifted-array morphology gives scipy.ndimage's pixels (default cross structure, border value 0)."""
+    from scipy import ndimage
+
+    from breastgpt import preprocessing as P
+
+    rng = np.random.default_rng(0)
+    cases = 0
+    for trial in range(150):
+        h, w = (int(v) for v in rng.integers(1, 30, 2))
+        mask = rng.random((h, w)) < rng.random()
+        if trial % 3 == 0:
+            mask = ndimage.binary_dilation(mask)
+        for it in (1, 2, 3):
+            assert np.array_equal(P.binary_erosion(mask, it), ndimage.binary_erosion(mask, iterations=it))
+            assert np.array_equal(P.binary_dilation(mask, it), ndimage.binary_dilation(mask, iterations=it))
+            assert np.array_equal(P.binary_opening(mask, it), ndimage.binary_opening(mask, iterations=it))
+            assert np.array_equal(P.binary_closing(mask, it), ndimage.binary_closing(mask, iterations=it))
+        assert np.array_equal(P.binary_fill_holes(mask), ndimage.binary_fill_holes(mask))
+        cases += 1
+    assert cases == 150
+
+
+def test_largest_component_takes_the_first_on_a_tie():
+    from breastgpt.preprocessing import largest_component
+
+    mask = np.zeros((5, 9), dtype=bool)
+    mask[1:3, 1:3] = True  # 4 pixels, label 1
+    mask[1:3, 5:7] = True  # 4 pixels, label 2
+    mask[4, 0] = True  # 1 pixel, label 3
+    expected = np.zeros_like(mask)
+    expected[1:3, 1:3] = True
+    assert np.array_equal(largest_component(mask), expected)
+    assert largest_component(np.zeros((3, 3), dtype=bool)) is None

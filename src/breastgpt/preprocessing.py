@@ -176,11 +176,12 @@ class PreparedImage:
 
 
 def largest_component(foreground: np.ndarray) -> np.ndarray | None:
-    """The largest connected component of a boolean image, or None when there is no foreground."""
+    """The largest connected component (4-connected) of a boolean image, or None when there is no foreground;
+    the first such component on a tie."""
     labels, count = ndimage.label(foreground)
     if count == 0:
         return None
-    sizes = ndimage.sum_labels(foreground, labels, index=np.arange(1, count + 1))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     return labels == int(np.argmax(sizes)) + 1
 
 
@@ -192,20 +193,67 @@ def bounding_box(mask: np.ndarray | None, shape: tuple[int, ...]) -> tuple[int, 
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
+# Binary morphology with scipy.ndimage's default 2-D structure (the 4-neighbour cross) and border value 0, written
+# as shifted boolean ANDs/ORs: the same pixels as `ndimage.binary_erosion/dilation/opening/closing/fill_holes`
+# (tests compare them on random masks) at a fraction of the time on whole mammograms.
+
+
+def _shifted(mask: np.ndarray, combine: Any, edge: bool) -> np.ndarray:
+    out = mask.copy()
+    combine(out[1:], mask[:-1], out=out[1:])
+    combine(out[:-1], mask[1:], out=out[:-1])
+    combine(out[:, 1:], mask[:, :-1], out=out[:, 1:])
+    combine(out[:, :-1], mask[:, 1:], out=out[:, :-1])
+    if edge:  # erosion: the pixels outside the image count as background
+        out[0], out[-1], out[:, 0], out[:, -1] = False, False, False, False
+    return out
+
+
+def binary_erosion(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    for _ in range(iterations):
+        mask = _shifted(mask, np.logical_and, True)
+    return mask
+
+
+def binary_dilation(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    for _ in range(iterations):
+        mask = _shifted(mask, np.logical_or, False)
+    return mask
+
+
+def binary_opening(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    return binary_dilation(binary_erosion(mask, iterations), iterations)
+
+
+def binary_closing(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    return binary_erosion(binary_dilation(mask, iterations), iterations)
+
+
+def binary_fill_holes(mask: np.ndarray) -> np.ndarray:
+    """`mask` plus every background component (4-connected) that touches no image edge."""
+    labels, count = ndimage.label(~mask)
+    if count == 0:
+        return mask.copy()
+    outside = np.zeros(count + 1, dtype=bool)
+    for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        outside[edge] = True
+    outside[0] = True  # label 0 is the mask itself
+    return mask | ~outside[labels]
+
+
 def breast_region(grey: np.ndarray) -> np.ndarray | None:
     """The breast: pixels above a low threshold (a fraction of the bright range), opened to cut thin bridges,
     largest component, holes filled (dark fat inside the breast stays) and grown by two pixels (the skin line)."""
     level = max(8.0, 0.08 * float(np.percentile(grey, 99)))
-    region = largest_component(ndimage.binary_opening(grey > level, iterations=2))
+    region = largest_component(binary_opening(grey > level, iterations=2))
     if region is None:
         return None
-    return ndimage.binary_dilation(ndimage.binary_fill_holes(region), iterations=2)
+    return binary_dilation(binary_fill_holes(region), iterations=2)
 
 
 def imaging_region(grey: np.ndarray) -> np.ndarray | None:
     """Ultrasound imaging region: the largest non-dark component after closing speckle gaps."""
-    return largest_component(ndimage.binary_closing(grey > 12, iterations=3)
-                             & ndimage.binary_opening(grey > 4, iterations=2))
+    return largest_component(binary_closing(grey > 12, iterations=3) & binary_opening(grey > 4, iterations=2))
 
 
 def chest_wall_on_right(grey: np.ndarray) -> bool:

@@ -123,3 +123,13 @@ def png_normaliser(sample: SourceSample, out_dir: Path, *, limits: Any = None) -
 
 def adapters_for(*names: str) -> dict[str, FolderAdapter]:
     return {n: FolderAdapter(n) for n in names}
+
+
+def discovered(name: str, root: Path) -> list[SourceSample | SourceProblem]:
+    """What adapter `name` yields under `root`, each sample with its ROI masks decoded into boxes as the build's
+    item workers decode them (`resolve_boxes`)."""
+    from breastgpt.corpus.sources.base import get_adapter
+    from breastgpt.corpus.sources.media import resolve_boxes
+
+    return [item if isinstance(item, SourceProblem) else resolve_boxes(item)
+            for item in get_adapter(name).discover(root)]

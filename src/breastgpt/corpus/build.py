@@ -27,19 +27,19 @@ import logging
 import os
 import platform
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from breastgpt.artifacts import sha256_file as _sha256_file
-from breastgpt.corpus.build_items import (ItemTask, input_keys, process_item, read_item_state,
+from breastgpt.corpus.build_items import (STATE_DIR, ItemTask, input_keys, process_item, read_item_state,
                                           slide_feature_id, state_reference)
 from breastgpt.corpus.completeness import MAX_LOST_FRACTION, incomplete_sources, outcome_table, source_outcomes
 from breastgpt.corpus.pathway import pathway_records, study_from_item
 from breastgpt.corpus.quarantine import input_reference, quarantine_row
-from breastgpt.corpus.records import (Record, atomic_write_json, write_jsonl, write_records_jsonl,
-                                      write_records_parquet)
+from breastgpt.corpus.records import Record, atomic_write_json, write_jsonl, write_records_parquet
 from breastgpt.corpus.splits import SPLIT_NAMES, SplitConfig, assign_splits, write_bench_manifest
 from breastgpt.corpus.templates import load_templates
 from breastgpt.preprocessing import PREPROCESSING_FILE, Preprocessing, write_preprocessing
@@ -245,6 +245,8 @@ def fingerprint(sample: Any, patient_key: str, study_key: str, split: str, code:
         "modality": sample.modality, "kind": sample.kind, "labels": sample.labels, "report": sample.report,
         "meta": sample.meta, "split": split, "media": [_file_stat(Path(p)) for p in sample.media],
         "masks": [_file_stat(Path(p)) for p in sample.masks], "code": dict(code),
+        "box_masks": [[*_file_stat(Path(m.path)), m.label] for m in sample.box_masks],
+        "box_policy": [sample.box_policy, sample.box_required], "missing": sample.missing,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -273,7 +275,7 @@ def make_tasks(config: BuildConfig, samples: list[Any], pseudo: Any, normaliser:
                               fingerprint=fingerprint(sample, pk, sk, split, code), out=config.out,
                               normaliser=normaliser, seed=config.seed, limits=config.limits,
                               state_key=pseudo.input_key(source, state_reference(sample.sample_id)),
-                              root=roots[source], input_keys=input_keys(pseudo, sample, roots[source]),
+                              root=roots[source], input_keys={},
                               answer_style=config.answer_style, media_position=config.media_position,
                               templates_per_sample=config.templates_per_sample,
                               feature_key=slide_feature_id(pseudo, source, sample.sample_id)
@@ -343,15 +345,21 @@ def build_corpus(config: BuildConfig, *, adapters: Mapping[str, Any] | None = No
     samples, problems = discover_all(config, adapters)
     tasks = make_tasks(config, samples, pseudo, normaliser)
     summary = BuildSummary(discovered=len(samples), executor=config.executor, workers=config.workers)
-    pending = [t for t in tasks if not state_is_current(read_item_state(config.out, t.state_key), t,
+    pending = [t for t in tasks if not state_is_current(read_item_state(config.out, t.state_key, records=False), t,
                                                         retry_quarantined=config.retry_quarantined)]
     summary.reused = len(tasks) - len(pending)
+    for task in pending:  # quarantine keys are needed only by the items that run
+        task.input_keys = input_keys(pseudo, task.sample, task.root)
     progress, bar = _progress(config.progress, len(pending), "corpus items")
     with progress:
         for _key, _status, _n in run_tasks(pending, config):
             summary.processed += 1
             progress.advance(bar)
-    finalise(config, tasks, problem_rows(config, problems, pseudo), samples, summary)
+    rows = problem_rows(config, problems, pseudo)
+    key = finalise_key(config, tasks, rows)
+    if summary.processed or not restore_finalised(config.out, key, summary):
+        finalise(config, tasks, rows, samples, summary)
+        record_finalised(config.out, key, summary)
     summary.accepted = config.allow_partial or not summary.incomplete
     summary.seconds = round(time.perf_counter() - start, 3)
     atomic_write_json(config.out / "build_summary.json", asdict(summary) | {
@@ -364,33 +372,88 @@ def build_corpus(config: BuildConfig, *, adapters: Mapping[str, Any] | None = No
 def finalise(config: BuildConfig, tasks: list[ItemTask], problems: list[dict[str, Any]], samples: list[Any],
              summary: BuildSummary) -> None:
     """Assemble the corpus from item states in sorted order, gate it for PHI, write outputs and the manifest."""
-    records, quarantine, referenced, studies = [], list(problems), set(), []
+    records, rows, quarantine, referenced, studies = [], [], list(problems), set(), []
+    missing: dict[str, Counter[str]] = {spec.name: Counter() for spec in config.sources}
     for task in tasks:
         state = read_item_state(config.out, task.state_key)
         if state is None or state["fingerprint"] != task.fingerprint:
             raise BuildError(f"item {task.state_key} has no current state after processing; re-run the build")
+        # as the item found them (an empty ROI mask is only seen when the worker decodes it)
+        missing[task.sample.source].update(state.get("missing", task.sample.missing))
         if state["status"] == "quarantined":
             quarantine.append(state["problem"])
             continue
         referenced.update(state["media"]["paths"], state["media"].get("mask_paths", []))
+        rows.extend(state["records"])
         records.extend(Record.from_dict(r) for r in state["records"])
         studies.append(study_from_item(task.sample, task.patient_key, task.study_key, task.split, state))
-    records.extend(pathway_records(studies, config.answer_style, config.media_position))
+    pathway = pathway_records(studies, config.answer_style, config.media_position)
+    records.extend(pathway)
+    rows.extend(r.to_dict() for r in pathway)  # the states hold their records' `to_dict` rows
     summary.phi_gate = phi_gate(records, quarantine, samples)
     quarantine = redact_quarantine(quarantine, samples)
     summary.quarantined = len(quarantine)
     summary.records = len(records)
-    outcomes = source_outcomes([spec.name for spec in config.sources], samples, quarantine, records)
+    outcomes = source_outcomes([spec.name for spec in config.sources], samples, quarantine, records, missing)
     summary.sources = {name: outcome.as_dict(config.max_lost) for name, outcome in outcomes.items()}
     summary.incomplete = incomplete_sources(outcomes, config.max_lost)
     summary.splits = {s: sum(1 for r in records if r.split == s) for s in SPLIT_NAMES}
-    write_records_jsonl(config.out / "records.jsonl", records)
-    write_records_parquet(config.out / "records.parquet", records)
+    write_jsonl(config.out / "records.jsonl", rows)
+    write_records_parquet(config.out / "records.parquet", rows)
     write_bench_manifest(records, config.out / "bench_manifest.json")
     write_preprocessing(config.out, config.limits)
     write_jsonl(config.out / "quarantine.jsonl", sorted(quarantine, key=lambda q: json.dumps(q, sort_keys=True)))
     prune_media(config.out, referenced)
     write_manifest(config, referenced)
+
+
+# An unchanged re-run (no item processed, same items, problems and settings, every output file as this build left
+# it) skips `finalise`: assembling, PHI-gating and hashing the whole corpus again was most of its time.
+FINALISED = "finalised.json"
+_FINALISED_FIELDS = ("quarantined", "records", "splits", "phi_gate", "sources", "incomplete")
+
+
+def finalise_key(config: BuildConfig, tasks: list[ItemTask], problems: list[dict[str, Any]]) -> str:
+    """Hash of everything `finalise` reads apart from the item states (which the fingerprints stand for)."""
+    from breastgpt import __version__
+
+    payload = {"items": [[t.state_key, t.fingerprint] for t in tasks], "problems": problems,
+               "sources": [s.name for s in config.sources], "max_lost": config.max_lost, "seed": config.seed,
+               "split": asdict(config.split_config()), "answer_style": config.answer_style,
+               "media_position": config.media_position, "limits": asdict(config.limits), "breastgpt": __version__}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _output_stats(out: Path, names: Iterable[str]) -> dict[str, list[int]] | None:
+    stats = {}
+    for name in names:
+        try:
+            st = (out / name).stat()
+        except OSError:
+            return None
+        stats[name] = [st.st_size, st.st_mtime_ns]
+    return stats
+
+
+def record_finalised(out: Path, key: str, summary: BuildSummary) -> None:
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    names = ["manifest.json", *manifest["files"]]
+    atomic_write_json(out / STATE_DIR / FINALISED, {
+        "key": key, "summary": {f: getattr(summary, f) for f in _FINALISED_FIELDS}, "files": _output_stats(out, names)},
+        indent=None)
+
+
+def restore_finalised(out: Path, key: str, summary: BuildSummary) -> bool:
+    """Fill `summary` from the last finalise when its key matches and its outputs are untouched."""
+    try:
+        done = json.loads((out / STATE_DIR / FINALISED).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    if done.get("key") != key or not done.get("files") or _output_stats(out, done["files"]) != done["files"]:
+        return False
+    for name in _FINALISED_FIELDS:
+        setattr(summary, name, done["summary"][name])
+    return True
 
 
 def prune_media(out: Path, referenced: Iterable[str]) -> int:

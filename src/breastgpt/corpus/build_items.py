@@ -21,12 +21,15 @@ from typing import Any, Callable
 
 from breastgpt.corpus.quarantine import input_reference, quarantine_row
 from breastgpt.preprocessing import Preprocessing
-from breastgpt.corpus.records import MediaRef, Record, atomic_write_json
+from breastgpt.artifacts import atomic_write_bytes
+from breastgpt.corpus.records import MediaRef, Record
+from breastgpt.corpus.sources.media import resolve_boxes
 from breastgpt.corpus.templates import SampleView, load_templates, render_sample
 from breastgpt.io.errors import MedicalFileError
 
 STATE_DIR = ".state"
-STATE_VERSION = 4  # 3: states named by keyed state keys, quarantine rows scrubbed; 4: keyed slide feature ids
+STATE_VERSION = 5  # a state written under another version is redone
+_STATE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _BOX_LITERAL = re.compile(r"\[\d+(?:,\d+){3,5}\]")
 
 
@@ -41,7 +44,7 @@ class ItemTask:
     normaliser: Callable[..., Any]
     state_key: str  # keyed name of the item's state file (Pseudonymizer.input_key of its sample id)
     root: Path  # the source folder: input references are relative to it
-    input_keys: dict[str, str]  # input reference of each media/mask file → its quarantine key
+    input_keys: dict[str, str]  # input reference of each media/mask file → its quarantine key (items that run)
     seed: int = 0
     templates_per_sample: int | None = None
     limits: Preprocessing = field(default_factory=Preprocessing)  # the corpus's preprocessing settings
@@ -66,13 +69,28 @@ def item_state_path(out: Path, state_key: str) -> Path:
     return Path(out) / STATE_DIR / "items" / state_key[1:3] / f"{state_key}.json"
 
 
-def read_item_state(out: Path, key: str) -> dict[str, Any] | None:
-    path = item_state_path(out, key)
+def read_item_state(out: Path, key: str, *, records: bool = True) -> dict[str, Any] | None:
+    """An item's state: line 1 everything but the records, line 2 the records (read only with `records`, so
+    checking whether an item is current does not parse them). None when absent, unreadable or of another
+    version: the item is simply redone."""
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None  # absent or unreadable: the item is simply redone
-    return state if state.get("version") == STATE_VERSION else None
+        with open(item_state_path(out, key), encoding="utf-8") as handle:
+            state = json.loads(handle.readline())
+            if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+                return None
+            if records and state.get("status") == "done":
+                state["records"] = json.loads(handle.readline())
+    except (OSError, ValueError):  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+    return state
+
+
+def write_item_state(out: Path, state: dict[str, Any]) -> None:
+    # compact JSON on two lines (see `read_item_state`). Not fsynced: a state is a cache, and one that a power
+    # loss left unreadable is redone.
+    head = _STATE_JSON.encode({k: v for k, v in state.items() if k != "records"})
+    body = "\n" + _STATE_JSON.encode(state["records"]) if "records" in state else ""
+    atomic_write_bytes(item_state_path(out, state["key"]), (head + body + "\n").encode(), durable=False)
 
 
 def state_is_current(state: dict[str, Any] | None, task: ItemTask, *, retry_quarantined: bool = False) -> bool:
@@ -104,14 +122,14 @@ def process_item(task: ItemTask) -> tuple[str, str, int]:
         where = traceback.extract_tb(exc.__traceback__)[-1]
         state = _quarantine_state(task, f"internal_error:{type(exc).__name__}", str(exc), "",
                                   f"raised at {Path(where.filename).name}:{where.lineno}; please report it")
-    # compact: a state file is read by the build only, and indenting its records doubled the cost of writing it
-    atomic_write_json(item_state_path(task.out, task.state_key), state, indent=None)
+    write_item_state(task.out, state)
     return task.state_key, state["status"], len(state.get("records", []))
 
 
 def input_keys(pseudonymizer: Any, sample: Any, root: Path) -> dict[str, str]:
     """Input reference → quarantine key for every media and mask file of `sample` (computed by the build)."""
-    references = [input_reference(root, path) for path in [*sample.media, *sample.masks]]
+    references = [input_reference(root, path) for path in [*sample.media, *sample.masks,
+                                                            *(m.path for m in sample.box_masks)]]
     return {reference: pseudonymizer.input_key(sample.source, reference) for reference in references}
 
 
@@ -123,7 +141,7 @@ def _quarantine_state(task: ItemTask, error: str, problem: str, path: str, hint:
         reference = next(iter(task.input_keys), state_reference(sample.sample_id))
     key = task.input_keys.get(reference, task.state_key)
     own = [sample.sample_id, sample.patient_id, sample.study_id, path, str(task.root),
-           *(str(p) for p in [*sample.media, *sample.masks])]
+           *(str(p) for p in [*sample.media, *sample.masks, *(m.path for m in sample.box_masks)])]
     return {"version": STATE_VERSION, "key": task.state_key, "fingerprint": task.fingerprint,
             "status": "quarantined",
             "problem": quarantine_row(sample.source, key, reference, error, problem, hint, known=own)}
@@ -131,7 +149,7 @@ def _quarantine_state(task: ItemTask, error: str, problem: str, path: str, hint:
 
 def _render_item(task: ItemTask) -> dict[str, Any]:
 
-    sample = task.sample
+    sample = resolve_boxes(task.sample)
     media = task.normaliser(sample, Path(task.out), limits=task.limits)
     if media.kind == "slide":
         media.feature_path = f"features/{task.feature_key}.h5"
@@ -146,7 +164,7 @@ def _render_item(task: ItemTask) -> dict[str, Any]:
         return _quarantine_state(task, "phi_leak", "; ".join(findings[:5]), "",
                                  "identifying values of this sample appear in its rendered records")
     return {"version": STATE_VERSION, "key": task.state_key, "fingerprint": task.fingerprint, "status": "done",
-            "media": asdict(media), "records": [r.to_dict() for r in records]}
+            "media": asdict(media), "missing": sample.missing, "records": [r.to_dict() for r in records]}
 
 
 def media_refs(media: Any) -> list[MediaRef]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 MAX_LOST_FRACTION = 0.2
 DISCOVERY_ERRORS = ("source_problem", "duplicate_sample_id")
@@ -58,14 +58,18 @@ class SourceOutcome:
 
 
 def source_outcomes(names: Iterable[str], samples: Iterable[Any], quarantine: Iterable[dict[str, Any]],
-                    records: Iterable[Any]) -> dict[str, SourceOutcome]:
-    """Per-source counts from the discovered samples, the (scrubbed) quarantine rows and the final records."""
+                    records: Iterable[Any], missing: Mapping[str, Counter[str]] | None = None
+                    ) -> dict[str, SourceOutcome]:
+    """Per-source counts from the discovered samples, the (scrubbed) quarantine rows and the final records.
+    `missing`: annotations lacking per source, as the items found them (default: as discovery found them)."""
     outcomes = {name: SourceOutcome() for name in names}
-    missing: dict[str, Counter[str]] = {name: Counter() for name in outcomes}
     reasons: dict[str, Counter[str]] = {name: Counter() for name in outcomes}
     for sample in samples:
         outcomes[sample.source].samples += 1
-        missing[sample.source].update(getattr(sample, "missing", ()))
+    if missing is None:
+        missing = {name: Counter() for name in outcomes}
+        for sample in samples:
+            missing[sample.source].update(getattr(sample, "missing", ()))
     for row in quarantine:
         outcome = outcomes[row["source"]]
         if row["error"] in DISCOVERY_ERRORS:
@@ -76,7 +80,7 @@ def source_outcomes(names: Iterable[str], samples: Iterable[Any], quarantine: It
     for record in records:
         outcomes[record.source].records += 1
     for name, outcome in outcomes.items():
-        outcome.missing_annotations = dict(sorted(missing[name].items()))
+        outcome.missing_annotations = dict(sorted(missing.get(name, Counter()).items()))
         outcome.reasons = dict(sorted(reasons[name].items(), key=lambda kv: (-kv[1], kv[0])))
     return outcomes
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -139,17 +141,36 @@ def _slide(sample: SourceSample) -> NormalisedMedia:
 
 # ---- content-addressed storage ----------------------------------------------------------------------------
 
-# PIL's default zlib level. Level 1 gives identical pixels and encodes about 6× faster, but media are named by
-# the sha256 of their PNG bytes and the demo's encoder pre-training orders its media by those names
-# (`demo.pretrain`, `sorted(task.media)`): at level 1 a fresh demo trained in another order and missed its
-# criterion (59.4 % vs 63.5 %). Lower this once the demo's order no longer depends on file names.
-PNG_COMPRESS_LEVEL = 6
+# Media are PNG with each row "Sub"-filtered and deflated at zlib level 1. The pixels are the same at any setting;
+# this one encodes a mammogram about 4x faster than PIL's default (adaptive filter per row, level 6) and 2x faster
+# than PIL at level 1, for files within a fifth of PIL's default size (benchmarks/corpus_build.py records both).
+# Media are named by the sha256 of these bytes, so nothing may order or split by media file names (the demo
+# orders by record id).
+PNG_COMPRESS_LEVEL = 1
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buffer.getvalue()
+    """PNG bytes of an image; 8-bit grey and RGB are written here (Sub filter), other modes by PIL."""
+    if image.mode not in ("L", "RGB") or 0 in image.size:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        return buffer.getvalue()
+    pixels = np.asarray(image)
+    height, width = pixels.shape[:2]
+    step = 1 if pixels.ndim == 2 else 3  # bytes per pixel: "Sub" takes each byte minus the same byte one pixel left
+    rows = pixels.reshape(height, width * step)
+    filtered = np.empty((height, width * step + 1), dtype=np.uint8)
+    filtered[:, 0] = 1  # the row's filter type: Sub
+    filtered[:, 1:step + 1] = rows[:, :step]
+    np.subtract(rows[:, step:], rows[:, :-step], out=filtered[:, step + 1:])  # uint8: modulo 256, as PNG defines
+    header = struct.pack(">IIBBBBB", width, height, 8, 0 if step == 1 else 2, 0, 0, 0)
+    return (_PNG_SIGNATURE + _chunk(b"IHDR", header)
+            + _chunk(b"IDAT", zlib.compress(filtered.tobytes(), PNG_COMPRESS_LEVEL)) + _chunk(b"IEND", b""))
 
 
 def _npz(array: np.ndarray) -> bytes:

@@ -185,9 +185,14 @@ def _validate_label(rec: Record) -> None:
 # ---------------------------------------------------------------------------------------------------- writers
 
 
+# one encoder each (json.dumps with options builds a new encoder per call, a tenth of writing a corpus)
+_LINE = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+_CELL = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
+
+
 def dumps_line(obj: dict[str, Any]) -> str:
     """One canonical JSONL line (sorted keys, no spaces): equal records give equal bytes."""
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return _LINE.encode(obj)
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
@@ -222,18 +227,23 @@ def read_records_jsonl(path: Path) -> list[Record]:
 _PARQUET_JSON_COLUMNS = ("messages", "images", "videos", "slides", "objects", "answer_provenance", "label", "media")
 
 
-def write_records_parquet(path: Path, records: Iterable[Record]) -> None:
-    """Flat Parquet: scalar fields as columns, nested ones as canonical JSON strings (stable across readers)."""
+def _cell(value: Any) -> str:
+    return "[]" if isinstance(value, list) and not value else _CELL.encode(value)
+
+
+def write_records_parquet(path: Path, records: Iterable[Record | dict[str, Any]]) -> None:
+    """Flat Parquet: scalar fields as columns, nested ones as canonical JSON strings (stable across readers).
+    `records`: Records or their `to_dict` rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [r.to_dict() for r in records]
+    rows = [r.to_dict() if isinstance(r, Record) else r for r in records]
     columns: dict[str, list[Any]] = {}
     names = ["id", "source", "patient_key", "study_key", "stage", "modality", "kind", "task_family",
              "template_id", "split", *_PARQUET_JSON_COLUMNS]
     for name in names:
         if name in _PARQUET_JSON_COLUMNS:
-            columns[name] = [json.dumps(r.get(name), sort_keys=True, ensure_ascii=False) for r in rows]
+            columns[name] = [_cell(r.get(name)) for r in rows]
         else:
             columns[name] = [r[name] for r in rows]
     table = pa.table({n: pa.array(columns[n], type=pa.string()) for n in names})

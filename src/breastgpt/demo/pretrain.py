@@ -221,7 +221,9 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
     head_of = {k: i for i, k in enumerate(head_keys)}
     params = [p for n, p in model.named_parameters() if n.startswith(ENCODER_PARAMS)] + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    keys, rng, losses = sorted(task.media), random.Random(seed), []
+    # studies in record-id order (`encoder_task` inserts them so): media file names are content hashes, and an
+    # order taken from them would change with the PNG encoder's bytes
+    keys, rng, losses = list(task.media), random.Random(seed), []
     with step_progress(steps, 0, progress, "pretrain encoders") as advance:
         for _ in range(steps):
             chosen = [item for key in rng.sample(keys, min(batch, len(keys))) for item in routes[key]]

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from breastgpt.corpus.sources import SourceProblem, get_adapter
+from breastgpt.corpus.sources import SourceProblem
+from tests.corpus.fixtures import discovered
 from breastgpt.corpus.sources import cbis_ddsm
 from tests.corpus.sources.layouts import UID_ROOT, add_clutter, mammogram, mask, write_csv, write_dicom
 
@@ -146,7 +147,7 @@ def fresh_header_cache():
 @pytest.mark.parametrize("layout", ["nbia", "classic", "renamed"])
 def test_every_layout_gives_the_same_samples(tmp_path, layout):
     root = write_cbis(tmp_path, layout)
-    found = list(get_adapter("cbis_ddsm").discover(root))
+    found = discovered("cbis_ddsm", root)
     assert not [p for p in found if isinstance(p, SourceProblem)], found
     samples = {s.sample_id: s for s in found}
     assert sorted(samples) == sorted(EXPECTED)
@@ -170,10 +171,10 @@ def test_headers_are_read_without_pixels_once(tmp_path, monkeypatch):
         return real(path, header_only=header_only, **kw)
 
     monkeypatch.setattr(cbis_ddsm, "read_dataset", counting)
-    first = list(get_adapter("cbis_ddsm").discover(root))
+    first = discovered("cbis_ddsm", root)
     n_dicoms = sum(1 for p in root.rglob("*.dcm") if not p.name.startswith("."))
     assert len(first) == 3 and len(calls) == n_dicoms == 9 and all(calls)
-    second = list(get_adapter("cbis_ddsm").discover(root))
+    second = discovered("cbis_ddsm", root)
     assert len(calls) == n_dicoms and [s.labels for s in second] == [s.labels for s in first]
 
 
@@ -182,7 +183,7 @@ def test_nbia_names_resolve_without_the_header_index(tmp_path, monkeypatch):
     header index the same samples come out; the index is only consulted for what is absent (case 4's ROI)."""
     root = write_cbis(tmp_path, "nbia")
     monkeypatch.setattr(cbis_ddsm.SeriesIndex, "_header_index", lambda self: {})
-    samples = {s.sample_id: s for s in get_adapter("cbis_ddsm").discover(root)}
+    samples = {s.sample_id: s for s in discovered("cbis_ddsm", root)}
     assert {case: s.labels for case, s in samples.items()} == EXPECTED
 
 
@@ -194,7 +195,7 @@ def test_reexported_series_found_by_patient_id(tmp_path):
     write_dicom(path, mammogram(H, W, "L", seed=1), series_uid="2.25.1234567", study_uid="2.25.7654321",
                 patient_id=case)
     cbis_ddsm._HEADERS.clear()
-    samples = {s.sample_id: s for s in get_adapter("cbis_ddsm").discover(root) if not isinstance(s, SourceProblem)}
+    samples = {s.sample_id: s for s in discovered("cbis_ddsm", root) if not isinstance(s, SourceProblem)}
     assert samples[case].media == [path] and samples[case].labels == EXPECTED[case]
 
 
@@ -207,7 +208,7 @@ def test_swapped_roi_and_crop_paths_still_give_the_mask(tmp_path):
     table = pd.read_csv(csv, dtype=str, keep_default_na=False)
     table[["cropped image file path", "ROI mask file path"]] = table[["ROI mask file path", "cropped image file path"]]
     table.to_csv(csv, index=False)
-    samples = {s.sample_id: s for s in get_adapter("cbis_ddsm").discover(root)}
+    samples = {s.sample_id: s for s in discovered("cbis_ddsm", root)}
     assert {case: s.labels for case, s in samples.items()} == EXPECTED
 
 
@@ -217,7 +218,7 @@ def test_missing_full_mammogram_is_a_row_problem(tmp_path):
     for path in root.rglob("1-1.dcm"):
         if path.parts[-4] == case:
             path.unlink()
-    found = list(get_adapter("cbis_ddsm").discover(root))
+    found = discovered("cbis_ddsm", root)
     problems = [p for p in found if isinstance(p, SourceProblem)]
     assert len(found) == 3 and len(problems) == 1
     assert problems[0].path == "mass_case_description_train_set.csv:2" and "not found" in problems[0].reason
@@ -251,3 +252,33 @@ def test_missing_roi_masks_keep_labels_and_drop_only_grounding(tmp_path, monkeyp
         assert [r for r in by_case[case] if r["task_family"] == "grounding"], case
     assert {r["split"] for r in by_case["Calc-Test_P_00038_RIGHT_MLO"]} == {"bench"}
     assert {r["split"] for r in without} <= {"train", "val"}
+
+
+def test_mask_problems_found_by_the_item_worker(tmp_path, monkeypatch):
+    """ROI masks are decoded by the item workers, not at discovery: an empty mask drops that image's boxes (all of
+    them: `box_policy="all"`) and is counted as a missing ROI mask; a mask whose pixel data is cut short
+    quarantines only its item, named by key."""
+    import pydicom
+
+    from breastgpt.corpus.build import BuildConfig, SourceSpec, build_corpus, load_pseudonymizer
+
+    root = write_cbis(tmp_path / "raw", "nbia")
+    (truncated,) = [p for p in root.rglob("1-1.dcm") if "P_00001_LEFT_CC_1" in str(p) and "ROI mask" in str(p)]
+    truncated.write_bytes(truncated.read_bytes()[:-200])
+    (empty,) = [p for p in root.rglob("1-2.dcm") if "P_00038_RIGHT_MLO_1" in str(p)]  # crop first, mask second
+    ds = pydicom.dcmread(empty)
+    ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()
+    ds.save_as(empty)
+    monkeypatch.setenv("CBIS_TEST_SECRET", "cbis-conformance-secret-0123456789")
+    out = tmp_path / "corpus"
+    summary = build_corpus(BuildConfig(out=out, sources=(SourceSpec("cbis_ddsm", root),),
+                                       secret_env="CBIS_TEST_SECRET", allow_partial=True))
+    assert summary.quarantined == 1 and summary.sources["cbis_ddsm"]["samples"] == 3
+    assert summary.sources["cbis_ddsm"]["missing_annotations"] == {"roi_mask": 2}
+    (row,) = [json.loads(line) for line in (out / "quarantine.jsonl").read_text().splitlines()]
+    assert "P_00001" not in json.dumps(row) and row["source"] == "cbis_ddsm"
+    pseudo = load_pseudonymizer("CBIS_TEST_SECRET")
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    calc = [r for r in records if r["study_key"] == pseudo.study_key("cbis_ddsm", "Calc-Test_P_00038_RIGHT_MLO")]
+    assert calc and not [r for r in calc if r["task_family"] in ("grounding", "grounded_caption")]
+    assert not [r for r in records if r["study_key"] == pseudo.study_key("cbis_ddsm", "Mass-Training_P_00001_LEFT_CC")]

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from breastgpt.corpus.sources import ADAPTERS, SourceProblem, get_adapter
+from breastgpt.corpus.sources import ADAPTERS, SourceProblem
+from tests.corpus.fixtures import discovered
 from tests.corpus.sources.layouts import add_clutter, mammogram, mask, write_csv, write_dicom, write_image, write_xlsx
 
 TESTED_HERE = {"vindr_mammo", "inbreast", "embed", "rsna_screening", "csaw_m", "cdd_cesm", "dmid", "kau_bcmd",
@@ -27,7 +28,7 @@ TESTED_HERE = {"vindr_mammo", "inbreast", "embed", "rsna_screening", "csaw_m", "
 
 
 def _discover(name: str, root: Path) -> tuple[dict, list[SourceProblem]]:
-    found = list(get_adapter(name).discover(root))
+    found = discovered(name, root)
     problems = [f for f in found if isinstance(f, SourceProblem)]
     return {s.sample_id: s for s in found if not isinstance(s, SourceProblem)}, problems
 

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from breastgpt.corpus.normalise import normalise_media
-from breastgpt.corpus.sources import SourceSample, get_adapter
+from breastgpt.corpus.sources import SourceSample
+from tests.corpus.fixtures import discovered
 from breastgpt.preprocessing import Preprocessing
 from breastgpt.synth.cases import SynthConfig
 
@@ -31,7 +32,7 @@ def test_mammogram_box_follows_the_finding(tmp_path, photometric_side):
     from breastgpt.synth.mammo_dicom import gen_vindr_mammo
 
     gen_vindr_mammo(tmp_path / "src", SynthConfig(patients=8, seed=photometric_side))
-    samples = [s for s in get_adapter("vindr_mammo").discover(tmp_path / "src") if s.labels.get("boxes")]
+    samples = [s for s in discovered("vindr_mammo", tmp_path / "src") if s.labels.get("boxes")]
     assert samples
     for sample in samples:
         media = normalise_media(sample, tmp_path / "corpus", limits=Preprocessing(image_long_side=300))
@@ -66,7 +67,7 @@ def test_ultrasound_keeps_imaging_region(tmp_path):
     from breastgpt.synth.ultrasound import gen_busi
 
     gen_busi(tmp_path / "src", SynthConfig(patients=6, seed=1))
-    for sample in get_adapter("busi").discover(tmp_path / "src"):
+    for sample in discovered("busi", tmp_path / "src"):
         media = normalise_media(sample, tmp_path / "corpus")
         assert media.meta["crop"] == [38, 19, 288, 225]  # the rendered region; burnt-in marks excluded
         for entry, norm in zip(sample.labels["boxes"], media.boxes_norm1000):
@@ -116,7 +117,7 @@ def test_slide_is_referenced_with_its_feature_file(tmp_path):
     from breastgpt.synth.slides import gen_tcga_brca
 
     gen_tcga_brca(tmp_path / "src", SynthConfig(patients=1, seed=0))
-    (sample,) = get_adapter("tcga_brca").discover(tmp_path / "src")
+    (sample,) = discovered("tcga_brca", tmp_path / "src")
     media = normalise_media(sample, tmp_path / "corpus")
     assert media.kind == "slide" and media.paths == [] and (media.width, media.height) == (768, 768)
     assert media.feature_path is None  # the build names it with a keyed id
@@ -127,7 +128,7 @@ def test_outputs_are_content_addressed(tmp_path):
     from breastgpt.synth.mammo_raster import gen_mias
 
     gen_mias(tmp_path / "src", SynthConfig(patients=1, seed=0))
-    sample = next(iter(get_adapter("mias").discover(tmp_path / "src")))
+    sample = next(iter(discovered("mias", tmp_path / "src")))
     first = normalise_media(sample, tmp_path / "corpus")
     second = normalise_media(sample, tmp_path / "corpus")
     assert first.paths == second.paths
@@ -136,3 +137,31 @@ def test_outputs_are_content_addressed(tmp_path):
     data = (tmp_path / "corpus" / first.paths[0]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == first.sha256s[0] and first.paths[0].endswith(first.sha256s[0] + ".png")
     Image.open(io.BytesIO(data)).verify()
+
+
+def test_png_writer_round_trips_grey_and_rgb():
+    """The corpus's own PNG writer: PIL decodes exactly the pixels written, for grey and RGB of any size."""
+    import io as _io
+
+    import torch
+    from torchvision.io import decode_png
+
+    from breastgpt.corpus.normalise import _png
+
+    rng = np.random.default_rng(0)
+    shapes = [(1, 1), (1, 7), (9, 1), (37, 53), (256, 199)]
+    checked = 0
+    for shape in shapes:
+        for pixels in (rng.integers(0, 256, shape, dtype=np.uint8), rng.integers(0, 256, (*shape, 3), dtype=np.uint8)):
+            data = _png(Image.fromarray(pixels))
+            decoded = Image.open(_io.BytesIO(data))
+            decoded.load()
+            assert decoded.mode == ("L" if pixels.ndim == 2 else "RGB")
+            assert np.array_equal(np.asarray(decoded), pixels)
+            # and libpng (through torchvision), a second decoder
+            tensor = decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+            assert np.array_equal(tensor.permute(1, 2, 0).numpy().reshape(pixels.shape), pixels)
+            checked += 1
+    assert checked == 2 * len(shapes)
+    odd = Image.fromarray(rng.integers(0, 65535, (5, 6), dtype=np.uint16))  # other modes: PIL writes them
+    assert np.array_equal(np.asarray(Image.open(_io.BytesIO(_png(odd)))), np.asarray(odd))

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from breastgpt.corpus.sources import SourceProblem, get_adapter
+from breastgpt.corpus.sources import SourceProblem
+from tests.corpus.fixtures import discovered
 from breastgpt.corpus.sources.embed import parse_roi_coords
 from breastgpt.corpus.sources.mias import mias_box
 from breastgpt.corpus.sources.tables import parse_birads, parse_density
@@ -21,7 +22,7 @@ def test_mias_origin_is_bottom_left(tmp_path):
     write_pgm(tmp_path / "mdb001.pgm", np.zeros((1024, 1024), np.uint8))
     write_pgm(tmp_path / "mdb002.pgm", np.zeros((1024, 1024), np.uint8))
     (tmp_path / "Info.txt").write_text("mdb001 G CIRC B 535 425 197\nmdb002 D NORM\nmdb003 X BAD\n")
-    samples = list(get_adapter("mias").discover(tmp_path))
+    samples = discovered("mias", tmp_path)
     problem = [s for s in samples if isinstance(s, SourceProblem)]
     assert len(problem) == 1 and "Info.txt:3" in problem[0].path
     first = next(s for s in samples if getattr(s, "sample_id", "") == "mdb001")
@@ -52,7 +53,7 @@ def test_embed_box_outside_image_is_a_problem(tmp_path):
     table = pd.read_csv(meta, dtype=str)
     table.loc[0, "ROI_coords"] = "((10, 10, 5000, 20),)"
     table.to_csv(meta, index=False)
-    samples = list(get_adapter("embed").discover(tmp_path))
+    samples = discovered("embed", tmp_path)
     assert len(samples) == 1 and isinstance(samples[0], SourceProblem)
     assert "outside" in samples[0].reason
 
@@ -61,7 +62,7 @@ def test_kau_bcmd_names_never_collide(tmp_path):
     for folder in ("Birad1", "Birad4"):
         (tmp_path / folder / "7").mkdir(parents=True)
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / folder / "7" / "RCC.jpg")
-    samples = list(get_adapter("kau_bcmd").discover(tmp_path))
+    samples = discovered("kau_bcmd", tmp_path)
     assert sorted(s.sample_id for s in samples) == ["Birad1__7__RCC", "Birad4__7__RCC"]
     assert {s.sample_id: s.labels["birads"] for s in samples} == {"Birad1__7__RCC": 1, "Birad4__7__RCC": 4}
     assert all(s.labels["laterality"] == "R" and s.labels["view"] == "CC" for s in samples)
@@ -77,14 +78,14 @@ def test_busi_second_mask_gives_second_box(tmp_path):
         mask = np.zeros((20, 30), np.uint8)
         mask[y:y + 4, x:x + 5] = 255
         Image.fromarray(mask).save(folder / f"benign (1){suffix}.png")
-    (sample,) = get_adapter("busi").discover(tmp_path)
+    (sample,) = discovered("busi", tmp_path)
     assert sample.sample_id == "benign-1"
     assert sample.labels["boxes"] == [{"box": [3, 2, 8, 6], "label": "lesion"}, {"box": [20, 10, 25, 14], "label": "lesion"}]
 
 
 def test_real_busi_files(realdata):
     root = realdata / "ultrasound" / "busi"
-    samples = list(get_adapter("busi").discover(root))
+    samples = discovered("busi", root)
     assert len(samples) == 9 and not [s for s in samples if isinstance(s, SourceProblem)]
     by_label = {}
     for sample in samples:
@@ -134,10 +135,10 @@ def test_bad_rows_become_problems(tmp_path):
     lines[1] = lines[1].replace("BI-RADS", "BI-RADS 9 x", 1)
     csv.write_text("\n".join(lines) + "\n")
     next(iter((tmp_path / "images").rglob("*.dicom")))
-    samples = list(get_adapter("vindr_mammo").discover(tmp_path))
+    samples = discovered("vindr_mammo", tmp_path)
     assert len(samples) == 2
     assert sum(isinstance(s, SourceProblem) for s in samples) == 1
-    assert list(get_adapter("vindr_mammo").discover(tmp_path / "missing"))[0].reason.endswith(
+    assert discovered("vindr_mammo", tmp_path / "missing")[0].reason.endswith(
         "point the adapter at the dataset's download root")
 
 
@@ -148,12 +149,12 @@ def test_institutional_manifest(tmp_path):
         "patient,study,modality,kind,files,birads,malignant,split\n"
         "MRN123,ACC999,mri,volume,p1/T1.nii.gz,4,yes,test\n"
         "MRN124,ACC998,mri,volume,p1/missing.nii.gz,2,no,train\n")
-    good, bad = list(get_adapter("institutional").discover(tmp_path))
+    good, bad = discovered("institutional", tmp_path)
     assert good.labels == {"birads": 4, "malignant": True} and good.dataset_split == "test"
     assert "MRN" not in good.sample_id and "ACC" not in good.sample_id and len(good.sample_id) == 16
     assert isinstance(bad, SourceProblem) and "missing" in bad.reason
     (tmp_path / "manifest.csv").write_text("patient,study,modality,kind,files,colour\nA,B,mri,volume,p1/T1.nii.gz,x\n")
-    (problem,) = get_adapter("institutional").discover(tmp_path)
+    (problem,) = discovered("institutional", tmp_path)
     assert "unknown columns ['colour']" in problem.reason
 
 
@@ -166,6 +167,6 @@ def test_cbis_missing_series_is_a_problem(tmp_path):
 
     victim = sorted(p for p in (tmp_path / "CBIS-DDSM").iterdir() if not p.name.endswith("_1"))[0]
     shutil.rmtree(victim)
-    samples = list(get_adapter("cbis_ddsm").discover(tmp_path))
+    samples = discovered("cbis_ddsm", tmp_path)
     problems = [s for s in samples if isinstance(s, SourceProblem)]
     assert len(samples) == 2 and len(problems) == 1 and "not found in the download" in problems[0].reason

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from breastgpt.corpus.sources import ADAPTERS, SourceProblem, get_adapter
+from breastgpt.corpus.sources import ADAPTERS, SourceProblem
+from tests.corpus.fixtures import discovered
 from breastgpt.synth.cohort import GENERATORS, generate
 from breastgpt.synth.writers import PLANTED_IDENTIFIERS, PLANTED_PATIENT_ID_PREFIX
 
@@ -52,7 +53,7 @@ def test_every_adapter_has_a_generator():
 def test_adapter_recovers_synthetic_truth(cohort, name):
     out, roots = cohort
     truth = _truth(out, name)
-    samples = list(get_adapter(name).discover(roots[name]))
+    samples = discovered(name, roots[name])
     problems = [s for s in samples if isinstance(s, SourceProblem)]
     assert problems == []
     assert sorted(s.sample_id for s in samples) == sorted(truth)
@@ -69,7 +70,7 @@ def test_adapter_recovers_synthetic_truth(cohort, name):
 def test_no_planted_identifier_leaks(cohort, name):
     _, roots = cohort
     planted = list(PLANTED_IDENTIFIERS.values()) + [PLANTED_PATIENT_ID_PREFIX, "FAKEPHI"]
-    for sample in get_adapter(name).discover(roots[name]):
+    for sample in discovered(name, roots[name]):
         exposed = json.dumps([sample.sample_id, sample.study_id, sample.labels, sample.meta, sample.report],
                              default=str)
         assert not [p for p in planted if p.lower() in exposed.lower()], sample.sample_id
@@ -91,7 +92,7 @@ def test_pixels_carry_the_box(cohort):
     from breastgpt.corpus.sources.media import read_pixels
 
     _, roots = cohort
-    for sample in get_adapter("cbis_ddsm").discover(roots["cbis_ddsm"]):
+    for sample in discovered("cbis_ddsm", roots["cbis_ddsm"]):
         x1, y1, x2, y2 = sample.labels["boxes"][0]["box"]
         pixels = read_pixels(sample.media[0]).astype(float)
         ring = pixels[max(0, y1 - 20):y2 + 20, max(0, x1 - 20):x2 + 20]

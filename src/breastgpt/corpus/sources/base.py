@@ -29,6 +29,14 @@ SPLITS: tuple[str, ...] = ("train", "test", "val")
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+@dataclass(frozen=True)
+class BoxMask:
+    """An ROI mask whose foreground box becomes one entry of the sample's `labels["boxes"]`."""
+
+    path: Path
+    label: str
+
+
 @dataclass
 class SourceSample:
     """One unit of media (an image, a volume or a slide, possibly several files of one study) with its labels."""
@@ -48,6 +56,14 @@ class SourceSample:
     # optional annotations this download lacks for the sample (e.g. "roi_mask"): its labels are kept, only the
     # tasks that need the annotation (grounding) are not made; the build counts them per source
     missing: list[str] = field(default_factory=list)
+    # ROI masks to turn into `labels["boxes"]`, decoded by the build's item workers (`sources.media.resolve_boxes`)
+    # rather than here: decoding them during discovery ran on one core and on every re-run. `box_policy` "each":
+    # an empty mask adds no box; "all": an empty mask drops every box of the sample (a partial set would make
+    # "locate every lesion" answers wrong). With `box_required`, a sample left without boxes is missing its
+    # "roi_mask"; without it, it gets `boxes: []` (e.g. a normal image whose mask is empty).
+    box_masks: list[BoxMask] = field(default_factory=list)
+    box_policy: Literal["each", "all"] = "each"
+    box_required: bool = False
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
@@ -58,6 +74,8 @@ class SourceSample:
             raise ValueError(f"{self.source}: split {self.dataset_split!r} not in {SPLITS}")
         if not self.sample_id:
             raise ValueError(f"{self.source}: empty sample_id")
+        if self.box_policy not in ("each", "all"):
+            raise ValueError(f"{self.source}: box_policy {self.box_policy!r} not in ('each', 'all')")
         validate_labels(self.labels)
 
 

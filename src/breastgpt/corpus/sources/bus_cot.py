@@ -11,10 +11,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from breastgpt.corpus.sources.base import SourceProblem, SourceSample, checked_sample, register, safe_id
-from breastgpt.corpus.sources.media import box_from_mask_file
+from breastgpt.corpus.sources.base import BoxMask, SourceProblem, SourceSample, checked_sample, register, safe_id
 from breastgpt.corpus.sources.tables import parse_birads, parse_bool
-from breastgpt.io.errors import MedicalFileError
 
 MARGIN = {"circumscribed": "circumscribed", "smooth": "circumscribed", "not circumscribed": "not_circumscribed",
           "indistinct": "not_circumscribed", "angular": "not_circumscribed", "microlobulated": "not_circumscribed",
@@ -90,9 +88,7 @@ class BUSCoTAdapter:
         try:
             data = json.loads(report.read_text(encoding="utf-8"))
             labels = report_labels(data)
-            if masks:
-                labels["boxes"] = [{"box": b, "label": "lesion"} for b in (box_from_mask_file(m) for m in masks) if b]
-        except (ValueError, MedicalFileError) as exc:
+        except ValueError as exc:
             return SourceProblem(self.name, str(report), f"{type(exc).__name__}: {exc}")
         text = _key(data, "cot", "reasoning", "chain of thought", "report")
         rel = folder.relative_to(root)
@@ -101,4 +97,4 @@ class BUSCoTAdapter:
         return checked_sample(self.name, str(report), sample_id=safe_id(*rel.parts), patient_id=patient,
                               study_id=patient, modality="ultrasound", kind="image", media=frames, masks=masks,
                               labels=labels, report=text if isinstance(text, str) else None, dataset_split=split,
-                              missing=[] if masks else ["roi_mask"])
+                              box_masks=[BoxMask(m, "lesion") for m in masks], box_required=True)

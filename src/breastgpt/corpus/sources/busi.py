@@ -8,10 +8,8 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from breastgpt.corpus.sources.base import SourceProblem, SourceSample, checked_sample, register, safe_id
-from breastgpt.corpus.sources.media import box_from_mask_file
+from breastgpt.corpus.sources.base import BoxMask, SourceProblem, SourceSample, checked_sample, register, safe_id
 from breastgpt.corpus.sources.tables import TableError, read_table
-from breastgpt.io.errors import MedicalFileError
 
 CLASSES = ("benign", "malignant", "normal")
 MASK = re.compile(r"_mask(_\d+)?$")
@@ -50,17 +48,13 @@ class BUSIAdapter:
             yield self._sample(image, row["label"], sorted(set(named) | set(_masks_beside(image))))
 
     def _sample(self, image: Path, label: str, masks: list[Path]) -> SourceSample | SourceProblem:
-        try:
-            boxes = [b for b in (box_from_mask_file(m) for m in masks) if b]
-        except MedicalFileError as exc:
-            return SourceProblem(self.name, str(image), str(exc))
-        labels = {"pathology": label, "malignant": label == "malignant"}
-        lacking = not masks and label != "normal"  # a lesion image whose mask was not downloaded
-        if not lacking:
-            labels["boxes"] = [{"box": b, "label": "lesion"} for b in boxes]
+        labels = {"pathology": label, "malignant": label == "malignant"} | ({"boxes": []} if label == "normal" else {})
+        # a lesion image whose mask was not downloaded, or whose masks are all empty, lacks its ROI mask; a
+        # normal image's masks are empty by design (it gets `boxes: []`)
         return checked_sample(self.name, str(image), sample_id=safe_id(image.stem), patient_id=image.stem,
                               study_id=image.stem, modality="ultrasound", kind="image", media=[image],
-                              masks=masks, labels=labels, missing=["roi_mask"] if lacking else [])
+                              masks=masks, labels=labels, box_masks=[BoxMask(m, "lesion") for m in masks],
+                              box_required=label != "normal")
 
 
 def _masks_beside(image: Path) -> list[Path]:

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from breastgpt.corpus.sources.base import SourceProblem, SourceSample, checked_sample, register, safe_id
-from breastgpt.corpus.sources.media import box_from_mask_file, image_shape
-from breastgpt.corpus.sources.tables import TableError, cell, find_file, lookup, read_table
+from breastgpt.corpus.sources.base import BoxMask, SourceProblem, SourceSample, checked_sample, register, safe_id
+from breastgpt.corpus.sources.media import image_shape
+from breastgpt.corpus.sources.tables import Tree, TableError, cell, find_file, lookup, read_table, walk_tree
 from breastgpt.io.dicom import read_dataset
 from breastgpt.io.errors import MedicalFileError
 
@@ -94,14 +94,16 @@ def _dicom_files(folder: Path) -> list[Path]:
 class SeriesIndex:
     """Where each CSV path's series lives in this download (see the module docstring for the order)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tree: Tree | None = None) -> None:
         self.root = root
+        tree = tree or walk_tree(root)
         self.by_case: dict[str, list[Path]] = defaultdict(list)
-        for folder in root.rglob("*"):
-            if folder.is_dir() and CASE_FOLDER.match(folder.name):
-                self.by_case[folder.name].extend(p for p in folder.glob("*/*") if p.is_dir())
+        for folder, children in tree.folders.items():
+            if CASE_FOLDER.match(folder.name):
+                self.by_case[folder.name].extend(folder / child / grandchild for child in children
+                                                 for grandchild in tree.folders.get(folder / child, []))
         self.jpeg_by_series: dict[str, list[Path]] = defaultdict(list)
-        info = find_file(root, "csv/dicom_info.csv", "dicom_info.csv")
+        info = find_file(root, "csv/dicom_info.csv", "dicom_info.csv", tree=tree)
         if info is not None:
             for _, row in read_table(info, required=("SeriesInstanceUID", "image_path")).iterrows():
                 path = _under_root(root, row["image_path"])
@@ -163,18 +165,19 @@ class CBISDDSMAdapter:
     modality = "mammography"
 
     def discover(self, root: Path) -> Iterator[SourceSample | SourceProblem]:
-        images, problems = self._group_rows(root)
+        tree = walk_tree(root)  # one walk of the download for the tables and the series folders
+        images, problems = self._group_rows(root, tree)
         yield from problems
         if not images:
             return
-        index = SeriesIndex(root)
+        index = SeriesIndex(root, tree)
         for case, image in sorted(images.items()):
             yield self._sample(case, image, index)
 
-    def _group_rows(self, root: Path) -> tuple[dict[str, _Image], list[SourceProblem]]:
+    def _group_rows(self, root: Path, tree: Tree) -> tuple[dict[str, _Image], list[SourceProblem]]:
         images: dict[str, _Image] = {}
         problems = []
-        found = [p for p in (find_file(root, n) for n in CSV_NAMES) if p is not None]
+        found = [p for p in (find_file(root, n, tree=tree) for n in CSV_NAMES) if p is not None]
         if not found:
             return {}, [SourceProblem(self.name, str(root), "no *_case_description_*.csv found under the root")]
         for csv in found:
@@ -183,7 +186,7 @@ class CBISDDSMAdapter:
             except TableError as exc:
                 problems.append(SourceProblem(self.name, str(csv), str(exc)))
                 continue
-            for i, row in table.iterrows():
+            for i, row in enumerate(table.to_dict("records")):  # plain dicts: a pandas row per cell was slow
                 path = cell(row, "image file path")
                 case = path.replace("\\", "/").split("/")[0]
                 images.setdefault(case, _Image(path)).rows.append((csv, i, row))
@@ -196,16 +199,15 @@ class CBISDDSMAdapter:
             return SourceProblem(self.name, where, f"image series for {image.csv_path!r} not found in the download")
         try:
             labels = self._labels(image.rows, case)
-            boxes = self._boxes(image.rows, index, media[0])
+            masks = self._masks(image.rows, index, media[0])
         except (ValueError, MedicalFileError) as exc:
             return SourceProblem(self.name, where, str(exc))
-        if boxes is not None:
-            labels["boxes"] = boxes
         first = image.rows[0][2]
         split = "test" if "-Test_" in case else "train"
         return checked_sample(self.name, where, sample_id=safe_id(case), patient_id=cell(first, "patient_id"),
                               study_id=safe_id(case), modality="mammography", kind="image", media=media[:1],
-                              labels=labels, dataset_split=split, missing=[] if boxes is not None else ["roi_mask"],
+                              labels=labels, dataset_split=split, missing=[] if masks is not None else ["roi_mask"],
+                              box_masks=masks or [], box_policy="all", box_required=True,
                               meta={"view": labels.get("view"), "n_abnormalities": len(image.rows),
                                     "subtlety": cell(first, "subtlety")})
 
@@ -223,19 +225,19 @@ class CBISDDSMAdapter:
         labels["malignant"] = labels["pathology"] == "malignant"
         return labels
 
-    def _boxes(self, rows, index: SeriesIndex, full_image: Path) -> list[dict] | None:
-        """One box per abnormality, or None when any ROI mask is absent or empty (a partial set of boxes would
-        make "locate every lesion" answers wrong); the labels stay either way."""
-        boxes = []
+    def _masks(self, rows, index: SeriesIndex, full_image: Path) -> list[BoxMask] | None:
+        """One ROI mask per abnormality, or None when any is absent; an empty one drops every box when the item
+        worker decodes them (`box_policy="all"`: a partial set of boxes would make "locate every lesion" answers
+        wrong). The labels stay either way."""
+        masks = []
         for _, _, row in rows:
             # some rows swap the ROI-mask and cropped-image paths: look in both series for the full-size file
             candidates = [*index.files(cell(row, "ROI mask file path")), *index.files(cell(row, "cropped image file path"))]
             mask = _mask_file(sorted(set(candidates)), full_image)
-            box = box_from_mask_file(mask) if mask is not None else None
-            if box is None:
+            if mask is None:
                 return None
-            boxes.append({"box": box, "label": _finding(row)["box_label"]})
-        return boxes
+            masks.append(BoxMask(mask, _finding(row)["box_label"]))
+        return masks
 
 
 def _finding(row) -> dict:

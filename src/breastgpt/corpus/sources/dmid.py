@@ -10,11 +10,9 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from breastgpt.corpus.sources.base import SourceProblem, SourceSample, checked_sample, register, safe_id
-from breastgpt.corpus.sources.media import box_from_mask_file
+from breastgpt.corpus.sources.base import BoxMask, SourceProblem, SourceSample, checked_sample, register, safe_id
 from breastgpt.corpus.sources.mias import CLASS, TISSUE
 from breastgpt.corpus.sources.tables import TableError, find_file, read_table
-from breastgpt.io.errors import MedicalFileError
 
 IMAGE_DIRS = ("TIFF Images", "DICOM Images", "Images")
 DENSITY_WORDS = {"A": re.compile(r"\bfatty\b|\bACR[- ]?A\b", re.I), "B": re.compile(r"scattered|ACR[- ]?B\b", re.I),
@@ -66,13 +64,8 @@ class DMIDAdapter:
             labels["tissue"] = TISSUE[tissue]
         if margin:
             labels["mass_margin"] = margin
-        try:
-            boxes = [b for b in (box_from_mask_file(m) for m in masks.get(name, [])) if b]
-        except MedicalFileError as exc:
-            return SourceProblem(self.name, where, str(exc))
-        if boxes or klass == "NORM":
-            labels["boxes"] = [{"box": b, "label": abnormality} for b in boxes]
-        lacking = not boxes and klass != "NORM"
+        if klass == "NORM":
+            labels["boxes"] = []  # replaced by the masks' boxes, if any, when the item worker decodes them
         report_path = root / "Reports" / f"{name}.txt"
         report = report_path.read_text(encoding="utf-8", errors="replace").strip() if report_path.is_file() else None
         if report:
@@ -83,5 +76,6 @@ class DMIDAdapter:
             labels["malignant"] = labels["pathology"] == "malignant"
         return checked_sample(self.name, where, sample_id=safe_id(name), patient_id=name, study_id=name,
                               modality="mammography", kind="image", media=[path], masks=masks.get(name, []),
-                              labels={k: v for k, v in labels.items() if v is not None}, report=report,
-                              missing=["roi_mask"] if lacking else [])
+                              box_masks=[BoxMask(m, abnormality) for m in masks.get(name, [])],
+                              box_required=klass != "NORM",
+                              labels={k: v for k, v in labels.items() if v is not None}, report=report)

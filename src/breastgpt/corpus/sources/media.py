@@ -1,12 +1,14 @@
-"""Pixel access an adapter needs at discovery time (mask → box, image size), always through `breastgpt.io`.
+"""Pixel access of source adapters (mask → box, image size), always through `breastgpt.io`.
 
-Adapters read masks only to turn them into boxes in source pixel coordinates; everything else stays on disk
-until `normalise_media`.
+Adapters name ROI masks at discovery (`SourceSample.box_masks`); `resolve_boxes` decodes them into boxes in
+source pixel coordinates in the build's item workers, before `normalise_media`.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,10 +47,33 @@ def box_from_mask_file(path: Path) -> list[int] | None:
         raise
 
 
+def resolve_boxes(sample: Any) -> Any:
+    """`sample` with its `box_masks` decoded into `labels["boxes"]` (and "roi_mask" added to `missing` when a
+    required box is lacking), following its `box_policy`; unchanged when it names no masks and needs none.
+    Raises `MedicalFileError` for a mask that cannot be read."""
+    if not sample.box_masks and not sample.box_required:
+        return sample
+    boxes: list[dict[str, Any]] | None = []
+    for mask in sample.box_masks:
+        box = box_from_mask_file(mask.path)
+        if box is not None:
+            boxes.append({"box": box, "label": mask.label})
+        elif sample.box_policy == "all":
+            boxes = None
+            break
+    labels, missing = dict(sample.labels), list(sample.missing)
+    if sample.box_required and not boxes:
+        labels.pop("boxes", None)
+        missing += [] if "roi_mask" in missing else ["roi_mask"]
+    elif boxes is not None:
+        labels["boxes"] = boxes
+    return replace(sample, labels=labels, missing=missing, box_masks=[], box_required=False)
+
+
 def image_shape(path: Path) -> tuple[int, int]:
     """(height, width) of an image file."""
     pixels = read_pixels(path)
     return int(pixels.shape[0]), int(pixels.shape[1])
 
 
-__all__ = ["MedicalFileError", "box_from_mask_file", "image_shape", "mask_box", "read_pixels"]
+__all__ = ["MedicalFileError", "box_from_mask_file", "image_shape", "mask_box", "read_pixels", "resolve_boxes"]

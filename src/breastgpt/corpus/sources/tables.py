@@ -8,7 +8,9 @@ release.
 from __future__ import annotations
 
 import math
+import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -63,13 +65,37 @@ def read_sheets(path: Path) -> dict[str, pd.DataFrame]:
     return out
 
 
-def find_file(root: Path, *names: str) -> Path | None:
-    """The first of `names` (exact relative paths, then a recursive search by file name) present under root."""
+@dataclass
+class Tree:
+    """One walk of a download folder (symbolic links to folders are not followed): each folder's sub-folder
+    names and each file name's paths, both sorted."""
+
+    folders: dict[Path, list[str]]
+    files: dict[str, list[Path]]
+
+
+def walk_tree(root: Path) -> Tree:
+    folders: dict[Path, list[str]] = {}
+    files: dict[str, list[Path]] = {}
+    for folder, subfolders, names in os.walk(root):
+        here = Path(folder)
+        folders[here] = sorted(subfolders)
+        for name in names:
+            files.setdefault(name, []).append(here / name)
+    for paths in files.values():
+        paths.sort()
+    return Tree(folders, files)
+
+
+def find_file(root: Path, *names: str, tree: Tree | None = None) -> Path | None:
+    """The first of `names` (exact relative paths, then a recursive search by file name) present under root;
+    `tree`: a walk of root already made."""
     for name in names:
         if (root / name).is_file():
             return root / name
+    tree = tree or walk_tree(root)
     for name in names:
-        hits = sorted(root.rglob(Path(name).name))
+        hits = [p for p in tree.files.get(Path(name).name, []) if p.is_file()]
         if hits:
             return hits[0]
     return None
