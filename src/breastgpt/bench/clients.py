@@ -508,11 +508,13 @@ class LocalClient:
     def _batch(self, batch: list[Request], on_answer: OnAnswer) -> None:
         from breastgpt.infer.engine import GenerationParams
         from breastgpt.infer.records import preparation, record_conversation
+        from breastgpt.model.configuration import slide_encoder_id
 
         ready, conversations = [], []
         for request in batch:
             try:
                 conv = record_conversation(request.record, self.root, slide_dim=self._slide_dim(),
+                                           slide_encoder=slide_encoder_id(self.engine.model.config),
                                            slide_mode=self.slide_mode,
                                            prepare=preparation(self.engine, self.preprocessing)).conversation
             except (MedicalFileError, ValueError, OSError) as exc:  # unreadable media: this item fails, not the batch

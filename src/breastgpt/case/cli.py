@@ -22,7 +22,8 @@ def run_command(
     case: Path = typer.Argument(..., help="Case folder holding case.json (docs/pathway.md)."),
     model: Path = typer.Option(..., "--model", help="Checkpoint folder (local; nothing is downloaded)."),
     out: Path = typer.Option(..., "--out", help="Report folder: case_report.json, report.html, images/."),
-    encoder: str = typer.Option("stain-texture-v1", "--encoder", help="Tile encoder for slide media (as in training)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Tile encoder for slide media (default: the one "
+                                          "the checkpoint's slide branch was trained on; another is refused)."),
     encoder_weights: Optional[Path] = typer.Option(None, "--encoder-weights", help="Local weights for --encoder."),
     mpp: Optional[float] = typer.Option(None, "--mpp", help="µm/px for slides that do not declare it."),
     answer_style: str = typer.Option("letter", "--answer-style", help="Closed answers: letter | text (as the corpus)."),

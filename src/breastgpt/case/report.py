@@ -59,6 +59,13 @@ def _question_row(step: Any) -> dict[str, Any]:
     return row
 
 
+def _encoder(engine: Any) -> str | None:
+    """The tile encoder slide media were read with: the checkpoint's (`slide_config.encoder_id`)."""
+    from breastgpt.model.configuration import slide_encoder_id
+
+    return slide_encoder_id(getattr(getattr(engine, "model", None), "config", None))
+
+
 def build_report(case: Any, steps: list[Any], loaded: list[Any], engine: Any, out: Path, settings: Any) -> dict[str, Any]:
     studies = []
     for number, (study, media) in enumerate(zip(case.ordered(), loaded), 1):
@@ -75,7 +82,7 @@ def build_report(case: Any, steps: list[Any], loaded: list[Any], engine: Any, ou
             "questions": [_question_row(s) for s in steps if s.study_index == number - 1]})
     return {"format": "breastgpt-case-report", "version": 1, "notice": RESEARCH_USE_NOTICE,
             "model": getattr(engine, "name", "breastgpt"), "settings": {"answer_style": settings.answer_style,
-                                                                         "encoder": settings.encoder,
+                                                                         "encoder": settings.encoder or _encoder(engine),
                                                                          "max_new_tokens": settings.max_new_tokens},
             "questions": len(steps), "studies": studies}
 

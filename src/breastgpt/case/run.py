@@ -38,7 +38,7 @@ class Question:
 
 @dataclass(frozen=True)
 class CaseSettings:
-    encoder: str = "stain-texture-v1"  # tile encoder for `slide` media (must match the checkpoint's slide branch)
+    encoder: str | None = None  # tile encoder for `slide` media: None = the checkpoint's (another one is refused)
     encoder_weights: str | None = None
     slide_mpp: float | None = None  # µm/px for slides whose file does not record it
     max_new_tokens: int = 64
@@ -75,7 +75,9 @@ class LoadedStudy:
 def load_study(case: Case, study: CaseStudy, engine: Any, settings: CaseSettings) -> LoadedStudy:
     """Read every medium of a study through the readers (`breastgpt.infer.inputs`), prepared with the checkpoint's
     preprocessing settings as `ask` prepares them (images by the study's modality)."""
+    from breastgpt.infer.ask import trained_encoder
     from breastgpt.infer.inputs import encode_slide, image_modality, load_image, load_slide_features, load_volume
+    from breastgpt.model.configuration import slide_encoder_id
     from breastgpt.preprocessing import IMAGE_MODALITIES
 
     prep = getattr(engine, "preprocessing", None)
@@ -93,9 +95,10 @@ def load_study(case: Case, study: CaseStudy, engine: Any, settings: CaseSettings
             loaded.parts.append({"type": "volume", "volume": frames})
             loaded.previews.append(frames[len(frames) // 2])
         else:
-            slide = load_slide_features(path, expect_dim=dim) if media.kind == "slide_features" else \
-                encode_slide(path, encoder=settings.encoder, weights=settings.encoder_weights, mpp=settings.slide_mpp,
-                             expect_dim=dim)
+            slide = load_slide_features(path, expect_dim=dim, expect_encoder=slide_encoder_id(engine.model.config)) \
+                if media.kind == "slide_features" else \
+                encode_slide(path, encoder=trained_encoder(engine, settings.encoder), weights=settings.encoder_weights,
+                             mpp=settings.slide_mpp, expect_dim=dim)
             loaded.parts.append(slide.part())
             loaded.slides.append(slide)
             if slide.thumbnail is not None:

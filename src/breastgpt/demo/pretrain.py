@@ -182,6 +182,7 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
     """
     from breastgpt.corpus.records import iter_jsonl
     from breastgpt.model import BreastGPTForConditionalGeneration
+    from breastgpt.model.configuration import slide_encoder_id
     from breastgpt.model.processing import BreastGPTProcessor
     from breastgpt.train.data import MediaLoader, Sample, collate, encode_sample
     from breastgpt.train.model_setup import ENCODER_PARAMS
@@ -195,7 +196,8 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
     processor = BreastGPTProcessor.from_pretrained(init)
     model.train()
     task = encoder_task(list(iter_jsonl(train_records)))
-    loaders = {m: MediaLoader(Path(corpus), Path(corpus), m, model.config.slide.feature_dim) for m in modes[slide_mode]}
+    loaders = {m: MediaLoader(Path(corpus), Path(corpus), m, model.config.slide.feature_dim,
+                              slide_encoder=slide_encoder_id(model.config)) for m in modes[slide_mode]}
     flips = {t: mirror_classes(c) for t, c in task.classes.items()} if mirror else {}
     # one entry per (study, route): a slide study has one per slide mode, every other study one
     encoded: dict[tuple[tuple[str, ...], str], dict[str, Any]] = {}

@@ -13,6 +13,7 @@ from rich.console import Console
 from breastgpt.infer.engine import Conversation, Engine, GenerationParams
 from breastgpt.infer.inputs import (SlideInput, encode_slide, image_modality, load_image, load_slide_features,
                                     load_volume)
+from breastgpt.model.configuration import slide_encoder_id
 from breastgpt.preprocessing import NO_SETTINGS_NOTICE, Preprocessing
 
 
@@ -45,7 +46,7 @@ class HistoryError(ValueError):
 
 
 def _history_part(part: Any, base: Path, where: str, expect_dim: int | None,
-                  settings: Preprocessing | None) -> dict[str, Any]:
+                  settings: Preprocessing | None, expect_encoder: str | None = None) -> dict[str, Any]:
     if not isinstance(part, dict) or part.get("type") not in ("text", *HISTORY_MEDIA):
         raise HistoryError(f"{where}: a part is {{'type': 'text', 'text': ...}} or {{'type': one of "
                            f"{HISTORY_MEDIA}, 'path': ...}}, got {part!r}")
@@ -56,11 +57,11 @@ def _history_part(part: Any, base: Path, where: str, expect_dim: int | None,
         return {"type": "image", "image": load_image(path, settings=settings, modality=image_modality(path))}
     if part["type"] == "volume":
         return {"type": "volume", "volume": load_volume(path, window=part.get("window"), settings=settings)[0]}
-    return load_slide_features(path, expect_dim=expect_dim).part()
+    return load_slide_features(path, expect_dim=expect_dim, expect_encoder=expect_encoder).part()
 
 
-def load_history(path: str | Path, expect_dim: int | None = None,
-                 settings: Preprocessing | None = None) -> list[dict[str, Any]]:
+def load_history(path: str | Path, expect_dim: int | None = None, settings: Preprocessing | None = None,
+                 expect_encoder: str | None = None) -> list[dict[str, Any]]:
     """Earlier turns of a conversation from a JSON file: a list of {"role": "user" | "assistant", "content": text
     or a list of parts}, media parts naming files relative to the history file (the layout of an OpenAI message
     history, with local paths in place of URLs). Media are read through the same readers as the question's and
@@ -77,7 +78,8 @@ def load_history(path: str | Path, expect_dim: int | None = None,
     for i, turn in enumerate(turns):
         content = turn["content"]
         if isinstance(content, list):
-            content = [_history_part(p, path.parent, f"{path}: turn {i + 1}", expect_dim, settings) for p in content]
+            content = [_history_part(p, path.parent, f"{path}: turn {i + 1}", expect_dim, settings, expect_encoder)
+                       for p in content]
         messages.append({"role": turn["role"], "content": content})
     return messages
 
@@ -105,10 +107,11 @@ def build_conversation(engine: Engine, question: str, inputs: AskInputs, stage: 
     slide = None
     dim = getattr(engine.processor, "slide_feature_dim", None)
     if inputs.slide_features is not None:
-        slide = load_slide_features(inputs.slide_features, expect_dim=dim, tile_mpp=inputs.tile_mpp,
+        slide = load_slide_features(inputs.slide_features, expect_dim=dim, expect_encoder=slide_encoder_id(
+                                    engine.model.config), tile_mpp=inputs.tile_mpp,
                                     tile_size_level0=inputs.tile_size_level0)
     elif inputs.slide is not None:
-        encoder = inputs.encoder or trained_encoder(engine)
+        encoder = trained_encoder(engine, inputs.encoder)
         if console:
             console.print(f"[dim]tiling and encoding {inputs.slide.name} with {encoder}…")
         slide = encode_slide(inputs.slide, encoder=encoder,
@@ -120,13 +123,17 @@ def build_conversation(engine: Engine, question: str, inputs: AskInputs, stage: 
     return Conversation([*(history or []), {"role": "user", "content": parts}], stage=stage, task=task), slide
 
 
-def trained_encoder(engine: Engine) -> str:
-    """The tile encoder id the checkpoint's slide branch was trained on (its `slide_config.encoder_id`)."""
-    config = getattr(engine.model.config, "slide_config", None)
-    encoder = config.get("encoder_id") if isinstance(config, dict) else getattr(config, "encoder_id", None)
-    if not encoder:
+def trained_encoder(engine: Engine, requested: str | None = None) -> str:
+    """The tile encoder to encode a slide with: the one the checkpoint's slide branch was trained on (its
+    `slide_config.encoder_id`); `requested` (`--encoder`) must agree with it, or name one when the checkpoint
+    does not."""
+    encoder = slide_encoder_id(engine.model.config)
+    if encoder and requested and requested != encoder:
+        raise ValueError(f"--encoder {requested}: the checkpoint's slide branch was trained on {encoder!r} features; "
+                         f"leave --encoder out (or pass {encoder}) so the model sees what it learned from")
+    if not (encoder or requested):
         raise ValueError("the checkpoint names no slide encoder (slide_config.encoder_id); pass --encoder")
-    return str(encoder)
+    return str(encoder or requested)
 
 
 def run_ask(model: Path, question: str, inputs: AskInputs, *, stage: str = "diagnosis", task: str = "open_vqa",
@@ -134,7 +141,8 @@ def run_ask(model: Path, question: str, inputs: AskInputs, *, stage: str = "diag
             temperature: float = 0.0, device: str | None = None, explain: Path | None = None,
             console: Console | None = None, history: Path | None = None) -> Iterator[str]:
     engine = Engine.from_pretrained(model, device=device)
-    turns = (load_history(history, getattr(engine.processor, "slide_feature_dim", None), engine.preprocessing)
+    turns = (load_history(history, getattr(engine.processor, "slide_feature_dim", None), engine.preprocessing,
+                          slide_encoder_id(engine.model.config))
              if history else None)
     conversation, slide = build_conversation(engine, question, inputs, stage, console, task, turns)
     params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature)

@@ -18,6 +18,7 @@ from typing import Any
 from breastgpt.corpus.records import Record, iter_jsonl
 from breastgpt.infer.engine import Engine, GenerationParams
 from breastgpt.infer.records import preparation, preprocessing_agreement, record_conversation
+from breastgpt.model.configuration import slide_encoder_id
 
 
 def completed_ids(out: Path) -> set[str]:
@@ -45,12 +46,14 @@ def predict_records(engine: Engine, records_path: Path, out: Path, *, corpus_roo
     done = completed_ids(out)
     todo = [record for record in records if record.id not in done]
     slide_dim = getattr(engine.processor, "slide_feature_dim", None)
+    encoder = slide_encoder_id(engine.model.config)
     out.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     with out.open("a", encoding="utf-8") as handle:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            prepared = [record_conversation(record, root, slide_dim=slide_dim, prepare=prepare) for record in batch]
+            prepared = [record_conversation(record, root, slide_dim=slide_dim, slide_encoder=encoder, prepare=prepare)
+                        for record in batch]
             results = engine.generate([p.conversation for p in prepared], params)
             for record, item, result in zip(batch, prepared, results):
                 handle.write(json.dumps(_line(record, item.reference, result.text, result.finish_reason, params),

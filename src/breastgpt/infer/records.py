@@ -25,14 +25,14 @@ class RecordConversation:
     reference: str  # the assistant answer of the record ('' when absent)
 
 
-def record_conversation(record: Record, root: Path, *, slide_dim: int | None = None,
+def record_conversation(record: Record, root: Path, *, slide_dim: int | None = None, slide_encoder: str | None = None,
                         slide_mode: str = "features", prepare: Preprocessing | None = None) -> RecordConversation:
     """The record's prompt as processor messages (system, then user parts), and its reference answer. With
     `prepare`, images are normalised with those settings as they are read (for records from a folder that is not
     a corpus build: see `preparation`)."""
     sample = sample_from_record(record)
     sample.messages = [m for m in sample.messages if m["role"] != "assistant"]
-    loader = MediaLoader(root, root, slide_mode, slide_dim,
+    loader = MediaLoader(root, root, slide_mode, slide_dim, slide_encoder=slide_encoder,
                          prepare=(prepare, record.modality) if prepare is not None else None)
     messages = to_messages(sample, loader)
     return RecordConversation(Conversation(messages, stage=conversation_stage(sample, messages)),

@@ -171,4 +171,12 @@ class BreastGPTConfig(Qwen3VLConfig):
         return SelectionConfig.from_dict(self.selection_config)
 
 
-__all__ = ["BreastGPTConfig", "HISTO_TOKEN", "SelectionConfig", "SlideBranchConfig"]
+def slide_encoder_id(config: Any) -> str | None:
+    """The tile encoder a model's slide branch was trained on (`slide_config.encoder_id`); None for a model
+    without a slide branch. Feature files made by another encoder are refused wherever this model reads them."""
+    raw = getattr(config, "slide_config", None)
+    value = raw.get("encoder_id") if isinstance(raw, dict) else getattr(raw, "encoder_id", None)
+    return str(value) if value else None
+
+
+__all__ = ["BreastGPTConfig", "HISTO_TOKEN", "SelectionConfig", "SlideBranchConfig", "slide_encoder_id"]

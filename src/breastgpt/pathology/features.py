@@ -142,10 +142,10 @@ def _own(path: Path, arrays: FeatureArrays) -> FeatureFile:
 
 
 def _check_expected(path: Path, loaded: FeatureFile, expect_encoder: str | None, expect_dim: int | None) -> None:
+    # Files from TRIDENT, CLAM and hs2p do not record their encoder: only their dimension can be checked.
     encoder = loaded.attrs.get("encoder")
-    if expect_encoder is not None and encoder != expect_encoder:
-        made_by = f"encoder {encoder!r}" if encoder is not None else "an encoder the file does not record"
-        raise FeatureMismatchError(path, f"features were made by {made_by}, expected {expect_encoder!r}",
+    if expect_encoder is not None and encoder is not None and encoder != expect_encoder:
+        raise FeatureMismatchError(path, f"features were made by encoder {encoder!r}, expected {expect_encoder!r}",
                                    f"re-extract with --encoder {expect_encoder}")
     if expect_dim is not None and loaded.features.shape[1] != expect_dim:
         raise FeatureMismatchError(path, f"features are {loaded.features.shape[1]}-d, expected {expect_dim}-d",

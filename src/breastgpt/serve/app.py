@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException
 
 from breastgpt import RESEARCH_USE_NOTICE, __version__
 from breastgpt.infer.engine import Conversation, Engine, GenerationParams
+from breastgpt.model.configuration import slide_encoder_id
 from breastgpt.serve.batching import Batcher, Saturated, batch_stats
 from breastgpt.serve.body import parse_chat_body
 from breastgpt.serve.config import ServeConfig
@@ -175,8 +176,9 @@ def _prepare(raw: bytes, config: ServeConfig, engine: Engine,
     body = parsed.request
     _check_limits(body, config)
     slide_dim = getattr(engine.processor, "slide_feature_dim", None)
-    resolver = MediaResolver(config, workdir, expect_slide_dim=slide_dim, preprocessing=engine.preprocessing,
-                             long_strings=parsed.long_strings)
+    encoder = slide_encoder_id(getattr(getattr(engine, "model", None), "config", None))
+    resolver = MediaResolver(config, workdir, expect_slide_dim=slide_dim, expect_slide_encoder=encoder,
+                             preprocessing=engine.preprocessing, long_strings=parsed.long_strings)
     messages = resolver.messages(body.messages)
     params = GenerationParams(max_new_tokens=body.requested_tokens, temperature=body.temperature,
                               top_p=body.top_p, seed=body.seed if body.seed is not None else 0,

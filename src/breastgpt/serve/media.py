@@ -62,6 +62,7 @@ class MediaResolver:
     config: ServeConfig
     workdir: Path
     expect_slide_dim: int | None = None
+    expect_slide_encoder: str | None = None  # the checkpoint's tile encoder: feature files made by another refused
     # The served checkpoint's preprocessing: DICOM images are prepared by their Modality tag (MG, US), rasters and
     # other images only size-limited (so a corpus image sent by `bench run` arrives unchanged); volumes are
     # resampled and windowed as the corpus was, unless the part names its own window.
@@ -148,7 +149,7 @@ class MediaResolver:
                                     settings=self.preprocessing, limits=self.limits)
             return {"type": "volume", "volume": frames}
         slide = load_slide_features(self.resolve(part.slide_features_url.url, "slide"),
-                                    expect_dim=self.expect_slide_dim)
+                                    expect_dim=self.expect_slide_dim, expect_encoder=self.expect_slide_encoder)
         return slide.part()
 
     def messages(self, messages: list[ChatMessage]) -> list[dict[str, Any]]:

@@ -107,6 +107,8 @@ class MediaLoader:
     # (settings, modality): images not normalised by a corpus build (a published bench's media) are prepared
     # here with the model's preprocessing; corpus media are already normalised and are read as stored.
     prepare: tuple[Any, str] | None = None
+    # the tile encoder the model's slide branch was trained on: feature files made by another are refused
+    slide_encoder: str | None = None
 
     def part(self, kind: str, rel: str) -> dict[str, Any]:
         if self.memo_bytes <= 0:
@@ -161,7 +163,9 @@ class MediaLoader:
     def _slide(self, path: Path) -> dict[str, Any]:
         from breastgpt.pathology.features import load_features
 
-        feats = load_features(path, expect_dim=None if self.slide_mode == "thumbnail" else self.slide_feature_dim)
+        features = self.slide_mode != "thumbnail"
+        feats = load_features(path, expect_dim=self.slide_feature_dim if features else None,
+                              expect_encoder=self.slide_encoder if features else None)
         if self.slide_mode == "thumbnail":
             if feats.thumbnail is None:
                 raise DataError(f"{path}: the feature file holds no thumbnail; re-extract with `breastgpt slides`")

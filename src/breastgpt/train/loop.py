@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from breastgpt.model.configuration import slide_encoder_id
 from breastgpt.model.encoder_memo import enable_encoder_memo
 from breastgpt.train import checkpoint as ckpt
 from breastgpt.train.config import ConfigError, TrainConfig
@@ -106,7 +107,7 @@ def _datasets(config: TrainConfig, processor, model) -> tuple[TrainDataset, Trai
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     dim = base.config.slide.feature_dim if config.model.arch == "breastgpt" else None
     loader = MediaLoader(media_root, slide_root, config.data.slide_mode, dim,
-                         memo_bytes=config.data.media_memo_mib * (1 << 20))
+                         memo_bytes=config.data.media_memo_mib * (1 << 20), slide_encoder=slide_encoder_id(base.config))
     train = TrainDataset(read_samples(config.data.train, config.data.format), processor, loader, config.data)
     val = None
     if config.data.val:
