@@ -59,7 +59,7 @@ def build_config(ctx: Any) -> Any:
 
     s = ctx.settings
     # CT in the wide window: the task set asks lung findings (emphysema is invisible in a soft-tissue window,
-    # where every lung voxel is black) beside mediastinal ones (docs/demo.md).
+    # where every lung voxel is black) beside mediastinal ones (docs/notes/2026-12-demo-research.md).
     limits = Preprocessing(image_long_side=s.image_long_side, volume_inplane=s.volume_inplane,
                            volume_depth=s.volume_depth, ct_preset=s.ct_window)
     sources = tuple(SourceSpec(name, ctx.state["cohort"] / name) for name in s.sources)

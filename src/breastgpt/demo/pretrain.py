@@ -1,7 +1,8 @@
 """Encoder pre-training for the demo: the vision tower and the slide branch alone, on the training split's labels.
 
 A model trained from scratch has to learn at once to see (the encoders) and to map what it sees to the answer words
-(the language model); in the demo's few hundred CPU steps the second half decides what is learned (docs/demo.md).
+(the language model); in the demo's few hundred CPU steps the second half decides what is learned
+(docs/notes/2026-12-demo-research.md).
 This stage gives the first half a head start, as a pretrained vision front end would: the mean of the media tokens of
 every training study (all of its media: an MRI study's seven sequences, every frame of a volume) feeds one linear
 head per closed template, trained with cross-entropy on that template's answer. Only training-split records are
@@ -12,7 +13,7 @@ Mirror augmentation (`mirror=True`): each time a study of images or volumes is d
 with probability one half, its labels mirrored with it (`mirror_classes`: "left breast" becomes "right breast";
 every other reading the demo asks about is unchanged by a mirror). With 48 training studies per ultrasound template
 the heads otherwise fit the studies instead of the findings (held-out ultrasound accuracy under its prior); mirrored
-copies double what they see and make a side-specific memory useless (docs/demo.md, eighth round).
+copies double what they see and make a side-specific memory useless (docs/notes/2026-12-demo-research.md).
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def study_summary(tokens: torch.Tensor) -> torch.Tensor:
     """What a pre-training head reads of a study's tokens (rows from `media_tokens(..., with_sides=True)`): their
     mean, and their mean weighted by horizontal place — how much more of each feature lies right of the middle than
     left of it. The mean alone cannot say on which side a finding is (laterality), nor teach the encoders to mark
-    a finding's tokens rather than the whole image (docs/demo.md, eleventh round)."""
+    a finding's tokens rather than the whole image (docs/notes/2026-12-demo-research.md)."""
     features, sides = tokens[:, :-1], tokens[:, -1:]
     return torch.cat([features.mean(0), (features * sides).mean(0), features.amax(0)])
 

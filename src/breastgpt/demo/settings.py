@@ -14,8 +14,8 @@ FULL_SOURCES: tuple[str, ...] = (
     "tcga_brca", "bcnb",  # whole-slide pathology
     "pathway_cohort",  # linked patients: screening mammogram, diagnostic ultrasound, biopsy slide (pathway items)
 )
-# --quick: two mammography sources (what the small model learns to read first, docs/demo.md), one MRI cohort and
-# slides so that every branch trains; no comparator (the test suite's time), one shortcut ablation.
+# --quick: two mammography sources (what the small model learns to read first, docs/notes/2026-12-demo-research.md), one MRI
+# cohort and slides so that every branch trains; no comparator (the test suite's time), one shortcut ablation.
 QUICK_SOURCES: tuple[str, ...] = ("vindr_mammo", "cbis_ddsm", "mri_cohort_a", "bcnb")
 
 
@@ -54,9 +54,9 @@ class DemoSettings:
 
 
 # The full demo: each model's encoders pre-trained on the training labels and then frozen, 1,400 language steps on
-# conversations re-worded 12 ways (docs/demo.md, eleventh and twelfth rounds: more than twice the tenth round's
-# 600 steps read more from the pixels; the frozen encoders' memo, mask-free causal attention and the comparator
-# trained in a second process pay for the extra steps).
+# conversations re-worded 12 ways: fewer steps read less from the pixels (docs/notes/2026-12-demo-research.md);
+# the frozen encoders' memo, mask-free causal attention and the comparator trained in a second process pay for
+# the steps.
 FULL = DemoSettings(name="full", deid_patients=8, sources=FULL_SOURCES, patients=30, train_steps=1400,
                     train_variants=12, encoder_steps=600, freeze_encoders=True,
                     ablations=("no-image", "shuffle-image", "no-prior-media"))

@@ -63,8 +63,8 @@ def conversations(records: Iterable[dict[str, Any]], seed: int, group: bool = Tr
     Records that share their media and system prompt become one multi-turn conversation: the media once, in the
     first user turn, then each question and its answer. A training step then supervises every answer about an
     image for one pass of the vision encoder instead of one, which is what lets the demo's small model learn to
-    read the images in a few hundred CPU steps (docs/demo.md). The turn order is shuffled per conversation
-    (seeded), so no question always comes first. Evaluation still asks one question per conversation, as the
+    read the images in a few hundred CPU steps (docs/notes/2026-12-demo-research.md). The turn order is shuffled per
+    conversation (seeded), so no question always comes first. Evaluation still asks one question per conversation, as the
     bench does. `max_turns` > 0 splits a study's questions (after the shuffle) into conversations of at most that
     many turns, each with the media again: every answer then sits within a few turns of the image, as the
     bench's single question does.
@@ -73,7 +73,7 @@ def conversations(records: Iterable[dict[str, Any]], seed: int, group: bool = Tr
     re-worded: another of its template's phrasings and a new option order (`reword`), the turns shuffled again.
     The answers and media stay. Over several epochs a model then cannot lower its loss by memorising which
     wording of a study's questions goes with which answers — the text of a study changes from one pass to the
-    next and only its image stays the same (docs/demo.md).
+    next and only its image stays the same (docs/notes/2026-12-demo-research.md).
     """
     if variants < 1:
         raise ValueError(f"variants must be at least 1, not {variants}")

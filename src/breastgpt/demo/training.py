@@ -158,10 +158,10 @@ def pretrain_for(ctx: Any, name: str, progress: bool = True) -> dict[str, Any] |
     into runs/encoders-NAME, which its language training then starts from; None when the settings ask for none.
 
     Each model pre-trains the routes it will see: BreastGPT the vision tower on images and volumes and the slide
-    branch on tile features; the comparator the vision tower on images, volumes and slide thumbnails. An earlier
-    version pre-trained once for both ("both" routes into one set of encoders), which also trained BreastGPT's
-    small vision tower on thumbnails it never sees; per-model pre-training keeps "same training" literal — each
-    model's whole pipeline, run on its own inputs — at the cost of a second pre-training (docs/demo.md, tenth round).
+    branch on tile features; the comparator the vision tower on images, volumes and slide thumbnails. One shared
+    pre-training would train BreastGPT's small vision tower on thumbnails it never sees; per-model pre-training
+    keeps "same training" literal — each model's whole pipeline, run on its own inputs — at the cost of a second
+    pre-training.
     """
     s = ctx.settings
     if s.encoder_steps <= 0:
@@ -303,7 +303,7 @@ def stage_train_breastgpt(ctx: Any) -> dict[str, Any]:
     With the comparator and two or more threads, the comparator trains meanwhile in a second process, each
     training on half the threads. The small model's step gains little from a second thread (two trainings side by
     side on one thread each took 0.26 s a step where one on two threads took 0.17 s: 25 % less time for the pair),
-    and every stage key and output stays as it is when they run one after the other (docs/demo.md, twelfth round).
+    and every stage key and output stays as it is when they run one after the other.
     """
     import torch
 

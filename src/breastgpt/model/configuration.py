@@ -153,7 +153,7 @@ class BreastGPTConfig(Qwen3VLConfig):
             )
         # Qwen3-VL adds DeepStack set j to the hidden states *after* decoder layer j. A set added after the last
         # layer reaches no logit: its merger / projector never receives a gradient and only costs compute
-        # (the demo and tiny flavours once had 2 sets on a 2-layer language model; docs/model.md).
+        # (docs/model.md).
         n_layers = int(self.text_config.num_hidden_layers)
         if n_taps >= n_layers:
             raise ValueError(

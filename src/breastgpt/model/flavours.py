@@ -5,7 +5,8 @@ The 4B/8B shapes are Qwen3-VL-4B/8B-Instruct's published ``config.json`` values 
 branch and selection take this package's defaults. ``tiny`` comes with a byte-level tokenizer that holds
 Qwen's special tokens, so a whole chain (processor -> model -> generate) runs offline with no hub files.
 ``demo`` pairs with a small BPE tokenizer trained on the corpus text (``demo_tokenizer``): with one token per
-byte a small LLM spends its capacity on spelling option words (docs/demo.md), with merges it need not.
+byte a small LLM spends its capacity on spelling option words, with merges it need not
+(docs/notes/2026-12-demo-research.md).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def demo(**overrides: Any) -> BreastGPTConfig:
     frequency pairs turning over a few hundred tokens, so a model trained from scratch can hardly tell the latest
     question of a conversation from earlier ones, nor the token after an option label from any other (copying an
     option needs that). Trained `breastgpt demo` models with the published base answered one yes/no template
-    with another template's majority answer even on their training images (docs/demo.md).
+    with another template's majority answer even on their training images (docs/notes/2026-12-demo-research.md).
     """
     kwargs: dict[str, Any] = dict(
         text_config=dict(

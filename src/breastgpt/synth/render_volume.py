@@ -16,8 +16,8 @@ CURVES = {"persistent": (1.0, 1.9, 2.5), "plateau": (1.0, 2.4, 2.4), "washout": 
 BLOOD_POOL = 3.2  # the heart / blood pool after contrast: the brightest structure of every post-contrast phase
 # The dynamic series is fat-suppressed, as breast DCE protocols are: the breast's fat-dominated background keeps
 # this fraction of its plain-T1 signal while the lesion (no fat) keeps its own, so an enhancing lesion is the
-# brightest thing in the breast. Without suppression the parenchymal pattern was as bright as the lesion and
-# the CPU demo's small model could not find it from its ~40 training studies (docs/demo.md, eleventh round).
+# brightest thing in the breast. Without suppression the parenchymal pattern is as bright as the lesion, and the
+# CPU demo's small model cannot find the lesion from its ~40 training studies.
 FAT_SAT = 0.4
 CT_DRAWN = ("lung_nodule", "pleural_effusion", "cardiomegaly", "emphysema", "consolidation",
             "arterial_wall_calcification", "pericardial_effusion", "atelectasis")

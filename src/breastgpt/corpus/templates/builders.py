@@ -93,9 +93,9 @@ def _pick_distractors(ctx: RenderContext, t: Template, vocab: tuple[Any, ...], a
 
     The answer is always among the options, so a subset of a larger vocabulary drawn around it leaks: a value shown
     is likelier to be the answer than one left out, and ordinal neighbours centred on the answer put it in the
-    middle, where a model that never looks at the image learns to point (on the demo's abnormality-type questions
-    the offered option most often correct in training scored 75-83 % against a prior of 52-60 %; docs/demo.md,
-    tenth round). So a vocabulary of up to MAX_OPTIONS values is shown
+    middle, where a model that never looks at the image learns to point (on the demo's abnormality-type questions,
+    always choosing the offered option most often correct in training scored 75-83 % against a prior of 52-60 %;
+    docs/notes/2026-12-demo-research.md). So a vocabulary of up to MAX_OPTIONS values is shown
     whole (`option_count`); an ordinal ("adjacent") one larger than that shows a window of `n` consecutive values
     drawn uniformly among the windows that hold the answer, so its place in the window is uniform; a nominal one
     larger than that draws `n - 1` distractors at random — the one residual leak.

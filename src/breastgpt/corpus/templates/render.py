@@ -74,7 +74,7 @@ def render_sample(view: SampleView, tset: TemplateSet | None = None, answer_styl
     `media_position` puts the placeholders "before" the question (the published layout) or "after" the whole
     user text. With "after", a causal LLM reads the question first, so its visual tokens can attend to it: a
     small LLM trained from scratch then learns question-specific readings of one image (which finding is asked
-    about) in hundreds of steps instead of not at all (docs/demo.md).
+    about) in hundreds of steps instead of not at all (docs/notes/2026-12-demo-research.md).
 
     `preprocessing` (the corpus build's settings) drops templates whose answer those settings remove from the
     pixels (`breastgpt.corpus.templates.evidence`).
