@@ -68,10 +68,12 @@ def test_prior_is_the_most_frequent_training_answer_per_template() -> None:
     from breastgpt.bench.items import BenchItem
     from breastgpt.demo.evaluate import Scored, prior_correct, template_table
 
-    def train(template: str, answer: str) -> dict:
-        return {"template_id": template, "label": {"options": ["Yes", "No"], "answer_index": ["Yes", "No"].index(answer)}}
+    def train(k: int, template: str, answer: str) -> dict:
+        return {"id": f"r{k}", "source": "s", "patient_key": f"q{k}", "task_family": "closed_vqa",
+                "template_id": template, "messages": [{"role": "user", "content": "Q?"}],
+                "label": {"options": ["Yes", "No"], "answer_index": ["Yes", "No"].index(answer)}}
 
-    rows = [train("t1", "Yes")] * 3 + [train("t1", "No"), train("t2", "No")]
+    rows = [train(k, t, a) for k, (t, a) in enumerate([("t1", "Yes")] * 3 + [("t1", "No"), ("t2", "No")])]
     items = [BenchItem(id=f"i{k}", source="s", patient_key=f"p{k}", stage="diagnosis", modality="mri",
                        task_family="closed_vqa", template_id=t, answer_provenance="label", question="Q?",
                        options=("No", "Yes"), answer_index=a)

@@ -85,17 +85,14 @@ class Scored:
 
 
 def prior_correct(items: list[Any], train_rows: list[dict[str, Any]]) -> np.ndarray:
-    """Per bench item: 1 when the most frequent training answer of its template is its answer (ties: the answer
-    first seen). A model that ignores the image can reach this without reading anything; it is the text-prior
-    baseline every image-dependent figure should be read against."""
-    from collections import Counter
+    """Per bench item: 1 when its template's training prior (`bench.baselines`: the most frequent training answer,
+    ties broken by sorted text) is its answer. A model that ignores the image can reach this without reading
+    anything; it is the baseline every image-dependent figure should be read against."""
+    from breastgpt.bench.baselines import prior_scores, template_priors
+    from breastgpt.bench.items import item_from_record
 
-    counts: dict[str, Counter[str]] = {}
-    for row in train_rows:
-        label = row["label"]
-        counts.setdefault(row["template_id"], Counter())[label["options"][label["answer_index"]]] += 1
-    prior = {t: c.most_common(1)[0][0] for t, c in counts.items()}
-    return np.array([float(it.options[it.answer_index] == prior.get(it.template_id)) for it in items])
+    train = [item_from_record(row, f"train record {i}") for i, row in enumerate(train_rows)]
+    return np.nan_to_num(prior_scores(items, template_priors(train))["correct"].to_numpy(float), nan=0.0)
 
 
 def score_model(items: list[Any], run_dir: Path) -> Scored:
