@@ -125,22 +125,23 @@ def stage_model(ctx: Any) -> dict[str, Any]:
 
 
 def train_config(ctx: Any, name: str) -> Any:
-    from breastgpt.train.config import (CheckpointConfig, DataConfig, LoggingConfig, ModelConfig, OptimConfig,
-                                        ScheduleConfig, TrainConfig)
+    """The training of demo model `name`: the `demo-NAME` recipe (recipes/demo.py) with this run's paths and
+    settings filled in."""
+    from dataclasses import replace
+
+    from breastgpt.train.recipes import get_recipe
 
     s, corpus = ctx.settings, ctx.state["corpus"]
-    return TrainConfig(
-        name=name, seed=s.seed, precision="fp32", output_dir=str(ctx.out / "runs" / name),
-        data=DataConfig(train=str(ctx.state["task_set"] / "train_conversations.jsonl"), format="swift",
-                        media_root=str(corpus),
-                        slide_root=str(corpus), slide_mode=MODELS[name], max_length=4096),
-        model=ModelConfig(path=str(ctx.state.get(f"encoders:{name}", ctx.state["init"])),
-                          trainable="language" if s.freeze_encoders else "all"),
-        optim=OptimConfig(lr=s.lr, weight_decay=0.0, grad_clip=1.0),
-        schedule=ScheduleConfig(epochs=0, max_steps=s.train_steps, scheduler="cosine", warmup_ratio=0.05,
-                                micro_batch_size=s.micro_batch),
-        checkpoint=CheckpointConfig(every_steps=max(50, s.train_steps // 4), keep_last=1),
-        logging=LoggingConfig(every_steps=10, tensorboard=False, progress=True))
+    base = get_recipe(f"demo-{name}")
+    return replace(
+        base, name=name, seed=s.seed, output_dir=str(ctx.out / "runs" / name),
+        data=replace(base.data, train=str(ctx.state["task_set"] / "train_conversations.jsonl"),
+                     media_root=str(corpus), slide_root=str(corpus), slide_mode=MODELS[name]),
+        model=replace(base.model, path=str(ctx.state.get(f"encoders:{name}", ctx.state["init"])),
+                      trainable="language" if s.freeze_encoders else "all"),
+        optim=replace(base.optim, lr=s.lr),
+        schedule=replace(base.schedule, max_steps=s.train_steps, micro_batch_size=s.micro_batch),
+        checkpoint=replace(base.checkpoint, every_steps=max(50, s.train_steps // 4)))
 
 
 def _final_verifies(final: Path) -> bool:

@@ -1,0 +1,41 @@
+"""The demo's trainings are recipes (recipes/demo.py) derived from tiny-debug; the demo only fills in its run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from breastgpt.demo.settings import FULL
+from breastgpt.demo.training import train_config
+from breastgpt.train.recipes import get_recipe
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key in set(a) | set(b):
+        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            out |= _differences(a[key], b[key], f"{prefix}{key}.")
+        elif a.get(key) != b.get(key):
+            out.add(prefix + key)
+    return out
+
+
+def test_demo_recipes_are_tiny_debug_changed_where_the_demo_differs() -> None:
+    tiny, demo = get_recipe("tiny-debug").to_dict(), get_recipe("demo-breastgpt").to_dict()
+    assert _differences(tiny, demo) == {
+        "name", "deterministic", "output_dir", "data.synthetic_records", "data.train", "data.format", "data.media_root",
+        "data.slide_root", "data.max_length", "model.flavour", "model.path", "model.trainable", "optim.lr",
+        "schedule.max_steps", "schedule.scheduler", "schedule.warmup_ratio", "schedule.micro_batch_size",
+        "checkpoint.every_steps", "checkpoint.keep_last", "logging.every_steps", "logging.progress"}
+    thumbnail = get_recipe("demo-thumbnail").to_dict()
+    assert _differences(demo, thumbnail) == {"name", "output_dir", "data.slide_mode"}
+
+
+def test_the_demo_fills_in_its_run() -> None:
+    ctx = SimpleNamespace(settings=FULL, out=Path("/run"), state={"corpus": Path("/run/corpus"),
+                                                                 "task_set": Path("/run/task_set"),
+                                                                 "init": Path("/run/init")})
+    config = train_config(ctx, "thumbnail")
+    assert config.output_dir == "/run/runs/thumbnail" and config.data.media_root == "/run/corpus"
+    assert config.data.slide_mode == "thumbnail" and config.model.path == "/run/init"
+    assert config.schedule.max_steps == FULL.train_steps and config.optim.lr == FULL.lr
