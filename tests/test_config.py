@@ -45,7 +45,8 @@ def test_unknown_keys_are_refused_with_the_known_keys_listed():
         Outer.from_dict({"name": "a", "ratoi": 0.2})
     assert str(info.value) == ("toy: unknown key(s) ['ratoi']; known keys are ['inner', 'name', 'ratio', 'root', "
                                "'tags']. Fix the spelling or remove them.")
-    with pytest.raises(ConfigError, match=r"toy.inner: unknown key\(s\) \['pair'\]; known keys are \['mode', 'pairs'\]"):
+    message = r"toy.inner: unknown key\(s\) \['pair'\]; known keys are \['mode', 'pairs'\]"
+    with pytest.raises(ConfigError, match=message):
         Outer.from_dict({"name": "a", "inner": {"pair": []}})
 
 
@@ -163,6 +164,8 @@ def test_preprocessing_file_as_written_loads():
     assert settings.to_dict() == written and settings.mammo_flip_to == "R"
     with pytest.raises(PreprocessingError, match=r"p.json: mammo_flip_to='up' is not one of \['L', 'R', 'none'\]"):
         Preprocessing.from_dict({"mammo_flip_to": "up"}, "p.json")
+    with pytest.raises(PreprocessingError, match=r"p.json: preprocessing sizes .* must be at least 2"):
+        Preprocessing.from_dict({"volume_depth": 1}, "p.json")
 
 
 def test_bench_configs_load():

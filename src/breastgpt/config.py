@@ -86,8 +86,10 @@ class StrictConfig:
         kwargs = {name: _coerce(cls, hints[name], value, _key_path(where, name)) for name, value in data.items()}
         try:
             return cls(**kwargs)
-        except ConfigError:
-            raise
+        except ConfigError as exc:  # a domain rule: say which file or section broke it
+            if where == cls._name() or str(exc).startswith(where):
+                raise
+            raise type(exc)(f"{where}: {exc}") from exc
         except (TypeError, ValueError) as exc:
             raise cls.error(f"{where}: {exc}") from exc
 

@@ -55,7 +55,8 @@ class Preprocessing(StrictConfig):
     mammo_crop: bool = True  # mammograms: crop to the breast (largest bright component)
     mammo_mask_outside_breast: bool = True  # mammograms: zero every pixel not connected to the breast (burned-in
     # text such as "LCC", rulers, markers), so no answer can be read from a label instead of the anatomy
-    mammo_flip_to: Literal["L", "R", "none"] = "L"  # orient every breast as this side's image (chest wall left for "L"); "none": as stored
+    # orient every breast as this side's image (chest wall left for "L"); "none": as stored
+    mammo_flip_to: Literal["L", "R", "none"] = "L"
     ultrasound_crop: bool = True  # ultrasound: keep only the imaging region (drops the scanner's text panels)
     volume_inplane: int = 384  # volumes: in-plane long edge at most this
     volume_depth: int = 48  # volumes: at most this many slices, and an even count (temporal patch 2)

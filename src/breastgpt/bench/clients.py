@@ -38,8 +38,8 @@ import numpy as np
 from breastgpt.io.volume import read_corpus_volume
 from breastgpt.bench.items import BenchDataError
 from breastgpt.config import ConfigError, StrictConfig
-from breastgpt.infer.params import GenerationParams
 from breastgpt.corpus.records import MEDIA_TOKENS, Record
+from breastgpt.infer.params import GenerationParams
 from breastgpt.io.errors import MedicalFileError
 
 _PLACEHOLDER = re.compile("|".join(re.escape(t) for t in MEDIA_TOKENS.values()))
@@ -268,7 +268,9 @@ class EndpointConfig(StrictConfig):
 
     def validate(self) -> None:
         if self.concurrency < 1 or self.max_retries < 0 or self.timeout_s <= 0 or self.volume_frames < 1:
-            raise ConfigError("concurrency ≥ 1, max_retries ≥ 0, timeout_s > 0 and volume_frames ≥ 1 are required")
+            raise ConfigError("endpoint config: concurrency ≥ 1, max_retries ≥ 0, timeout_s > 0 and volume_frames ≥ 1 "
+                              "are required")
+
 
 def api_key(env: str | None) -> str:
     if env is None:
