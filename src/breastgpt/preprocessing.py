@@ -19,14 +19,15 @@ say so.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from breastgpt.config import ConfigError, StrictConfig
 from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits
 
 PREPROCESSING_FILE = "preprocessing.json"
@@ -39,54 +40,50 @@ NO_SETTINGS_NOTICE = ("the checkpoint records no preprocessing (no preprocessing
                       "build, or made by `model init`); using the documented defaults (docs/inference.md)")
 
 
-class PreprocessingError(ValueError):
+class PreprocessingError(ConfigError):
     """A preprocessing file or setting that is not valid; the message names the file or the setting."""
 
 
 @dataclass(frozen=True)
-class Preprocessing:
+class Preprocessing(StrictConfig):
     """How media are normalised for the model. Unknown keys are errors (`from_dict`)."""
+
+    error = PreprocessingError
+    section = "preprocessing"
 
     image_long_side: int = 1024  # 2-D images: long side at most this many pixels after cropping
     mammo_crop: bool = True  # mammograms: crop to the breast (largest bright component)
     mammo_mask_outside_breast: bool = True  # mammograms: zero every pixel not connected to the breast (burned-in
     # text such as "LCC", rulers, markers), so no answer can be read from a label instead of the anatomy
-    mammo_flip_to: str = "L"  # orient every breast as this side's image (chest wall left for "L"); "none": as stored
+    # orient every breast as this side's image (chest wall left for "L"); "none": as stored
+    mammo_flip_to: Literal["L", "R", "none"] = "L"
     ultrasound_crop: bool = True  # ultrasound: keep only the imaging region (drops the scanner's text panels)
     volume_inplane: int = 384  # volumes: in-plane long edge at most this
     volume_depth: int = 48  # volumes: at most this many slices, and an even count (temporal patch 2)
     ct_preset: str = "ct-wide"  # breastgpt.io.windowing preset for CT (-1000..1000 HU: lung and soft tissue)
     mri_preset: str = "mri-percentile"
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         from breastgpt.io.windowing import WINDOW_PRESETS
 
         if min(self.image_long_side, self.volume_inplane, self.volume_depth) < 2:
             raise PreprocessingError("preprocessing sizes (image_long_side, volume_inplane, volume_depth) must be "
                                      "at least 2")
-        if self.mammo_flip_to not in ("L", "R", "none"):
-            raise PreprocessingError(f"mammo_flip_to must be 'L', 'R' or 'none', not {self.mammo_flip_to!r}")
         for name in ("ct_preset", "mri_preset"):
             if getattr(self, name) not in WINDOW_PRESETS:
                 raise PreprocessingError(f"{name} {getattr(self, name)!r} is not a window preset; choose one of "
                                          f"{sorted(WINDOW_PRESETS)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, **asdict(self)}
+        return {"format": FORMAT, "version": VERSION, **super().to_dict()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "preprocessing") -> Preprocessing:
+    def prepare(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        """Strip the file's format/version envelope; a file a user writes may leave it out."""
         data = dict(data)
         if data.pop("format", FORMAT) != FORMAT or data.pop("version", VERSION) != VERSION:
             raise PreprocessingError(f"{where}: not a version-{VERSION} {FORMAT} file")
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise PreprocessingError(f"{where}: unknown preprocessing keys {sorted(unknown)}; allowed: "
-                                     f"{sorted(f.name for f in fields(cls))}")
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise PreprocessingError(f"{where}: {exc}") from exc
+        return data
 
     def differences(self, other: Preprocessing) -> list[str]:
         """`name: mine != theirs` for every setting that differs."""

@@ -66,7 +66,7 @@ def test_judge_through_stub_server_records_provenance(tmp_path):
 
 
 def test_judge_config_validation_and_missing_key(monkeypatch):
-    with pytest.raises(ValueError, match="unknown judge config keys"):
+    with pytest.raises(ValueError, match=r"judge config: unknown key\(s\) \['temperture'\]"):
         JudgeConfig.from_dict({"base_url": "x", "model": "m", "temperture": 0})
     with pytest.raises(ValueError, match="prompt version"):
         JudgeConfig("x", "m", prompt_version="v0")

@@ -27,13 +27,14 @@ from typer.testing import CliRunner
 
 from breastgpt.bench.aggregate import find_group, score_run
 from breastgpt.bench.cache import ResponseCache
-from breastgpt.bench.clients import DecodingParams, EndpointConfig, OpenAIClient, Request
+from breastgpt.bench.clients import EndpointConfig, OpenAIClient, Request
 from breastgpt.bench.items import BenchDataError, load_items, load_responses
 from breastgpt.bench.judges import load_judgements
 from breastgpt.bench.run_cli import app
 from breastgpt.bench.runner import RunConfig, judges_from_config, run_bench
 from breastgpt.bench.scoring import ScoreConfig
 from breastgpt.corpus.records import write_records_jsonl
+from breastgpt.infer.params import GenerationParams
 from tests.bench.stub_openai import StubOpenAI, _completion
 from tests.bench.test_ablations import make_record, write_pngs
 
@@ -279,7 +280,7 @@ def test_a_crashed_run_resumes_without_re_asking(tmp_path: Path) -> None:
     with StubOpenAI(answer) as stub:
         cfg = config(bench, stub, tmp_path / "run", concurrency=1)
         crashing = CrashingClient(EndpointConfig(stub.base_url, "stub-model", concurrency=1),
-                                  DecodingParams(), tmp_path, crash_after=4)
+                                  GenerationParams(), tmp_path, crash_after=4)
         with pytest.raises(RuntimeError, match="injected crash"):
             run_bench(cfg, client=crashing)
         first = [item_of(b) for b in stub.requests]

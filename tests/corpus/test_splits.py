@@ -56,7 +56,7 @@ def test_dataset_test_split_honoured_for_the_whole_patient():
 def test_bad_config():
     with pytest.raises(SplitError, match="sum to 1"):
         SplitConfig(train=0.9, val=0.1, bench=0.1)
-    with pytest.raises(SplitError, match="unknown split config keys"):
+    with pytest.raises(SplitError, match=r"split config: unknown key\(s\) \['test'\]; known keys are"):
         SplitConfig.from_dict({"train": 1.0, "val": 0, "bench": 0, "test": 0})
 
 

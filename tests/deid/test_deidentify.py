@@ -231,7 +231,7 @@ def test_missing_patient_id_fails_unless_supplied(cohort: Cohort, pseudonymizer:
 def test_policy_from_dict_rejects_unknown_keys() -> None:
     policy = DeidPolicy.from_dict({"source": "vindr", "burned_in": {"keep_regions": [[0, 0, 10, 10]]}})
     assert policy.burned_in.keep_regions == (Rect(0, 0, 10, 10),)
-    with pytest.raises(ValueError, match="unknown de-identification policy key"):
+    with pytest.raises(ValueError, match=r"de-identification policy: unknown key\(s\) \['shift_date'\]"):
         DeidPolicy.from_dict({"source": "vindr", "shift_date": True})
     with pytest.raises(ValueError, match="empty or negative"):
         Rect(5, 5, 5, 10)

@@ -157,7 +157,7 @@ def test_config_round_trip_and_errors():
     data = cfg.to_dict()
     assert data["segments"] == [[512, 1], [1024, 2], [2048, 4]]
     assert LongNetConfig.from_dict(data) == cfg
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['dropout'\]; known keys are \['depth'"):
         LongNetConfig.from_dict({**data, "dropout": 0.1})
     with pytest.raises(ValueError, match="positional"):
         LongNetConfig(positional="rope")

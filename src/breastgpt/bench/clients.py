@@ -29,7 +29,7 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -37,7 +37,9 @@ import numpy as np
 
 from breastgpt.io.volume import read_corpus_volume
 from breastgpt.bench.items import BenchDataError
+from breastgpt.config import ConfigError, StrictConfig
 from breastgpt.corpus.records import MEDIA_TOKENS, Record
+from breastgpt.infer.params import GenerationParams
 from breastgpt.io.errors import MedicalFileError
 
 _PLACEHOLDER = re.compile("|".join(re.escape(t) for t in MEDIA_TOKENS.values()))
@@ -45,30 +47,6 @@ _KIND_OF_TOKEN = {token: kind for kind, token in MEDIA_TOKENS.items()}
 PROMPT_STAGE = {"screening": "screening", "diagnosis": "diagnosis", "treatment": "treatment planning"}
 RETRY_STATUSES = (408, 409, 429)  # and every 5xx
 LETTERS = "ABCDEF"
-
-
-@dataclass(frozen=True)
-class DecodingParams:
-    """Deterministic decoding: greedy (temperature 0, top-p 1) with a fixed seed; `option_scores` also asks for
-    the probability of every option of a closed question (see `option_probabilities`)."""
-
-    max_new_tokens: int = 256
-    seed: int = 0
-    temperature: float = 0.0
-    top_p: float = 1.0
-    option_scores: bool = False
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be at least 1")
-        if self.temperature != 0.0 or self.top_p != 1.0:
-            raise ValueError("bench runs decode greedily: temperature 0 and top_p 1")
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        if not self.option_scores:  # runs without option scoring keep the parameters (and cache keys) they had
-            del out["option_scores"]
-        return out
 
 
 @dataclass(frozen=True)
@@ -274,7 +252,9 @@ def _field(obj: Any, name: str) -> Any:
 
 
 @dataclass(frozen=True)
-class EndpointConfig:
+class EndpointConfig(StrictConfig):
+    section = "endpoint config"
+
     base_url: str
     model: str
     api_key_env: str | None = None  # None: no key is sent (local servers); never a silent OPENAI_API_KEY
@@ -286,16 +266,10 @@ class EndpointConfig:
     breastgpt_server: bool | None = None  # None: ask /v1/models
     volume_frames: int = 4
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.concurrency < 1 or self.max_retries < 0 or self.timeout_s <= 0 or self.volume_frames < 1:
-            raise ValueError("concurrency ≥ 1, max_retries ≥ 0, timeout_s > 0 and volume_frames ≥ 1 are required")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EndpointConfig:
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown endpoint config keys {sorted(unknown)}")
-        return cls(**data)
+            raise ConfigError("endpoint config: concurrency ≥ 1, max_retries ≥ 0, timeout_s > 0 and volume_frames ≥ 1 "
+                              "are required")
 
 
 def api_key(env: str | None) -> str:
@@ -308,13 +282,24 @@ def api_key(env: str | None) -> str:
     return key
 
 
+def bench_params(params: GenerationParams) -> GenerationParams:
+    """`params` if a bench may use them: greedy decoding (temperature 0, top-p 1), so answers are reproducible and
+    cached answers stay valid, and no option a bench client does not apply (stop sequences, penalties)."""
+    usable = GenerationParams(max_new_tokens=params.max_new_tokens, seed=params.seed,
+                              option_scores=params.option_scores)
+    if params != usable:
+        raise ValueError(f"bench runs decode greedily: temperature 0 and top_p 1, and set only max_new_tokens, seed "
+                         f"and option_scores; got {params.as_record()}")
+    return params
+
+
 class OpenAIClient:
     """Bounded-concurrency chat completions with retries (429/5xx/timeouts, exponential backoff)."""
 
-    def __init__(self, config: EndpointConfig, params: DecodingParams, corpus_root: Path, client: Any = None):
+    def __init__(self, config: EndpointConfig, params: GenerationParams, corpus_root: Path, client: Any = None):
         import openai
 
-        self.config, self.params = config, params
+        self.config, self.params = config, bench_params(params)
         self._client = client or openai.OpenAI(base_url=config.base_url, api_key=api_key(config.api_key_env),
                                                timeout=config.timeout_s, max_retries=0)
         self.model_name = config.model
@@ -327,7 +312,7 @@ class OpenAIClient:
         self._count_lock = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
-        cfg = asdict(self.config)
+        cfg = self.config.to_dict()
         return {"kind": "openai", **cfg, "breastgpt_server": self.breastgpt_server}
 
     def media_policy(self) -> dict[str, Any]:
@@ -470,13 +455,14 @@ def trained_slide_mode(folder: Path) -> str:
 class LocalClient:
     """A checkpoint loaded with `Engine.from_pretrained`, answering in left-padded batches."""
 
-    def __init__(self, folder: Path, params: DecodingParams, corpus_root: Path, *, batch_size: int = 8,
+    def __init__(self, folder: Path, params: GenerationParams, corpus_root: Path, *, batch_size: int = 8,
                  device: str | None = None, engine: Any = None) -> None:
         from breastgpt.infer.engine import Engine
 
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        self.folder, self.params, self.root, self.batch_size = Path(folder), params, Path(corpus_root), batch_size
+        self.folder, self.root, self.batch_size = Path(folder), Path(corpus_root), batch_size
+        self.params = bench_params(params)
         self.engine = engine or Engine.from_pretrained(self.folder, device=device)
         from breastgpt.infer.records import preprocessing_agreement
 
@@ -506,7 +492,6 @@ class LocalClient:
             self._batch(requests[start:start + self.batch_size], on_answer)
 
     def _batch(self, batch: list[Request], on_answer: OnAnswer) -> None:
-        from breastgpt.infer.engine import GenerationParams
         from breastgpt.infer.records import preparation, record_conversation
         from breastgpt.model.configuration import slide_encoder_id
 
@@ -528,8 +513,7 @@ class LocalClient:
         started = time.perf_counter()
         self.generate_calls += 1
         try:
-            results = self.engine.generate(conversations, GenerationParams(p.max_new_tokens, p.temperature,
-                                                                           p.top_p, p.seed))
+            results = self.engine.generate(conversations, p)
         except RuntimeError as exc:  # e.g. out of memory on one long batch: recorded, retried by the next run
             for request in ready:
                 on_answer(request, Answer(None, f"generate: {str(exc)[:300]}", 0.0, {"batch_size": len(ready)}))

@@ -25,6 +25,7 @@ from breastgpt.bench.items import BenchDataError
 from breastgpt.bench.judges import RUBRICS, JudgeScore
 from breastgpt.bench.metrics import kappa_from_confusion, kappa_stats, spearman_from_confusion
 from breastgpt.bench.statistics import ClusterResampler, MetricSpec
+from breastgpt.config import StrictConfig
 
 # Substrings of model names -> family. BreastGPT is built on Qwen3-VL, so it is a Qwen-family model.
 MODEL_FAMILIES: dict[str, tuple[str, ...]] = {
@@ -53,18 +54,16 @@ def model_family(name: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class FamilyEvidence:
-    """A model's family (None = unknown) and what it was read from, for the report."""
+class FamilyEvidence(StrictConfig):
+    """A model's family (None = unknown) and what it was read from, for the report (run.json's model.family)."""
 
-    family: str | None
-    basis: str
+    section = "model family"
+
+    family: str | None = None
+    basis: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"family": self.family, "basis": self.basis}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FamilyEvidence:
-        return cls(data.get("family"), str(data.get("basis", "")))
+        return self.to_dict()
 
 
 def family_from_name(name: str) -> FamilyEvidence:
@@ -119,7 +118,7 @@ def candidate_family(run_dir: Path, model_name: str) -> FamilyEvidence:
     """The family `bench run` recorded in run.json; else the local checkpoint's config; else the model name."""
     model = _read_json(Path(run_dir) / "run.json", "run manifest").get("model", {})
     if isinstance(model.get("family"), dict):
-        return FamilyEvidence.from_dict(model["family"])
+        return FamilyEvidence.from_dict(model["family"], f"{Path(run_dir) / 'run.json'}: model.family")
     spec = str(model.get("spec", ""))
     if spec.startswith("local:") and Path(spec[len("local:"):]).is_dir():
         return checkpoint_family(Path(spec[len("local:"):]))

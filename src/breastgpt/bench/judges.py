@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from breastgpt.bench.items import BenchDataError, BenchItem, SavedResponse, read_jsonl, write_jsonl_atomic
+from breastgpt.config import ConfigError, StrictConfig
 
 RUBRICS: dict[str, tuple[int, int]] = {"0-10": (0, 10), "1-5": (1, 5)}
 
@@ -66,7 +67,9 @@ DEFAULT_PROMPT = "v2"
 
 
 @dataclass(frozen=True)
-class JudgeConfig:
+class JudgeConfig(StrictConfig):
+    section = "judge config"
+
     base_url: str
     model: str
     api_key_env: str | None = "OPENAI_API_KEY"
@@ -77,21 +80,14 @@ class JudgeConfig:
     timeout_s: float = 120.0
     max_retries: int = 2
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.prompt_version not in JUDGE_PROMPTS:
-            raise ValueError(f"unknown judge prompt version {self.prompt_version!r}; known: {sorted(JUDGE_PROMPTS)}")
+            raise ConfigError(f"unknown judge prompt version {self.prompt_version!r}; known: {sorted(JUDGE_PROMPTS)}")
         if self.prompt_version in RETIRED_PROMPTS:
-            raise ValueError(f"judge prompt {self.prompt_version} is retired: "
-                             f"{RETIRED_PROMPTS[self.prompt_version]}; use {DEFAULT_PROMPT}")
+            raise ConfigError(f"judge prompt {self.prompt_version} is retired: "
+                              f"{RETIRED_PROMPTS[self.prompt_version]}; use {DEFAULT_PROMPT}")
         if self.rubric not in RUBRICS:
-            raise ValueError(f"unknown rubric {self.rubric!r}; known: {sorted(RUBRICS)}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> JudgeConfig:
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown judge config keys {sorted(unknown)}")
-        return cls(**data)
+            raise ConfigError(f"unknown rubric {self.rubric!r}; known: {sorted(RUBRICS)}")
 
 
 @dataclass(frozen=True)

@@ -22,21 +22,23 @@ import json
 import platform
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from breastgpt.artifacts import sha256_file
 from breastgpt.bench.ablations import ABLATIONS, AblationSet, Prompt, build_ablation_sets, full_set
 from breastgpt.bench.cache import CacheKey, CachedAnswer, ResponseCache
-from breastgpt.bench.clients import (Answer, BenchClient, DecodingParams, EndpointConfig, LocalClient, OpenAIClient,
+from breastgpt.bench.clients import (Answer, BenchClient, EndpointConfig, LocalClient, OpenAIClient,
                                      Request, parse_model_spec)
 from breastgpt.bench.items import (BenchDataError, BenchItem, SavedResponse, item_from_record, response_to_dict,
                                    write_jsonl_atomic)
 from breastgpt.bench.judge_controls import FamilyEvidence, checkpoint_family, family_from_name, model_family
 from breastgpt.bench.published import import_published
+from breastgpt.config import ConfigError, StrictConfig
 from breastgpt.corpus.records import Record, RecordError, atomic_write_json, iter_jsonl
 from breastgpt.corpus.splits import BENCH_SPLITS
+from breastgpt.infer.params import GenerationParams
 
 RUN_SCHEMA = "breastgpt.bench.run/1"
 PROMPT_FORMAT = 1  # bump when the way a record becomes a request changes: cached answers then no longer match
@@ -45,7 +47,9 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(StrictConfig):
+    section = "run config"
+
     bench: Path
     model: str  # local:DIR | openai:URL#MODEL
     out: Path
@@ -73,36 +77,36 @@ class RunConfig:
     # Probability of every option of closed questions: log-likelihoods of a local model, `logprobs` of an endpoint
     option_scores: bool = False
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         bad = [a for a in self.ablations if a not in ABLATIONS]
         if bad:
-            raise ValueError(f"unknown ablations {bad}; choose from {sorted(ABLATIONS)}")
+            raise ConfigError(f"unknown ablations {bad}; choose from {sorted(ABLATIONS)}")
         if len(set(self.ablations)) != len(self.ablations):
-            raise ValueError(f"ablations listed twice: {list(self.ablations)}")
+            raise ConfigError(f"ablations listed twice: {list(self.ablations)}")
         if self.limit is not None and self.limit < 1:
-            raise ValueError("limit must be at least 1")
+            raise ConfigError("limit must be at least 1")
         if self.concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+            raise ConfigError("concurrency must be at least 1")
         if isinstance(self.judge_api_key_env, str):  # one name, as from a config file
             object.__setattr__(self, "judge_api_key_env", (self.judge_api_key_env,))
         _check_judge_specs(self.judges)
         if len(self.judge_api_key_env) not in (0, 1, len(self.judges)):
-            raise ValueError(f"{len(self.judge_api_key_env)} judge key variables for {len(self.judges)} judges; give "
-                             f"one for all judges or one per judge, in --judge order")
+            raise ConfigError(f"{len(self.judge_api_key_env)} judge key variables for {len(self.judges)} judges; give "
+                              f"one for all judges or one per judge, in --judge order")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown run config keys {sorted(unknown)}")
-        return cls(**data)
+    def prepare(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        data = dict(data)
+        if isinstance(data.get("judge_api_key_env"), str):  # one name for every judge
+            data["judge_api_key_env"] = [data["judge_api_key_env"]]
+        return data
 
     @property
     def root(self) -> Path:
         return Path(self.corpus_root) if self.corpus_root is not None else Path(self.bench).parent
 
-    def decoding(self) -> DecodingParams:
-        return DecodingParams(max_new_tokens=self.max_new_tokens, seed=self.seed, option_scores=self.option_scores)
+    def decoding(self) -> GenerationParams:
+        return GenerationParams(max_new_tokens=self.max_new_tokens, seed=self.seed, option_scores=self.option_scores)
 
 
 def _check_judge_specs(specs: tuple[str, ...]) -> None:
@@ -197,8 +201,8 @@ def prompt_sha256(prompt: Prompt) -> str:
                            "media": [[m.kind, m.path, m.sha256] for m in rec.media]})
 
 
-def params_hash(params: DecodingParams, media_policy: dict[str, Any]) -> str:
-    return _canonical_sha({"decoding": params.as_dict(), "media": media_policy, "prompt_format": PROMPT_FORMAT})
+def params_hash(params: GenerationParams, media_policy: dict[str, Any]) -> str:
+    return _canonical_sha({"decoding": params.as_record(), "media": media_policy, "prompt_format": PROMPT_FORMAT})
 
 
 # ----------------------------------------------------------------------------------------------------- clients
@@ -269,7 +273,7 @@ def _check_out_dir(out: Path, model_id: str) -> None:
 
 
 def _run_variant(ablation: AblationSet, client: BenchClient, cache: ResponseCache, phash: str,
-                 params: DecodingParams, config: RunConfig, progress: Progress | None) -> VariantOutcome:
+                 params: GenerationParams, config: RunConfig, progress: Progress | None) -> VariantOutcome:
     keys = {p.item_id: CacheKey(p.item_id, client.model_id, phash, ablation.cache_key) for p in ablation.prompts}
     shas = {keys[p.item_id]: prompt_sha256(p) for p in ablation.prompts}
     cached = cache.get_many(keys.values())
@@ -327,7 +331,7 @@ def _needs_asking(row: CachedAnswer | None, sha: str, retry_failed: bool) -> boo
 
 
 def _collect(ablation: AblationSet, rows: dict[CacheKey, CachedAnswer], keys: dict[str, CacheKey],
-             shas: dict[CacheKey, str], model_name: str, params: DecodingParams, asked: int) -> VariantOutcome:
+             shas: dict[CacheKey, str], model_name: str, params: GenerationParams, asked: int) -> VariantOutcome:
     responses, failures = [], {}
     for p in ablation.prompts:
         row = rows.get(keys[p.item_id])
@@ -338,7 +342,7 @@ def _collect(ablation: AblationSet, rows: dict[CacheKey, CachedAnswer], keys: di
         else:
             probs = row.usage.get("option_probs")
             responses.append(SavedResponse(item_id=p.item_id, response=row.response or "", model=model_name,
-                                           variant=p.variant, params=params.as_dict(), option_order=p.option_order,
+                                           variant=p.variant, params=params.as_record(), option_order=p.option_order,
                                            option_probs=None if probs is None else tuple(probs)))
     return VariantOutcome(ablation, responses, failures, asked, len(ablation.prompts) - asked)
 
@@ -483,7 +487,7 @@ def circular_cost(bench: BenchInput, outcomes: list[VariantOutcome]) -> dict[str
                     f"cost {(closed + extra) / max(closed, 1):.1f}x a single pass"}
 
 
-def _manifest(config: RunConfig, bench: BenchInput, client: BenchClient, params: DecodingParams, phash: str,
+def _manifest(config: RunConfig, bench: BenchInput, client: BenchClient, params: GenerationParams, phash: str,
               outcomes: list[VariantOutcome], judges: list[dict[str, Any]]) -> dict[str, Any]:
     out = Path(config.out)
     variants = {}
@@ -506,7 +510,7 @@ def _manifest(config: RunConfig, bench: BenchInput, client: BenchClient, params:
                   "items_sha256": sha256_file(out / "bench_items.jsonl"), "corpus_root": str(config.root.resolve())},
         "model": {"spec": config.model, "name": client.model_name, "id": client.model_id, **client.describe(),
                   "family": candidate_family_of(client).as_dict()},
-        "decoding": params.as_dict(), "media_policy": client.media_policy(), "params_hash": phash,
+        "decoding": params.as_record(), "media_policy": client.media_policy(), "params_hash": phash,
         "prompt_format": PROMPT_FORMAT, "ablations": list(config.ablations), "ablation_seed": config.seed,
         "variants": variants, "judges": judges, "circular_cost": circular_cost(bench, outcomes),
         "option_scores": params.option_scores,

@@ -12,14 +12,15 @@ intervals, tables and shortcut gaps.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from breastgpt.bench.clusters import cluster_items
+from breastgpt.config import ConfigError, StrictConfig
 from breastgpt.bench.items import BenchDataError, BenchItem, SavedResponse, load_responses
 from breastgpt.bench.judge_controls import FamilyEvidence, candidate_family
 from breastgpt.bench.judges import JUDGEMENT_GLOB, JudgeScore, load_judgements
@@ -33,30 +34,22 @@ OPEN_FAMILIES = ("open_vqa", "report", "grounded_caption")
 
 
 @dataclass(frozen=True)
-class ScoreConfig:
+class ScoreConfig(StrictConfig):
+    section = "score config"
+
     n_resamples: int = 10_000
     seed: int = 0
     level: float = 0.95
     embeddings: bool = True
-    open_metric: str = "auto"  # auto | judge | embedding | rouge_l | key_finding_recall
+    open_metric: Literal["auto", "judge", "embedding", "rouge_l", "key_finding_recall"] = "auto"
     primary_judge: str | None = None  # judge model whose scores feed the tables (default: the first one seen)
     # a shortcut flag is raised when the lower end of the paired 95 % interval of (model − baseline) is at or below
     # this gap (0: the model is not shown to beat the baseline at all; baselines.py)
     shortcut_min_gap: float = 0.0
 
-    def __post_init__(self) -> None:
-        if self.open_metric not in ("auto", "judge", "embedding", "rouge_l", "key_finding_recall"):
-            raise ValueError(f"open_metric {self.open_metric!r} is not one of auto, judge, embedding, rouge_l, "
-                             f"key_finding_recall")
+    def validate(self) -> None:
         if self.n_resamples < 1 or not 0 < self.level < 1:
-            raise ValueError("n_resamples must be >= 1 and level in (0, 1)")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ScoreConfig:
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown score config keys {sorted(unknown)}")
-        return cls(**data)
+            raise ConfigError("n_resamples must be >= 1 and level in (0, 1)")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from breastgpt.config import ConfigError, StrictConfig
 from breastgpt.corpus.records import Record, atomic_write_json
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "bench", "external")
@@ -28,13 +29,16 @@ BENCH_SPLITS: tuple[str, ...] = ("bench", "external")  # the splits a bench is r
 MANIFEST_VERSION = 1
 
 
-class SplitError(ValueError):
+class SplitError(ConfigError):
     """A bad split configuration or a benchmark manifest that does not verify."""
 
 
 @dataclass(frozen=True)
-class SplitConfig:
+class SplitConfig(StrictConfig):
     """Proportions of patients per split (must sum to 1) and the salt of the hash."""
+
+    error = SplitError
+    section = "split config"
 
     train: float = 0.8
     val: float = 0.05
@@ -43,24 +47,24 @@ class SplitConfig:
     honour_dataset_test: bool = True  # dataset's own test split -> bench for the whole patient (see module doc)
     external: tuple[str, ...] = ()  # SOURCE or SOURCE:SITE held out whole as the "external" partition
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         props = (self.train, self.val, self.bench)
         if min(props) < 0 or abs(sum(props) - 1.0) > 1e-9:
             raise SplitError(f"split proportions train/val/bench = {props} must be >= 0 and sum to 1")
         if not self.salt:
             raise SplitError("split salt must be a non-empty string")
-        if isinstance(self.external, (list, str)):  # from a config file
+        if isinstance(self.external, (list, str)):  # built in code from a list or 'a,b:2' text
             object.__setattr__(self, "external", parse_external(self.external))
         bad = [e for e in self.external if not e or e.startswith(":") or e.endswith(":") or e.count(":") > 1]
         if bad:
             raise SplitError(f"external entries {bad} are not SOURCE or SOURCE:SITE (e.g. cbis_ddsm,rsna_screening:2)")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SplitConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise SplitError(f"unknown split config keys {sorted(unknown)}")
-        return cls(**data)
+    def prepare(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        data = dict(data)
+        if isinstance(data.get("external"), str):  # "a,b:2", as on the command line
+            data["external"] = parse_external(data["external"])
+        return data
 
 
 def unit_hash(salt: str, source: str, patient_key: str) -> float:

@@ -16,15 +16,16 @@ import platform
 import tempfile
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from pydicom.dataset import Dataset
 
 from breastgpt.artifacts import atomic_write_json as _write_json_atomically
+from breastgpt.config import ConfigError, StrictConfig
 from breastgpt.deid.dataset import PatientContext, deidentify_dataset, write_markers
-from breastgpt.deid.pixels import BurnedInPolicy, Rect, black_out_outside, burned_in_risk, keep_regions_for
+from breastgpt.deid.pixels import BurnedInPolicy, black_out_outside, burned_in_risk, keep_regions_for
 from breastgpt.deid.pseudonym import Pseudonymizer
 from breastgpt.io.dicom import read_dataset
 from breastgpt.io.errors import MedicalFileError, MissingMetadataError, UnsupportedFormatError
@@ -36,8 +37,11 @@ Status = Literal["written", "quarantined", "failed"]
 
 
 @dataclass(frozen=True)
-class DeidPolicy:
-    """What de-identification does beyond the fixed basic profile."""
+class DeidPolicy(StrictConfig):
+    """What de-identification does beyond the fixed basic profile. `limits` is a runtime setting, not in files."""
+
+    section = "de-identification policy"
+    runtime_fields = ("limits",)
 
     source: str = "local"  # dataset name; namespaces patient and study keys
     shift_dates: bool = True  # Retain Longitudinal Temporal Information with Modified Dates
@@ -45,26 +49,12 @@ class DeidPolicy:
     max_age_years: int | None = 90  # ages at or above this are written as this value
     limits: ReadLimits = DEFAULT_LIMITS
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if not self.source.strip():
-            raise ValueError("DeidPolicy.source must name the dataset (it namespaces the pseudonymous keys)")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> DeidPolicy:
-        """Build from plain data (a config file); unknown keys are errors."""
-        known = {item.name for item in fields(cls)} - {"limits"}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown de-identification policy key(s) {sorted(unknown)}; known: {sorted(known)}")
-        values = dict(data)
-        if "burned_in" in values:
-            values["burned_in"] = _burned_in_from_dict(values["burned_in"])
-        return cls(**values)
+            raise ConfigError("DeidPolicy.source must name the dataset (it namespaces the pseudonymous keys)")
 
     def describe(self) -> dict:
-        data = asdict(self)
-        data.pop("limits")
-        return data
+        return self.to_dict()
 
 
 @dataclass(frozen=True)
@@ -240,14 +230,3 @@ def _write_source_map(path: Path, report: DeidBatchReport) -> None:
     mapping = {result.source_ref: {"source": result.source, "status": result.status, "output": result.output,
                                    "reason": result.reason} for result in report.results}
     _write_json_atomically(path, {"kind": "breastgpt.deid.source_map", "version": 1, "files": mapping})
-
-
-
-
-def _burned_in_from_dict(data: dict) -> BurnedInPolicy:
-    unknown = set(data) - {"keep_regions", "use_ultrasound_regions"}
-    if unknown:
-        raise ValueError(f"unknown burned_in policy key(s) {sorted(unknown)}; known: keep_regions, "
-                         "use_ultrasound_regions")
-    regions = tuple(Rect(*region) for region in data.get("keep_regions", ()))
-    return BurnedInPolicy(keep_regions=regions, use_ultrasound_regions=bool(data.get("use_ultrasound_regions")))

@@ -20,40 +20,10 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, \
     TextIteratorStreamer
 
+from breastgpt.infer.params import GenerationParams
 from breastgpt.preprocessing import NO_SETTINGS_NOTICE, Preprocessing, read_preprocessing
 
 log = logging.getLogger("breastgpt.infer")
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
-    stop: tuple[str, ...] = ()
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-    logprobs: bool = False
-    top_logprobs: int = 0
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be at least 1")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError("temperature must be ≥ 0 and top_p in (0, 1]")
-        if any(not text for text in self.stop):
-            raise ValueError("stop sequences must not be empty")
-        if self.top_logprobs < 0:
-            raise ValueError("top_logprobs must be ≥ 0")
-
-    def generate_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"do_sample": False, "max_new_tokens": self.max_new_tokens}
-        if self.temperature > 0:
-            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
-        if self.stop:
-            kwargs["stop_strings"] = list(self.stop)
-        return kwargs
 
 
 @dataclass(frozen=True)

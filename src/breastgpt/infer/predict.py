@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -71,4 +70,4 @@ def _line(record: Record, reference: str, response: str, finish: str, params: Ge
     return {"id": record.id, "messages": [m for m in swift["messages"] if m["role"] != "assistant"],
             "images": swift["images"], "videos": swift["videos"], "slides": swift["slides"],
             "response": response, "labels": reference, "finish_reason": finish,
-            "generation": asdict(params), "source": record.source, "task_family": record.task_family}
+            "generation": params.as_record(), "source": record.source, "task_family": record.task_family}

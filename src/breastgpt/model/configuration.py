@@ -6,33 +6,23 @@ rejects unknown keys so a typo in a recipe fails loudly instead of silently usin
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
 from transformers import Qwen3VLConfig
 
+from breastgpt.config import ConfigError, StrictConfig
 from breastgpt.model.longnet import LongNetConfig
 
 HISTO_TOKEN = "<|histo_pad|>"
 
 
-def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
-    if not isinstance(data, dict):
-        raise TypeError(f"{where}: expected a mapping, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(
-            f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}. Fix the spelling or remove them."
-        )
-    return cls(**data)
-
-
 @dataclass(frozen=True)
-class SelectionConfig:
+class SelectionConfig(StrictConfig):
     """Concept-preserving token selection (SPEC §3.5): one budget per visual kind."""
+
+    section = "selection_config"
 
     image_budget: int = 64
     volume_budget: int = 128
@@ -53,71 +43,58 @@ class SelectionConfig:
     gumbel_temperature: float = 1.0
     learnable_coverage_weight: float = 0.01
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         for name in ("image_budget", "volume_budget", "slide_budget", "chunk_size", "learnable_concepts"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"selection.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"selection.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("temperature", "text_temperature", "soft_temperature", "gumbel_temperature"):
             if float(getattr(self, name)) <= 0:
-                raise ValueError(f"selection.{name} must be > 0, got {getattr(self, name)}")
+                raise ConfigError(f"selection.{name} must be > 0, got {getattr(self, name)}")
         if self.learnable_coverage_weight < 0:
-            raise ValueError(f"selection.learnable_coverage_weight must be >= 0, got {self.learnable_coverage_weight}")
+            raise ConfigError(f"selection.learnable_coverage_weight must be >= 0, got {self.learnable_coverage_weight}")
         if self.learnable and self.text_conditioning:
-            raise ValueError("selection.learnable=true scores tokens with learned concept queries, which read no "
-                             "prompt; text_conditioning applies to the training-free selection only. Turn one off.")
+            raise ConfigError("selection.learnable=true scores tokens with learned concept queries, which read no "
+                              "prompt; text_conditioning applies to the training-free selection only. Turn one off.")
         if self.learnable and not self.deepstack_reuse_main_indices:
-            raise ValueError("selection.learnable=true: DeepStack sets always reuse the learned selection's indices "
-                             "(the reference's per-set selection is defined for the training-free greedy only); "
-                             "set deepstack_reuse_main_indices=true.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SelectionConfig:
-        return _from_dict(cls, data, "selection_config")
+            raise ConfigError("selection.learnable=true: DeepStack sets always reuse the learned selection's indices "
+                              "(the reference's per-set selection is defined for the training-free greedy only); "
+                              "set deepstack_reuse_main_indices=true.")
 
 
 @dataclass(frozen=True)
-class SlideBranchConfig:
+class SlideBranchConfig(StrictConfig):
     """Gigapixel branch: tile features (from a frozen tile encoder) -> LongNet -> projectors."""
+
+    section = "slide_config"
 
     feature_dim: int = 768
     encoder_id: str = "conch_v1_5"
     positional: bool = True
     longnet: LongNetConfig = field(default_factory=LongNetConfig)
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.longnet.input_dim != self.feature_dim:
-            raise ValueError(
+            raise ConfigError(
                 f"slide_config: feature_dim={self.feature_dim} but longnet.input_dim={self.longnet.input_dim}; "
                 "they must agree (the LongNet reads the tile features directly)."
             )
         if self.positional != (self.longnet.positional != "none"):
-            raise ValueError(
+            raise ConfigError(
                 f"slide_config: positional={self.positional} disagrees with longnet.positional="
                 f"{self.longnet.positional!r}; use positional=true with 'sincos2d' or false with 'none'."
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "feature_dim": self.feature_dim,
-            "encoder_id": self.encoder_id,
-            "positional": self.positional,
-            "longnet": self.longnet.to_dict(),
-        }
-
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SlideBranchConfig:
+    def prepare(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        """A slide_config without `longnet` gets the default LongNet sized to its feature_dim and positional flag."""
         data = dict(data)
-        longnet = data.pop("longnet", None)
-        feature_dim = int(data.get("feature_dim", 768))
-        positional = bool(data.get("positional", True))
-        if longnet is None:
-            ln = LongNetConfig(input_dim=feature_dim, positional="sincos2d" if positional else "none")
-        else:
-            ln = longnet if isinstance(longnet, LongNetConfig) else LongNetConfig.from_dict(dict(longnet))
-        return _from_dict(cls, {**data, "longnet": ln}, "slide_config")
+        if data.get("longnet") is None:
+            data.pop("longnet", None)
+            feature_dim = data.get("feature_dim", 768)
+            positional = data.get("positional", True)
+            if isinstance(feature_dim, int) and isinstance(positional, bool):
+                data["longnet"] = LongNetConfig(input_dim=feature_dim, positional="sincos2d" if positional else "none")
+        return data
 
 
 @strict

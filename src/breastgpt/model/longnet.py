@@ -10,20 +10,21 @@ Segment lengths never shrink to the sequence, so extra padding cannot change a r
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_POSITIONAL = ("sincos2d", "none")
+from breastgpt.config import ConfigError, StrictConfig
 
 
 @dataclass(frozen=True)
-class LongNetConfig:
+class LongNetConfig(StrictConfig):
+    section = "LongNetConfig"
+
     width: int = 768
     depth: int = 3
     heads: int = 8
@@ -31,48 +32,31 @@ class LongNetConfig:
     layer_norm_eps: float = 1e-6
     segments: tuple[tuple[int, int], ...] = ((512, 1), (1024, 2), (2048, 4))
     input_dim: int = 768
-    positional: str = "sincos2d"  # "none" reproduces the reference, which ignored tile coordinates
+    # "none" reproduces the reference, which ignored tile coordinates
+    positional: Literal["sincos2d", "none"] = "sincos2d"
     # Gain on the 2-D sin-cos code added to the projected tile features. Unscaled, the code's norm is
     # sqrt(width / 2) (19.6 at width 768, 5.7 at 64) while freshly projected features are ~1-2: where a tile
     # sits would drown what it shows, and the slide branch learned to ignore tile content (docs/model.md).
     positional_scale: float = 0.1
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         object.__setattr__(self, "segments", tuple((int(s), int(r)) for s, r in self.segments))
         if min(self.width, self.depth, self.heads, self.ffn, self.input_dim) < 1:
-            raise ValueError(f"LongNetConfig: sizes must be >= 1, got {self}")
+            raise ConfigError(f"LongNetConfig: sizes must be >= 1, got {self}")
         if self.width % self.heads:
-            raise ValueError(f"LongNetConfig: width {self.width} is not divisible by heads {self.heads}")
-        if self.positional not in _POSITIONAL:
-            raise ValueError(f"LongNetConfig: positional must be one of {_POSITIONAL}, got {self.positional!r}")
+            raise ConfigError(f"LongNetConfig: width {self.width} is not divisible by heads {self.heads}")
         if not (math.isfinite(self.positional_scale) and self.positional_scale > 0):
-            raise ValueError(f"LongNetConfig: positional_scale must be a positive number, got {self.positional_scale}")
+            raise ConfigError(f"LongNetConfig: positional_scale must be a positive number, got {self.positional_scale}")
         if self.positional == "sincos2d" and self.width % 4:
-            raise ValueError(f"LongNetConfig: 2-D sin-cos positions need width divisible by 4, got {self.width}")
+            raise ConfigError(f"LongNetConfig: 2-D sin-cos positions need width divisible by 4, got {self.width}")
         if not self.segments:
-            raise ValueError("LongNetConfig: segments must list at least one (segment_length, dilation) pair")
+            raise ConfigError("LongNetConfig: segments must list at least one (segment_length, dilation) pair")
         for s, r in self.segments:
             if r < 1 or s < 1 or s % r:
-                raise ValueError(
+                raise ConfigError(
                     f"LongNetConfig: segment ({s}, {r}) is invalid; the length must be a positive multiple of the "
                     "dilation"
                 )
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["segments"] = [list(pair) for pair in self.segments]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LongNetConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"LongNetConfig: unknown keys {unknown}; known keys are {sorted(known)}")
-        data = dict(data)
-        if "segments" in data:
-            data["segments"] = tuple(tuple(pair) for pair in data["segments"])
-        return cls(**data)
 
 
 # ---- dilated attention ---------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ exact match. Coordinates are level-0 top-left corners, (N, 2) int64, in row-majo
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import multiprocessing
 import os
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from breastgpt.config import ConfigError, StrictConfig
 from breastgpt.io import errors as io_errors
 from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits
 from breastgpt.io.wsi import READERS, SlideReader, open_slide
@@ -33,26 +33,20 @@ EXACT_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
-class TilingConfig:
+class TilingConfig(StrictConfig):
+    section = "TilingConfig"
+
     target_mpp: float = 0.5
     tile_size: int = 512
     min_tissue_fraction: float = 0.25
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if not 0.05 <= self.target_mpp <= 20:
-            raise ValueError(f"TilingConfig.target_mpp {self.target_mpp} outside 0.05–20 µm/px")
+            raise ConfigError(f"TilingConfig.target_mpp {self.target_mpp} outside 0.05–20 µm/px")
         if not 16 <= self.tile_size <= 4096:
-            raise ValueError(f"TilingConfig.tile_size {self.tile_size} outside 16–4096 px")
+            raise ConfigError(f"TilingConfig.tile_size {self.tile_size} outside 16–4096 px")
         if not 0 <= self.min_tissue_fraction <= 1:
-            raise ValueError("TilingConfig.min_tissue_fraction must lie in [0, 1]")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TilingConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TilingConfig keys {unknown}; known keys: {sorted(known)}")
-        return cls(**values)
+            raise ConfigError("TilingConfig.min_tissue_fraction must lie in [0, 1]")
 
 
 @dataclass(frozen=True)

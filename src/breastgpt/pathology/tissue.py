@@ -9,7 +9,6 @@ same at any scan resolution.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +16,14 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from breastgpt.config import ConfigError, StrictConfig
+
 
 @dataclass(frozen=True)
-class TissueConfig:
+class TissueConfig(StrictConfig):
     """Parameters of `segment_tissue`. Unknown keys in `from_dict` are errors."""
+
+    section = "TissueConfig"
 
     mask_mpp: float = 8.0  # µm/px of the rendering the mask is computed on (≈ 1.25× objective)
     saturation_threshold: float | None = None  # fixed threshold in [0, 1]; None → Otsu
@@ -34,25 +37,14 @@ class TissueConfig:
     remove_artefacts: bool = True
     dark_value: float = 0.2  # HSV value below this is ink, debris or a slide edge, never stained tissue
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.mask_mpp <= 0:
-            raise ValueError("TissueConfig.mask_mpp must be positive")
+            raise ConfigError("TissueConfig.mask_mpp must be positive")
         if self.saturation_threshold is not None and not 0 < self.saturation_threshold < 1:
-            raise ValueError("TissueConfig.saturation_threshold must lie in (0, 1)")
+            raise ConfigError("TissueConfig.saturation_threshold must lie in (0, 1)")
         for name in ("close_radius_um", "open_radius_um", "min_component_um2"):
             if getattr(self, name) < 0:
-                raise ValueError(f"TissueConfig.{name} must be ≥ 0")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TissueConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TissueConfig keys {unknown}; known keys: {sorted(known)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+                raise ConfigError(f"TissueConfig.{name} must be ≥ 0")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
