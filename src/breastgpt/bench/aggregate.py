@@ -44,7 +44,6 @@ METRICS: dict[str, str] = {  # metric -> per-item column (the mean over defined 
 }
 OPEN_METRIC_COLUMN = {"judge": "judge", "embedding": "embedding", "rouge_l": "rouge_l",
                       "key_finding_recall": "kf_recall"}
-SHORTCUT_VARIANTS = ("no_image", "shuffle_image", "permute_options", "no_prior_media")
 CLINICAL_METRICS = ("sensitivity", "specificity", "auc", "kappa_linear", "kappa_quadratic")
 
 
