@@ -28,6 +28,10 @@ def _intervals(entry: dict) -> set[str]:
 def test_every_metric_the_report_and_compare_emit_is_registered(run):  # noqa: F811
     items, items_path, run_dir, tmp = run
     human = {f"o{i}": s for i, s in enumerate([1, 9, 2, 9, 0])}
+    responses = run_dir / "responses.jsonl"  # with option scores, for the calibration table
+    probs = {"q": [0.7, 0.1, 0.1, 0.1], "u": [0.4, 0.6]}
+    write_jsonl_atomic(responses, [{**r, **({"option_probs": probs[r["item_id"][0]]} if r["item_id"][0] in probs
+                                            else {})} for r in _responses()])
     sc, files = score_run(items, run_dir, ScoreConfig(n_resamples=50, embeddings=False), human_grades=human)
     report = write_report(sc, tmp / "out", files)
     groups = {g["metric"] for g in report["groups"]}
@@ -36,7 +40,9 @@ def test_every_metric_the_report_and_compare_emit_is_registered(run):  # noqa: F
                               + report["judge"]["human_agreement"]))
     assert {"accuracy", "mean_iou", "judge", "rouge_l"} <= groups and {"sensitivity", "kappa_quadratic"} <= clinical
     assert agreement == {"spearman", "kappa_quadratic"}
-    assert groups | clinical | agreement <= set(METRICS.names())
+    calibration = _intervals(report["calibration"])
+    assert calibration == {"ece"}
+    assert groups | clinical | agreement | calibration <= set(METRICS.names())
     assert groups <= set(group_metrics())
     assert {s["metric"] for s in report["shortcuts"]} <= set(response_columns())  # the gap's per-item column
     other = tmp / "run_b"

@@ -40,7 +40,8 @@ class Metric:
     families: tuple[str, ...] = ()  # task families whose cell tables show it
     open_option: str | None = None  # its value of --open-metric (an open-ended score)
     baseline: bool = False  # chance, prior and the ablated runs are scored on it as well
-    table: str = "groups"  # groups (a mean per group) | clinical (per clinical target) | agreement (between graders)
+    # groups (a mean per group) | clinical (per clinical target) | agreement (between graders) | calibration
+    table: str = "groups"
     per_item: bool = True  # the column is one value per response; False: per item, across variants (circular)
     score_text: TextScore | None = None  # value from the answer text; None: filled by scoring.py
 
@@ -141,6 +142,7 @@ for _name, _label in (("sensitivity", "sensitivity"), ("specificity", "specifici
                       ("kappa_linear", "linear κ"), ("kappa_quadratic", "quadratic κ")):
     declare_metric(_name, _label, table="clinical")
 declare_metric("spearman", "Spearman ρ", table="agreement")  # judges with each other and with human grades
+declare_metric("ece", "expected calibration error", table="calibration")  # of the option scores
 
 
 __all__ = ["METRICS", "OPEN_FAMILIES", "Metric", "baseline_columns", "clinical_metrics", "column_label",
