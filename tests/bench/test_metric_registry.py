@@ -54,11 +54,11 @@ def test_every_metric_the_report_and_compare_emit_is_registered(run):  # noqa: F
 
 
 def test_derived_views_of_the_builtin_metrics():
-    assert open_options() == ("judge", "embedding", "rouge_l", "key_finding_recall", "exact_match")
+    assert open_options() == ("judge", "embedding", "rouge_l", "key_finding_recall")
     assert family_metrics() == {
         "closed_vqa": ("accuracy", "unparseable_rate"), "grounding": ("mean_iou", "hit_rate@0.5"),
-        **{f: ("judge", "embedding_cosine", "rouge_l", "key_finding_recall", "exact_match") for f in OPEN_FAMILIES}}
-    with pytest.raises(ValueError, match="is not one of auto, judge, embedding, rouge_l, key_finding_recall, exact_match"):
+        **{f: ("judge", "embedding_cosine", "rouge_l", "key_finding_recall") for f in OPEN_FAMILIES}}
+    with pytest.raises(ValueError, match="is not one of auto, judge, embedding, rouge_l, key_finding_recall"):
         ScoreConfig(open_metric="bleu")
 
 
@@ -88,12 +88,3 @@ def test_a_new_text_metric_is_one_decorated_function(run, answer_words):  # noqa
                                    "--open-metric", "answer_words", "--json"])
     assert res.exit_code == 0, res.output
 
-
-
-def test_exact_match_is_scored_and_reported(run):  # noqa: F811
-    items, items_path, run_dir, tmp = run
-    sc, _ = score_run(items, run_dir, ScoreConfig(n_resamples=50, embeddings=False, open_metric="exact_match"))
-    df = sc.per_item.set_index("item_id")
-    assert df.loc["c0", "exact_match"] == 1.0 and df.loc["o0", "exact_match"] == 0.0
-    assert find_group(sc.groups, "overall", {}, "exact_match")["point"] == pytest.approx(1 / 6)
-    assert {s["family"]: s["metrics"] for s in cell_sections(sc.groups)}["open_vqa"][-1] == "exact_match"

@@ -136,13 +136,6 @@ def _key_finding_recall(item: BenchItem, text: str) -> float:
     return key_finding_recall(text, item.key_findings).recall if item.answer is not None else np.nan
 
 
-@text_metric("exact_match", "exact match", families=OPEN_FAMILIES, open_option="exact_match", baseline=True)
-def _exact_match(item: BenchItem, text: str) -> float:
-    if item.answer is None:
-        return np.nan
-    return float(" ".join(text.lower().split()) == " ".join(item.answer.lower().split()))
-
-
 declare_metric("circular_accuracy", "circular accuracy", column="circular", per_item=False)
 declare_metric("option_accuracy", "option-score accuracy", column="option_correct")
 for _name, _label in (("sensitivity", "sensitivity"), ("specificity", "specificity"), ("auc", "AUC"),
