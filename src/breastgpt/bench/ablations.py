@@ -114,17 +114,13 @@ def no_image(record: Record) -> Record:
 
 @ABLATIONS.register("no-image")
 def _no_image_sets(records: list[Record], seed: int = 0) -> list[AblationSet]:
-    return [_no_image_set(records)]
-
-
-def _no_image_set(records: list[Record]) -> AblationSet:
     out = AblationSet("no_image", "no_image", [])
     for r in records:
         if r.media:
             out.prompts.append(Prompt(r.id, "no_image", no_image(r)))
         else:
             out.refused[r.id] = "no visual input to remove"
-    return out
+    return [out]
 
 
 # ---------------------------------------------------------------------------------------------- no-prior-media
@@ -142,17 +138,13 @@ def no_prior_media(record: Record) -> Record:
 
 @ABLATIONS.register("no-prior-media")
 def _no_prior_media_sets(records: list[Record], seed: int = 0) -> list[AblationSet]:
-    return [_no_prior_media_set(records)]
-
-
-def _no_prior_media_set(records: list[Record]) -> AblationSet:
     out = AblationSet("no_prior_media", "no_prior_media", [])
     for r in records:
         if len(no_prior_media(r).media) == len(r.media):
             out.refused[r.id] = "no media in earlier turns to remove"
         else:
             out.prompts.append(Prompt(r.id, "no_prior_media", no_prior_media(r)))
-    return out
+    return [out]
 
 
 # ----------------------------------------------------------------------------------------------- shuffle-image
@@ -281,10 +273,6 @@ def _permuted_label(label: dict[str, Any], order: tuple[int, ...], new_answer: i
 
 @ABLATIONS.register("permute-options")
 def _permute_sets(records: list[Record], seed: int = 0) -> list[AblationSet]:
-    return [_permute_set(records, seed)]
-
-
-def _permute_set(records: list[Record], seed: int) -> AblationSet:
     out = AblationSet("permute_options", f"permute_options:seed={seed}", [])
     for r in records:
         if r.task_family != "closed_vqa":
@@ -296,7 +284,7 @@ def _permute_set(records: list[Record], seed: int) -> AblationSet:
             out.refused[r.id] = f"options not located in the prompt: {exc}"
             continue
         out.prompts.append(Prompt(r.id, "permute_options", permuted, option_order=order))
-    return out
+    return [out]
 
 
 # --------------------------------------------------------------------------------------------------- circular
