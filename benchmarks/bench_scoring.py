@@ -35,7 +35,8 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "src"), str(Path(__fil
 
 from _common import load_record, write_result  # noqa: E402
 
-from breastgpt.bench.aggregate import GROUPINGS, METRICS, aggregate, full_rows  # noqa: E402
+from breastgpt.bench.aggregate import GROUPINGS, aggregate, full_rows  # noqa: E402
+from breastgpt.bench.metric_registry import group_metrics  # noqa: E402
 from breastgpt.bench.embedding_cache import FILE_NAME, EmbeddingCache, model_key, text_sha256  # noqa: E402
 from breastgpt.bench.items import load_items, write_jsonl_atomic  # noqa: E402
 from breastgpt.bench.report import write_report  # noqa: E402
@@ -155,7 +156,7 @@ def naive_bootstrap(full, n_resamples: int, seed: int) -> float:
             for c, v in zip(cols, key):
                 mask &= full[c].to_numpy() == v
             groups.append(mask)
-    columns = [full[c].to_numpy(float) for c in METRICS.values()]
+    columns = [full[c].to_numpy(float) for c in group_metrics().values()]
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     for _ in range(n_resamples):

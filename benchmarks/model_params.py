@@ -33,20 +33,18 @@ PUBLISHED = {
 def count(size: str) -> dict[str, int]:
     with torch.device("meta"):
         model = BreastGPTForConditionalGeneration(build_config(size))
+    # the model's own module groups (the first that prefixes a name wins); the rest is the LM
+    declared = {g.name: g.prefixes() for g in model.module_groups}
+    buckets = {"vit": declared["vision_tower"], "slide_longnet": declared["slide_encoder"],
+               "slide_projectors": declared["slide_projectors"]}
     groups = {"vit": 0, "lm": 0, "slide_longnet": 0, "slide_projectors": 0}
     seen = set()
     for name, p in model.named_parameters():
         if id(p) in seen:  # tied embeddings count once
             continue
         seen.add(id(p))
-        if name.startswith("model.visual."):
-            groups["vit"] += p.numel()
-        elif name.startswith("model.slide_encoder."):
-            groups["slide_longnet"] += p.numel()
-        elif name.startswith("model.slide_"):
-            groups["slide_projectors"] += p.numel()
-        else:
-            groups["lm"] += p.numel()
+        bucket = next((b for b, prefixes in buckets.items() if name.startswith(prefixes)), "lm")
+        groups[bucket] += p.numel()
     groups["backbone"] = groups["vit"] + groups["lm"]
     groups["slide_branch"] = groups["slide_longnet"] + groups["slide_projectors"]
     groups["total"] = groups["backbone"] + groups["slide_branch"]

@@ -1,8 +1,8 @@
 """stage1: warm up the visual front-end and the slide branch with the LLM (and the ViT blocks) frozen.
 
-Trainable, by module path (``breastgpt.train.model_setup.STAGE1_TRAINABLE``): ``model.visual.merger``,
-``model.visual.deepstack_merger_list``, ``model.slide_encoder`` (LongNet), ``model.slide_projector`` and
-``model.slide_deepstack_projectors``. The paper published no stage-1 recipe; these values are ours.
+Trainable: the model class's ``warmup`` module groups (``BreastGPTForConditionalGeneration.module_groups``:
+the ViT patch merger and DeepStack mergers, the LongNet slide encoder, the slide projectors and, in the learnable
+selection ablation, the concept selectors). The paper published no stage-1 recipe; these values are ours.
 """
 
 from breastgpt.train.config import (CheckpointConfig, DataConfig, LoggingConfig, ModelConfig, OptimConfig,

@@ -215,3 +215,23 @@ def test_no_prior_media_keeps_the_history_text_and_the_last_turns_media() -> Non
     assert users[2].startswith("<slide>\nER status?")
     assert [m["content"] for m in record.messages if m["role"] == "assistant"] == ["BI-RADS 4", "Malignant",
                                                                                    "A. ER-positive"]
+
+
+def test_ablations_are_registered_by_cli_name_and_a_new_one_is_one_decorated_builder() -> None:
+    from breastgpt.bench.ablations import ABLATIONS, AblationSet, Prompt, build_ablation_sets
+    from breastgpt.bench.runner import RunConfig
+
+    assert ABLATIONS.names() == ("no-image", "no-prior-media", "shuffle-image", "permute-options", "circular")
+
+    @ABLATIONS.register("echo")
+    def _echo(records, seed=0):
+        return [AblationSet("echo", "echo", [Prompt(r.id, "echo", r) for r in records])]
+
+    try:
+        sets = build_ablation_sets("echo", [make_record("r1", "p1")])
+        assert [p.item_id for p in sets[0].prompts] == ["r1"]
+        RunConfig(bench="b.jsonl", model="local:m", out="o", ablations=("echo",))  # accepted without other edits
+    finally:
+        ABLATIONS.remove("echo")
+    with pytest.raises(ValueError, match="known: no-image, no-prior-media"):
+        build_ablation_sets("echo", [])

@@ -699,3 +699,24 @@ def test_against_a_real_breastgpt_server(tmp_path: Path, checkpoint: Path, monke
     by_id = lambda run: {r.item_id: r.response for r in load_responses(tmp_path / run / "responses.jsonl")}
     assert local["counts"]["failed"] == 0 and len(by_id("served")) == 3 and all(by_id("served").values())
     assert {k: by_id("served")[k] for k in ("c0", "o0")} == {k: by_id("local")[k] for k in ("c0", "o0")}
+
+
+def test_bench_clients_are_registered_by_spec_prefix_and_a_new_one_is_one_decorated_factory():
+    from breastgpt.bench.clients import CLIENTS, bench_client, parse_model_spec
+    from breastgpt.bench.runner import RunConfig, make_client
+
+    assert CLIENTS.names() == ("local", "openai")
+
+    @bench_client("fake", "fake:NAME", lambda rest: (rest, rest) if rest else None)
+    def _fake(where, model, run):
+        return ("fake client", where, run.seed)
+
+    try:
+        assert parse_model_spec("fake:m1") == ("fake", "m1", "m1")
+        assert make_client(RunConfig(bench="b.jsonl", model="fake:m1", out="o", seed=7)) == ("fake client", "m1", 7)
+        with pytest.raises(BenchDataError, match="expected local:DIR .* or openai:URL#MODEL .* or fake:NAME"):
+            parse_model_spec("fake:")
+    finally:
+        CLIENTS.remove("fake")
+    with pytest.raises(BenchDataError, match="expected local:DIR"):
+        parse_model_spec("fake:m1")

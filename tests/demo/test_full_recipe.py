@@ -56,7 +56,9 @@ def test_nothing_identifying_leaks(mini_demo) -> None:
 
 def test_both_models_pretrain_their_own_routes_and_keep_their_encoders_frozen(mini_demo) -> None:
     from breastgpt.model import BreastGPTForConditionalGeneration
-    from breastgpt.train.model_setup import ENCODER_PARAMS
+    from breastgpt.model.module_groups import encoder_prefixes
+
+    encoder_params = encoder_prefixes(BreastGPTForConditionalGeneration.module_groups)
 
     out, summary = mini_demo
     stages = {stage.name: stage for stage in summary.stages}
@@ -69,7 +71,7 @@ def test_both_models_pretrain_their_own_routes_and_keep_their_encoders_frozen(mi
         encoders = BreastGPTForConditionalGeneration.from_pretrained(out / "runs" / f"encoders-{name}")
         final = BreastGPTForConditionalGeneration.from_pretrained(out / "runs" / name / "final")
         before, after = dict(encoders.named_parameters()), dict(final.named_parameters())
-        frozen = [n for n in before if n.startswith(ENCODER_PARAMS)]
+        frozen = [n for n in before if n.startswith(encoder_params)]
         assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)  # freeze_encoders held
         assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith("model.language_model."))
     if summary.machine["torch_threads"] >= 2:  # the comparator trained meanwhile, in a process of its own

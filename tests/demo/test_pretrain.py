@@ -17,7 +17,10 @@ from breastgpt.demo.settings import QUICK
 from breastgpt.demo.training import write_initial_checkpoint
 from breastgpt.model import BreastGPTForConditionalGeneration
 from breastgpt.train.config import ModelConfig
-from breastgpt.train.model_setup import ENCODER_PARAMS, apply_trainable
+from breastgpt.model.module_groups import encoder_prefixes
+from breastgpt.train.model_setup import apply_trainable
+
+ENCODER_PARAMS = encoder_prefixes(BreastGPTForConditionalGeneration.module_groups)
 
 SYSTEM = "You are BreastGPT. Clinical stage: screening."
 

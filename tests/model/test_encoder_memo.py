@@ -9,10 +9,11 @@ from tests.model.conftest import conversation, make_image, make_slide, make_volu
 
 
 def _freeze_encoders(model) -> None:
-    from breastgpt.train.model_setup import ENCODER_PARAMS
+    from breastgpt.model.module_groups import encoder_prefixes, groups_of
 
+    encoders = encoder_prefixes(groups_of(model))
     for name, param in model.named_parameters():
-        param.requires_grad_(not name.startswith(ENCODER_PARAMS))
+        param.requires_grad_(not name.startswith(encoders))
 
 
 def _batch(processor, seed: int = 0):

@@ -26,7 +26,8 @@ def test_lora_adapter_saves_and_merged_model_generates_the_same(tmp_path):
     adapter = result.final_dir / "adapter"
     assert (adapter / "adapter_model.safetensors").is_file() and (adapter / "adapter_config.json").is_file()
     saved = json.loads((adapter / "adapter_config.json").read_text())
-    assert saved["r"] == 16 and {"slide_encoder", "deepstack_merger_list.1"} <= set(saved["modules_to_save"])
+    assert saved["r"] == 16 and {"model.slide_encoder", "model.visual.deepstack_merger_list.1"} <= set(
+        saved["modules_to_save"])
 
     base = build_model(ModelConfig(flavour="tiny", init_seed=0))  # the same seeded base weights
     with_adapter = PeftModel.from_pretrained(base, str(adapter)).eval()

@@ -20,6 +20,8 @@ accuracy on the same items between the full run and the ablated one (`aggregate.
 * `no-prior-media`: for multi-turn (pathway) items, the media of every user turn before the last are removed with
   their placeholders; the earlier turns' text and answers stay, as do the last turn's media. Does the answer
   depend on the earlier stages' images? Items whose earlier turns carry no media are refused.
+
+Each is registered in `ABLATIONS` by its CLI name; a new ablation is one decorated builder here.
 """
 
 from __future__ import annotations
@@ -28,13 +30,11 @@ import hashlib
 import random
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 from breastgpt.corpus.records import MEDIA_TOKENS, MediaRef, Record
+from breastgpt.registry import Registry, RegistryError
 
-ABLATIONS: dict[str, str] = {"no-image": "no_image", "shuffle-image": "shuffle_image",
-                             "permute-options": "permute_options", "circular": "circular",
-                             "no-prior-media": "no_prior_media"}
 LETTERS = "ABCDEF"
 _PLACEHOLDER = re.compile("(?:" + "|".join(re.escape(t) for t in MEDIA_TOKENS.values()) + r")[ \t]*\n?")
 
@@ -71,28 +71,30 @@ class OptionsNotFound(ValueError):
     """The option lines of a closed question cannot be located in its prompt."""
 
 
+# CLI name (`bench run --ablate NAME`) -> builder (bench records, seed) -> its prompt sets
+AblationBuilder = Callable[[list[Record], int], list[AblationSet]]
+ABLATIONS: Registry[AblationBuilder] = Registry("ablation")
+
+
 def full_set(records: list[Record]) -> AblationSet:
     return AblationSet("full", "full", [Prompt(r.id, "full", r) for r in records])
 
 
 def build_ablation_sets(name: str, records: list[Record], seed: int = 0) -> list[AblationSet]:
     """The prompt sets of one ablation (CLI name): one set, or one per rotation for 'circular'."""
-    if name == "circular":
-        return circular_sets(records)
-    return [build_ablation(name, records, seed)]
+    try:
+        build = ABLATIONS.get(name)
+    except RegistryError as exc:
+        raise ValueError(str(exc)) from None
+    return build(records, seed)
 
 
 def build_ablation(name: str, records: list[Record], seed: int = 0) -> AblationSet:
     """The prompts of one single-set ablation (CLI name, e.g. 'no-image') over the bench records."""
-    if name not in ABLATIONS or name == "circular":
-        raise ValueError(f"unknown ablation {name!r} (single-set); choose from {sorted(set(ABLATIONS) - {'circular'})}")
-    if name == "no-image":
-        return _no_image_set(records)
-    if name == "shuffle-image":
-        return shuffle_image_set(records, seed)
-    if name == "no-prior-media":
-        return _no_prior_media_set(records)
-    return _permute_set(records, seed)
+    sets = build_ablation_sets(name, records, seed)
+    if len(sets) != 1:
+        raise ValueError(f"ablation {name!r} builds {len(sets)} prompt sets; use build_ablation_sets")
+    return sets[0]
 
 
 def _seeded(seed: int, *parts: str) -> random.Random:
@@ -110,14 +112,15 @@ def no_image(record: Record) -> Record:
     return replace(record, messages=messages, media=[])
 
 
-def _no_image_set(records: list[Record]) -> AblationSet:
+@ABLATIONS.register("no-image")
+def _no_image_sets(records: list[Record], seed: int = 0) -> list[AblationSet]:
     out = AblationSet("no_image", "no_image", [])
     for r in records:
         if r.media:
             out.prompts.append(Prompt(r.id, "no_image", no_image(r)))
         else:
             out.refused[r.id] = "no visual input to remove"
-    return out
+    return [out]
 
 
 # ---------------------------------------------------------------------------------------------- no-prior-media
@@ -133,14 +136,15 @@ def no_prior_media(record: Record) -> Record:
     return replace(record, messages=messages, media=list(record.media[dropped:]))
 
 
-def _no_prior_media_set(records: list[Record]) -> AblationSet:
+@ABLATIONS.register("no-prior-media")
+def _no_prior_media_sets(records: list[Record], seed: int = 0) -> list[AblationSet]:
     out = AblationSet("no_prior_media", "no_prior_media", [])
     for r in records:
         if len(no_prior_media(r).media) == len(r.media):
             out.refused[r.id] = "no media in earlier turns to remove"
         else:
             out.prompts.append(Prompt(r.id, "no_prior_media", no_prior_media(r)))
-    return out
+    return [out]
 
 
 # ----------------------------------------------------------------------------------------------- shuffle-image
@@ -160,6 +164,11 @@ def _is_other_patient(record: Record, ref: MediaRef, donor: _Donor) -> bool:
     if "unknown" in (record.patient_key, donor.patient_key):
         return True  # no patient to compare: a different file is the most that can be checked
     return donor.patient_key != record.patient_key
+
+
+@ABLATIONS.register("shuffle-image")
+def _shuffle_image_sets(records: list[Record], seed: int = 0) -> list[AblationSet]:
+    return [shuffle_image_set(records, seed)]
 
 
 def shuffle_image_set(records: list[Record], seed: int = 0) -> AblationSet:
@@ -262,7 +271,8 @@ def _permuted_label(label: dict[str, Any], order: tuple[int, ...], new_answer: i
     return out
 
 
-def _permute_set(records: list[Record], seed: int) -> AblationSet:
+@ABLATIONS.register("permute-options")
+def _permute_sets(records: list[Record], seed: int = 0) -> list[AblationSet]:
     out = AblationSet("permute_options", f"permute_options:seed={seed}", [])
     for r in records:
         if r.task_family != "closed_vqa":
@@ -274,7 +284,7 @@ def _permute_set(records: list[Record], seed: int) -> AblationSet:
             out.refused[r.id] = f"options not located in the prompt: {exc}"
             continue
         out.prompts.append(Prompt(r.id, "permute_options", permuted, option_order=order))
-    return out
+    return [out]
 
 
 # --------------------------------------------------------------------------------------------------- circular
@@ -283,6 +293,11 @@ def _permute_set(records: list[Record], seed: int) -> AblationSet:
 def rotation(n: int, k: int) -> tuple[int, ...]:
     """Presented position p -> original option (p + k) mod n."""
     return tuple((p + k) % n for p in range(n))
+
+
+@ABLATIONS.register("circular")
+def _circular_sets(records: list[Record], seed: int = 0) -> list[AblationSet]:
+    return circular_sets(records)
 
 
 def circular_sets(records: list[Record]) -> list[AblationSet]:

@@ -22,7 +22,9 @@ from breastgpt.bench.items import CIRCULAR_VARIANTS, BenchItem
 from breastgpt.bench.judge_controls import judge_summary
 from breastgpt.bench.metrics import (binary_stats, confusion, expected_calibration_error, kappa_from_confusion,
                                      kappa_stats, weighted_auc)
-from breastgpt.bench.scoring import OPEN_FAMILIES, RunData, ScoreConfig, load_run, score_responses
+from breastgpt.bench import metric_registry
+from breastgpt.bench.metric_registry import OPEN_FAMILIES, clinical_metrics, group_metrics
+from breastgpt.bench.scoring import RunData, ScoreConfig, load_run, score_responses
 from breastgpt.bench.statistics import ClusterResampler, MetricSpec, clustered_power, holm, ratio
 
 PAPER_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -37,15 +39,6 @@ GROUPINGS: dict[str, tuple[str, ...]] = {
     "partition": ("partition",), "partition×stage×modality": ("partition", "stage", "modality"),
     "source×partition": ("source", "partition"),
 }
-METRICS: dict[str, str] = {  # metric -> per-item column (the mean over defined items is reported)
-    "accuracy": "correct", "unparseable_rate": "unparseable", "mean_iou": "iou", "hit_rate@0.5": "hit",
-    "rouge_l": "rouge_l", "embedding_cosine": "embedding", "key_finding_recall": "kf_recall", "judge": "judge",
-    "circular_accuracy": "circular", "option_accuracy": "option_correct",
-}
-OPEN_METRIC_COLUMN = {"judge": "judge", "embedding": "embedding", "rouge_l": "rouge_l",
-                      "key_finding_recall": "kf_recall"}
-SHORTCUT_VARIANTS = ("no_image", "shuffle_image", "permute_options", "no_prior_media")
-CLINICAL_METRICS = ("sensitivity", "specificity", "auc", "kappa_linear", "kappa_quadratic")
 
 
 @dataclass
@@ -108,7 +101,7 @@ def aggregate(items: list[BenchItem], run: RunData, df: pd.DataFrame, config: Sc
     attach_baselines(out.groups, {name: group_table(frame, rs, memberships) for name, frame in frames.items()})
     attach_power(out.groups, full, memberships)
     column = open_ablation_column(out.open_metric, full)
-    fallback = next(metric for metric, col in METRICS.items() if col == column)
+    fallback = next(metric for metric, col in group_metrics().items() if col == column)
     out.paper_row = paper_row(out.groups, out.open_metric, baseline_metric=fallback)
     if (full["partition"] == "external").any():
         out.paper_external = paper_row(out.groups, out.open_metric, "external", baseline_metric=fallback)
@@ -155,10 +148,10 @@ def group_masks(full: pd.DataFrame, memberships: Membership | None = None
                 ) -> dict[str, tuple[str, dict[str, Any], str, np.ndarray]]:
     """Every (grouping, group, metric) with defined values: spec key -> (grouping, key, metric, item mask)."""
     out = {}
-    defined = {metric: np.isfinite(full[column].to_numpy(float)) for metric, column in METRICS.items()}
+    defined = {metric: np.isfinite(full[column].to_numpy(float)) for metric, column in group_metrics().items()}
     for grouping, key, in_group in memberships if memberships is not None else group_memberships(full):
         cols = GROUPINGS[grouping]
-        for metric in METRICS:
+        for metric in defined:
             mask = in_group & defined[metric]
             if mask.any():
                 out[_spec_key(grouping, key, metric)] = (grouping, dict(zip(cols, key)), metric, mask)
@@ -169,7 +162,8 @@ def group_table(full: pd.DataFrame, rs: ClusterResampler, memberships: Membershi
                 ) -> list[dict[str, Any]]:
     """Mean of every metric in every group of every grouping, with intervals, from one batched bootstrap."""
     masks = group_masks(full, memberships)
-    specs = {name: MetricSpec.mean(full[METRICS[metric]].to_numpy(float), mask)
+    columns = group_metrics()
+    specs = {name: MetricSpec.mean(full[columns[metric]].to_numpy(float), mask)
              for name, (_, _, metric, mask) in masks.items()}
     intervals = rs.bootstrap_batch(specs)
     return [{"grouping": masks[name][0], "key": masks[name][1], "metric": masks[name][2], **iv.as_dict()}
@@ -194,9 +188,10 @@ def attach_power(groups: list[dict[str, Any]], full: pd.DataFrame, memberships: 
     """Each group's `power`: design effect from its clusters and the minimum detectable difference at 80 %."""
     masks = group_masks(full, memberships)
     clusters = pd.factorize(full["cluster"])[0]
+    columns = group_metrics()
     for g in groups:
         _, _, metric, mask = masks[_spec_key(g["grouping"], tuple(g["key"].values()), g["metric"])]
-        power = clustered_power(full[METRICS[metric]].to_numpy(float)[mask], clusters[mask])
+        power = clustered_power(full[columns[metric]].to_numpy(float)[mask], clusters[mask])
         g["power"] = None if power is None else power.as_dict()
 
 
@@ -215,17 +210,14 @@ def paper_row(groups: list[dict[str, Any]], open_metric: str, partition: str = "
         row[label] = find_group(groups, "partition×stage×modality",
                                 {"partition": partition, "stage": stage, "modality": modality}, "accuracy")
     row["closed"] = find_group(groups, "partition", {"partition": partition}, "accuracy")
-    row["open"] = find_group(groups, "partition", {"partition": partition}, open_metric_label(open_metric))
+    open_name = metric_registry.open_metric(open_metric).name
+    row["open"] = find_group(groups, "partition", {"partition": partition}, open_name)
     other = find_group(groups, "partition", {"partition": partition}, baseline_metric) if baseline_metric else None
     if (row["open"] is not None and other is not None and not any(row["open"].get("baselines", {}).values())
             and any(other.get("baselines", {}).values())):
         row["open"] = {**row["open"], "baselines": other.get("baselines", {}), "baselines_metric": baseline_metric,
                        "model_on_baselines_metric": _interval_only({**other, "baselines": None, "power": None})}
     return row
-
-
-def open_metric_label(open_metric: str) -> str:
-    return {"embedding": "embedding_cosine", "key_finding_recall": "key_finding_recall"}.get(open_metric, open_metric)
 
 
 # ------------------------------------------------------------------------------------------------ clinical
@@ -393,7 +385,7 @@ def circular_summary(df: pd.DataFrame, full: pd.DataFrame) -> dict[str, Any] | N
 def _warnings(out: BenchScores, full: pd.DataFrame) -> list[str]:
     warns = [out.clustering["warning"]] if out.clustering.get("warning") else []
     warns += [f"{label}: {cell['warning']}" for label, cell in out.paper_row.items() if cell and cell["warning"]]
-    warns += [f"clinical {c['target']} {m}: {c[m]['warning']}" for c in out.clinical for m in CLINICAL_METRICS
+    warns += [f"clinical {c['target']} {m}: {c[m]['warning']}" for c in out.clinical for m in clinical_metrics()
               if isinstance(c.get(m), dict) and c[m].get("warning")]
     warns += [f"judge {j['judge_model']}: {j['family_check']['text']}" for j in out.judge.get("judges", [])
               if j["family_check"]["status"] != "different"]
@@ -420,7 +412,7 @@ def compare_columns(a: pd.DataFrame, open_metric: str) -> dict[str, tuple[str, n
         cell = closed & (a["stage"] == stage).to_numpy() & (a["modality"] == modality).to_numpy()
         if cell.any():
             columns[label] = ("correct", cell)
-    col = OPEN_METRIC_COLUMN[open_metric]
+    col = metric_registry.open_metric(open_metric).column
     if np.isfinite(a[col].to_numpy(float)).any():
         columns["open"] = (col, np.ones(len(a), bool))
     external = (a["partition"] == "external").to_numpy()

@@ -24,14 +24,12 @@ import numpy as np
 import pandas as pd
 
 from breastgpt.bench.items import BenchItem
+from breastgpt.bench import metric_registry
+from breastgpt.bench.metric_registry import baseline_columns, column_label, group_metrics, text_scored
 from breastgpt.bench.metrics import iou
-from breastgpt.bench.text_metrics import key_finding_recall, rouge_l
 
 BASELINES = ("chance", "prior", "text_only")
 ABLATION_BASELINES = {"text_only": "no_image", "shuffled_image": "shuffle_image"}  # baseline -> ablation variant
-BASELINE_COLUMNS = ("correct", "iou", "hit", "rouge_l", "embedding", "kf_recall")
-COLUMN_LABELS = {"correct": "accuracy", "iou": "mean IoU", "rouge_l": "ROUGE-L", "embedding": "embedding similarity",
-                 "kf_recall": "key-finding recall"}
 # The metric each task family's shortcut check compares (open-ended: see `open_ablation_column`).
 FAMILY_GAP_COLUMN = {"closed_vqa": "correct", "grounding": "iou"}
 
@@ -82,23 +80,22 @@ def prior_scores(items: list[BenchItem], priors: dict[str, TemplatePrior]) -> pd
     rows = []
     for it in items:
         p = priors.get(it.template_id)
-        row = dict.fromkeys(BASELINE_COLUMNS, np.nan)
+        row = dict.fromkeys(baseline_columns(), np.nan)
         if p is not None and it.is_closed and p.option_text is not None:
             row["correct"] = float(_norm(it.options[it.answer_index]) == p.option_text)
         if p is not None and it.task_family == "grounding" and it.box is not None and p.box is not None:
             row["iou"] = iou(p.box if len(p.box) == len(it.box) else None, it.box)
             row["hit"] = float(row["iou"] >= 0.5)
         if p is not None and it.answer is not None and p.answer is not None:
-            row["rouge_l"] = rouge_l(p.answer, it.answer)
-            row["kf_recall"] = key_finding_recall(p.answer, it.key_findings).recall
+            row.update({m.column: m.score_text(it, p.answer) for m in text_scored() if m.baseline})
         rows.append(row)
-    return pd.DataFrame(rows, columns=list(BASELINE_COLUMNS))
+    return pd.DataFrame(rows, columns=list(baseline_columns()))
 
 
 def chance_scores(items: list[BenchItem]) -> pd.DataFrame:
-    rows = [{**dict.fromkeys(BASELINE_COLUMNS, np.nan), **({"correct": 1 / len(it.options)} if it.is_closed else {})}
+    rows = [{**dict.fromkeys(baseline_columns(), np.nan), **({"correct": 1 / len(it.options)} if it.is_closed else {})}
             for it in items]
-    return pd.DataFrame(rows, columns=list(BASELINE_COLUMNS))
+    return pd.DataFrame(rows, columns=list(baseline_columns()))
 
 
 def ablation_scores(items: list[BenchItem], df: pd.DataFrame, variant: str) -> pd.DataFrame | None:
@@ -106,7 +103,7 @@ def ablation_scores(items: list[BenchItem], df: pd.DataFrame, variant: str) -> p
     sub = df[df["variant"] == variant]
     if sub.empty:
         return None
-    return sub.set_index("item_id")[list(BASELINE_COLUMNS)].reindex([it.id for it in items]).reset_index(drop=True)
+    return sub.set_index("item_id")[list(baseline_columns())].reindex([it.id for it in items]).reset_index(drop=True)
 
 
 def baseline_frames(items: list[BenchItem], full: pd.DataFrame, df: pd.DataFrame,
@@ -121,7 +118,7 @@ def baseline_frames(items: list[BenchItem], full: pd.DataFrame, df: pd.DataFrame
         if values is None:
             continue
         frame = full.copy()
-        for column in ("correct", "iou", "hit", "rouge_l", "embedding", "kf_recall", "judge", "unparseable"):
+        for column in group_metrics().values():  # a metric the baseline lacks is undefined, not the model's
             frame[column] = values[column].to_numpy(float) if column in values else np.nan
         out[name] = frame
     return out
@@ -130,8 +127,7 @@ def baseline_frames(items: list[BenchItem], full: pd.DataFrame, df: pd.DataFrame
 def open_ablation_column(open_metric: str, full: pd.DataFrame) -> str:
     """The open-ended metric a baseline can also be scored on: judges score only the full answers, so the
     judge's column falls back to embedding similarity when computed, else ROUGE-L."""
-    column = {"judge": "judge", "embedding": "embedding", "rouge_l": "rouge_l",
-              "key_finding_recall": "kf_recall"}[open_metric]
+    column = metric_registry.open_metric(open_metric).column
     if column == "judge":
         return "embedding" if np.isfinite(full["embedding"].to_numpy(float)).any() else "rouge_l"
     return column
@@ -143,7 +139,7 @@ def flag_text(baseline: str, column: str, gap: dict[str, Any], min_gap: float) -
     low = gap.get("low")
     if low is None or not np.isfinite(low):
         return None
-    column = COLUMN_LABELS.get(column, column)
+    column = column_label(column)
     if baseline == "permute_options":
         if gap["low"] > 0 or gap["high"] < 0:
             return f"{column} changes {100 * gap['point']:.1f} points when options are permuted: option-position bias"

@@ -14,12 +14,14 @@ from rich.text import Text
 
 from breastgpt.bench.aggregate import PAPER_COLUMNS, comparison, full_rows, resolve_open_metric, score_run
 from breastgpt.bench.items import BenchDataError, load_items, read_jsonl
+from breastgpt.bench.metric_registry import open_options
 from breastgpt.bench.report import first_screen, format_interval, format_p, json_safe, render_html, write_report
 from breastgpt.bench.scoring import ScoreConfig, load_run, score_responses
 
 app = typer.Typer(help="Score saved benchmark answers offline and write reports.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 _console = Console(stderr=True, soft_wrap=True)  # messages name paths: never break them
+_OPEN_METRIC_HELP = " | ".join(("auto", *open_options()))
 
 
 def _config(resamples: int, seed: int, embeddings: bool, open_metric: str,
@@ -113,7 +115,7 @@ def score_cmd(
     resamples: int = typer.Option(10_000, help="Bootstrap resamples over patients."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
     embeddings: bool = typer.Option(True, help="Compute embedding similarity with the packaged model."),
-    open_metric: str = typer.Option("auto", help="auto | judge | embedding | rouge_l | key_finding_recall"),
+    open_metric: str = typer.Option("auto", help=_OPEN_METRIC_HELP),
     human_grades: Optional[Path] = typer.Option(None, help="JSONL {item_id, score} graded by humans."),
     primary_judge: Optional[str] = typer.Option(None, help="Judge model feeding the open column (default: the "
                                                            "first judgement file by name)."),
@@ -168,7 +170,7 @@ def compare_cmd(
     resamples: int = typer.Option(10_000, help="Bootstrap resamples over patients."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
     embeddings: bool = typer.Option(False, help="Include embedding similarity in the open-ended difference."),
-    open_metric: str = typer.Option("auto", help="auto | judge | embedding | rouge_l | key_finding_recall"),
+    open_metric: str = typer.Option("auto", help=_OPEN_METRIC_HELP),
     train: Optional[Path] = typer.Option(None, "--train", help=_TRAIN_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:

@@ -15,6 +15,8 @@ How media travel to an endpoint (`openai:URL#MODEL`):
   slide thumbnail stored in the feature file as an image, and the item fails (recorded, scored wrong) if there is
   none.
 A BreastGPT server is recognised by the `breastgpt` key of its `/v1/models` answer, or forced either way.
+
+`--model KIND:...` picks a client from `CLIENTS`; another kind of client is one `bench_client`-decorated factory.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from breastgpt.config import ConfigError, StrictConfig
 from breastgpt.corpus.records import MEDIA_TOKENS, Record
 from breastgpt.infer.params import GenerationParams
 from breastgpt.io.errors import MedicalFileError
+from breastgpt.registry import Registry
 
 _PLACEHOLDER = re.compile("|".join(re.escape(t) for t in MEDIA_TOKENS.values()))
 _KIND_OF_TOKEN = {token: kind for kind, token in MEDIA_TOKENS.items()}
@@ -80,20 +83,40 @@ class BenchClient(Protocol):
     def answer_all(self, requests: list[Request], on_answer: OnAnswer) -> None: ...
 
 
+@dataclass(frozen=True)
+class ClientKind:
+    """How `--model KIND:REST` is read and turned into a client."""
+
+    usage: str  # the spec's form, for error messages
+    parse: Callable[[str], "tuple[str, str] | None"]  # REST -> (where, model name), None when malformed
+    build: Callable[[str, str, Any], BenchClient]  # (where, model name, the run's config) -> client
+
+
+# `--model` prefix -> client kind; a new kind of client is one `bench_client`-decorated factory
+CLIENTS: Registry[ClientKind] = Registry("bench client")
+
+
+def bench_client(kind: str, usage: str, parse: Callable[[str], "tuple[str, str] | None"]):
+    """Decorator: register `build(where, model, run_config) -> BenchClient` for model specs `kind:...`."""
+    def add(build: Callable[[str, str, Any], BenchClient]) -> Callable[[str, str, Any], BenchClient]:
+        CLIENTS.add(kind, ClientKind(usage, parse, build))
+        return build
+    return add
+
+
 def parse_model_spec(spec: str) -> tuple[str, str, str]:
-    """'local:DIR' -> ('local', DIR, ''); 'openai:URL#MODEL' -> ('openai', URL, MODEL)."""
+    """'local:DIR' -> ('local', DIR, ''); 'openai:URL#MODEL' -> ('openai', URL, MODEL); likewise per `CLIENTS`."""
     kind, _, rest = spec.partition(":")
-    if kind == "local" and rest:
-        return "local", rest, ""
-    if kind == "openai":
-        url, _, model = rest.rpartition("#")
-        if url.startswith(("http://", "https://")) and model:
-            return "openai", url.rstrip("/"), model
-    raise BenchDataError(f"model {spec!r}: expected local:DIR (a checkpoint folder) or openai:URL#MODEL "
-                         f"(e.g. openai:http://localhost:8000/v1#Qwen3-VL-8B-Instruct)")
+    parsed = CLIENTS.get(kind).parse(rest) if kind in CLIENTS else None
+    if parsed is None:
+        raise BenchDataError(f"model {spec!r}: expected " + " or ".join(k.usage for _, k in CLIENTS.items()))
+    return kind, *parsed
 
 
-# ------------------------------------------------------------------------------------------------- media
+def make_bench_client(spec: str, run_config: Any) -> BenchClient:
+    """The client a model spec names, built from the run's settings (`runner.RunConfig`)."""
+    kind, where, model = parse_model_spec(spec)
+    return CLIENTS.get(kind).build(where, model, run_config)
 
 
 class MediaUnsupported(ValueError):
@@ -534,3 +557,27 @@ class LocalClient:
         if options is None:
             return None
         return softmax(self.engine.answer_loglikelihoods(conversation, option_answers(request.record, options)))
+
+
+def _local_spec(rest: str) -> tuple[str, str] | None:
+    return (rest, "") if rest else None
+
+
+def _endpoint_spec(rest: str) -> tuple[str, str] | None:
+    url, _, model = rest.rpartition("#")
+    return (url.rstrip("/"), model) if url.startswith(("http://", "https://")) and model else None
+
+
+@bench_client("local", "local:DIR (a checkpoint folder)", _local_spec)
+def _local_client(where: str, model: str, run: Any) -> BenchClient:
+    return LocalClient(Path(where), run.decoding(), run.root, batch_size=run.batch_size, device=run.device)
+
+
+@bench_client("openai", "openai:URL#MODEL (e.g. openai:http://localhost:8000/v1#Qwen3-VL-8B-Instruct)",
+              _endpoint_spec)
+def _endpoint_client(where: str, model: str, run: Any) -> BenchClient:
+    endpoint = EndpointConfig(base_url=where, model=model, api_key_env=run.api_key_env,
+                              concurrency=run.concurrency, timeout_s=run.timeout_s, max_retries=run.max_retries,
+                              backoff_s=run.backoff_s, breastgpt_server=run.breastgpt_server,
+                              volume_frames=run.volume_frames)
+    return OpenAIClient(endpoint, run.decoding(), run.root)

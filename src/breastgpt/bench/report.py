@@ -23,19 +23,11 @@ from matplotlib.figure import Figure
 
 from breastgpt.artifacts import sha256_file
 from breastgpt import __version__
-from breastgpt.bench.aggregate import PAPER_COLUMNS, BenchScores, find_group, open_metric_label
-from breastgpt.bench.scoring import OPEN_FAMILIES
+from breastgpt.bench.aggregate import PAPER_COLUMNS, BenchScores, find_group
+from breastgpt.bench.metric_registry import OPEN_FAMILIES, clinical_metrics, family_metrics, open_metric
 
 SCHEMA = "breastgpt.bench.report/1"
 _TEMPLATE = Path(__file__).with_name("templates") / "report.html.jinja"
-# The metrics each task family's cell table shows, in column order (others stay in report.json's groups).
-FAMILY_METRICS: dict[str, tuple[str, ...]] = {
-    "closed_vqa": ("accuracy", "unparseable_rate"),
-    "grounding": ("mean_iou", "hit_rate@0.5"),
-    "open_vqa": ("judge", "embedding_cosine", "rouge_l", "key_finding_recall"),
-    "report": ("judge", "embedding_cosine", "rouge_l", "key_finding_recall"),
-    "grounded_caption": ("judge", "embedding_cosine", "rouge_l", "key_finding_recall"),
-}
 
 def report_dict(scores: BenchScores, inputs: list[Path]) -> dict[str, Any]:
     df = scores.per_item
@@ -106,6 +98,7 @@ def render_html(report: dict[str, Any]) -> str:
     return template.render(r=report, plots=plots, sections=cell_sections(report["groups"]),
                            paper_columns=[c[0] for c in PAPER_COLUMNS], first=first_screen(report),
                            sources=source_table(report), short_labels=SHORT_LABELS,
+                           clinical_metrics=list(clinical_metrics()),
                            by_provenance=[g for g in report["groups"] if g["grouping"] == "task_family×provenance"])
 
 
@@ -158,7 +151,7 @@ def _flag_column(shortcut: dict[str, Any]) -> str | None:
 
 def source_table(report: dict[str, Any]) -> dict[str, Any]:
     """Per source: closed accuracy and the open-ended score, internal bench and external partition side by side."""
-    metrics = ["accuracy", open_metric_label(report["open_metric"])]
+    metrics = ["accuracy", open_metric(report["open_metric"]).name]
     groups = [g for g in report["groups"] if g["grouping"] == "source×partition" and g["metric"] in metrics]
     sources = sorted({g["key"]["source"] for g in groups})
     partitions = [p for p in ("internal", "external") if any(g["key"]["partition"] == p for g in groups)]
@@ -204,7 +197,8 @@ def cell_sections(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
             k = g["key"]
             cells.setdefault((k["task_family"], k["stage"], k["modality"], k["source"]), {})[g["metric"]] = g
     sections = []
-    for family, metrics in FAMILY_METRICS.items():
+    # each task family's registered metrics, in column order (others stay in report.json's groups)
+    for family, metrics in family_metrics().items():
         keys = sorted((k for k in cells if k[0] == family),
                       key=lambda k: (order.get((k[1], k[2]), len(order)), k[1], k[2], k[3]))
         shown = [m for m in metrics if any(m in cells[k] for k in keys)]

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from breastgpt.bench.ablations import ABLATIONS
 from breastgpt.bench.items import BenchDataError
 from breastgpt.bench.runner import RunConfig, run_bench
 
@@ -26,9 +27,8 @@ def run(
     judge: list[str] = typer.Option([], "--judge", help="openai:URL#MODEL judging open-ended answers (repeat for "
                                                         "several judges; each writes its own file)."),
     concurrency: int = typer.Option(4, "--concurrency", help="Requests in flight at once (endpoints)."),
-    ablate: list[str] = typer.Option([], "--ablate", help="no-image | shuffle-image | permute-options | circular | "
-                                                          "no-prior-media (repeat; circular asks every option "
-                                                          "rotation: n−1 extra prompts per closed item)."),
+    ablate: list[str] = typer.Option([], "--ablate", help=" | ".join(ABLATIONS.names()) + " (repeat; circular asks "
+                                                          "every option rotation: n−1 extra prompts per closed item)."),
     corpus_root: Optional[Path] = typer.Option(None, "--corpus-root", help="Media root (default: bench folder)."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Answer length limit (tokens)."),
     seed: int = typer.Option(0, "--seed", help="Decoding seed and ablation seed."),

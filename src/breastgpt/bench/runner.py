@@ -29,8 +29,8 @@ from typing import Any, Callable
 from breastgpt.artifacts import sha256_file
 from breastgpt.bench.ablations import ABLATIONS, AblationSet, Prompt, build_ablation_sets, full_set
 from breastgpt.bench.cache import CacheKey, CachedAnswer, ResponseCache
-from breastgpt.bench.clients import (Answer, BenchClient, EndpointConfig, LocalClient, OpenAIClient,
-                                     Request, parse_model_spec)
+from breastgpt.bench.clients import (Answer, BenchClient, LocalClient,
+                                     Request, make_bench_client, parse_model_spec)
 from breastgpt.bench.items import (BenchDataError, BenchItem, SavedResponse, item_from_record, response_to_dict,
                                    write_jsonl_atomic)
 from breastgpt.bench.judge_controls import FamilyEvidence, checkpoint_family, family_from_name, model_family
@@ -80,7 +80,7 @@ class RunConfig(StrictConfig):
     def validate(self) -> None:
         bad = [a for a in self.ablations if a not in ABLATIONS]
         if bad:
-            raise ConfigError(f"unknown ablations {bad}; choose from {sorted(ABLATIONS)}")
+            raise ConfigError(f"unknown ablations {bad}; choose from {', '.join(ABLATIONS.names())}")
         if len(set(self.ablations)) != len(self.ablations):
             raise ConfigError(f"ablations listed twice: {list(self.ablations)}")
         if self.limit is not None and self.limit < 1:
@@ -209,15 +209,7 @@ def params_hash(params: GenerationParams, media_policy: dict[str, Any]) -> str:
 
 
 def make_client(config: RunConfig) -> BenchClient:
-    kind, where, model = parse_model_spec(config.model)
-    if kind == "local":
-        return LocalClient(Path(where), config.decoding(), config.root, batch_size=config.batch_size,
-                           device=config.device)
-    endpoint = EndpointConfig(base_url=where, model=model, api_key_env=config.api_key_env,
-                              concurrency=config.concurrency, timeout_s=config.timeout_s,
-                              max_retries=config.max_retries, backoff_s=config.backoff_s,
-                              breastgpt_server=config.breastgpt_server, volume_frames=config.volume_frames)
-    return OpenAIClient(endpoint, config.decoding(), config.root)
+    return make_bench_client(config.model, config)
 
 
 # -------------------------------------------------------------------------------------------------------- run

@@ -24,13 +24,11 @@ from breastgpt.config import ConfigError, StrictConfig
 from breastgpt.bench.items import BenchDataError, BenchItem, SavedResponse, load_responses
 from breastgpt.bench.judge_controls import FamilyEvidence, candidate_family
 from breastgpt.bench.judges import JUDGEMENT_GLOB, JudgeScore, load_judgements
+from breastgpt.bench.metric_registry import open_options, response_columns, text_scored
 from breastgpt.bench.metrics import iou
 from breastgpt.bench.parsing import parse_box, parse_choice_detailed
 from breastgpt.bench.embedding_cache import embed_with_cache, open_run_cache
-from breastgpt.bench.text_metrics import (cosine_rows, embed_texts, key_finding_recall, packaged_embedding_model_path,
-                                          rouge_l)
-
-OPEN_FAMILIES = ("open_vqa", "report", "grounded_caption")
+from breastgpt.bench.text_metrics import cosine_rows, embed_texts, packaged_embedding_model_path
 
 
 @dataclass(frozen=True)
@@ -41,13 +39,15 @@ class ScoreConfig(StrictConfig):
     seed: int = 0
     level: float = 0.95
     embeddings: bool = True
-    open_metric: Literal["auto", "judge", "embedding", "rouge_l", "key_finding_recall"] = "auto"
+    open_metric: str = "auto"  # auto | an open-ended metric's option (metric_registry.open_options)
     primary_judge: str | None = None  # judge model whose scores feed the tables (default: the first one seen)
     # a shortcut flag is raised when the lower end of the paired 95 % interval of (model − baseline) is at or below
     # this gap (0: the model is not shown to beat the baseline at all; baselines.py)
     shortcut_min_gap: float = 0.0
 
     def validate(self) -> None:
+        if self.open_metric not in ("auto", *open_options()):
+            raise ConfigError(f"open_metric {self.open_metric!r} is not one of {', '.join(('auto', *open_options()))}")
         if self.n_resamples < 1 or not 0 < self.level < 1:
             raise ConfigError("n_resamples must be >= 1 and level in (0, 1)")
 
@@ -105,10 +105,13 @@ def _judgements(paths: list[Path]) -> list[JudgeScore]:
 
 # ------------------------------------------------------------------------------------------ per-item scores
 
-_COLUMNS = ("item_id", "variant", "model", "patient_key", "cluster", "cluster_level", "stage", "modality",
-            "task_family", "source", "partition", "template_id", "provenance", "status", "pred_index", "correct",
-            "unparseable", "iou", "hit", "rouge_l", "embedding", "kf_recall", "judge", "score", "confidence",
-            "option_correct")
+_ITEM_COLUMNS = ("item_id", "variant", "model", "patient_key", "cluster", "cluster_level", "stage", "modality",
+                 "task_family", "source", "partition", "template_id", "provenance", "status", "pred_index")
+
+
+def frame_columns() -> tuple[str, ...]:
+    """Columns of the scored frame: the item's, every registered per-response metric's, the option scores'."""
+    return (*_ITEM_COLUMNS, *response_columns(), "score", "confidence")
 
 
 def score_responses(items: list[BenchItem], run: RunData, config: ScoreConfig) -> pd.DataFrame:
@@ -123,7 +126,7 @@ def score_responses(items: list[BenchItem], run: RunData, config: ScoreConfig) -
             if resp is None and variant != "full":
                 continue  # ablations cover a subset by design
             rows.append({**_score_one(it, resp, variant, run.model, judge), "cluster": key, "cluster_level": level})
-    df = pd.DataFrame(rows, columns=list(_COLUMNS))
+    df = pd.DataFrame(rows, columns=list(frame_columns()))
     if config.embeddings:
         _add_embeddings(df, items, by_key, run.run_dir)
     return df
@@ -142,10 +145,9 @@ def _score_one(it: BenchItem, resp: SavedResponse | None, variant: str, model: s
     row: dict[str, Any] = dict(
         item_id=it.id, variant=variant, model=model, patient_key=it.patient_key, stage=it.stage,
         modality=it.modality, task_family=it.task_family, source=it.source, partition=it.partition,
-        template_id=it.template_id, provenance=it.answer_provenance, status="missing", pred_index=-1, correct=np.nan,
-        unparseable=np.nan, iou=np.nan, hit=np.nan, rouge_l=np.nan, embedding=np.nan, kf_recall=np.nan,
-        judge=np.nan, score=np.nan if resp is None or resp.score is None else resp.score, confidence=np.nan,
-        option_correct=np.nan)
+        template_id=it.template_id, provenance=it.answer_provenance, status="missing", pred_index=-1,
+        **dict.fromkeys(response_columns(), np.nan),
+        score=np.nan if resp is None or resp.score is None else resp.score, confidence=np.nan)
     text = "" if resp is None else resp.response
     if it.is_closed:
         _score_closed(row, it, resp, text)
@@ -154,10 +156,9 @@ def _score_one(it: BenchItem, resp: SavedResponse | None, variant: str, model: s
         row["iou"] = iou(parsed.box, it.box)
         row["hit"] = float(row["iou"] >= 0.5)
         row["status"] = parsed.status if resp is not None else "missing"
+    for metric in text_scored():
+        row[metric.column] = metric.score_text(it, text)
     if it.answer is not None:
-        row["rouge_l"] = rouge_l(text, it.answer)
-        found = key_finding_recall(text, it.key_findings)
-        row["kf_recall"] = found.recall
         if variant == "full":
             row["judge"] = judge.get(it.id, np.nan)
         row["status"] = "answered" if resp is not None and text.strip() else ("missing" if resp is None else "empty")

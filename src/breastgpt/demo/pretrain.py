@@ -186,7 +186,7 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
     from breastgpt.model.configuration import slide_encoder_id
     from breastgpt.model.processing import BreastGPTProcessor
     from breastgpt.train.data import MediaLoader, Sample, collate, encode_sample
-    from breastgpt.train.model_setup import ENCODER_PARAMS
+    from breastgpt.model.module_groups import encoder_prefixes, groups_of
     from breastgpt.train.progress import step_progress
 
     modes = {"features": ("features",), "thumbnail": ("thumbnail",), "both": ("features", "thumbnail")}
@@ -222,7 +222,8 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
     head_keys = sorted({(t, kinds[item]) for item in kinds for t in task.media[item[0]]})
     heads = nn.ModuleList(nn.Linear(3 * width, len(task.classes[t])) for t, _ in head_keys)
     head_of = {k: i for i, k in enumerate(head_keys)}
-    params = [p for n, p in model.named_parameters() if n.startswith(ENCODER_PARAMS)] + list(heads.parameters())
+    encoders = encoder_prefixes(groups_of(model))
+    params = [p for n, p in model.named_parameters() if n.startswith(encoders)] + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     # studies in record-id order (`encoder_task` inserts them so): media file names are content hashes, and an
     # order taken from them would change with the PNG encoder's bytes

@@ -24,9 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-# Parameters that decide a medium's visual tokens (with selection unconditioned on the prompt).
-ENCODER_PREFIXES = ("visual.", "slide_encoder.", "slide_projector.", "slide_deepstack_projectors.", "concept_selectors.")
-
+from breastgpt.model.module_groups import ModuleGroupError, encoder_prefixes, groups_of
 
 class EncoderMemoError(RuntimeError):
     """The memo cannot be used on this model as it is (encoders train, or selection reads the prompt)."""
@@ -44,6 +42,8 @@ class EncoderMemo:
     """Selected visual tokens per medium (``list`` of `Kept` blocks: one per image or slide, one per volume frame)."""
 
     max_bytes: int
+    # the encoder parameters whose values the entries depend on (`inner_encoder_prefixes`); None: the default model's
+    encoder_prefixes: tuple[str, ...] | None = None
     stats: MemoStats = field(default_factory=MemoStats)
     _entries: dict[tuple, list[Any]] = field(default_factory=dict, repr=False)
     _held: int = field(default=0, repr=False)
@@ -92,9 +92,24 @@ def content_key(kind: str, *tensors: torch.Tensor) -> tuple:
     return (kind, tuple(meta), digest.hexdigest())
 
 
-def trainable_encoder_params(model: nn.Module) -> list[str]:
-    """Names of encoder parameters (vision tower, slide branch) that require gradients."""
-    return [n for n, p in model.named_parameters() if n.startswith(ENCODER_PREFIXES) and p.requires_grad]
+def inner_encoder_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """Prefixes, relative to the `BreastGPTModel` at path ``model``, of the encoder groups `model`'s class declares
+    (the parameters that decide a medium's visual tokens, with selection unconditioned on the prompt);
+    `BreastGPTForConditionalGeneration`'s when `model` is a bare `BreastGPTModel`."""
+    from breastgpt.model.modeling import BreastGPTForConditionalGeneration
+
+    try:
+        groups = groups_of(model)
+    except ModuleGroupError:
+        groups = BreastGPTForConditionalGeneration.module_groups
+    return tuple(p.removeprefix("model.") for p in encoder_prefixes(groups) if p.startswith("model."))
+
+
+def trainable_encoder_params(inner: nn.Module, prefixes: tuple[str, ...] | None = None) -> list[str]:
+    """Names of the encoder parameters of a `BreastGPTModel` that require gradients (`prefixes`: its encoder
+    groups, see `inner_encoder_prefixes`)."""
+    prefixes = inner_encoder_prefixes(inner) if prefixes is None else prefixes
+    return [n for n, p in inner.named_parameters() if p.requires_grad and n.startswith(prefixes)]
 
 
 def enable_encoder_memo(model: nn.Module, max_bytes: int) -> EncoderMemo | None:
@@ -107,9 +122,10 @@ def enable_encoder_memo(model: nn.Module, max_bytes: int) -> EncoderMemo | None:
     selection = None if inner is None else inner.config.selection
     if inner is None or max_bytes <= 0 or selection.text_conditioning or selection.learnable:
         return None
-    if trainable_encoder_params(inner):
+    prefixes = inner_encoder_prefixes(model)
+    if trainable_encoder_params(inner, prefixes):
         return None
-    inner.encoder_memo = EncoderMemo(max_bytes)
+    inner.encoder_memo = EncoderMemo(max_bytes, prefixes)
     return inner.encoder_memo
 
 
@@ -129,4 +145,4 @@ def _breastgpt_model(model: nn.Module) -> Any:
 
 
 __all__ = ["EncoderMemo", "EncoderMemoError", "MemoStats", "content_key", "disable_encoder_memo",
-           "enable_encoder_memo", "trainable_encoder_params"]
+           "enable_encoder_memo", "inner_encoder_prefixes", "trainable_encoder_params"]

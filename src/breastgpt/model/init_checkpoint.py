@@ -24,11 +24,14 @@ from breastgpt.artifacts import sha256_file
 from breastgpt.model.configuration import HISTO_TOKEN, BreastGPTConfig
 from breastgpt.model.flavours import published
 from breastgpt.model.modeling import BreastGPTForConditionalGeneration
+from breastgpt.model.module_groups import QWEN3VL_MODULE_GROUPS
 from breastgpt.model.processing import BreastGPTProcessor
 
 MANIFEST = "manifest.json"
-# Parameters a Qwen3-VL checkpoint lacks, initialised here: the slide branch, and the learnable selectors.
-NEW_PARAMS = ("model.slide_", "model.concept_selectors.")
+# Parameters a Qwen3-VL checkpoint lacks, initialised here: the groups BreastGPT adds to Qwen3-VL's (the slide
+# branch, and the learnable selectors).
+NEW_PARAMS = tuple(p for g in BreastGPTForConditionalGeneration.module_groups if g not in QWEN3VL_MODULE_GROUPS
+                   for p in g.prefixes())
 _SHAPE_FIELDS = {
     "text_config": ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                     "num_key_value_heads", "head_dim"),

@@ -28,6 +28,7 @@ from breastgpt.model.configuration import BreastGPTConfig, SelectionConfig
 from breastgpt.model.encoder_memo import EncoderMemoError, content_key, trainable_encoder_params
 from breastgpt.model.learnable_selection import LearnableConceptSelector
 from breastgpt.model.longnet import LongNetEncoder
+from breastgpt.model.module_groups import QWEN3VL_MODULE_GROUPS, ModuleGroup
 from breastgpt.model.positions import (
     PlaceholderMismatchError,
     VisualBlock,
@@ -284,7 +285,7 @@ class BreastGPTModel(Qwen3VLModel):
         self, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw, slide_features, slide_grid, slide_mask
     ) -> dict[str, list[Kept]]:
         """What `candidates` + `select` give, from ``encoder_memo`` where the medium was seen before."""
-        trainable = trainable_encoder_params(self)
+        trainable = trainable_encoder_params(self, self.encoder_memo.encoder_prefixes)
         if self.concept_selectors is not None:
             raise EncoderMemoError("encoder_memo is set but selection is learnable (selection.learnable=true): its "
                                    "picks change as it trains and with its Gumbel noise, so they cannot be memoised.")
@@ -486,6 +487,15 @@ class BreastGPTForConditionalGeneration(Qwen3VLForConditionalGeneration):
 
     config_class = BreastGPTConfig
     config: BreastGPTConfig
+    # The one list of this model's parts; training's trainable sets derive from it (breastgpt.model.module_groups).
+    module_groups: tuple[ModuleGroup, ...] = (
+        *QWEN3VL_MODULE_GROUPS,
+        ModuleGroup("slide_encoder", ("model.slide_encoder",), encoder=True, warmup=True),  # LongNet
+        ModuleGroup("slide_projectors", ("model.slide_projector", "model.slide_deepstack_projectors"), encoder=True,
+                    warmup=True),
+        # the learnable selection ablation; absent (None) otherwise
+        ModuleGroup("concept_selectors", ("model.concept_selectors",), encoder=True, warmup=True),
+    )
     _SLIDE_KEYS = ("slide_features", "slide_grid", "slide_mask")
     # With labels and a boolean (batch, seq) ``logits_to_keep`` mask, the loss is taken over the kept positions
     # only (each predicting the next label) and ``logits`` holds just those rows, (n_kept, vocab). Training

@@ -61,10 +61,7 @@ class LoraConfig(TrainSection):
     dropout: float = 0.05
     # Regex over module paths: the LLM's attention and MLP projections.
     target_modules: str = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
-    # Module names trained in full next to the adapters (the visual front-end and the slide branch).
-    modules_to_save: list[str] = field(default_factory=lambda: [
-        "merger", "deepstack_merger_list", "slide_encoder", "slide_projector", "slide_deepstack_projectors",
-        "concept_selectors"])
+    # Trained in full next to the adapters: the model class's warm-up module groups (model_setup.apply_lora).
 
 
 @dataclass

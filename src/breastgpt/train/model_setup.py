@@ -1,15 +1,16 @@
 """Model and processor for a training run: build or load, choose trainable parameters, LoRA, checkpointing.
 
-Trainable sets are named by module path so a recipe's claim can be tested:
+Trainable sets derive from the module groups the model class declares (``module_groups``,
+`breastgpt.model.module_groups`), so a recipe's claim can be tested and a model variant's new part joins them:
 
 - ``all``: every parameter (stage 2; the tile encoder is not part of the model — features come from files).
-- ``stage1``: ``STAGE1_TRAINABLE`` — the ViT patch merger and the DeepStack mergers, the LongNet slide
-  encoder, the slide projectors and (learnable ablation only) the concept-query selectors; the ViT blocks,
-  patch embedding and the whole LLM stay frozen.
-- ``lora``: peft LoRA adapters on the LLM projections plus the modules named in ``model.lora.modules_to_save``.
-- ``language``: everything but ``ENCODER_PARAMS`` (the whole vision tower with its mergers, the slide branch, the
-  learnable selectors):
-  the language model learns to read encoders that were trained before, e.g. by ``breastgpt.demo.pretrain``.
+- ``stage1``: the ``warmup`` groups (for BreastGPT: the ViT patch merger and the DeepStack mergers, the LongNet
+  slide encoder, the slide projectors and, in the learnable ablation, the concept-query selectors); the ViT
+  blocks, patch embedding and the whole LLM stay frozen.
+- ``lora``: peft LoRA adapters on the LLM projections; the ``warmup`` groups train in full (``modules_to_save``).
+- ``language``: everything but the ``encoder`` groups (the whole vision tower with its mergers, the slide branch,
+  the learnable selectors): the language model learns to read encoders that were trained before, e.g. by
+  ``breastgpt.demo.pretrain``.
 """
 
 from __future__ import annotations
@@ -21,18 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from breastgpt.model.module_groups import encoder_prefixes, groups_of, lora_modules_to_save, warmup_prefixes
 from breastgpt.train.config import ConfigError, ModelConfig
 
-ENCODER_PARAMS = ("model.visual.", "model.slide_encoder.", "model.slide_projector.", "model.slide_deepstack_projectors.",
-                  "model.concept_selectors.")
-STAGE1_TRAINABLE = (
-    "model.visual.merger.",
-    "model.visual.deepstack_merger_list.",
-    "model.slide_encoder.",
-    "model.slide_projector.",
-    "model.slide_deepstack_projectors.",
-    "model.concept_selectors.",  # the learnable selection ablation, when the model has it
-)
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -109,15 +101,17 @@ def apply_trainable(model: nn.Module, config: ModelConfig) -> None:
         model.requires_grad_(True)
         return
     if config.trainable == "language":
+        encoders = encoder_prefixes(groups_of(model))
         for name, param in model.named_parameters():
-            param.requires_grad_(not name.startswith(ENCODER_PARAMS))
+            param.requires_grad_(not name.startswith(encoders))
         return
     model.requires_grad_(False)
     if config.trainable == "stage1":
-        names = [n for n, _ in model.named_parameters() if n.startswith(STAGE1_TRAINABLE)]
+        warmup = warmup_prefixes(groups_of(model))
+        names = [n for n, _ in model.named_parameters() if n.startswith(warmup)]
         if not names:
-            raise ConfigError("model.trainable=stage1 matched no parameter; the model has no visual mergers/slide "
-                              "branch under the expected paths " + ", ".join(STAGE1_TRAINABLE))
+            raise ConfigError("model.trainable=stage1 matched no parameter; the model has none under its warm-up "
+                              "groups' paths " + ", ".join(warmup))
         params = dict(model.named_parameters())
         for n in names:
             params[n].requires_grad_(True)
@@ -126,27 +120,12 @@ def apply_trainable(model: nn.Module, config: ModelConfig) -> None:
 def apply_lora(model: nn.Module, config: ModelConfig) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
-    save = _modules_to_save(model, config.lora.modules_to_save)
+    save = lora_modules_to_save(model)
     lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                       target_modules=config.lora.target_modules, modules_to_save=save or None, bias="none")
     if not any(re.fullmatch(config.lora.target_modules, n) for n, _ in model.named_modules()):
         raise ConfigError(f"model.lora.target_modules={config.lora.target_modules!r} matches no module")
     return get_peft_model(model, lora)
-
-
-def _modules_to_save(model: nn.Module, wanted: list[str]) -> list[str]:
-    """Module names for peft's ``modules_to_save``; lists are expanded to their items (peft cannot wrap a
-    ModuleList), and names the model lacks (no slide branch in plain Qwen3-VL) are skipped."""
-    out: list[str] = []
-    for full, module in model.named_modules():
-        short = full.rsplit(".", 1)[-1]
-        if short not in wanted:
-            continue
-        if isinstance(module, (nn.ModuleList, nn.ModuleDict)):
-            out += [f"{short}.{child}" for child, _ in module.named_children()]
-        else:
-            out.append(short)
-    return sorted(set(out))
 
 
 def trainable_names(model: nn.Module) -> list[str]:
@@ -187,5 +166,5 @@ def _processor_from_folder(config: ModelConfig, budgets: dict[str, int]) -> Any:
                               video_processor=qwen_video_processor(), **budgets)
 
 
-__all__ = ["STAGE1_TRAINABLE", "apply_lora", "apply_trainable", "build_model", "build_processor",
+__all__ = ["apply_lora", "apply_trainable", "build_model", "build_processor",
            "qwen_config_from", "seeded_init", "trainable_names"]
