@@ -47,7 +47,8 @@ class ScoreConfig(StrictConfig):
 
     def validate(self) -> None:
         if self.open_metric not in ("auto", *open_options()):
-            raise ConfigError(f"open_metric {self.open_metric!r} is not one of {', '.join(('auto', *open_options()))}")
+            raise ConfigError(f"open_metric={self.open_metric!r} is not one of {['auto', *open_options()]}; "
+                              "use one of them")
         if self.n_resamples < 1 or not 0 < self.level < 1:
             raise ConfigError("n_resamples must be >= 1 and level in (0, 1)")
 
