@@ -32,8 +32,8 @@ from safetensors.torch import load_file, save_file
 from breastgpt.artifacts import (
     CheckpointError,
     Manifest,
-    atomic_write_text,
     ManifestError,
+    atomic_write_text,
     publish_dir,
     shared_staging_path,
     staging_dir,
