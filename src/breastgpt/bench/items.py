@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from breastgpt.artifacts import atomic_path
+
 STAGES = ("screening", "diagnosis", "treatment", "unknown")
 MODALITIES = ("mammography", "ultrasound", "mri", "ct", "pathology", "unknown")
 FAMILIES = ("closed_vqa", "open_vqa", "grounding", "grounded_caption", "report")
