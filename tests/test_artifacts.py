@@ -17,16 +17,16 @@ from breastgpt.artifacts import (
     CheckpointError,
     Manifest,
     ManifestError,
+    artifact_problems,
     atomic_dir,
     atomic_path,
     atomic_write_bytes,
     code_version,
     is_temp_name,
-    manifest_problems,
     publish_dir,
     remove_stale_temps,
     staging_dir,
-    verify_manifest,
+    verify_artifact,
 )
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "breastgpt"
@@ -254,8 +254,8 @@ def test_manifest_round_trip_and_verify(tmp_path):
     assert written.meta["code_version"] == code_version() and written.meta["created"]
     read = Manifest.read(root / "manifest.json")
     assert read == written
-    assert read.problems(root, exhaustive=True) == [] and manifest_problems(root, exhaustive=True) == []
-    assert verify_manifest(root).meta["step"] == 3
+    assert read.problems(root, exhaustive=True) == [] and artifact_problems(root, exhaustive=True) == []
+    assert verify_artifact(root).meta["step"] == 3
 
 
 def test_manifest_detects_tampering_missing_and_unlisted_files(tmp_path):
@@ -264,11 +264,11 @@ def test_manifest_detects_tampering_missing_and_unlisted_files(tmp_path):
     (root / "x.txt").write_text("X")
     (root / "y.txt").unlink()
     (root / "extra.txt").write_text("e")
-    assert manifest_problems(root) == [f"{root / 'x.txt'}: sha256 differs from the manifest",
+    assert artifact_problems(root) == [f"{root / 'x.txt'}: sha256 differs from the manifest",
                                        f"{root / 'y.txt'}: listed in the manifest but missing"]
-    assert manifest_problems(root, exhaustive=True)[-1] == f"{root / 'extra.txt'}: not listed in the manifest"
+    assert artifact_problems(root, exhaustive=True)[-1] == f"{root / 'extra.txt'}: not listed in the manifest"
     with pytest.raises(ManifestError, match="x.txt: sha256 differs.*resume from an earlier one"):
-        verify_manifest(root, hint="resume from an earlier one")
+        verify_artifact(root, hint="resume from an earlier one")
 
 
 def test_manifest_without_stamp_is_deterministic(tmp_path):
@@ -281,14 +281,14 @@ def test_manifest_without_stamp_is_deterministic(tmp_path):
 
 def test_missing_or_broken_manifest_is_reported_clearly(tmp_path):
     root = _folder(tmp_path / "a", **{"x.txt": "x"})
-    assert manifest_problems(root) == [f"{root / 'manifest.json'}: missing; the artifact was never finished — "
+    assert artifact_problems(root) == [f"{root / 'manifest.json'}: missing; the artifact was never finished — "
                                        "write it again"]
     (root / "manifest.json").write_text("{not json")
     with pytest.raises(ManifestError, match="manifest.json: unreadable"):
-        verify_manifest(root)
+        verify_artifact(root)
     (root / "manifest.json").write_text('{"files": []}')
     with pytest.raises(ManifestError, match="not a manifest"):
-        verify_manifest(root)
+        verify_artifact(root)
 
 
 def test_code_version_is_one_string():

@@ -367,7 +367,7 @@ def _stamped(meta: dict[str, Any]) -> dict[str, Any]:
     return {"code_version": code_version(), "created": utc_now(), **meta}
 
 
-def manifest_problems(folder: str | Path, name: str = MANIFEST_NAME, *, exhaustive: bool = False) -> list[str]:
+def artifact_problems(folder: str | Path, name: str = MANIFEST_NAME, *, exhaustive: bool = False) -> list[str]:
     """Problems with the artifact in `folder` against its manifest ([] when it verifies); a missing or
     unreadable manifest is a problem, not an exception."""
     try:
@@ -377,14 +377,15 @@ def manifest_problems(folder: str | Path, name: str = MANIFEST_NAME, *, exhausti
     return manifest.problems(folder, exhaustive=exhaustive, skip=(name,))
 
 
-def verify_manifest(folder: str | Path, name: str = MANIFEST_NAME, *, exhaustive: bool = False,
+def verify_artifact(folder: str | Path, name: str = MANIFEST_NAME, *, exhaustive: bool = False,
                     hint: str = "restore or rebuild it") -> Manifest:
     """The manifest of the artifact in `folder` once every file matches it; raises `ManifestError`."""
     return Manifest.read(Path(folder) / name).verify(folder, exhaustive=exhaustive, skip=(name,), hint=hint)
 
 
 __all__ = [
-    "MANIFEST_NAME", "ArtifactError", "CheckpointError", "Manifest", "ManifestError", "atomic_dir", "atomic_path",
-    "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "code_version", "hash_tree", "is_temp_name", "manifest_problems", "publish_dir", "remove_stale_temps", "sha256_file",
-    "shared_staging_path", "staging_dir", "utc_now", "verify_manifest",
+    "MANIFEST_NAME", "ArtifactError", "CheckpointError", "Manifest", "ManifestError", "artifact_problems",
+    "atomic_dir", "atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "code_version",
+    "hash_tree", "is_temp_name", "publish_dir", "remove_stale_temps", "sha256_file", "shared_staging_path",
+    "staging_dir", "utc_now", "verify_artifact",
 ]

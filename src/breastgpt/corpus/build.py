@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from breastgpt.artifacts import MANIFEST_NAME, Manifest, manifest_problems, remove_stale_temps
+from breastgpt.artifacts import MANIFEST_NAME, Manifest, artifact_problems, remove_stale_temps
 from breastgpt.corpus.build_items import (STATE_DIR, ItemTask, input_keys, process_item, read_item_state,
                                           slide_feature_id, state_reference)
 from breastgpt.corpus.completeness import MAX_LOST_FRACTION, incomplete_sources, outcome_table, source_outcomes
@@ -494,7 +494,7 @@ def verify_build(out: Path) -> list[str]:
     path = Path(out) / MANIFEST_NAME
     if not path.is_file():
         return [f"{path}: missing — the build did not finish; run `corpus build` again to resume"]
-    return manifest_problems(out)
+    return artifact_problems(out)
 
 
 # ---------------------------------------------------------------------------------------------------- PHI gate

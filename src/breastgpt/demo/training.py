@@ -147,9 +147,9 @@ def train_config(ctx: Any, name: str) -> Any:
 
 
 def _final_verifies(final: Path) -> bool:
-    from breastgpt.artifacts import manifest_problems
+    from breastgpt.artifacts import artifact_problems
 
-    return not manifest_problems(final)
+    return not artifact_problems(final)
 
 
 def pretrain_for(ctx: Any, name: str, progress: bool = True) -> dict[str, Any] | None:

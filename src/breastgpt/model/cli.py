@@ -68,9 +68,9 @@ def verify_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Re-hash a checkpoint against its manifest; exit 1 if anything differs."""
-    from breastgpt.artifacts import manifest_problems
+    from breastgpt.artifacts import artifact_problems
 
-    problems = manifest_problems(path, exhaustive=True)
+    problems = artifact_problems(path, exhaustive=True)
     if as_json:
         typer.echo(json.dumps({"path": str(path), "ok": not problems, "problems": problems}))
     else:

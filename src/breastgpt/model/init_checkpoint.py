@@ -5,7 +5,7 @@ so the embedding keeps its size), initialise its embedding from ``<|image_pad|>`
 weight into BreastGPT, initialise the slide branch, and write safetensors + config + tokenizer + processor
 files + ``manifest.json`` (input sha256s, output sha256s, code version) atomically with
 `breastgpt.artifacts.atomic_dir`: a temporary sibling folder renamed into place only when complete. `model verify`
-checks it with `breastgpt.artifacts.manifest_problems`.
+checks it with `breastgpt.artifacts.artifact_problems`.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from breastgpt.artifacts import (
     publish_dir,
     shared_staging_path,
     staging_dir,
-    verify_manifest,
+    verify_artifact,
 )
 from breastgpt.train.state_io import load_state, save_state
 
@@ -179,10 +179,10 @@ def resolve_checkpoint(resume: str, output_dir: Path) -> Path | None:
 
 
 def verify_checkpoint(folder: Path) -> dict[str, Any]:
-    """The checkpoint's manifest as a dict once every file it lists matches (`artifacts.verify_manifest`);
+    """The checkpoint's manifest as a dict once every file it lists matches (`artifacts.verify_artifact`);
     raises `CheckpointError`, a `ManifestError`, otherwise."""
     try:
-        manifest = verify_manifest(folder, hint="resume from an earlier checkpoint")
+        manifest = verify_artifact(folder, hint="resume from an earlier checkpoint")
     except ManifestError as exc:
         raise CheckpointError(str(exc)) from exc
     return manifest.to_dict()
