@@ -117,9 +117,13 @@ def remove_stale_temps(folder: str | Path) -> int:
         return 0
     removed = 0
     for path in folder.iterdir():
-        if is_temp_name(path.name):
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
-            removed += 1
+        if not is_temp_name(path.name):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        removed += 1
     return removed
 
 
@@ -244,8 +248,11 @@ def publish_dir(tmp: str | Path, path: str | Path, *, overwrite: bool = True, du
     if path.exists() and not overwrite:
         raise ArtifactError(f"{path}: already exists; choose another output folder or allow overwriting")
     if durable:
-        for file in sorted(p for p in tmp.rglob("*") if p.is_file()):
-            _fsync_file(file)
+        for entry in sorted(tmp.rglob("*")):
+            if entry.is_dir():
+                _fsync_dir(entry)
+            else:
+                _fsync_file(entry)
         _fsync_dir(tmp)
     old = None
     if path.exists():
