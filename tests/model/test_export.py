@@ -92,7 +92,7 @@ def test_export_loads_as_plain_qwen3_vl_with_no_missing_or_unexpected_weights(ex
 
 
 def test_export_states_what_was_left_out(exported):
-    from breastgpt.model.init_checkpoint import verify_checkpoint
+    from breastgpt.artifacts import artifact_problems
 
     checkpoint, out = exported
     manifest = json.loads((out / "manifest.json").read_text())
@@ -105,7 +105,7 @@ def test_export_states_what_was_left_out(exported):
     assert manifest["kind"] == "qwen3-vl-export" and "not reproduced" in manifest["token_selection"]
     readme = (out / "README.md").read_text()
     assert "slide" in readme and "Token selection is not reproduced" in readme
-    assert verify_checkpoint(out) == []
+    assert artifact_problems(out, exhaustive=True) == []
 
 
 def _same_inputs(processor, qwen_processor, part: dict) -> dict:

@@ -40,12 +40,13 @@ def _tiny_overrides():
 
 def test_init_copies_weights_adds_histo_on_spare_row_and_verifies(qwen_base, tmp_path):
     from breastgpt.model import BreastGPTForConditionalGeneration, BreastGPTProcessor
-    from breastgpt.model.init_checkpoint import init_checkpoint, verify_checkpoint
+    from breastgpt.artifacts import artifact_problems
+    from breastgpt.model.init_checkpoint import init_checkpoint
 
     base, qwen = qwen_base
     result = init_checkpoint(base, tmp_path / "out", config_overrides=_tiny_overrides())
     assert result.histo_token_id == 270 and result.vocab_size == 320 and result.vocab_size_kept
-    assert verify_checkpoint(tmp_path / "out") == []
+    assert artifact_problems(tmp_path / "out", exhaustive=True) == []
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert "model.safetensors" in manifest["base"]["files"] and "model.safetensors" in manifest["files"]
     assert not list((tmp_path / "out").glob("*.bin"))
@@ -66,14 +67,15 @@ def test_init_copies_weights_adds_histo_on_spare_row_and_verifies(qwen_base, tmp
 
 
 def test_tampering_is_caught_by_verify(qwen_base, tmp_path):
-    from breastgpt.model.init_checkpoint import init_checkpoint, verify_checkpoint
+    from breastgpt.artifacts import artifact_problems
+    from breastgpt.model.init_checkpoint import init_checkpoint
 
     base, _ = qwen_base
     out = tmp_path / "out"
     init_checkpoint(base, out, config_overrides=_tiny_overrides())
     (out / "config.json").write_text((out / "config.json").read_text() + " ")
     (out / "extra.txt").write_text("x")
-    problems = verify_checkpoint(out)
+    problems = artifact_problems(out, exhaustive=True)
     assert any("config.json: sha256 differs" in p for p in problems)
     assert any("extra.txt: not listed" in p for p in problems)
 
@@ -86,7 +88,7 @@ def test_init_refuses_bad_inputs(qwen_base, tmp_path):
         init_checkpoint(tmp_path / "nowhere", tmp_path / "o1")
     with pytest.raises(CheckpointError, match="hidden_size=64 but the 8b flavour has 4096"):
         init_checkpoint(base, tmp_path / "o2", size="8b", config_overrides=_tiny_overrides())
-    assert not (tmp_path / "o2").exists() and not list(tmp_path.glob(".o2.tmp-*"))
+    assert not (tmp_path / "o2").exists() and not list(tmp_path.glob(".o2*"))
     (tmp_path / "o3").mkdir()
     with pytest.raises(CheckpointError, match="already exists"):
         init_checkpoint(base, tmp_path / "o3")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from breastgpt.artifacts import code_version
 from breastgpt.io.errors import UnsupportedFormatError
 from breastgpt.pathology import encoders
 from breastgpt.pathology.encoders import (ConchV15Vision, EncoderSpec, _conch_state, build_encoder,
@@ -127,7 +128,7 @@ def test_feature_file_round_trip(tmp_path: Path) -> None:
     assert np.array_equal(loaded.coords, coords) and loaded.coords.dtype == np.int64
     assert np.array_equal(loaded.features, feats)
     assert loaded.attrs["segmentation"] == {"mask_mpp": 8.0} and loaded.attrs["mpp_override"] is None
-    assert loaded.attrs["n_tiles"] == 3 and loaded.attrs["code_version"] == "0.1.0"
+    assert loaded.attrs["n_tiles"] == 3 and loaded.attrs["code_version"] == code_version()
     assert loaded.thumbnail.shape == (4, 5, 3)
     assert [p.name for p in tmp_path.iterdir()] == ["s.h5"]  # no temporary file left behind
     half = write_features(tmp_path / "h.h5", coords, feats, PROVENANCE, feature_dtype="float16")

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from breastgpt.artifacts import is_temp_name
 from breastgpt.pathology.cli import app
 from breastgpt.pathology.extract import ExtractConfig, extract_slides
 from breastgpt.pathology.features import load_features
@@ -98,7 +99,7 @@ def test_sigkill_then_resume_gives_identical_outputs(cohort: list[Path], tmp_pat
         child.wait()
     final = extract_slides(cohort, resumed, CONFIG)
     assert final["counts"]["quarantined"] == 1
-    assert not list((resumed / "features").glob(".*partial"))
+    assert [p.name for p in (resumed / "features").iterdir() if is_temp_name(p.name)] == []
     _assert_same(_outputs(reference), _outputs(resumed))
 
 

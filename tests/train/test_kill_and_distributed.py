@@ -53,7 +53,7 @@ def test_failure_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     resumed = loop.train(tiny_config(tmp_path / "run", steps=4), resume="auto")
     straight = loop.train(tiny_config(tmp_path / "straight", steps=4))
     assert resumed.losses == straight.losses
-    assert not (root / ".tmp-step-00000004").exists()
+    assert not (root / ".step-00000004.tmpdir").exists()
 
 
 @pytest.mark.slow
@@ -74,7 +74,7 @@ def test_sigkill_during_save_leaves_previous_checkpoint_loadable(tmp_path):
         if proc.poll() is None:
             proc.kill()
     root = tmp_path / "run" / "checkpoints"
-    assert (root / ".tmp-step-00000004" / "model.safetensors").is_file()  # the save really was half-way
+    assert (root / ".step-00000004.tmpdir" / "model.safetensors").is_file()  # the save really was half-way
     assert [p.name for p in ckpt.list_checkpoints(root)] == ["step-00000002"]
     ckpt.verify_checkpoint(root / "step-00000002")
     result = loop.train(tiny_config(tmp_path / "run", steps=4), resume="auto")

@@ -12,6 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from breastgpt.artifacts import atomic_write_text
 from breastgpt.bench.aggregate import PAPER_COLUMNS, comparison, full_rows, resolve_open_metric, score_run
 from breastgpt.bench.items import BenchDataError, load_items, read_jsonl
 from breastgpt.bench.metric_registry import open_options
@@ -156,9 +157,7 @@ def report_cmd(
     if report.get("schema") != "breastgpt.bench.report/1":
         _fail(BenchDataError(f"{report_json}: schema {report.get('schema')!r} is not a bench report"))
     target = out or Path(report_json).with_name("report.html")
-    tmp = target.with_name(f".{target.name}.partial")
-    tmp.write_text(render_html(report), encoding="utf-8")
-    tmp.replace(target)
+    atomic_write_text(target, render_html(report))
     _console.print(f"wrote {target}")
 
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from breastgpt.artifacts import atomic_path
 
 STAGES = ("screening", "diagnosis", "treatment", "unknown")
 MODALITIES = ("mammography", "ultrasound", "mri", "ct", "pathology", "unknown")
@@ -321,17 +321,9 @@ def load_responses(path: Path) -> list[SavedResponse]:
 
 def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Write JSONL through a temp file in the same folder and rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def response_to_dict(resp: SavedResponse) -> dict[str, Any]:

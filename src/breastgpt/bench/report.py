@@ -21,8 +21,7 @@ import jinja2
 import numpy as np
 from matplotlib.figure import Figure
 
-from breastgpt.artifacts import sha256_file
-from breastgpt import __version__
+from breastgpt.artifacts import atomic_write_text, code_version, sha256_file
 from breastgpt.bench.aggregate import PAPER_COLUMNS, BenchScores, find_group
 from breastgpt.bench.metric_registry import OPEN_FAMILIES, clinical_metrics, family_metrics, open_metric
 
@@ -35,7 +34,7 @@ def report_dict(scores: BenchScores, inputs: list[Path]) -> dict[str, Any]:
         "schema": SCHEMA, "model": scores.model, "open_metric": scores.open_metric,
         "config": dataclasses.asdict(scores.config),
         "manifest": {"inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in inputs],
-                     "code_version": __version__, "python": platform.python_version(),
+                     "code_version": code_version(), "python": platform.python_version(),
                      "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
         "counts": {"items": int((df["variant"] == "full").sum()),
                    "responses_by_variant": {k: int(v) for k, v in df["variant"].value_counts().items()},
@@ -66,16 +65,10 @@ def write_report(scores: BenchScores, out_dir: Path, inputs: list[Path]) -> dict
     out_dir.mkdir(parents=True, exist_ok=True)
     report = report_dict(scores, inputs)
     # pandas writes NaN as null, so the per-item table goes out as JSON lines without a Python loop
-    _write_text_atomic(out_dir / "item_scores.jsonl", scores.per_item.to_json(orient="records", lines=True))
-    _write_text_atomic(out_dir / "report.json", json.dumps(report, indent=1, ensure_ascii=False))
-    _write_text_atomic(out_dir / "report.html", render_html(report))
+    atomic_write_text(out_dir / "item_scores.jsonl", scores.per_item.to_json(orient="records", lines=True))
+    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=1, ensure_ascii=False))
+    atomic_write_text(out_dir / "report.html", render_html(report))
     return report
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 # ------------------------------------------------------------------------------------------------------ HTML

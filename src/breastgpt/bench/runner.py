@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from breastgpt.artifacts import sha256_file
+from breastgpt.artifacts import code_version, sha256_file
 from breastgpt.bench.ablations import ABLATIONS, AblationSet, Prompt, build_ablation_sets, full_set
 from breastgpt.bench.cache import CacheKey, CachedAnswer, ResponseCache
 from breastgpt.bench.clients import (Answer, BenchClient, LocalClient,
@@ -447,23 +447,6 @@ def candidate_family_of(client: BenchClient) -> FamilyEvidence:
     if client.describe().get("breastgpt_server"):
         return FamilyEvidence(model_family("breastgpt"), "BreastGPT server (built on Qwen3-VL)")
     return family_from_name(client.model_name)
-
-
-def code_version() -> str:
-    """Package version plus the git commit when running from a checkout. Not imported from `breastgpt.model`:
-    that would load torch and the whole model stack for an endpoint run."""
-    import subprocess
-
-    from breastgpt import __version__
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                                capture_output=True, text=True, timeout=5)
-        if commit.returncode == 0:
-            return f"{__version__}+g{commit.stdout.strip()[:12]}"
-    except (OSError, subprocess.SubprocessError):
-        pass  # an installed wheel: the version alone
-    return __version__
 
 
 def circular_cost(bench: BenchInput, outcomes: list[VariantOutcome]) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
+from breastgpt.artifacts import atomic_path
 from breastgpt.case.schema import Case, CaseMedia, CaseStudy, write_case
 from breastgpt.corpus.pathway import DEFAULT_STAGE
 
@@ -26,9 +27,8 @@ def _copy(source: Path, target: Path) -> None:
     if source.is_dir():
         shutil.copytree(source, target, dirs_exist_ok=True)
     else:
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(source, tmp)
-        tmp.replace(target)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
 
 
 def _write_patient(folder: Path, pseudonym: str, samples: list[Any]) -> Case:

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from breastgpt.artifacts import sha256_file as _sha256_file
+from breastgpt.artifacts import MANIFEST_NAME, Manifest, artifact_problems, remove_stale_temps
 from breastgpt.corpus.build_items import (STATE_DIR, ItemTask, input_keys, process_item, read_item_state,
                                           slide_feature_id, state_reference)
 from breastgpt.corpus.completeness import MAX_LOST_FRACTION, incomplete_sources, outcome_table, source_outcomes
@@ -466,8 +466,7 @@ def prune_media(out: Path, referenced: Iterable[str]) -> int:
             if path.is_file() and str(path.relative_to(out)) not in keep:
                 path.unlink()
                 removed += 1
-    for tmp in out.glob(".*.tmp"):
-        tmp.unlink()
+    remove_stale_temps(out)
     return removed
 
 
@@ -477,35 +476,25 @@ def write_manifest(config: BuildConfig, media: Iterable[str]) -> dict[str, Any]:
     """sha256 of every corpus file; deterministic (no times, no absolute paths) so equal builds compare equal."""
     from breastgpt import __version__
 
-    files = {name: _sha256_file(config.out / name) for name in OUTPUT_FILES}
-    files.update({p: _sha256_file(config.out / p) for p in sorted(set(media))})
+    manifest = Manifest.of_files(config.out, [*OUTPUT_FILES, *sorted(set(media))], stamp=False)
     split = config.split_config()
-    manifest = {
+    manifest.meta = {
         "format": "breaststage-corpus", "version": 1, "breastgpt": __version__,
         "templates_sha256": load_templates().digest,
         "config": {"sources": [s.name for s in config.sources], "seed": config.seed, "split": asdict(split),
                    "templates_per_sample": config.templates_per_sample},
-        "files": files,
-        "corpus_sha256": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest(),
+        "corpus_sha256": hashlib.sha256(json.dumps(manifest.files, sort_keys=True).encode()).hexdigest(),
     }
-    atomic_write_json(config.out / "manifest.json", manifest)
-    return manifest
+    manifest.write(config.out / MANIFEST_NAME)
+    return manifest.to_dict()
 
 
 def verify_build(out: Path) -> list[str]:
     """Problems with a finished build folder ([] when every file matches the manifest): 'done' means verified."""
-    path = Path(out) / "manifest.json"
+    path = Path(out) / MANIFEST_NAME
     if not path.is_file():
         return [f"{path}: missing — the build did not finish; run `corpus build` again to resume"]
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    problems = []
-    for name, digest in manifest["files"].items():
-        file = Path(out) / name
-        if not file.is_file():
-            problems.append(f"{file}: listed in the manifest but missing")
-        elif _sha256_file(file) != digest:
-            problems.append(f"{file}: sha256 differs from the manifest")
-    return problems
+    return artifact_problems(out)
 
 
 # ---------------------------------------------------------------------------------------------------- PHI gate

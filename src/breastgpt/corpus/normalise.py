@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from breastgpt.artifacts import atomic_write_bytes
 from breastgpt.corpus.sources.base import NormalisedMedia, SourceSample
 from breastgpt.preprocessing import Preprocessing, prepare_image, prepare_volume, read_image_pixels
 
@@ -180,13 +180,13 @@ def _npz(array: np.ndarray) -> bytes:
 
 
 def _store(out_dir: Path, data: bytes, suffix: str) -> tuple[str, str]:
-    """Write bytes once under media/<sha[:2]>/<sha><suffix> (temp + rename); return (relative path, sha256)."""
+    """Write bytes once under media/<sha[:2]>/<sha><suffix> (atomically); return (relative path, sha256).
+
+    Not fsynced: the corpus manifest re-hashes every media file, so a file torn by a power cut fails
+    `verify_build` instead of passing silently, and thousands of fsyncs would slow every build."""
     digest = hashlib.sha256(data).hexdigest()
     rel = Path("media") / digest[:2] / f"{digest}{suffix}"
     target = out_dir / rel
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        atomic_write_bytes(target, data, durable=False)
     return rel.as_posix(), digest

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from breastgpt.artifacts import atomic_write_bytes, atomic_write_json  # noqa: F401 (re-exported)
+from breastgpt.artifacts import atomic_path, atomic_write_bytes, atomic_write_json  # noqa: F401 (re-exported)
 
 STAGES: tuple[str, ...] = ("screening", "diagnosis", "treatment")
 FAMILIES: tuple[str, ...] = ("closed_vqa", "open_vqa", "grounding", "grounded_caption", "report")
@@ -247,16 +245,8 @@ def write_records_parquet(path: Path, records: Iterable[Record | dict[str, Any]]
         else:
             columns[name] = [r[name] for r in rows]
     table = pa.table({n: pa.array(columns[n], type=pa.string()) for n in names})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_records_parquet(path: Path) -> list[Record]:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
 import platform
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,7 +20,7 @@ from typing import Literal
 
 from pydicom.dataset import Dataset
 
-from breastgpt.artifacts import atomic_write_json as _write_json_atomically
+from breastgpt.artifacts import atomic_path, atomic_write_json as _write_json_atomically
 from breastgpt.config import ConfigError, StrictConfig
 from breastgpt.deid.dataset import PatientContext, deidentify_dataset, write_markers
 from breastgpt.deid.pixels import BurnedInPolicy, black_out_outside, burned_in_risk, keep_regions_for
@@ -182,15 +180,8 @@ def _deidentify(src: Path, dst_dir: Path, pseudonymizer: Pseudonymizer, policy: 
 
 
 def _save_atomically(dataset: Dataset, output: Path) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=".tmp-", suffix=".dcm")
-    os.close(handle)
-    try:
+    with atomic_path(output) as temporary:
         dataset.save_as(temporary, enforce_file_format=True)
-        os.replace(temporary, output)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _log_result(result: DeidResult, dst_dir: Path) -> None:

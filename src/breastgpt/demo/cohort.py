@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from breastgpt.artifacts import atomic_write_text
+from breastgpt.artifacts import ManifestError, atomic_write_text
 from breastgpt.demo.state import load_done, save_done, source_digest, stage_key
 
 # The synthetic corpus is pseudonymised with a fixed, public demo key: patient keys, and with them the
@@ -80,7 +80,8 @@ def stage_corpus(ctx: Any) -> dict[str, Any]:
         summary = build_corpus(config)
     problems = verify_build(config.out)
     if problems:
-        raise RuntimeError(f"corpus does not verify: {problems[:3]}")
+        raise ManifestError(f"{config.out}: the corpus does not verify: {problems[:3]}; delete the folder and "
+                            "run the demo again")
     ctx.state["corpus"] = config.out
     return {"records": summary.records, "items_built": summary.processed, "items_reused": summary.reused,
             "quarantined": summary.quarantined, **{f"{k}_records": v for k, v in summary.splits.items() if v}}

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from breastgpt.artifacts import atomic_dir
 
 
 @dataclass
@@ -259,16 +260,13 @@ def pretrain_encoders(init: Path, out: Path, train_records: Path, corpus: Path, 
         with torch.no_grad():
             scores = score_heads(model, processor, heads, head_of, task, list(iter_jsonl(score_records)),
                                  loaders[modes[slide_mode][0]])
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    (tmp / "encoder_pretraining.json").write_text(json.dumps(
-        {"steps": steps, "lr": lr, "batch": batch, "seed": seed, "slide_mode": slide_mode, "mirror": mirror,
-         "templates": len(task.classes), "media": len(keys), "first_loss": losses[0] if losses else None,
-         "final_loss_mean10": sum(losses[-10:]) / max(1, len(losses[-10:]))}, indent=1))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "encoder_pretraining.json").write_text(json.dumps(
+            {"steps": steps, "lr": lr, "batch": batch, "seed": seed, "slide_mode": slide_mode, "mirror": mirror,
+             "templates": len(task.classes), "media": len(keys), "first_loss": losses[0] if losses else None,
+             "final_loss_mean10": sum(losses[-10:]) / max(1, len(losses[-10:]))}, indent=1))
     figures = {"steps": steps, "media": len(keys), "templates": len(task.classes), "slide_mode": slide_mode,
                "mirror": mirror, "first_loss": round(losses[0], 3) if losses else None,
                "final_loss_mean10": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 3)}

@@ -1,8 +1,8 @@
 """Per-stage manifests: a demo stage is skipped on a re-run only when its manifest verifies.
 
-`OUT/stages/<stage>.json` holds the stage's input key (settings, upstream manifests, code version), the sha256
-of each output file it vouches for, and the figures it reported. "Done" means the key is the same and every
-listed file still has its hash — never that a file merely exists.
+`OUT/stages/<stage>.json` is an `artifacts.Manifest` rooted at OUT: the sha256 of each output file the stage
+vouches for, plus the stage's input key (settings, upstream manifests, code version) and the figures it
+reported. "Done" means the key is the same and the manifest verifies — never that a file merely exists.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from breastgpt.artifacts import atomic_write_json, sha256_file
+from breastgpt.artifacts import Manifest, ManifestError, sha256_file
 
 
 def stage_key(*parts: Any) -> str:
@@ -40,24 +40,19 @@ def _manifest_path(out: Path, stage: str) -> Path:
 
 def load_done(out: Path, stage: str, key: str) -> dict[str, Any] | None:
     """The stage's recorded figures when its manifest verifies, else None (the stage must run)."""
-    path = _manifest_path(out, stage)
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        manifest = Manifest.read(_manifest_path(out, stage))
+    except ManifestError:
         return None
-    if manifest.get("key") != key:
+    if manifest.meta.get("key") != key or manifest.problems(out):
         return None
-    for rel, digest in manifest.get("outputs", {}).items():
-        file = Path(out) / rel
-        if not file.is_file() or sha256_file(file) != digest:
-            return None
-    return manifest.get("figures", {})
+    return manifest.meta.get("figures", {})
 
 
 def save_done(out: Path, stage: str, key: str, outputs: list[Path], figures: dict[str, Any]) -> None:
-    files = {str(Path(p).relative_to(out)): sha256_file(p) for p in sorted(outputs)}
-    atomic_write_json(_manifest_path(out, stage), {"stage": stage, "key": key, "outputs": files,
-                                                   "figures": figures})
+    names = [Path(p).relative_to(out).as_posix() for p in sorted(outputs)]
+    Manifest.of_files(out, names, stamp=False, stage=stage, key=key, figures=figures).write(
+        _manifest_path(out, stage))
 
 
 def manifest_sha(out: Path, stage: str) -> str:

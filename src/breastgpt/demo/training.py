@@ -88,8 +88,11 @@ def write_initial_checkpoint(folder: Path, texts: list[str], settings: Any, slid
         video_processor=qwen_video_processor(), image_budget=sel.image_budget, volume_budget=sel.volume_budget,
         slide_budget=sel.slide_budget, slide_feature_dim=config.slide.feature_dim,
         image_min_pixels=64 * 64, image_max_pixels=side * side)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
+    from breastgpt.artifacts import atomic_dir
+
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
     return folder
 
 
@@ -145,13 +148,9 @@ def train_config(ctx: Any, name: str) -> Any:
 
 
 def _final_verifies(final: Path) -> bool:
-    from breastgpt.artifacts import sha256_file
+    from breastgpt.artifacts import artifact_problems
 
-    path = final / "manifest.json"
-    if not path.is_file():
-        return False
-    files = json.loads(path.read_text())["files"]
-    return all((final / rel).is_file() and sha256_file(final / rel) == digest for rel, digest in files.items())
+    return not artifact_problems(final)
 
 
 def pretrain_for(ctx: Any, name: str, progress: bool = True) -> dict[str, Any] | None:
@@ -159,10 +158,9 @@ def pretrain_for(ctx: Any, name: str, progress: bool = True) -> dict[str, Any] |
     into runs/encoders-NAME, which its language training then starts from; None when the settings ask for none.
 
     Each model pre-trains the routes it will see: BreastGPT the vision tower on images and volumes and the slide
-    branch on tile features; the comparator the vision tower on images, volumes and slide thumbnails. One shared
-    pre-training would train BreastGPT's small vision tower on thumbnails it never sees; per-model pre-training
-    keeps "same training" literal — each model's whole pipeline, run on its own inputs — at the cost of a second
-    pre-training.
+    branch on tile features; the comparator the vision tower on images, volumes and slide thumbnails. Pre-training
+    per model keeps "same training" literal — each model's whole pipeline, run on its own inputs, and never
+    BreastGPT's vision tower on thumbnails it does not see — at the cost of a second pre-training.
     """
     s = ctx.settings
     if s.encoder_steps <= 0:

@@ -28,7 +28,8 @@ def init_command(
     """Add <|histo_pad|>, copy Qwen3-VL's weights, initialise the slide branch, write a verified checkpoint."""
     from transformers.utils import logging as hf_logging
 
-    from breastgpt.model.init_checkpoint import CheckpointError, init_checkpoint
+    from breastgpt.artifacts import ArtifactError
+    from breastgpt.model.init_checkpoint import init_checkpoint
 
     if size is not None and size not in ("4b", "8b"):
         raise typer.BadParameter(f"--size must be 4b or 8b, got {size!r}")
@@ -38,7 +39,7 @@ def init_command(
             result = init_checkpoint(base, out, size=size, seed=seed, overwrite=overwrite,
                                      progress=lambda msg: status.update(msg),
                                      config_overrides=_selection_overrides(learnable_selection))
-    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+    except (ArtifactError, FileNotFoundError, ValueError) as exc:
         _console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from exc
     summary = {
@@ -67,9 +68,9 @@ def verify_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Re-hash a checkpoint against its manifest; exit 1 if anything differs."""
-    from breastgpt.model.init_checkpoint import verify_checkpoint
+    from breastgpt.artifacts import artifact_problems
 
-    problems = verify_checkpoint(path)
+    problems = artifact_problems(path, exhaustive=True)
     if as_json:
         typer.echo(json.dumps({"path": str(path), "ok": not problems, "problems": problems}))
     else:
@@ -91,15 +92,15 @@ def export_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Write the checkpoint in another model format, with a README and a manifest saying what was left out."""
+    from breastgpt.artifacts import ArtifactError
     from breastgpt.model.export import FORMATS, export_qwen3_vl
-    from breastgpt.model.init_checkpoint import CheckpointError
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     try:
         with _console.status("exporting"):
             result = export_qwen3_vl(checkpoint, out, overwrite=overwrite)
-    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+    except (ArtifactError, FileNotFoundError, ValueError) as exc:
         _console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from exc
     summary = {"out": str(result.out_dir), "format": fmt, "tensors_kept": result.tensors_kept,

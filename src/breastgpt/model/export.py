@@ -18,22 +18,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from breastgpt.model.init_checkpoint import (
-    MANIFEST,
-    NEW_PARAMS,
-    CheckpointError,
-    code_version,
-    hash_tree,
-    write_folder_atomically,
-)
+from breastgpt.artifacts import CheckpointError, Manifest, atomic_dir, hash_tree
+from breastgpt.model.init_checkpoint import MANIFEST, NEW_PARAMS
 
 FORMATS = ("qwen3-vl",)
 # Config fields a Qwen3-VL config does not have.
@@ -59,9 +51,7 @@ def export_qwen3_vl(checkpoint: str | Path, out: str | Path, *, overwrite: bool 
         raise CheckpointError(f"{out}: the export cannot replace the checkpoint it reads")
     config = _read_breastgpt_config(checkpoint)
     qwen_config = qwen3_vl_config(config)
-    result: dict[str, Any] = {}
-
-    def write(tmp: Path) -> None:
+    with atomic_dir(out, overwrite=overwrite) as tmp:
         kept, dropped = _copy_weights(checkpoint, tmp)
         _check_keys(qwen_config, kept)
         qwen_config.save_pretrained(tmp)
@@ -71,11 +61,7 @@ def export_qwen3_vl(checkpoint: str | Path, out: str | Path, *, overwrite: bool 
                 shutil.copy2(checkpoint / name, tmp / name)
         _write_readme(tmp, dropped)
         _write_manifest(tmp, checkpoint, dropped)
-        result.update(kept=len(kept), dropped=dropped)
-
-    write_folder_atomically(out, overwrite, write)
-    dropped = result["dropped"]
-    return ExportResult(out, result["kept"], len(dropped), sum(dropped.values()))
+    return ExportResult(out, len(kept), len(dropped), sum(dropped.values()))
 
 
 def qwen3_vl_config(config):
@@ -172,23 +158,20 @@ def _save_processor(checkpoint: Path, out: Path) -> None:
 
 
 def _write_manifest(out: Path, checkpoint: Path, dropped: dict[str, int]) -> None:
-    manifest = {
-        "kind": "qwen3-vl-export",
-        "format": "qwen3-vl",
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "code_version": code_version(),
-        "source": {"path": str(checkpoint.resolve()), "files": hash_tree(checkpoint)},
-        "left_out": {
+    Manifest.of_folder(
+        out,
+        kind="qwen3-vl-export",
+        format="qwen3-vl",
+        source={"path": str(checkpoint.resolve()), "files": hash_tree(checkpoint)},
+        left_out={
             "tensors": dict(sorted(dropped.items())),
             "parameters": sum(dropped.values()),
             "config_fields": list(BREASTGPT_CONFIG_FIELDS),
             "reason": "slide branch (LongNet + projectors) and learnable selectors: not part of Qwen3-VL",
         },
-        "token_selection": "not reproduced: a plain Qwen3-VL feeds every visual token; outputs equal BreastGPT's "
-                           "only where BreastGPT's selection keeps every token",
-        "files": hash_tree(out),
-    }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        token_selection="not reproduced: a plain Qwen3-VL feeds every visual token; outputs equal BreastGPT's "
+                        "only where BreastGPT's selection keeps every token",
+    ).write(out / MANIFEST)
 
 
 def _write_readme(out: Path, dropped: dict[str, int]) -> None:

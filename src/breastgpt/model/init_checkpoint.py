@@ -3,31 +3,28 @@
 Steps: add ``<|histo_pad|>`` to the tokenizer (on a spare embedding row when Qwen's vocabulary has one,
 so the embedding keeps its size), initialise its embedding from ``<|image_pad|>``, copy every Qwen3-VL
 weight into BreastGPT, initialise the slide branch, and write safetensors + config + tokenizer + processor
-files + ``manifest.json`` (input sha256s, output sha256s, code version) atomically: everything goes to a
-temporary sibling folder that is renamed into place only when complete.
+files + ``manifest.json`` (input sha256s, output sha256s, code version) atomically with
+`breastgpt.artifacts.atomic_dir`: a temporary sibling folder renamed into place only when complete. `model verify`
+checks it with `breastgpt.artifacts.artifact_problems`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from breastgpt.artifacts import sha256_file
+from breastgpt.artifacts import MANIFEST_NAME, CheckpointError, Manifest, atomic_dir, hash_tree
 from breastgpt.model.configuration import HISTO_TOKEN, BreastGPTConfig
 from breastgpt.model.flavours import published
 from breastgpt.model.modeling import BreastGPTForConditionalGeneration
 from breastgpt.model.module_groups import QWEN3VL_MODULE_GROUPS
 from breastgpt.model.processing import BreastGPTProcessor
 
-MANIFEST = "manifest.json"
+MANIFEST = MANIFEST_NAME
 # Parameters a Qwen3-VL checkpoint lacks, initialised here: the groups BreastGPT adds to Qwen3-VL's (the slide
 # branch, and the learnable selectors).
 NEW_PARAMS = tuple(p for g in BreastGPTForConditionalGeneration.module_groups if g not in QWEN3VL_MODULE_GROUPS
@@ -40,10 +37,6 @@ _SHAPE_FIELDS = {
 }
 
 
-class CheckpointError(ValueError):
-    """The base checkpoint or the output folder is not usable."""
-
-
 @dataclass(frozen=True)
 class InitResult:
     out_dir: Path
@@ -52,30 +45,6 @@ class InitResult:
     vocab_size_kept: bool
     parameters: int
     slide_parameters: int
-
-
-
-
-def hash_tree(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
-    return {
-        p.relative_to(root).as_posix(): sha256_file(p)
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.relative_to(root).as_posix() not in skip
-    }
-
-
-def code_version() -> str:
-    import breastgpt
-
-    version = getattr(breastgpt, "__version__", "unknown")
-    try:
-        here = Path(__file__).resolve().parent
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        if commit.returncode == 0:
-            return f"{version}+g{commit.stdout.strip()[:12]}"
-    except (OSError, subprocess.SubprocessError):
-        pass  # not a git checkout (an installed wheel): the package version alone
-    return version
 
 
 def _read_base_config(base: Path) -> dict[str, Any]:
@@ -191,7 +160,8 @@ def init_checkpoint(
         slide_budget=config.selection.slide_budget, slide_feature_dim=config.slide.feature_dim,
     )
     progress("writing checkpoint")
-    write_folder_atomically(out, overwrite, lambda tmp: _save(tmp, model, processor, inputs, base, seed))
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        _save(tmp, model, processor, inputs, base, seed)
     n_slide = sum(p.numel() for n, p in model.named_parameters() if n.startswith("model.slide_"))
     return InitResult(out, histo_id, model.config.text_config.vocab_size,
                       vocab_size == int(base_json["text_config"]["vocab_size"]),
@@ -201,57 +171,9 @@ def init_checkpoint(
 def _save(tmp: Path, model, processor, inputs: dict[str, str], base: Path, seed: int) -> None:
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
-    manifest = {
-        "kind": "breastgpt-checkpoint",
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "code_version": code_version(),
-        "base": {"path": str(base.resolve()), "files": inputs},
-        "seed": seed,
-        "histo_token_id": model.config.histo_token_id,
-        "config": model.config.to_dict(),
-        "files": hash_tree(tmp),
-    }
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    Manifest.of_folder(tmp, kind="breastgpt-checkpoint", base={"path": str(base.resolve()), "files": inputs},
+                       seed=seed, histo_token_id=model.config.histo_token_id,
+                       config=model.config.to_dict()).write(tmp / MANIFEST)
 
 
-def write_folder_atomically(out: Path, overwrite: bool, write: Callable[[Path], None]) -> None:
-    """Run ``write`` on a temporary sibling folder and rename it to ``out`` only once it is complete."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
-        write(tmp)
-        if out.exists() and overwrite:
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-
-
-def verify_checkpoint(path: Path) -> list[str]:
-    """Problems found re-hashing a checkpoint against its manifest (empty list: it verifies)."""
-    path = Path(path)
-    manifest_path = path / MANIFEST
-    if not manifest_path.is_file():
-        return [f"{manifest_path}: missing"]
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    problems = []
-    actual = hash_tree(path, skip=(MANIFEST,))
-    for name, digest in manifest.get("files", {}).items():
-        if name not in actual:
-            problems.append(f"{path / name}: listed in the manifest but missing")
-        elif actual[name] != digest:
-            problems.append(f"{path / name}: sha256 differs from the manifest")
-    problems += [f"{path / name}: not listed in the manifest" for name in sorted(set(actual) - set(manifest["files"]))]
-    return problems
-
-
-__all__ = ["CheckpointError", "InitResult", "code_version", "hash_tree", "init_checkpoint", "verify_checkpoint",
-           "write_folder_atomically"]
+__all__ = ["CheckpointError", "InitResult", "init_checkpoint"]

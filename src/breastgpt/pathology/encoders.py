@@ -9,8 +9,6 @@ checkpoint into safetensors once with `torch.load(weights_only=True)` and record
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,16 +184,12 @@ def convert_checkpoint(source: str | Path, target: str | Path, *, key: str | Non
         loaded = loaded[key]
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise ValueError(f"{source}: not a flat state dict of tensors; pass key= naming the nested one")
-    tmp = target.with_name(target.name + ".partial")
-    save_file({k: v.contiguous() for k, v in loaded.items()}, str(tmp))
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        save_file({k: v.contiguous() for k, v in loaded.items()}, str(tmp))
     manifest = {"source": str(source), "source_sha256": file_sha256(source), "target": str(target),
                 "target_sha256": file_sha256(target), "tensors": len(loaded), "licence_note":
                 "converted for local use; redistribution is governed by the model's own licence"}
-    manifest_path = target.with_name(target.name + ".manifest.json")
-    tmp_manifest = manifest_path.with_name(manifest_path.name + ".partial")
-    tmp_manifest.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp_manifest, manifest_path)
+    atomic_write_json(target.with_name(target.name + ".manifest.json"), manifest, sort_keys=False)
     return manifest
 
 
@@ -310,4 +304,4 @@ def _timm_named(architecture: str, **kwargs: Any) -> nn.Module:
 
 
 _register_builtin()
-from breastgpt.artifacts import sha256_file as file_sha256
+from breastgpt.artifacts import atomic_path, atomic_write_json, sha256_file as file_sha256

@@ -12,7 +12,6 @@ definition of "done": the file opens, shapes agree, and its provenance matches t
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-import breastgpt
+from breastgpt.artifacts import ArtifactError, atomic_path, code_version
 from breastgpt.io.feature_file import FeatureArrays, plain_attribute, read_feature_file
 from breastgpt.io.limits import DEFAULT_LIMITS, ReadLimits
 from breastgpt.pathology.foreign_features import (
@@ -33,6 +32,12 @@ from breastgpt.pathology.foreign_features import (
 )
 
 FORMAT_VERSION = 1
+
+
+class FeatureWriteError(ArtifactError):
+    """Arrays that cannot make a feature file (wrong dtype, features and coordinates of different lengths)."""
+
+
 # Attributes that must equal the request for a file to count as the requested output.
 REQUEST_KEYS = ("encoder", "weights_sha256", "dim", "target_mpp", "tile_size", "min_tissue_fraction",
                 "segmentation", "slide_sha256", "slide_mpp_source", "feature_dtype", "mpp_override")
@@ -55,29 +60,23 @@ def write_features(path: str | Path, coords: np.ndarray, features: np.ndarray, p
     path = Path(path)
     coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
     if feature_dtype not in ("float32", "float16"):
-        raise ValueError(f"feature_dtype must be float32 or float16, not {feature_dtype!r}")
+        raise FeatureWriteError(f"{path}: feature_dtype must be float32 or float16, not {feature_dtype!r}")
     features = np.asarray(features, dtype=np.float32)
     if features.ndim != 2 or len(features) != len(coords):
-        raise ValueError(f"features {features.shape} do not match coords {coords.shape}")
+        raise FeatureWriteError(f"{path}: features {features.shape} do not match coords {coords.shape}; pass one "
+                                "feature row per tile coordinate")
     attrs = dict(provenance) | {"n_tiles": int(len(coords)), "feature_dtype": feature_dtype,
-                                "format_version": FORMAT_VERSION, "code_version": breastgpt.__version__,
+                                "format_version": FORMAT_VERSION, "code_version": code_version(),
                                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with h5py.File(tmp, "w") as h5:
-            h5.create_dataset("coords", data=coords)
-            h5.create_dataset("features", data=features.astype(feature_dtype))
-            if thumbnail is not None:
-                h5.create_dataset("thumbnail", data=np.asarray(thumbnail, dtype=np.uint8), compression="gzip")
-            if tissue_mask is not None:
-                h5.create_dataset("tissue_mask", data=np.asarray(tissue_mask, dtype=bool), compression="gzip")
-            for key, value in attrs.items():
-                h5.attrs[key] = _attr(value)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.create_dataset("coords", data=coords)
+        h5.create_dataset("features", data=features.astype(feature_dtype))
+        if thumbnail is not None:
+            h5.create_dataset("thumbnail", data=np.asarray(thumbnail, dtype=np.uint8), compression="gzip")
+        if tissue_mask is not None:
+            h5.create_dataset("tissue_mask", data=np.asarray(tissue_mask, dtype=bool), compression="gzip")
+        for key, value in attrs.items():
+            h5.attrs[key] = _attr(value)
     return path
 
 
@@ -87,11 +86,6 @@ def _attr(value: Any) -> Any:
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, sort_keys=True)
     return value
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb+") as handle:
-        os.fsync(handle.fileno())
 
 
 def read_attrs(path: str | Path) -> dict[str, Any]:
@@ -172,4 +166,4 @@ def verify_features(path: str | Path, request: dict[str, Any]) -> str | None:
 
 
 __all__ = ["FORMAT_VERSION", "FeatureFile", "FeatureFileError", "FeatureMetadataMissingError", "FeatureMismatchError",
-           "load_features", "read_attrs", "verify_features", "write_features"]
+           "FeatureWriteError", "load_features", "read_attrs", "verify_features", "write_features"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +74,8 @@ def write_png(path: str | Path, pixels: np.ndarray) -> Path:
     from PIL import Image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    Image.fromarray(pixels).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")
     return path
 
 
@@ -107,4 +104,4 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
-from breastgpt.artifacts import atomic_write_json as write_json
+from breastgpt.artifacts import atomic_path, atomic_write_json as write_json

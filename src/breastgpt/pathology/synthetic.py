@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from breastgpt.artifacts import atomic_path
+
 BACKGROUND_RGB = (243, 241, 244)
 STROMA_RGB = (226, 150, 190)
 NUCLEUS_RGB = (105, 60, 150)
@@ -203,11 +205,10 @@ def write_pyramidal_tiff(path: str | Path, scene: SyntheticScene, *, downsamples
     import tifffile
 
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
     options: dict = {"compression": compression}
     if compression == "jpeg":
         options["compressionargs"] = {"level": quality}
-    with tifffile.TiffWriter(tmp, bigtiff=scene.width * scene.height > 2**31) as writer:
+    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=scene.width * scene.height > 2**31) as writer:
         for index, (shape, ds) in enumerate(zip(_level_shapes(scene, downsamples), downsamples, strict=True)):
             kwargs: dict = {"tile": (tile, tile), "photometric": "rgb", "subfiletype": 0 if index == 0 else 1,
                             "metadata": None}
@@ -217,7 +218,6 @@ def write_pyramidal_tiff(path: str | Path, scene: SyntheticScene, *, downsamples
             if svs_description:
                 kwargs["description"] = _aperio_description(scene, shape, ds, tile, objective_power)
             writer.write(_tiles(scene, shape, ds, tile), shape=(*shape, 3), dtype=np.uint8, **kwargs, **options)
-    tmp.replace(path)
     return SyntheticSlide(path, scene, downsamples)
 
 
@@ -244,7 +244,6 @@ def write_large_jpeg(path: str | Path, scene: SyntheticScene, *, quality: int = 
 
     path = Path(path)
     pixels = scene.render(0, 0, scene.width, scene.height)
-    tmp = path.with_name(path.name + ".partial")
-    Image.fromarray(pixels).save(tmp, format="JPEG", quality=quality)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="JPEG", quality=quality)
     return SyntheticSlide(path, scene, (1,))

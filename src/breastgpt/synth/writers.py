@@ -1,11 +1,11 @@
 """File writers for synthetic cohorts: DICOM (with planted fake identifiers), PNG/JPEG/PGM/TIFF rasters,
-NIfTI volumes, pyramidal TIFF / SVS-like slides, and tables. Every file is written to a temporary name then
-renamed, so an interrupted run never leaves a half-written file under its real name."""
+NIfTI volumes, pyramidal TIFF / SVS-like slides, and tables. Every file is written through
+`breastgpt.artifacts` (temporary name, then rename), so an interrupted run never leaves a half-written file under
+its real name; none is fsynced, because a synthetic cohort is regenerated rather than recovered."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,8 @@ from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from breastgpt.artifacts import atomic_path, atomic_write_bytes, atomic_write_text
 
 # Fake identifiers planted in every synthetic DICOM so de-identification and leak tests have something to find.
 # None of them may ever appear in a sample_id, a record or a meta dict.
@@ -30,16 +32,6 @@ PLANTED_IDENTIFIERS: dict[str, str] = {
 }
 PLANTED_PATIENT_ID_PREFIX = "FAKEPHI-ID-"
 MAMMO_SOP = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray Image Storage - For Presentation
-
-
-def atomic_path(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
-
-
-def finish(tmp: Path, path: Path) -> Path:
-    os.replace(tmp, path)
-    return path
 
 
 def uid(seed_text: str) -> str:
@@ -73,9 +65,9 @@ def write_dicom(path: Path, pixels: np.ndarray, *, key: str, modality: str = "MG
         ds.SeriesDescription = series_description
     for name, value in (extra or {}).items():
         setattr(ds, name, value)
-    tmp = atomic_path(path)
-    ds.save_as(tmp, enforce_file_format=True)
-    return finish(tmp, path)
+    with atomic_path(path, durable=False) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
+    return path
 
 
 def _base_dataset(key: str, modality: str, study_uid: str | None, series_uid: str | None,
@@ -109,31 +101,30 @@ def _base_dataset(key: str, modality: str, study_uid: str | None, series_uid: st
 
 
 def write_png(path: Path, pixels: np.ndarray) -> Path:
-    tmp = atomic_path(path)
-    Image.fromarray(pixels).save(tmp, format="PNG")
-    return finish(tmp, path)
+    with atomic_path(path, durable=False) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")
+    return path
 
 
 def write_jpeg(path: Path, pixels: np.ndarray, quality: int = 92) -> Path:
-    tmp = atomic_path(path)
-    Image.fromarray(pixels).save(tmp, format="JPEG", quality=quality)
-    return finish(tmp, path)
+    with atomic_path(path, durable=False) as tmp:
+        Image.fromarray(pixels).save(tmp, format="JPEG", quality=quality)
+    return path
 
 
 def write_pgm(path: Path, pixels: np.ndarray) -> Path:
     """Binary (P5) 8-bit PGM, as MIAS ships."""
-    tmp = atomic_path(path)
     h, w = pixels.shape
-    tmp.write_bytes(f"P5\n{w} {h}\n255\n".encode() + np.ascontiguousarray(pixels.astype(np.uint8)).tobytes())
-    return finish(tmp, path)
+    data = f"P5\n{w} {h}\n255\n".encode() + np.ascontiguousarray(pixels.astype(np.uint8)).tobytes()
+    return atomic_write_bytes(path, data, durable=False)
 
 
 def write_tiff(path: Path, pixels: np.ndarray) -> Path:
     import tifffile
 
-    tmp = atomic_path(path)
-    tifffile.imwrite(tmp, pixels)
-    return finish(tmp, path)
+    with atomic_path(path, durable=False) as tmp:
+        tifffile.imwrite(tmp, pixels)
+    return path
 
 
 def write_nifti(path: Path, volume: np.ndarray, spacing: tuple[float, float, float]) -> Path:
@@ -144,16 +135,15 @@ def write_nifti(path: Path, volume: np.ndarray, spacing: tuple[float, float, flo
     affine = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
     image = nib.Nifti1Image(data, affine)
     image.header.set_xyzt_units("mm")
-    tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")  # keep the .nii.gz suffix nibabel keys on
-    path.parent.mkdir(parents=True, exist_ok=True)
     from nibabel.openers import Opener
 
     level, Opener.default_compresslevel = Opener.default_compresslevel, 1  # fast gzip: synthetic data
     try:
-        nib.save(image, tmp)
+        with atomic_path(path, durable=False) as tmp:  # the temporary keeps the .nii.gz suffix nibabel keys on
+            nib.save(image, tmp)
     finally:
         Opener.default_compresslevel = level
-    return finish(tmp, path)
+    return path
 
 
 def write_pyramid_tiff(path: Path, rgb: np.ndarray, *, mpp: float, aperio: bool) -> Path:
@@ -165,9 +155,8 @@ def write_pyramid_tiff(path: Path, rgb: np.ndarray, *, mpp: float, aperio: bool)
     levels = [rgb]
     while min(levels[-1].shape[:2]) >= 1024:
         levels.append(levels[-1][::2, ::2])
-    tmp = atomic_path(path)
     h, w = rgb.shape[:2]
-    with tifffile.TiffWriter(tmp, bigtiff=False) as tif:
+    with atomic_path(path, durable=False) as tmp, tifffile.TiffWriter(tmp, bigtiff=False) as tif:
         if aperio:
             for i, level in enumerate(levels):
                 desc = (f"Aperio Image Library v12.0.0 \r\n{w}x{h} [0,0 {w}x{h}] (256x256) JPEG/RGB Q=90"
@@ -181,33 +170,30 @@ def write_pyramid_tiff(path: Path, rgb: np.ndarray, *, mpp: float, aperio: bool)
             for i, level in enumerate(levels[1:], start=1):
                 tif.write(level, tile=(256, 256), compression="jpeg", photometric="rgb", subfiletype=1,
                           resolution=(resolution[0] / 2 ** i, resolution[1] / 2 ** i), resolutionunit="CENTIMETER")
-    return finish(tmp, path)
+    return path
 
 
 def write_table(path: Path, rows: list[dict[str, Any]], *, sep: str = ",", columns: list[str] | None = None,
                 sheet: str | None = None) -> Path:
     frame = pd.DataFrame(rows, columns=columns)
-    tmp = atomic_path(path)
-    if path.suffix.lower() == ".xlsx":
-        with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
-            frame.to_excel(writer, sheet_name=sheet or "Sheet1", index=False)
-    else:
-        frame.to_csv(tmp, sep=sep, index=False)
-    return finish(tmp, path)
+    with atomic_path(path, durable=False) as tmp:
+        if path.suffix.lower() == ".xlsx":
+            with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
+                frame.to_excel(writer, sheet_name=sheet or "Sheet1", index=False)
+        else:
+            frame.to_csv(tmp, sep=sep, index=False)
+    return path
 
 
 def write_workbook(path: Path, sheets: dict[str, list[dict[str, Any]]], columns: list[str]) -> Path:
-    tmp = atomic_path(path)
-    with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
+    with atomic_path(path, durable=False) as tmp, pd.ExcelWriter(tmp, engine="openpyxl") as writer:
         for name, rows in sheets.items():
             pd.DataFrame(rows, columns=columns).to_excel(writer, sheet_name=name, index=False)
-    return finish(tmp, path)
+    return path
 
 
 def write_text(path: Path, text: str) -> Path:
-    tmp = atomic_path(path)
-    tmp.write_text(text, encoding="utf-8")
-    return finish(tmp, path)
+    return atomic_write_text(path, text, durable=False)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -7,10 +7,11 @@ Layout of ``OUT/checkpoints/step-00000040/``::
     scheduler.json             LR scheduler state
     rng-rank{r}.json/.safetensors  Python, NumPy, torch CPU (and CUDA) generator states of each process
     trainer_state.json         global step, data position, loss history
-    manifest.json              sha256 of every file, config, data-manifest hash, code version
+    manifest.json              sha256 of every file, config, data-manifest hash, code version (`artifacts.Manifest`)
 
-Every file is written into ``.tmp-step-…`` first; the folder is renamed into place only when all files and
-the manifest are complete, so a process killed mid-save leaves the previous checkpoint intact and loadable.
+Every process writes its files into the shared staging folder ``.step-….tmpdir`` (`artifacts.staging_dir`); the
+main process renames it into place (`artifacts.publish_dir`) only when all files and the manifest are complete,
+so a process killed mid-save leaves the previous checkpoint intact and loadable.
 ``OUT/checkpoints/latest`` names the newest complete checkpoint. With several processes the output folder
 must be on a file system all of them share.
 """
@@ -18,12 +19,9 @@ must be on a file system all of them share.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import subprocess
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,17 +29,21 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-import breastgpt
-from breastgpt.artifacts import sha256_file
+from breastgpt.artifacts import (
+    CheckpointError,
+    Manifest,
+    ManifestError,
+    atomic_write_text,
+    publish_dir,
+    shared_staging_path,
+    staging_dir,
+    verify_artifact,
+)
 from breastgpt.train.state_io import load_state, save_state
 
 MANIFEST = "manifest.json"
 LATEST = "latest"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, incomplete or does not match this run."""
 
 
 @dataclass
@@ -55,20 +57,6 @@ class Dist:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def code_version() -> dict[str, Any]:
-    out: dict[str, Any] = {"breastgpt": breastgpt.__version__, "torch": torch.__version__}
-    repo = Path(breastgpt.__file__).resolve().parents[2]
-    try:
-        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-        out["git_commit"] = head
-    except (OSError, subprocess.SubprocessError):
-        out["git_commit"] = None
-    return out
-
-
 
 
 def step_dir_name(step: int) -> str:
@@ -116,22 +104,17 @@ def save_checkpoint(root: Path, step: int, content: CheckpointContent, dist: Dis
     """Write the checkpoint for ``step`` under ``root`` atomically; returns its final folder."""
     root = Path(root)
     final = root / step_dir_name(step)
-    tmp = root / f".tmp-{step_dir_name(step)}"
     if dist.is_main:
-        if tmp.exists():
-            shutil.rmtree(tmp)  # left by a killed save: never part of a published checkpoint
-        tmp.mkdir(parents=True)
+        staging_dir(final, shared=True)  # a leftover of a killed save is cleared: never part of a checkpoint
     dist.barrier()
+    tmp = shared_staging_path(final)
     _write_rank_files(tmp, content, dist)
     dist.barrier()
     if dist.is_main:
         _write_main_files(tmp, content)
         write_manifest(tmp, content, step)
-        _fsync_dir(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _write_latest(root, final.name)
+        publish_dir(tmp, final)
+        atomic_write_text(root / LATEST, final.name + "\n")
         prune(root, keep_last)
     dist.barrier()
     return final
@@ -153,35 +136,11 @@ def _write_main_files(tmp: Path, content: CheckpointContent) -> None:
 
 
 def write_manifest(folder: Path, content: CheckpointContent, step: int) -> None:
-    files = {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
-    manifest = {
-        "format_version": FORMAT_VERSION, "step": step, "files": files, "config": content.config,
-        "data_manifest_sha256": content.data_manifest_sha256, "code_version": code_version(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    path = folder / MANIFEST
-    path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    for p in folder.iterdir():
-        _fsync_file(p)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_latest(root: Path, name: str) -> None:
-    tmp = root / f".{LATEST}.{os.getpid()}.tmp"
-    tmp.write_text(name + "\n")
-    os.replace(tmp, root / LATEST)
+    """The manifest as `artifacts.Manifest`; ``torch`` is recorded beside ``code_version`` because the optimizer
+    and RNG states it holds are torch's."""
+    Manifest.of_folder(folder, format_version=FORMAT_VERSION, step=step, config=content.config,
+                       data_manifest_sha256=content.data_manifest_sha256,
+                       torch=torch.__version__).write(folder / MANIFEST, indent=1)
 
 
 def list_checkpoints(root: Path) -> list[Path]:
@@ -220,16 +179,13 @@ def resolve_checkpoint(resume: str, output_dir: Path) -> Path | None:
 
 
 def verify_checkpoint(folder: Path) -> dict[str, Any]:
-    """Check every file against the manifest; returns the manifest."""
-    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    for name, digest in manifest["files"].items():
-        path = folder / name
-        if not path.is_file():
-            raise CheckpointError(f"{folder}: {name} is listed in the manifest but missing; the checkpoint is damaged")
-        if sha256_file(path) != digest:
-            raise CheckpointError(f"{folder}: {name} does not match its sha256 in the manifest; the file changed "
-                                  "or is corrupt — resume from an earlier checkpoint")
-    return manifest
+    """The checkpoint's manifest as a dict once every file it lists matches (`artifacts.verify_artifact`);
+    raises `CheckpointError`, a `ManifestError`, otherwise."""
+    try:
+        manifest = verify_artifact(folder, hint="resume from an earlier checkpoint")
+    except ManifestError as exc:
+        raise CheckpointError(str(exc)) from exc
+    return manifest.to_dict()
 
 
 def load_model_state(folder: Path) -> dict[str, torch.Tensor]:
@@ -258,7 +214,7 @@ def load_trainer_state(folder: Path) -> dict[str, Any]:
 
 
 __all__ = [
-    "CheckpointContent", "CheckpointError", "Dist", "code_version", "list_checkpoints", "load_model_state",
+    "CheckpointContent", "CheckpointError", "Dist", "list_checkpoints", "load_model_state",
     "load_optimizer_state", "load_rng_state", "load_scheduler_state", "load_trainer_state", "prune",
     "resolve_checkpoint", "rng_state", "save_checkpoint", "set_rng_state", "verify_checkpoint",
 ]

@@ -7,14 +7,11 @@ Full and stage-1 runs: ``OUT/final/`` (config.json, model*.safetensors, processo
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from breastgpt.train.checkpoint import code_version, sha256_file
+from breastgpt.artifacts import Manifest, atomic_dir
 
 
 def export_final(run: Any) -> Path:
@@ -23,21 +20,16 @@ def export_final(run: Any) -> Path:
     state = acc.get_state_dict(run.model)
     final = run.out / "final"
     if acc.is_main_process:
-        tmp = run.out / ".tmp-final"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        model = acc.unwrap_model(run.model)
-        if hasattr(model, "merge_and_unload"):
-            model.save_pretrained(tmp / "adapter", safe_serialization=True)
-            model = merged_copy(model)
-            state = None
-        model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
-        _save_processor(run.processor, tmp)
-        _save_preprocessing(run, tmp)
-        write_export_manifest(tmp, run.config.to_dict(), run.data_sha256, run.step)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        with atomic_dir(final) as tmp:
+            model = acc.unwrap_model(run.model)
+            if hasattr(model, "merge_and_unload"):
+                model.save_pretrained(tmp / "adapter", safe_serialization=True)
+                model = merged_copy(model)
+                state = None
+            model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+            _save_processor(run.processor, tmp)
+            _save_preprocessing(run, tmp)
+            write_export_manifest(tmp, run.config.to_dict(), run.data_sha256, run.step)
     acc.wait_for_everyone()
     return final
 
@@ -71,7 +63,5 @@ def _save_processor(processor: Any, folder: Path) -> None:
 
 
 def write_export_manifest(folder: Path, config: dict[str, Any], data_sha256: str, step: int) -> None:
-    files = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
-    manifest = {"step": step, "files": files, "config": config, "data_manifest_sha256": data_sha256,
-                "code_version": code_version(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    Manifest.of_folder(folder, step=step, config=config, data_manifest_sha256=data_sha256).write(
+        folder / "manifest.json", indent=1)
