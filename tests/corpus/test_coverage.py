@@ -21,11 +21,11 @@ from breastgpt.synth.cohort import GENERATORS, generate
 
 def test_every_template_gets_records_from_the_synthetic_sources(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("BREASTGPT_DEID_SECRET", "coverage-secret-0123456789abcdef")
-    roots = generate(tmp_path / "raw", patients=10, seed=1)
+    roots = generate(tmp_path / "raw", patients=10, seed=1, workers=2)
     assert set(roots) == set(GENERATORS)
     summary = build_corpus(BuildConfig(out=tmp_path / "corpus",
                                        sources=tuple(SourceSpec(name, root) for name, root in roots.items()),
-                                       seed=0))
+                                       seed=0, workers=2))  # both cores: the suite runs in one process
     assert summary.quarantined == 0 and summary.phi_gate == "passed"
     result = CliRunner().invoke(corpus_app, ["stats", str(tmp_path / "corpus"), "--json"])
     assert result.exit_code == 0, result.output

@@ -134,7 +134,7 @@ def _institutional(cohort: Path) -> tuple[Path, set[str]]:
 @pytest.fixture(scope="module")
 def failed_build(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("quarantine")
-    roots = generate(base / "raw", patients=3, seed=5)
+    roots = generate(base / "raw", patients=3, seed=5, workers=2)
     canaries = {name: _fail_two_patients(name, root) for name, root in roots.items()}
     canaries["bcnb"] |= _bcnb(roots["bcnb"])
     roots["institutional"], canaries["institutional"] = _institutional(base / "raw")

@@ -38,7 +38,7 @@ def _canaries(roots: dict[str, Path]) -> set[str]:
 @pytest.fixture(scope="module")
 def slide_corpus(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("slides")
-    roots = generate(base / "raw", patients=3, sources=list(SOURCES), seed=3)
+    roots = generate(base / "raw", patients=3, sources=list(SOURCES), seed=3, workers=2)
     # a planted record-number-like BCNB id (the real ones are 1-1058, too short to search for)
     planted = roots["bcnb"] / "WSIs" / "48213.jpg"
     shutil.copy(next((roots["bcnb"] / "WSIs").glob("1.jpg")), planted)

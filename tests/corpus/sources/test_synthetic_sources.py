@@ -20,7 +20,7 @@ SOURCES = sorted(GENERATORS)
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     out = tmp_path_factory.mktemp("cohort")
-    return out, generate(out, patients=4, seed=3)
+    return out, generate(out, patients=4, seed=3, workers=2)
 
 
 def _truth(out: Path, name: str) -> dict[str, dict]:
