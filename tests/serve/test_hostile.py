@@ -74,7 +74,8 @@ def test_twenty_clients_leaving_after_the_first_chunk_leak_no_slot(tmp_path: Pat
 
 @pytest.mark.parametrize("after_chunks", [0, 2, 5])
 def test_leaving_at_any_chunk_gives_the_slot_back(tmp_path: Path, after_chunks: int) -> None:
-    with running_server(ScriptedEngine(delay=1.0), tmp_path, max_queue=2) as url:
+    # 0.1 s a word: the client is gone long before the answer's last word
+    with running_server(ScriptedEngine(delay=0.5), tmp_path, max_queue=2) as url:
         for _ in range(4):  # twice the queue: a single leaked slot would turn the last ones into 429
             assert stream_and_leave(url, after_chunks) == 200
             assert wait_until_idle(url) == 0
