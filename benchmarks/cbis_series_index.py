@@ -119,7 +119,7 @@ def resolve_full_read(root: Path) -> int:
 def discover_count(root: Path) -> int:
     cbis_ddsm._HEADERS.clear()
     samples = [s for s in get_adapter("cbis_ddsm").discover(root) if hasattr(s, "labels")]
-    assert all("boxes" in s.labels for s in samples), "every ROI mask should have been found"
+    assert all(s.box_masks and not s.missing for s in samples), "every ROI mask should have been found"
     return len(samples)
 
 
