@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from breastgpt.bench.items import BenchDataError
+from breastgpt.bench.sqlite_store import SqliteStore
 
 SCHEMA_VERSION = "1"
 
@@ -62,41 +60,18 @@ class CachedAnswer:
         return self.error is None
 
 
-class ResponseCache:
+class ResponseCache(SqliteStore):
     """Thread-safe: worker threads store their own answers, so an answer is on disk before the next request."""
 
+    schema_version = SCHEMA_VERSION
+    ddl = _DDL
+    kind = "bench response cache"
+    unusable_hint = "move it away to start a fresh run, or point --out at another folder"
+    schema_hint = "use a new --out folder (answers in the old one stay readable by its version)"
+    synchronous_normal = True
+
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            for statement in _DDL:
-                self._db.execute(statement)
-            self._check_schema()
-        except sqlite3.DatabaseError as exc:
-            raise BenchDataError(f"{self.path}: not a usable bench response cache ({exc}); move it away to start "
-                                 f"a fresh run, or point --out at another folder") from None
-
-    def _check_schema(self) -> None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-        elif row[0] != SCHEMA_VERSION:
-            raise BenchDataError(f"{self.path}: cache schema {row[0]!r}, this code writes {SCHEMA_VERSION!r}; "
-                                 f"use a new --out folder (answers in the old one stay readable by its version)")
-
-    def __enter__(self) -> ResponseCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        super().__init__(Path(path))
 
     # -------------------------------------------------------------------------------------------- responses
 

@@ -22,8 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from breastgpt.artifacts import sha256_file
-from breastgpt.bench.items import BenchDataError
+from breastgpt.bench.sqlite_store import SqliteStore
 
 SCHEMA_VERSION = "1"
 FILE_NAME = "embeddings.sqlite"
@@ -84,42 +82,18 @@ class CacheStats:
     embed_s: float = 0.0
 
 
-class EmbeddingCache:
+class EmbeddingCache(SqliteStore):
     """Vectors by (model key, text sha256); `path=None` keeps them in memory for this process only."""
 
+    schema_version = SCHEMA_VERSION
+    ddl = _DDL
+    kind = "embedding cache"
+    unusable_hint = "it holds derived data only, so delete it and score again"
+    schema_hint = "delete the file (derived data) and score again"
+
     def __init__(self, path: Path | None, model_key: str) -> None:
-        self.path = None if path is None else Path(path)
         self.model_key = model_key
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(":memory:" if self.path is None else self.path, check_same_thread=False,
-                                       isolation_level=None, timeout=30)
-            if self.path is not None:
-                self._db.execute("PRAGMA journal_mode=WAL")
-            for statement in _DDL:
-                self._db.execute(statement)
-            self._check_schema()
-        except sqlite3.DatabaseError as exc:
-            raise BenchDataError(f"{self.path}: not a usable embedding cache ({exc}); it holds derived data only, "
-                                 f"so delete it and score again") from None
-
-    def _check_schema(self) -> None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-        elif row[0] != SCHEMA_VERSION:
-            raise BenchDataError(f"{self.path}: embedding cache schema {row[0]!r}, this code writes "
-                                 f"{SCHEMA_VERSION!r}; delete the file (derived data) and score again")
-
-    def __enter__(self) -> EmbeddingCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        super().__init__(path)
 
     def get_many(self, shas: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored float32 vectors for those of `shas` this model has (absent ones are left out)."""
