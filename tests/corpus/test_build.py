@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from breastgpt.corpus.build import (BuildConfig, BuildError, SourceSpec, build_corpus, parse_sources,
-                                    verify_build)
+from breastgpt.corpus.build import (BuildConfig, BuildError, IncompleteBuildError, SourceSpec, build_corpus,
+                                    parse_sources, verify_build)
 from breastgpt.corpus.records import read_records_jsonl, read_records_parquet
 from breastgpt.corpus.splits import verify_manifest
 from tests.corpus.fixtures import FULL_LABELS, SECRET, adapters_for, make_source, png_normaliser
@@ -91,6 +91,28 @@ def test_build_outputs_quarantine_and_zero_work_rerun(sources, tmp_path):
     assert (second.processed, second.reused) == (0, 21)
     assert json.loads((out / "build_summary.json").read_text())["work_done"] == 0
     assert corpus_files(out) == before
+
+
+def test_unchanged_rerun_restores_the_summary_and_a_touched_output_is_rebuilt(sources, tmp_path):
+    """An unchanged re-run skips assembling the corpus and restores the summary; an output file that changed
+    since (or a changed setting) makes it assemble again."""
+    from dataclasses import asdict
+
+    out = tmp_path / "out"
+    first = build(sources, out)
+    fields = ("quarantined", "records", "splits", "phi_gate", "sources", "incomplete")
+    assert (out / ".state" / "finalised.json").is_file()
+    second = build(sources, out)
+    assert second.processed == 0 and {f: asdict(second)[f] for f in fields} == {f: asdict(first)[f] for f in fields}
+    before = corpus_files(out)
+    (out / "records.jsonl").write_text("damaged\n")
+    third = build(sources, out)
+    assert third.processed == 0 and corpus_files(out) == before  # assembled again, the same bytes
+    assert verify_build(out) == []
+    assert first.incomplete == []
+    with pytest.raises(IncompleteBuildError) as refused:  # a setting the assembly reads: assembled again
+        build(sources, out, max_lost=0.05)
+    assert refused.value.summary.incomplete == ["beta"] and refused.value.summary.processed == 0
 
 
 def test_changed_input_redoes_only_that_item(sources, tmp_path):
