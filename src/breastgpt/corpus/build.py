@@ -358,8 +358,8 @@ def build_corpus(config: BuildConfig, *, adapters: Mapping[str, Any] | None = No
     rows = problem_rows(config, problems, pseudo)
     key = finalise_key(config, tasks, rows)
     if summary.processed or not restore_finalised(config.out, key, summary):
-        finalise(config, tasks, rows, samples, summary)
-        record_finalised(config.out, key, summary)
+        manifest = finalise(config, tasks, rows, samples, summary)
+        record_finalised(config.out, key, summary, [MANIFEST_NAME, *manifest["files"]])
     summary.accepted = config.allow_partial or not summary.incomplete
     summary.seconds = round(time.perf_counter() - start, 3)
     atomic_write_json(config.out / "build_summary.json", asdict(summary) | {
@@ -370,8 +370,9 @@ def build_corpus(config: BuildConfig, *, adapters: Mapping[str, Any] | None = No
 
 
 def finalise(config: BuildConfig, tasks: list[ItemTask], problems: list[dict[str, Any]], samples: list[Any],
-             summary: BuildSummary) -> None:
-    """Assemble the corpus from item states in sorted order, gate it for PHI, write outputs and the manifest."""
+             summary: BuildSummary) -> dict[str, Any]:
+    """Assemble the corpus from item states in sorted order, gate it for PHI, write outputs and the manifest
+    (returned)."""
     records, rows, quarantine, referenced, studies = [], [], list(problems), set(), []
     missing: dict[str, Counter[str]] = {spec.name: Counter() for spec in config.sources}
     for task in tasks:
@@ -404,7 +405,7 @@ def finalise(config: BuildConfig, tasks: list[ItemTask], problems: list[dict[str
     write_preprocessing(config.out, config.limits)
     write_jsonl(config.out / "quarantine.jsonl", sorted(quarantine, key=lambda q: json.dumps(q, sort_keys=True)))
     prune_media(config.out, referenced)
-    write_manifest(config, referenced)
+    return write_manifest(config, referenced)
 
 
 # An unchanged re-run (no item processed, same items, problems and settings, every output file as this build left
@@ -435,11 +436,10 @@ def _output_stats(out: Path, names: Iterable[str]) -> dict[str, list[int]] | Non
     return stats
 
 
-def record_finalised(out: Path, key: str, summary: BuildSummary) -> None:
-    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    names = ["manifest.json", *manifest["files"]]
+def record_finalised(out: Path, key: str, summary: BuildSummary, outputs: list[str]) -> None:
+    """What `restore_finalised` checks: the key, the summary fields and the size and mtime of every output."""
     atomic_write_json(out / STATE_DIR / FINALISED, {
-        "key": key, "summary": {f: getattr(summary, f) for f in _FINALISED_FIELDS}, "files": _output_stats(out, names)},
+        "key": key, "summary": {f: getattr(summary, f) for f in _FINALISED_FIELDS}, "files": _output_stats(out, outputs)},
         indent=None)
 
 
