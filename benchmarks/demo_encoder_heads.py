@@ -4,11 +4,11 @@
 
 DEMO_OUT is a demo output folder that has passed its `model` stage (`breastgpt demo --out DEMO_OUT`, or `run_demo`
 with other settings). The encoders of its initial checkpoint are pre-trained exactly as the demo's `encoder_steps`
-do (`breastgpt.demo.pretrain.pretrain_encoders`: one linear head per template on the mean of a study's media
-tokens, training split only, slides through the slide branch), then the heads are scored on the held-out
-image-dependent items before they are discarded. A language model trained on those frozen encoders reads the same
-mean, so the heads' held-out accuracy is about what it can reach (docs/demo.md, third and eighth rounds). The
-pre-trained encoders are written to a temporary folder and deleted.
+do (the `demo-encoders` recipe: the training loop with objective=encoders, one linear head per template on a study's
+media tokens, training split only, slides through the slide branch), then the heads are scored on the held-out
+closed items (`breastgpt.train.encoder_objective.score_heads`). A language model trained on those frozen encoders
+reads the same tokens, so the heads' held-out accuracy is about what it can reach. The pre-training is written to a
+temporary folder and deleted.
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ from _common import write_result  # noqa: E402
 
 
 def main() -> None:
-    from breastgpt.demo.pretrain import pretrain_encoders
+    from breastgpt.corpus.pathway import is_pathway
+    from breastgpt.corpus.records import iter_jsonl
+    from breastgpt.train.encoder_objective import score_heads
+    from breastgpt.train.loop import train
+    from breastgpt.train.recipes import get_recipe
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("demo_out", type=Path)
@@ -35,15 +39,25 @@ def main() -> None:
     parser.add_argument("--no-mirror", action="store_true", help="without the mirror augmentation")
     parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/demo_encoder_heads.json")
     args = parser.parse_args()
-    task_set, init = args.demo_out / "task_set", args.demo_out / "init"
+    task_set, init, corpus = args.demo_out / "task_set", args.demo_out / "init", args.demo_out / "corpus"
     if not (task_set / "bench.jsonl").is_file() or not (init / "config.json").is_file():
         raise SystemExit(f"{args.demo_out}: no task_set/bench.jsonl or init/config.json; run the demo's stages up to "
                          "`model` first")
+    config = get_recipe("demo-encoders")
+    config.seed, config.data.mirror = args.seed, not args.no_mirror
+    config.data.train, config.data.media_root, config.data.slide_root = str(task_set / "train.jsonl"), str(corpus), \
+        str(corpus)
+    config.model.path, config.optim.lr = str(init), args.lr
+    config.schedule.max_steps, config.schedule.micro_batch_size = args.steps, args.batch
     with tempfile.TemporaryDirectory() as tmp:
-        figures = pretrain_encoders(init, Path(tmp) / "encoders", task_set / "train.jsonl", args.demo_out / "corpus",
-                                    slide_mode="features", steps=args.steps, lr=args.lr, batch=args.batch,
-                                    seed=args.seed, mirror=not args.no_mirror, score_records=task_set / "bench.jsonl")
-    heads = figures["heads"]
+        config.output_dir = str(Path(tmp) / "encoders")
+        result = train(config)
+        bench = [r for r in iter_jsonl(task_set / "bench.jsonl") if (r.get("label") or {}).get("options")
+                 and r.get("media") and not is_pathway(r)]
+        heads = score_heads(result.final_dir, bench, corpus)
+    figures = {"steps": result.steps, "first_loss": round(result.losses[0], 3),
+               "final_loss_mean10": round(sum(result.losses[-10:]) / len(result.losses[-10:]), 3),
+               "mirror": config.data.mirror}
     for template, row in heads["templates"].items():
         print(f"{template:34s} {row['n_items']:4d}  heads {100 * row['heads']:5.1f}  prior {100 * row['prior']:5.1f}")
     for modality, row in heads["modalities"].items():
@@ -54,7 +68,7 @@ def main() -> None:
         if (args.demo_out / "summary.json").is_file() else None
     path = write_result("demo_encoder_heads", {
         "command": "python benchmarks/demo_encoder_heads.py DEMO_OUT" + (" --no-mirror" if args.no_mirror else ""),
-        "demo_settings": settings, "pretraining": {k: v for k, v in figures.items() if k != "heads"},
+        "demo_settings": settings, "pretraining": figures,
         **heads}, args.out)
     print(f"wrote {path}")
 

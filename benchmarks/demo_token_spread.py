@@ -11,7 +11,7 @@ differs between studies (`spread`: 0 when every study gives the same vector), th
 per template, a logistic regression on the standardised vectors (training → held-out) against the template's prior.
 The text embeddings' mean norm is the scale the language model's own inputs have.
 
-The ninth round of docs/demo.md reads it: after training, every study's vector lies along one shared direction
+docs/notes/2026-12-demo-research.md reads it: after training, every study's vector lies along one shared direction
 (cosine ~0.998) that the first RMSNorm of each decoder layer cannot remove, while the readings are still there for a
 probe that standardises first.
 """
@@ -59,7 +59,7 @@ def study_vectors(checkpoint: Path, corpus: Path, records: list[dict[str, Any]])
     """Mean media token of every distinct study (media paths) among `records`."""
     import torch
 
-    from breastgpt.demo.pretrain import media_tokens
+    from breastgpt.train.encoder_objective import media_tokens
     from breastgpt.model import BreastGPTForConditionalGeneration
     from breastgpt.model.processing import BreastGPTProcessor
     from breastgpt.train.data import MediaLoader, Sample, collate, encode_sample

@@ -67,8 +67,14 @@ def test_both_models_pretrain_their_own_routes_and_keep_their_encoders_frozen(mi
         figures = stages[f"train {name}"].figures
         assert figures["steps"] == 6 and figures["encoder_pretraining"]["slide_mode"] == mode
         manifest = json.loads((out / "stages" / f"pretrain_{name}.json").read_text())
-        assert manifest["figures"]["slide_mode"] == mode
-        encoders = BreastGPTForConditionalGeneration.from_pretrained(out / "runs" / f"encoders-{name}")
+        assert manifest["figures"]["steps"] == 4
+        pretrained = out / "runs" / f"encoders-{name}" / "final"
+        config = json.loads((pretrained / "manifest.json").read_text())["config"]
+        assert config["objective"] == "encoders" and config["data"]["slide_mode"] == mode  # the training loop's
+        assert (pretrained / "encoder_heads.safetensors").is_file()
+        assert json.loads((out / "runs" / name / "final" / "manifest.json").read_text())["config"]["model"][
+            "path"] == str(pretrained)
+        encoders = BreastGPTForConditionalGeneration.from_pretrained(pretrained)
         final = BreastGPTForConditionalGeneration.from_pretrained(out / "runs" / name / "final")
         before, after = dict(encoders.named_parameters()), dict(final.named_parameters())
         frozen = [n for n in before if n.startswith(encoder_params)]

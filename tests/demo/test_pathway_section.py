@@ -72,7 +72,7 @@ def test_the_report_and_the_printed_table_show_the_pathway_section():
 
 
 def test_pathway_records_train_as_they_are_and_stay_out_of_encoder_pretraining():
-    from breastgpt.demo.pretrain import encoder_task
+    from breastgpt.train.encoder_objective import encoder_task
     from breastgpt.demo.tasks import pathway_rows
 
     record = {**closed_record("pw", "p1", 0, stage="treatment"), "template_id": "pathway-er-treatment",

@@ -6,7 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from breastgpt.demo.settings import FULL
-from breastgpt.demo.training import train_config
+from breastgpt.demo.training import encoder_config, train_config
 from breastgpt.train.recipes import get_recipe
 
 
@@ -29,6 +29,12 @@ def test_demo_recipes_are_tiny_debug_changed_where_the_demo_differs() -> None:
         "checkpoint.every_steps", "checkpoint.keep_last", "logging.every_steps", "logging.progress"}
     thumbnail = get_recipe("demo-thumbnail").to_dict()
     assert _differences(demo, thumbnail) == {"name", "output_dir", "data.slide_mode"}
+    encoders = get_recipe("demo-encoders").to_dict()
+    assert _differences(tiny, encoders) == {
+        "name", "objective", "deterministic", "output_dir", "data.synthetic_records", "data.train", "data.media_root",
+        "data.slide_root", "data.mirror", "data.group_by_length", "model.flavour", "model.path", "model.trainable",
+        "optim.lr", "optim.grad_clip", "schedule.max_steps", "schedule.micro_batch_size", "checkpoint.every_steps",
+        "checkpoint.keep_last", "logging.every_steps", "logging.progress"}
 
 
 def test_the_demo_fills_in_its_run() -> None:
@@ -39,3 +45,10 @@ def test_the_demo_fills_in_its_run() -> None:
     assert config.output_dir == "/run/runs/thumbnail" and config.data.media_root == "/run/corpus"
     assert config.data.slide_mode == "thumbnail" and config.model.path == "/run/init"
     assert config.schedule.max_steps == FULL.train_steps and config.optim.lr == FULL.lr
+    encoders = encoder_config(ctx, "thumbnail")
+    assert encoders.objective == "encoders" and encoders.output_dir == "/run/runs/encoders-thumbnail"
+    assert encoders.data.train == "/run/task_set/train.jsonl" and encoders.data.slide_mode == "thumbnail"
+    assert encoders.schedule.max_steps == FULL.encoder_steps and encoders.schedule.micro_batch_size == 2 * FULL.micro_batch
+    assert encoders.data.mirror is FULL.encoder_mirror and encoders.model.path == "/run/init"
+    ctx.state["encoders:thumbnail"] = Path("/run/runs/encoders-thumbnail/final")
+    assert train_config(ctx, "thumbnail").model.path == "/run/runs/encoders-thumbnail/final"

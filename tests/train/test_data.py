@@ -14,7 +14,7 @@ from breastgpt.model.flavours import tiny, tiny_processor
 from breastgpt.train.config import DataConfig
 from breastgpt.train.data import (DataError, MediaLoader, Sample, TrainDataset, collate, encode_sample, pack,
                                   read_samples, supervised_tokens)
-from breastgpt.train.loop import forward_loss_sum
+from breastgpt.train.objectives import forward_loss_sum
 from breastgpt.train.sampler import BatchPlan, DataPosition, epoch_plan
 from breastgpt.train.synthetic import synthetic_records
 

@@ -14,7 +14,8 @@ from tests.train.conftest import tiny_config
 from tests.train.golden import GOLDEN, TOLERANCE, run_golden
 
 from breastgpt.train import checkpoint as ckpt
-from breastgpt.train import loop
+from breastgpt.train import loop, objectives
+from breastgpt.train.data import supervised_tokens
 from breastgpt.train.loop import NonFiniteLossError, train
 
 
@@ -112,7 +113,7 @@ def test_resume_with_cosine_warmup_and_accumulation(tmp_path):
 
 def test_nan_loss_stops_before_optimizer_step(tmp_path, monkeypatch):
     config = tiny_config(tmp_path / "nan", steps=4)
-    real = loop.forward_loss_sum
+    real = objectives.forward_loss_sum
     calls = {"n": 0}
 
     def poisoned(model, batch):
@@ -120,7 +121,7 @@ def test_nan_loss_stops_before_optimizer_step(tmp_path, monkeypatch):
         loss = real(model, batch)
         return loss * float("nan") if calls["n"] == 3 else loss
 
-    monkeypatch.setattr(loop, "forward_loss_sum", poisoned)
+    monkeypatch.setattr(objectives, "forward_loss_sum", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at step 3.*before the optimizer step"):
         train(config)
     assert calls["n"] == 3
@@ -131,7 +132,7 @@ def test_nan_stop_leaves_weights_unchanged(tmp_path, monkeypatch):
     run = loop.setup(config)
     loop.train_step(run)
     before = {n: p.detach().clone() for n, p in run.model.named_parameters()}
-    monkeypatch.setattr(loop, "forward_loss_sum", lambda m, b: torch.tensor(float("inf"), requires_grad=True))
+    monkeypatch.setattr(objectives, "forward_loss_sum", lambda m, b: torch.tensor(float("inf"), requires_grad=True))
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(inf\)"):
         loop.train_step(run)
     assert all(torch.equal(before[n], p) for n, p in run.model.named_parameters())
@@ -143,13 +144,13 @@ def test_a_run_from_a_checkpoint_trains_in_training_mode(tmp_path, monkeypatch):
     checkpointing and the selection's straight-through estimator (both keyed on .training) are silently off."""
     first = train(tiny_config(tmp_path / "first", steps=1))
     modes = []
-    real = loop.forward_loss_sum
+    real = objectives.forward_loss_sum
 
     def spy(model, batch):
         modes.append(loop_model_training(model))
         return real(model, batch)
 
-    monkeypatch.setattr(loop, "forward_loss_sum", spy)
+    monkeypatch.setattr(objectives, "forward_loss_sum", spy)
     config = tiny_config(tmp_path / "second", steps=2, model__path=str(first.output_dir / "final"), model__flavour="")
     train(config)
     assert modes == [True, True]
@@ -187,15 +188,15 @@ def test_right_padded_batches_need_no_attention_mask(tmp_path, arch):
     batch = collate(items, run.processor)
     mask = batch["attention_mask"]
     assert not bool(mask.all())  # the samples differ in length: there is padding to drop
-    assert "attention_mask" not in loop.without_right_padding_mask(batch)
+    assert "attention_mask" not in objectives.without_right_padding_mask(batch)
     run.model.eval()
     with torch.no_grad():
-        masked = run.model(**loop._to_device(batch, "cpu"), use_cache=False).loss
-        unmasked = loop.forward_loss_sum(run.model, loop._to_device(batch, "cpu"))
-        unmasked = unmasked / loop.supervised_tokens(batch["labels"])
+        masked = run.model(**objectives.to_device(batch, "cpu"), use_cache=False).loss
+        unmasked = objectives.forward_loss_sum(run.model, objectives.to_device(batch, "cpu"))
+        unmasked = unmasked / supervised_tokens(batch["labels"])
     assert float(unmasked) == pytest.approx(float(masked), rel=1e-5)
     left = dict(batch, attention_mask=mask.flip(-1))  # padding before real tokens: the mask must stay
-    assert loop.without_right_padding_mask(left)["attention_mask"] is left["attention_mask"]
+    assert objectives.without_right_padding_mask(left)["attention_mask"] is left["attention_mask"]
 
 
 def test_the_learnable_selection_ablation_trains_through_the_loop(tmp_path):

@@ -28,7 +28,7 @@ class DemoSettings:
     sources: tuple[str, ...]
     patients: int  # per source
     seed: int = 0
-    image_long_side: int = 96  # normalised 2-D images (px): 6-9 visual tokens each
+    image_long_side: int = 96  # normalised 2-D images (px); the processor resizes them up (`write_initial_checkpoint`)
     volume_inplane: int = 64  # normalised volumes: in-plane long edge (px) ...
     volume_depth: int = 8  # ... and slices (4 frames of 2 after the temporal patch)
     ct_window: str = "ct-wide"  # corpus window preset for CT (`breastgpt.io.windowing.WINDOW_PRESETS`)
@@ -45,9 +45,9 @@ class DemoSettings:
     group_turns: bool = True  # training: every question about one study as turns of one conversation ...
     max_turns: int = 0  # ... of at most this many turns (0: all of them in one)
     train_variants: int = 1  # training: each conversation this many times, re-worded (`demo.tasks.reword`)
-    encoder_steps: int = 0  # > 0: first pre-train the encoders on the training labels (`demo.pretrain`) ...
+    encoder_steps: int = 0  # > 0: first pre-train the encoders on the training labels (objective=encoders) ...
     freeze_encoders: bool = False  # ... and keep them frozen while the language model trains
-    encoder_mirror: bool = True  # ... showing images and volumes mirrored half the time (`demo.pretrain`)
+    encoder_mirror: bool = True  # ... with every image and volume study also shown mirrored (data.mirror)
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)

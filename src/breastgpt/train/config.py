@@ -41,6 +41,9 @@ class DataConfig(TrainSection):
     num_workers: int = 0
     # decoded images / volumes kept in memory between epochs (MiB; 0 = off; cleared when full)
     media_memo_mib: int = 1024
+    # objective=encoders: each study of images or volumes is also trained left-right mirrored, its labels mirrored
+    # with it (breastgpt.train.encoder_objective)
+    mirror: bool = False
 
     def check(self) -> None:
         _positive("data.max_length", self.max_length)
@@ -73,7 +76,7 @@ class ModelConfig(TrainSection):
     path: str = ""  # local checkpoint folder (HF format); nothing is fetched
     init_seed: int = 0
     dtype: Literal["float32", "bfloat16"] = "float32"  # weights as stored (mixed precision keeps fp32 masters)
-    trainable: Literal["all", "stage1", "lora", "language"] = "all"
+    trainable: Literal["all", "stage1", "lora", "language", "encoders"] = "all"
     gradient_checkpointing: bool = False
     attn_implementation: str = "sdpa"
     # frozen encoders (trainable=language): each medium's visual tokens computed once and kept (MiB; 0 = off;
@@ -149,6 +152,9 @@ class TrainConfig(TrainSection):
     section = "train"
 
     name: str = "run"
+    # what a step's loss is (breastgpt.train.objectives): "language" (next-token loss on the answers), "encoders"
+    # (the encoder groups learn the closed answers through linear heads), or one a recipe module registers
+    objective: str = "language"
     seed: int = 0
     precision: Literal["fp32", "bf16"] = "fp32"
     # Deterministic kernels (and one CPU thread unless `threads` says otherwise): golden loss curves, slower.
@@ -171,6 +177,14 @@ class TrainConfig(TrainSection):
             section.check()
         if self.data.packing and self.model.arch != "breastgpt":
             raise ConfigError("data.packing is only implemented for model.arch=breastgpt")
+        from breastgpt.registry import RegistryError
+        from breastgpt.train.objectives import get_objective
+
+        try:
+            objective = get_objective(self.objective)
+        except RegistryError as exc:
+            raise ConfigError(f"objective: {exc}") from exc
+        objective.check(self)
         return self
 
 

@@ -2,7 +2,9 @@
 
 Full and stage-1 runs: ``OUT/final/`` (config.json, model*.safetensors, processor files, and the corpus's
 ``preprocessing.json`` when the data came from `corpus build`). LoRA runs:
-``OUT/final/adapter/`` (peft adapter, safetensors) and the merged model in ``OUT/final/``.
+``OUT/final/adapter/`` (peft adapter, safetensors) and the merged model in ``OUT/final/``. The objective decides
+which module is the model (``encoders``: the model without its heads) and may add files of its own
+(`Objective.export_extra`).
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ def export_final(run: Any) -> Path:
     final = run.out / "final"
     if acc.is_main_process:
         with atomic_dir(final) as tmp:
-            model = acc.unwrap_model(run.model)
+            module = acc.unwrap_model(run.model)
+            model, prefix = run.objective.export_model(module)
+            if prefix and state is not None:  # the objective's own parts (heads) are not part of the model
+                state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             if hasattr(model, "merge_and_unload"):
                 model.save_pretrained(tmp / "adapter", safe_serialization=True)
                 model = merged_copy(model)
                 state = None
             model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+            run.objective.export_extra(module, tmp)
             _save_processor(run.processor, tmp)
             _save_preprocessing(run, tmp)
             write_export_manifest(tmp, run.config.to_dict(), run.data_sha256, run.step)

@@ -1,9 +1,11 @@
 """The training loop: accelerate, token-normalised gradient accumulation, validation, logging, checkpoints.
 
-Loss normalisation: each optimizer step's loss is the sum of the token losses of every micro-batch on every
-process divided by the number of supervised tokens in the whole global step. Gradients are therefore the
-same whether a global batch is split over processes or over accumulation steps (a mean of per-batch means
-would weight short answers more on some layouts than on others).
+What a step's loss is comes from the run's objective (`breastgpt.train.objectives`); everything else is shared.
+
+Loss normalisation: each optimizer step's loss is the sum of the loss terms (for the language objective, the token
+losses) of every micro-batch on every process divided by the number of terms in the whole global step. Gradients
+are therefore the same whether a global batch is split over processes or over accumulation steps (a mean of
+per-batch means would weight short answers more on some layouts than on others).
 """
 
 from __future__ import annotations
@@ -17,18 +19,14 @@ from typing import Any
 
 import torch
 
-from breastgpt.model.configuration import slide_encoder_id
 from breastgpt.model.encoder_memo import enable_encoder_memo
 from breastgpt.train import checkpoint as ckpt
 from breastgpt.train.config import ConfigError, TrainConfig
-from breastgpt.train.data import (MediaLoader, TrainDataset, collate, data_manifest, read_samples, resolve_roots,
-                                  supervised_tokens)
+from breastgpt.train.data import data_manifest
 from breastgpt.train.metrics_log import MetricsLog
 from breastgpt.train.model_setup import build_model, build_processor, trainable_names
+from breastgpt.train.objectives import Objective, get_objective
 from breastgpt.train.sampler import BatchPlan
-
-_MODEL_KEYS = ("input_ids", "attention_mask", "labels", "position_ids", "pixel_values", "image_grid_thw",
-               "pixel_values_videos", "video_grid_thw", "slide_features", "slide_grid", "slide_mask", "mm_token_type_ids")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -52,6 +50,7 @@ class _Run:
     accelerator: Any
     model: Any
     processor: Any
+    objective: Objective
     optimizer: Any
     scheduler: Any
     train_set: TrainDataset
@@ -100,19 +99,6 @@ def _prepare_data(config: TrainConfig, out: Path, accelerator) -> None:
         synthetic_records(folder, config.data.synthetic_records, seed=config.seed)
     accelerator.wait_for_everyone()
     config.data.train = str(folder / "records.jsonl")
-
-
-def _datasets(config: TrainConfig, processor, model) -> tuple[TrainDataset, TrainDataset | None]:
-    media_root, slide_root = resolve_roots(config.data)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    dim = base.config.slide.feature_dim if config.model.arch == "breastgpt" else None
-    loader = MediaLoader(media_root, slide_root, config.data.slide_mode, dim,
-                         memo_bytes=config.data.media_memo_mib * (1 << 20), slide_encoder=slide_encoder_id(base.config))
-    train = TrainDataset(read_samples(config.data.train, config.data.format), processor, loader, config.data)
-    val = None
-    if config.data.val:
-        val = TrainDataset(read_samples(config.data.val, config.data.format), processor, loader, config.data)
-    return train, val
 
 
 def build_optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
@@ -174,7 +160,9 @@ def setup(config: TrainConfig, accelerator=None) -> _Run:
     # any encoder parameter trains or selection reads the prompt).
     enable_encoder_memo(model, config.model.encoder_memo_mib << 20)
     processor = build_processor(config.model, model)
-    train_set, val_set = _datasets(config, processor, model)
+    objective = get_objective(config.objective)(config)
+    train_set, val_set = objective.datasets(processor, model)
+    model = objective.wrap(model, train_set)
     plan = BatchPlan(train_set.lengths, config.schedule.micro_batch_size, accelerator.num_processes,
                      accelerator.process_index, config.seed, config.data.group_by_length,
                      config.data.mega_batch_factor)
@@ -189,49 +177,11 @@ def setup(config: TrainConfig, accelerator=None) -> _Run:
     manifest = data_manifest(config.data, len(train_set), train_set.dropped)
     log = MetricsLog(out / "logs", enabled=accelerator.is_main_process, tensorboard=config.logging.tensorboard,
                      jsonl=config.logging.jsonl)
-    return _Run(config, accelerator, model, processor, optimizer, scheduler, train_set, val_set, plan, total, out,
+    return _Run(config, accelerator, model, processor, objective, optimizer, scheduler, train_set, val_set, plan, total, out,
                 manifest["sha256"], log)
 
 
 # ---- one step ----------------------------------------------------------------------------------------------
-
-
-def _to_device(batch: dict[str, Any], device) -> dict[str, Any]:
-    return {k: v.to(device) for k, v in batch.items() if k in _MODEL_KEYS and v is not None}
-
-
-def without_right_padding_mask(batch: dict[str, Any]) -> dict[str, Any]:
-    """The batch without its attention mask when every row is right-padded (real tokens, then padding).
-
-    Under causal attention a real token only sees tokens before it, which are all real, so a right-padded
-    batch needs no mask for its real tokens; padding positions then see real tokens, but they carry no label
-    and nothing attends to them, so the loss and every gradient are unchanged. Without a mask, transformers'
-    SDPA path runs as ``is_causal`` instead of reading a (batch, 1, L, L) mask: the fused CPU kernel skips the
-    masked-out half, and the attention backward of a small model's CPU step took 11 % of it with the mask.
-    (BreastGPT's and Qwen3-VL's 3-D positions of real tokens do not depend on padding that follows them.)
-    """
-    mask = batch.get("attention_mask")
-    if mask is None or mask.ndim != 2:
-        return batch
-    if mask.shape[1] > 1 and bool((mask[:, 1:] > mask[:, :-1]).any()):  # padding before a real token somewhere
-        return batch
-    return {k: v for k, v in batch.items() if k != "attention_mask"}
-
-
-def forward_loss_sum(model, batch: dict[str, Any]) -> torch.Tensor:
-    """Summed token loss of one micro-batch (the model's mean × its supervised token count)."""
-    batch = without_right_padding_mask(batch)
-    n = supervised_tokens(batch["labels"])
-    extra = {}
-    if getattr(getattr(model, "module", model), "loss_on_kept_logits", False):  # BreastGPT (also DDP-wrapped)
-        from breastgpt.model.modeling import supervised_positions
-
-        extra["logits_to_keep"] = supervised_positions(batch["labels"])
-    out = model(**batch, use_cache=False, **extra)
-    if n == 0:  # keeps the graph (DDP needs every rank to run backward), with every trained module in it
-        extra_loss = getattr(out, "selection_loss", None)
-        return out.logits.float().sum() * 0.0 + (0.0 if extra_loss is None else extra_loss.float() * 0.0)
-    return out.loss.float() * n
 
 
 def _fetch(run: _Run) -> list[dict[str, Any]]:
@@ -239,7 +189,7 @@ def _fetch(run: _Run) -> list[dict[str, Any]]:
     batches = []
     for _ in range(c.schedule.grad_accum):
         items = [run.train_set[i] for i in run.plan.next_local()]
-        batches.append(collate(items, run.processor, c.data.packing, c.data.max_length))
+        batches.append(run.objective.collate(items, run.processor))
     return batches
 
 
@@ -252,12 +202,12 @@ def train_step(run: _Run) -> tuple[float, float]:
     """One optimizer step over ``grad_accum`` micro-batches; returns (loss, grad norm)."""
     acc, model = run.accelerator, run.model
     batches = _fetch(run)
-    tokens = _global_sum(acc, sum(supervised_tokens(b["labels"]) for b in batches))
+    tokens = _global_sum(acc, sum(run.objective.count(b) for b in batches))
     scale = acc.num_processes * run.config.schedule.grad_accum / max(tokens, 1.0)
     total = 0.0
     for b in batches:
         with acc.accumulate(model):
-            loss_sum = forward_loss_sum(model, _to_device(b, acc.device))
+            loss_sum = run.objective.loss_sum(model, b, acc.device)
             _stop_if_non_finite(run, loss_sum, b)
             acc.backward(loss_sum * scale)
             total += float(loss_sum.detach())
@@ -318,10 +268,9 @@ def validate(run: _Run) -> float:
     total, tokens = 0.0, 0
     for b in range(n_batches):
         start = b * micro * world + rank * micro
-        batch = collate([vs[i] for i in range(start, start + micro)], run.processor, c.data.packing,
-                        c.data.max_length)
-        tokens += supervised_tokens(batch["labels"])
-        total += float(forward_loss_sum(run.model, _to_device(batch, acc.device)))
+        batch = run.objective.collate([vs[i] for i in range(start, start + micro)], run.processor)
+        tokens += run.objective.count(batch)
+        total += float(run.objective.loss_sum(run.model, batch, acc.device))
     run.model.train()
     return _global_sum(acc, total) / max(_global_sum(acc, tokens), 1.0)
 
@@ -431,5 +380,5 @@ def _after_step(run: _Run, result: RunResult, loss: float, norm: float, seconds:
         result.last_checkpoint = save(run)
 
 
-__all__ = ["NonFiniteLossError", "RunResult", "build_optimizer", "build_scheduler", "forward_loss_sum", "restore",
-           "save", "setup", "train", "train_step", "validate"]
+__all__ = ["NonFiniteLossError", "RunResult", "build_optimizer", "build_scheduler", "restore", "save", "setup",
+           "train", "train_step", "validate"]

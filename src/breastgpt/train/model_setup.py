@@ -9,8 +9,9 @@ Trainable sets derive from the module groups the model class declares (``module_
   blocks, patch embedding and the whole LLM stay frozen.
 - ``lora``: peft LoRA adapters on the LLM projections; the ``warmup`` groups train in full (``modules_to_save``).
 - ``language``: everything but the ``encoder`` groups (the whole vision tower with its mergers, the slide branch,
-  the learnable selectors): the language model learns to read encoders that were trained before, e.g. by
-  ``breastgpt.demo.pretrain``.
+  the learnable selectors): the language model learns to read encoders that were trained before, e.g. by the
+  ``encoders`` objective (`breastgpt.train.encoder_objective`).
+- ``encoders``: the ``encoder`` groups only, the complement of ``language`` (the ``encoders`` objective).
 """
 
 from __future__ import annotations
@@ -100,10 +101,13 @@ def apply_trainable(model: nn.Module, config: ModelConfig) -> None:
     if config.trainable in ("all",):
         model.requires_grad_(True)
         return
-    if config.trainable == "language":
+    if config.trainable in ("language", "encoders"):
         encoders = encoder_prefixes(groups_of(model))
         for name, param in model.named_parameters():
-            param.requires_grad_(not name.startswith(encoders))
+            param.requires_grad_(name.startswith(encoders) == (config.trainable == "encoders"))
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ConfigError(f"model.trainable={config.trainable} matched no parameter (encoder groups: "
+                              + ", ".join(encoders) + ")")
         return
     model.requires_grad_(False)
     if config.trainable == "stage1":
@@ -152,11 +156,23 @@ def build_processor(config: ModelConfig, model: nn.Module) -> Any:
 
 
 def _processor_from_folder(config: ModelConfig, budgets: dict[str, int]) -> Any:
+    """The folder's own BreastGPT processor when it has one (its image sizes are what the checkpoint was made and
+    trained with), with the model's budgets; otherwise one built around the folder's tokenizer (a Qwen3-VL
+    download, whose processor is Qwen's)."""
+    import json
+    from pathlib import Path
+
     from transformers import AutoTokenizer
 
     from breastgpt.model.configuration import HISTO_TOKEN
     from breastgpt.model.processing import BreastGPTProcessor, qwen_image_processor, qwen_video_processor
 
+    saved = Path(config.path) / "processor_config.json"
+    if saved.is_file() and json.loads(saved.read_text()).get("processor_class") == BreastGPTProcessor.__name__:
+        processor = BreastGPTProcessor.from_pretrained(config.path, local_files_only=True)
+        for key, value in budgets.items():
+            setattr(processor, key, value)
+        return processor
     tokenizer = AutoTokenizer.from_pretrained(config.path, local_files_only=True)
     if config.arch == "qwen3vl" and HISTO_TOKEN not in tokenizer.get_vocab():
         # The comparator never writes slide placeholders (slides become thumbnails), but the processor
