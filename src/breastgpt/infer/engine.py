@@ -113,8 +113,9 @@ class Engine:
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str | None = None, dtype: str = "auto") -> Engine:
         """Load a checkpoint folder (safetensors + config + tokenizer/processor files); nothing is downloaded."""
-        from breastgpt.model import BreastGPTForConditionalGeneration
         from breastgpt.model.processing import BreastGPTProcessor
+        from breastgpt.model.variants import variant_of_checkpoint
+        from breastgpt.registry import RegistryError
 
         path = Path(path)
         if not (path / "config.json").is_file():
@@ -123,7 +124,14 @@ class Engine:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = {"auto": torch.bfloat16 if device.startswith("cuda") else torch.float32,
                        "bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}[dtype]
-        model = BreastGPTForConditionalGeneration.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
+        try:  # BreastGPT, or a registered variant of it with parts of its own
+            variant = variant_of_checkpoint(path)
+        except RegistryError as exc:
+            raise ValueError(str(exc)) from exc
+        if not variant.is_breastgpt:
+            raise ValueError(f"{path}: a {variant.name} checkpoint; `ask`, `serve` and the local bench client run "
+                             "BreastGPT models (serve other models with their own OpenAI-compatible server)")
+        model = variant.model_class.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
         processor = BreastGPTProcessor.from_pretrained(path, local_files_only=True)
         settings = read_preprocessing(path)
         if settings is None:

@@ -71,7 +71,9 @@ class LoraConfig(TrainSection):
 class ModelConfig(TrainSection):
     section = "model"
 
-    arch: Literal["breastgpt", "qwen3vl"] = "breastgpt"  # qwen3vl: plain Qwen3-VL, no slide branch or selection
+    # a registered model variant (breastgpt.model.variants): breastgpt, qwen3vl (plain Qwen3-VL, no slide branch or
+    # selection), or one a module in the recipes folder registers
+    arch: str = "breastgpt"
     flavour: str = ""  # a named random-weight flavour (tiny, 4b, 8b) when no path is given
     path: str = ""  # local checkpoint folder (HF format); nothing is fetched
     init_seed: int = 0
@@ -85,6 +87,11 @@ class ModelConfig(TrainSection):
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def check(self) -> None:
+        from breastgpt.model.variants import variant_names
+
+        if self.arch not in variant_names():
+            raise ConfigError(f"model.arch={self.arch!r} is not a registered model variant; known: "
+                              f"{', '.join(variant_names())} (a module in the recipes folder may register more)")
         if self.encoder_memo_mib < 0:
             raise ConfigError(f"model.encoder_memo_mib must be >= 0 (0 turns the memo off), got {self.encoder_memo_mib}")
         if bool(self.flavour) == bool(self.path):
@@ -175,8 +182,11 @@ class TrainConfig(TrainSection):
             raise ConfigError(f"threads must be >= 0 (0 = automatic), got {self.threads}")
         for section in (self.data, self.model, self.optim, self.schedule):
             section.check()
-        if self.data.packing and self.model.arch != "breastgpt":
-            raise ConfigError("data.packing is only implemented for model.arch=breastgpt")
+        from breastgpt.model.variants import get_variant
+
+        if self.data.packing and not get_variant(self.model.arch).is_breastgpt:
+            raise ConfigError("data.packing is only implemented for BreastGPT models (model.arch=breastgpt and its "
+                              "variants)")
         from breastgpt.registry import RegistryError
         from breastgpt.train.objectives import get_objective
 

@@ -309,8 +309,11 @@ class EncoderObjective(Objective):
         if config.data.format != "records" or not config.data.train:
             raise ConfigError("objective=encoders reads corpus records: set data.train=RECORDS.jsonl and "
                               "data.format=records")
-        if config.model.arch != "breastgpt":
-            raise ConfigError("objective=encoders is implemented for model.arch=breastgpt")
+        from breastgpt.model.variants import get_variant
+
+        if not get_variant(config.model.arch).is_breastgpt:
+            raise ConfigError("objective=encoders is implemented for BreastGPT models (model.arch=breastgpt and its "
+                              "variants)")
 
     def datasets(self, processor: Any, model: nn.Module) -> tuple[Any, Any | None]:
         from breastgpt.corpus.records import iter_jsonl

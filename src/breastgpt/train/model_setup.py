@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from breastgpt.model.module_groups import encoder_prefixes, groups_of, lora_modules_to_save, warmup_prefixes
+from breastgpt.model.variants import get_variant, qwen_config_from
 from breastgpt.train.config import ConfigError, ModelConfig
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -44,41 +45,21 @@ def build_model(config: ModelConfig) -> nn.Module:
 
 
 def _load(config: ModelConfig) -> nn.Module:
-    import breastgpt.model  # noqa: F401  (registers the breastgpt model type)
-    from breastgpt.model import BreastGPTForConditionalGeneration
-
+    """The registered variant `config.arch` (`breastgpt.model.variants`): from a local folder, or a flavour's
+    config with seeded random weights."""
+    variant = get_variant(config.arch)
     dtype = _DTYPES[config.dtype]
     if config.path:
-        cls = BreastGPTForConditionalGeneration if config.arch == "breastgpt" else _qwen_class()
-        return cls.from_pretrained(config.path, dtype=dtype, attn_implementation=config.attn_implementation,
-                                   local_files_only=True)
+        return variant.model_class.from_pretrained(config.path, dtype=dtype,
+                                                   attn_implementation=config.attn_implementation,
+                                                   local_files_only=True)
     from breastgpt.model.flavours import build_config
 
-    model_config = build_config(config.flavour)
+    model_config = variant.config_from_flavour(build_config(config.flavour))
     model_config._attn_implementation = config.attn_implementation
-    if config.arch == "breastgpt":
-        model = BreastGPTForConditionalGeneration(model_config)
-    else:
-        model = _qwen_class()(qwen_config_from(model_config))
+    model = variant.model_class(model_config)
     seeded_init(model, config.init_seed)
     return model.to(dtype)
-
-
-def _qwen_class():
-    from transformers import Qwen3VLForConditionalGeneration
-
-    return Qwen3VLForConditionalGeneration
-
-
-def qwen_config_from(breastgpt_config: Any):
-    """The plain Qwen3-VL config with the same LLM and ViT (drops the slide branch and selection)."""
-    from transformers import Qwen3VLConfig
-
-    data = breastgpt_config.to_dict()
-    for key in ("slide_config", "selection_config", "histo_token_id", "model_type", "architectures",
-                "transformers_version"):
-        data.pop(key, None)
-    return Qwen3VLConfig(**data)
 
 
 @torch.no_grad()
@@ -140,7 +121,7 @@ def build_processor(config: ModelConfig, model: nn.Module) -> Any:
     """A processor whose placeholder counts match the model: its selection budgets, or none (comparator)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     mconf = base.config
-    if config.arch == "breastgpt":
+    if get_variant(config.arch).is_breastgpt:
         sel = mconf.selection
         budgets = dict(image_budget=sel.image_budget, volume_budget=sel.volume_budget,
                        slide_budget=sel.slide_budget, slide_feature_dim=mconf.slide.feature_dim)
@@ -174,7 +155,7 @@ def _processor_from_folder(config: ModelConfig, budgets: dict[str, int]) -> Any:
             setattr(processor, key, value)
         return processor
     tokenizer = AutoTokenizer.from_pretrained(config.path, local_files_only=True)
-    if config.arch == "qwen3vl" and HISTO_TOKEN not in tokenizer.get_vocab():
+    if not get_variant(config.arch).is_breastgpt and HISTO_TOKEN not in tokenizer.get_vocab():
         # The comparator never writes slide placeholders (slides become thumbnails), but the processor
         # requires the token to exist; it lands on a spare embedding row that is never read.
         tokenizer.add_special_tokens({"additional_special_tokens": [HISTO_TOKEN]})
