@@ -13,12 +13,13 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from tests.train.conftest import train_interrupted
+
 from breastgpt.config import ConfigError
 from breastgpt.demo.settings import QUICK
 from breastgpt.demo.training import write_initial_checkpoint
 from breastgpt.model import BreastGPTForConditionalGeneration
 from breastgpt.model.module_groups import encoder_prefixes
-from breastgpt.train import loop
 from breastgpt.train.config import ModelConfig
 from breastgpt.train.encoder_objective import (MirroredLoader, encoder_items, encoder_task, load_encoder_heads,
                                                media_tokens, mirror_classes, mirrored_text, score_heads,
@@ -114,19 +115,7 @@ def test_an_interrupted_encoder_run_resumes_exactly(tiny_set, tmp_path: Path) ->
     init, train_file, corpus = tiny_set
     straight = train(encoder_run(init, train_file, corpus, tmp_path / "a", 6, data__mirror=True))
     first = encoder_run(init, train_file, corpus, tmp_path / "b", 6, checkpoint__every_steps=2, data__mirror=True)
-    real_after = loop._after_step
-
-    def stop_after_four(run, result, loss, norm, seconds):
-        real_after(run, result, loss, norm, seconds)
-        if run.step == 4:
-            raise KeyboardInterrupt
-
-    loop._after_step = stop_after_four
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(first)
-    finally:
-        loop._after_step = real_after
+    train_interrupted(first, after_step=4)
     again = encoder_run(init, train_file, corpus, tmp_path / "b", 6, checkpoint__every_steps=2, data__mirror=True)
     resumed = train(again, resume="auto")
     assert resumed.losses == pytest.approx(straight.losses, abs=1e-6)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.train.conftest import tiny_config
+from tests.train.conftest import tiny_config, train_interrupted
 from tests.train.golden import GOLDEN, TOLERANCE, run_golden
 
 from breastgpt.train import checkpoint as ckpt
@@ -89,20 +89,7 @@ def test_resume_with_cosine_warmup_and_accumulation(tmp_path):
     straight = train(config(tmp_path / "a"))
     first = config(tmp_path / "b")
     first.schedule.max_steps = 6
-    # an interrupted run: same config, but the process "dies" after step 3 (we stop the loop there)
-    real_after = loop._after_step
-
-    def stop_after_3(run, result, *args):
-        real_after(run, result, *args)
-        if run.step == 3:
-            raise KeyboardInterrupt
-
-    loop._after_step = stop_after_3
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(first)
-    finally:
-        loop._after_step = real_after
+    train_interrupted(first, after_step=3)  # same config; the process "dies" after step 3
     resumed = train(config(tmp_path / "b"), resume="auto")
     assert len(resumed.losses) == 6
     assert max(abs(x - y) for x, y in zip(resumed.losses, straight.losses)) <= 1e-6
