@@ -83,7 +83,8 @@ def test_swift_sft_trains_two_steps_on_the_export(interop_bin: Path, exported: d
               "--tuner_type", "full", "--max_steps", "2", "--per_device_train_batch_size", "1",
               "--gradient_accumulation_steps", "1", "--output_dir", str(out), "--save_strategy", "no",
               "--report_to", "none", "--dataloader_num_workers", "0", "--torch_dtype", "float32",
-              "--logging_steps", "1", "--split_dataset_ratio", "0", "--eval_strategy", "no"], exported["corpus"])
+              "--logging_steps", "1", "--split_dataset_ratio", "0", "--eval_strategy", "no",
+              "--check_model", "false"], exported["corpus"])  # offline: no model-hub freshness check
     (log,) = out.glob("*/logging.jsonl")
     steps = [entry for entry in map(json.loads, log.read_text().splitlines()) if "loss" in entry]
     assert [s["global_step/max_steps"] for s in steps] == ["1/2", "2/2"]
