@@ -6,7 +6,7 @@ DEMO_OUT is a demo output folder that has passed its `task set` stage (`breastgp
 run of `run_demo` with other settings). For every image-dependent template, a logistic regression is fitted on the
 training items and scored on the held-out ones, from: images pooled to 24 × 24 grey pixels, volumes to 8 × 16 × 16
 voxels (a study's volumes side by side, e.g. an MRI study's seven sequences), slides as the mean / std / max of
-their tile features. It is the ceiling of a reader with no vision of its own (docs/demo.md, third and sixth rounds):
+their tile features. It is the ceiling of a reader with no vision of its own (docs/notes/2026-12-demo-research.md):
 the templates it reads show where the synthetic signal is strong; the templates it cannot read are where a model
 has to learn more than a linear function of the pixels, or where the signal is weak.
 """

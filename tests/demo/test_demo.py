@@ -63,12 +63,9 @@ def test_nothing_identifying_leaks(quick_demo) -> None:
 
 
 def test_the_model_reads_the_mammographic_finding_from_the_image(quick_demo) -> None:
-    """Reduced learning check. The full demo's criterion (chance + 20, no image + 15 on every image-dependent
-    question) is not met yet (docs/demo.md); what the small model does learn from pixels in minutes is the type
-    of mammographic finding. On those questions it must beat the no-image ablation by 25 points (intervals apart)
-    and the template's most frequent training answer by 15 (measured on this machine: 96 %, 32 %, 64 % on 25
-    items; 92 %, 32 %, 64 % on 25 after the ninth round's DeepStack fix; 96 %, 28 %, 64 % with every abnormality type
-    offered as an option (tenth round); the prior margin is the tight one, since the prior is right on most items)."""
+    """Reduced learning check. What the small model learns from pixels in minutes is the type of mammographic
+    finding. On those questions it must beat the no-image ablation by 25 points (intervals apart) and the template's
+    most frequent training answer by 15 (the prior margin is the tight one: the prior is right on most items)."""
     from breastgpt.bench.items import item_from_record
     from breastgpt.bench.statistics import ClusterResampler, MetricSpec
     from breastgpt.corpus.records import iter_jsonl
