@@ -136,8 +136,6 @@ class LanguageObjective(Objective):
 
         if config.data.mirror:
             raise ConfigError("data.mirror is implemented for objective=encoders only")
-        if config.model.trainable == "encoders":
-            raise ConfigError("model.trainable=encoders trains no part that reads text; it is for objective=encoders")
 
     def datasets(self, processor: Any, model: nn.Module) -> tuple[Any, Any | None]:
         from breastgpt.train.data import TrainDataset, read_samples
