@@ -97,20 +97,26 @@ def test_the_comparator_is_scored_beside_breastgpt(mini_demo) -> None:
     assert (out / "report.html").is_file() and "thumbnail" in (out / "report.html").read_text()
 
 
-def test_a_failed_comparator_process_names_its_error_and_log(tmp_path) -> None:
-    import subprocess
-    import sys
+def test_a_failed_comparator_training_names_its_error_and_log(tmp_path) -> None:
+    """The comparator trains through the public command (`breastgpt train run`); a failure there reaches the demo's
+    stage as a RuntimeError naming the command, its exit status and its log."""
+    import threading
 
-    from breastgpt.demo.training import _Running, finish_comparator
+    from breastgpt.demo.training import _Running, cli_process, finish_comparator
+    from breastgpt.train.recipes import get_recipe
 
-    result, log = tmp_path / "result.json", tmp_path / "thumbnail.log"
-    crashed = _Running(subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"]), result, log, 1)
-    with pytest.raises(RuntimeError, match=r"exited with status 3 \(its log: .*thumbnail.log\)"):
-        finish_comparator(crashed)
-    result.write_text(json.dumps({"error": "DataError: bad slide"}))
-    reported = _Running(subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(1)"]), result, log, 1)
-    with pytest.raises(RuntimeError, match="DataError: bad slide"):
-        finish_comparator(reported)
+    config = get_recipe("demo-thumbnail")
+    config.output_dir, config.model.path = str(tmp_path / "run"), str(tmp_path / "no-init")
+    log = tmp_path / "thumbnail.log"
+    with pytest.raises(RuntimeError, match=r"`breastgpt train run --recipe demo-thumbnail` for demo-thumbnail exited "
+                                           r"with status 2 \(its log: .*thumbnail.log\)"):
+        cli_process(1, log)("demo-thumbnail", config)
+    assert "no-init: not a checkpoint folder (no config.json)" in log.read_text()
+    outcome = {"error": RuntimeError("DataError: bad slide"), "seconds": 1.0}
+    thread = threading.Thread(target=lambda: None)
+    thread.start()
+    with pytest.raises(RuntimeError, match=r"comparator's training failed: DataError: bad slide \(its log: "):
+        finish_comparator(_Running(thread, log, 1, outcome))
 
 
 def test_pathway_items_are_trained_benched_with_and_without_earlier_media_and_reported(mini_demo) -> None:

@@ -5,6 +5,7 @@ the standard branch (same model config, same seed, same steps)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,7 +178,74 @@ def encoder_config(ctx: Any, name: str) -> Any:
         checkpoint=replace(base.checkpoint, every_steps=max(50, s.encoder_steps // 2)))
 
 
-def pretrain_for(ctx: Any, name: str, progress: bool = True) -> dict[str, Any] | None:
+Runner = Callable[[str, Any], "list[float]"]  # (recipe name, config) -> the run's losses
+
+
+def in_process(progress: bool) -> Runner:
+    """Train in this process (`train.loop.train`) on the threads torch has here."""
+
+    def run(recipe: str, config: Any) -> list[float]:
+        import torch
+
+        from breastgpt.train.loop import train
+
+        config.logging.progress = progress
+        config.threads = torch.get_num_threads()
+        return train(config, resume="auto").losses
+
+    return run
+
+
+def cli_process(threads: int, log: Path, started: Callable[[Any], None] = lambda process: None) -> Runner:
+    """Train in another process with the public command, ``breastgpt train run --recipe NAME --set ...`` (the
+    differences from the recipe), on `threads` threads, its output appended to `log`. A fresh interpreter, not a
+    multiprocessing child: spawn and forkserver children re-import the caller's main module, which re-runs a script
+    that calls `run_demo` without an ``if __name__ == "__main__"`` guard; fork after torch has started its OpenMP
+    threads can hang."""
+
+    def run(recipe: str, config: Any) -> list[float]:
+        import subprocess
+        import sys
+        from dataclasses import replace
+
+        from breastgpt.train import checkpoint as ckpt
+        from breastgpt.train.config import overrides_between
+        from breastgpt.train.recipes import get_recipe
+
+        config = replace(config, threads=threads)
+        sets = [arg for item in overrides_between(get_recipe(recipe), config) for arg in ("--set", item)]
+        command = [sys.executable, "-m", "breastgpt.train.cli", "run", "--recipe", recipe, *sets, "--resume", "auto",
+                   "--json"]
+        with open(log, "a") as handle:
+            process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+            started(process)
+            code = process.wait()
+        if code != 0:
+            raise RuntimeError(f"`breastgpt train run --recipe {recipe}` for {config.name} exited with status {code} "
+                               f"(its log: {log})")
+        last = ckpt.list_checkpoints(Path(config.output_dir) / "checkpoints")[-1]
+        return list(ckpt.load_trainer_state(last)["history"]["loss"])
+
+    return run
+
+
+def _run_training(ctx: Any, stage: str, recipe: str, config: Any, key: str, runner: Runner) -> dict[str, Any]:
+    """Run `config` (resuming its last checkpoint), or reuse the stage's verified final model; the stage figures:
+    steps, first loss and the mean of the last ten."""
+    final = Path(config.output_dir) / "final"
+    done = load_done(ctx.out, stage, key)
+    if done is None or not _final_verifies(final):
+        forget_other_runs(Path(config.output_dir), key)
+        # the threads are the runner's: set after the stage key, so a different thread count does not redo a
+        # finished training
+        losses = runner(recipe, config)
+        done = {"steps": config.schedule.max_steps, "first_loss": round(losses[0], 3) if losses else None,
+                "final_loss_mean10": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 3) if losses else None}
+        save_done(ctx.out, stage, key, [final / "manifest.json"], done)
+    return done
+
+
+def pretrain_for(ctx: Any, name: str, runner: Runner) -> dict[str, Any] | None:
     """With `encoder_steps`, pre-train the encoders of demo model `name` on the training labels (the training loop
     with objective=encoders, `encoder_config`) into runs/encoders-NAME/final, which its language training then starts
     from; None when the settings ask for none.
@@ -191,124 +259,80 @@ def pretrain_for(ctx: Any, name: str, progress: bool = True) -> dict[str, Any] |
         return None
     config = encoder_config(ctx, name)
     stage = f"pretrain {name}"
-    done = _run_training(ctx, stage, config, stage_key("pretrain", name, config.to_dict(),
-                                                       manifest_sha(ctx.out, "model"),
-                                                       manifest_sha(ctx.out, "task set")), progress)
+    key = stage_key("pretrain", name, config.to_dict(), manifest_sha(ctx.out, "model"),
+                    manifest_sha(ctx.out, "task set"))
+    done = _run_training(ctx, stage, "demo-encoders", config, key, runner)
     ctx.state[f"encoders:{name}"] = Path(config.output_dir) / "final"
     return {**done, "slide_mode": config.data.slide_mode, "mirror": config.data.mirror}
 
 
-def _run_training(ctx: Any, stage: str, config: Any, key: str, progress: bool) -> dict[str, Any]:
-    """Run `config` through the training loop (resuming its last checkpoint), or reuse the stage's verified final
-    model; the stage figures: steps, first loss and the mean of the last ten."""
-    import torch
-
-    from breastgpt.train.loop import train
-
-    final = Path(config.output_dir) / "final"
-    done = load_done(ctx.out, stage, key)
-    if done is None or not _final_verifies(final):
-        forget_other_runs(Path(config.output_dir), key)
-        config.logging.progress = progress
-        # The demo chose this process's threads (its budget, or its half of a side-by-side pair); set after the
-        # stage key, so a different thread count does not redo a finished training.
-        config.threads = torch.get_num_threads()
-        result = train(config, resume="auto")
-        losses = result.losses
-        done = {"steps": result.steps, "first_loss": round(losses[0], 3) if losses else None,
-                "final_loss_mean10": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 3) if losses else None}
-        save_done(ctx.out, stage, key, [final / "manifest.json"], done)
-    return done
-
-
-def train_one(ctx: Any, name: str, progress: bool = True) -> dict[str, Any]:
+def train_one(ctx: Any, name: str, runner: Runner) -> dict[str, Any]:
     """Train (or resume, or reuse a verified final model) one of the demo models, after its encoder pre-training."""
-    encoders = pretrain_for(ctx, name, progress)
+    encoders = pretrain_for(ctx, name, runner)
     config = train_config(ctx, name)
     key = stage_key("train", name, config.to_dict(), manifest_sha(ctx.out, "model"),
                     manifest_sha(ctx.out, f"pretrain {name}") if encoders is not None else "")
-    done = _run_training(ctx, f"train {name}", config, key, progress)
+    done = _run_training(ctx, f"train {name}", f"demo-{name}", config, key, runner)
     ctx.state[f"model:{name}"] = Path(config.output_dir) / "final"
     return done if encoders is None else {**done, "encoder_pretraining": encoders}
 
 
 @dataclass
-class _TrainJob:
-    """What a training in another process needs of the demo's context."""
-
-    out: Path
-    settings: Any
-    state: dict[str, Any]
-
-
-def train_worker(job_file: str) -> int:
-    """Entry point of the second process (`python -m breastgpt.demo.training JOB`): train the model the job names on
-    the job's threads, without progress bars (the parent draws its own), and write the stage figures, the state
-    entries the later stages read and the seconds it took — or the error — to the job's result file."""
-    import time
-    import traceback
-
-    import torch
-
-    from breastgpt.artifacts import atomic_write_json
-    from breastgpt.demo.settings import DemoSettings
-
-    spec = json.loads(Path(job_file).read_text())
-    torch.set_num_threads(int(spec["threads"]))
-    settings = DemoSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["settings"].items()})
-    job = _TrainJob(Path(spec["out"]), settings, {k: Path(v) for k, v in spec["state"].items()})
-    name, started = spec["name"], time.perf_counter()
-    try:
-        done = train_one(job, name, progress=False)
-    except Exception as error:  # reported by the parent's stage, with this process's log
-        traceback.print_exc()
-        atomic_write_json(Path(spec["result"]), {"error": f"{type(error).__name__}: {error}"})
-        return 1
-    keys = (f"encoders:{name}", f"model:{name}")
-    atomic_write_json(Path(spec["result"]), {"done": done, "seconds": time.perf_counter() - started,
-                                             "state": {k: str(job.state[k]) for k in keys if k in job.state}})
-    return 0
-
-
-@dataclass
 class _Running:
-    process: Any
-    result: Path
+    """The comparator's trainings, run by a thread of this process through `cli_process`."""
+
+    thread: Any
     log: Path
     threads: int
+    outcome: dict[str, Any]
 
 
 def start_comparator(ctx: Any, threads: int) -> _Running:
-    """Start the comparator's training in a second Python process (`train_worker`).
-
-    A fresh interpreter, not a multiprocessing child: spawn and forkserver children re-import the caller's main
-    module, which re-runs a script that calls `run_demo` without an ``if __name__ == "__main__"`` guard; fork after
-    torch has started its OpenMP threads can hang.
-    """
-    import subprocess
-    import sys
+    """Start the comparator's pre-training and training in another process (`cli_process`), driven by a thread here
+    that keeps the stage records; `finish_comparator` waits for it."""
+    import threading
+    import time
 
     folder = ctx.out / "runs"
     folder.mkdir(parents=True, exist_ok=True)
-    job, result, log = folder / "thumbnail.job.json", folder / "thumbnail.result.json", folder / "thumbnail.log"
-    result.unlink(missing_ok=True)
-    job.write_text(json.dumps({"out": str(ctx.out), "settings": ctx.settings.as_dict(), "threads": threads,
-                               "name": "thumbnail", "result": str(result),
-                               "state": {k: str(ctx.state[k]) for k in ("corpus", "task_set", "init")}}))
-    with open(log, "w") as handle:
-        process = subprocess.Popen([sys.executable, "-m", "breastgpt.demo.training", str(job)], stdout=handle,
-                                   stderr=subprocess.STDOUT)
-    return _Running(process, result, log, threads)
+    log = folder / "thumbnail.log"
+    log.write_text("")
+    outcome: dict[str, Any] = {}
+
+    def keep(process: Any) -> None:
+        outcome["process"] = process
+        if outcome.get("stopped"):  # stopped before this training began
+            process.kill()
+
+    def work() -> None:
+        started = time.perf_counter()
+        try:
+            outcome["done"] = train_one(ctx, "thumbnail", cli_process(threads, log, started=keep))
+        except BaseException as error:  # handed to the stage that waits
+            outcome["error"] = error
+        outcome["seconds"] = time.perf_counter() - started
+
+    thread = threading.Thread(target=work, name="comparator", daemon=True)
+    thread.start()
+    return _Running(thread, log, threads, outcome)
 
 
-def finish_comparator(running: _Running) -> tuple[dict[str, Any], dict[str, Any], float]:
-    """Wait for the second process; its figures, state entries and seconds, or a `RuntimeError` naming its log."""
-    code = running.process.wait()
-    answer = json.loads(running.result.read_text()) if running.result.is_file() else {}
-    if code != 0 or "done" not in answer:
-        reason = answer.get("error") or f"the process exited with status {code}"
-        raise RuntimeError(f"the comparator's training failed: {reason} (its log: {running.log})")
-    return answer["done"], {k: Path(v) for k, v in answer["state"].items()}, float(answer["seconds"])
+def stop_comparator(running: _Running) -> None:
+    """Kill the comparator's current training process and wait for its thread (the parent's training failed)."""
+    running.outcome["stopped"] = True
+    process = running.outcome.get("process")
+    if process is not None and process.poll() is None:
+        process.kill()
+    running.thread.join()
+
+
+def finish_comparator(running: _Running) -> tuple[dict[str, Any], float]:
+    """Wait for the comparator; its figures and seconds, or a `RuntimeError` naming its log."""
+    running.thread.join()
+    error = running.outcome.get("error")
+    if error is not None or "done" not in running.outcome:
+        raise RuntimeError(f"the comparator's training failed: {error} (its log: {running.log})") from error
+    return running.outcome["done"], float(running.outcome["seconds"])
 
 
 def _parallel_threads() -> tuple[int, int] | None:
@@ -322,30 +346,29 @@ def _parallel_threads() -> tuple[int, int] | None:
 def stage_train_breastgpt(ctx: Any) -> dict[str, Any]:
     """CPU training of BreastGPT on the task set (slides as tile features through the slide branch).
 
-    With the comparator and two or more threads, the comparator trains meanwhile in a second process, each
-    training on half the threads. The small model's step gains little from a second thread (two trainings side by
-    side on one thread each took 0.26 s a step where one on two threads took 0.17 s: 25 % less time for the pair),
+    With the comparator and two or more threads, the comparator trains meanwhile in another process (`cli_process`),
+    each training on half the threads. The small model's step gains little from a second thread (two trainings side
+    by side on one thread each took 0.26 s a step where one on two threads took 0.17 s: 25 % less time for the pair),
     and every stage key and output stays as it is when they run one after the other.
     """
     import torch
 
     split = _parallel_threads() if ctx.settings.comparator else None
     if split is None:
-        return train_one(ctx, "breastgpt")
+        return train_one(ctx, "breastgpt", in_process(True))
     threads = torch.get_num_threads()
+    torch.set_num_threads(split[0])
     running = start_comparator(ctx, split[1])
     ctx.state["comparator job"] = running
-    torch.set_num_threads(split[0])
     try:
-        done = train_one(ctx, "breastgpt")
+        done = train_one(ctx, "breastgpt", in_process(True))
     except BaseException:
-        running.process.kill()
-        running.process.wait()
+        stop_comparator(running)
         ctx.state.pop("comparator job", None)
         raise
     finally:
         torch.set_num_threads(threads)
-    return {**done, "threads": split[0], "comparator": f"trained meanwhile in a second process on {split[1]} thread(s)"}
+    return {**done, "threads": split[0], "comparator": f"trained meanwhile in another process on {split[1]} thread(s)"}
 
 
 def stage_train_thumbnail(ctx: Any) -> dict[str, Any]:
@@ -354,24 +377,15 @@ def stage_train_thumbnail(ctx: Any) -> dict[str, Any]:
         return {"skipped": f"not part of the {ctx.settings.name} demo"}
     running = ctx.state.pop("comparator job", None)
     if running is None:
-        return train_one(ctx, "thumbnail")
-    try:
-        with ctx.progress() as bar:
-            bar.add_task("thumbnail (second process): waiting", total=None)
-            done, state, seconds = finish_comparator(running)
-    finally:
-        if running.process.poll() is None:
-            running.process.kill()
-    ctx.state.update(state)
+        return train_one(ctx, "thumbnail", in_process(True))
+    with ctx.progress() as bar:
+        bar.add_task("thumbnail (another process): waiting", total=None)
+        done, seconds = finish_comparator(running)
     return {**done, "threads": running.threads, "process_seconds": round(seconds, 1),
-            "parallel": "trained in a second process while BreastGPT trained; this stage's time is the wait"}
+            "parallel": "trained in another process while BreastGPT trained (`breastgpt train run`, log in "
+                        "runs/thumbnail.log); this stage's time is the wait"}
 
 
-__all__ = ["MODELS", "corpus_texts", "encoder_config", "pretrain_for", "stage_model", "stage_train_breastgpt",
-           "stage_train_thumbnail", "train_config", "write_initial_checkpoint"]
+__all__ = ["MODELS", "cli_process", "corpus_texts", "encoder_config", "in_process", "pretrain_for", "stage_model",
+           "stage_train_breastgpt", "stage_train_thumbnail", "train_config", "write_initial_checkpoint"]
 
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(train_worker(sys.argv[1]))

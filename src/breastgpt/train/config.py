@@ -7,7 +7,9 @@ hours in.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from breastgpt.config import ConfigError, StrictConfig
@@ -96,6 +98,9 @@ class ModelConfig(TrainSection):
             raise ConfigError(f"model.encoder_memo_mib must be >= 0 (0 turns the memo off), got {self.encoder_memo_mib}")
         if bool(self.flavour) == bool(self.path):
             raise ConfigError("give exactly one of model.flavour (random weights) or model.path (a local folder)")
+        if self.path and not (Path(self.path) / "config.json").is_file():
+            raise ConfigError(f"model.path={self.path}: not a checkpoint folder (no config.json); give a local folder "
+                              "written by `breastgpt model init` or `breastgpt train` (nothing is downloaded)")
 
 
 @dataclass
@@ -228,7 +233,25 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
     return TrainConfig.from_dict(data)
 
 
+def overrides_between(base: TrainConfig, config: TrainConfig) -> list[str]:
+    """The ``--set`` strings that turn `base` (a recipe) into `config`: one per value that differs, so
+    ``apply_overrides(base, overrides_between(base, config)) == config`` (a run handed to another process as
+    ``breastgpt train run --recipe NAME --set ...``)."""
+
+    def leaves(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+        return out
+
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else json.dumps(value)
+
+    old, new = leaves(base.to_dict()), leaves(config.to_dict())
+    return [f"{key}={text(value)}" for key, value in new.items() if old.get(key) != value]
+
+
 __all__ = [
     "CheckpointConfig", "ConfigError", "DataConfig", "LoggingConfig", "LoraConfig", "ModelConfig", "OptimConfig",
-    "ScheduleConfig", "TrainConfig", "TrainSection", "apply_overrides",
+    "ScheduleConfig", "TrainConfig", "TrainSection", "apply_overrides", "overrides_between",
 ]
