@@ -67,6 +67,22 @@ def test_encoder_task_reads_training_records_only() -> None:
         encoder_task([*records, _record("c", "m/c.png", "No", split="bench")])
 
 
+def test_a_corpus_training_file_gives_its_closed_single_study_records() -> None:
+    """A corpus's training records mix open questions, reports and pathway conversations with the closed ones: the
+    objective reads the closed single-study records and counts the rest by reason."""
+    closed = _record("a", "m/a.png", "Yes")
+    open_q = {**_record("b", "m/a.png", "Yes"), "template_id": "open-findings",
+              "label": {"answer": "A mass in the upper outer quadrant."}}
+    pathway = {**_record("c", "m/a.png", "Yes"), "template_id": "pathway-er-treatment"}
+    no_media = {**_record("d", "m/a.png", "No"), "media": []}
+    mixed = {**_record("e", "m/e.png", "No"), "media": [{"kind": "image", "path": "m/e.png"},
+                                                       {"kind": "volume", "path": "v/e.npz"}]}
+    task = encoder_task([closed, open_q, pathway, no_media, mixed])
+    assert task.records == 1 and task.classes == {"scr-mam-dense-yesno": ["Yes"]}  # the answers trained on
+    assert task.media == {("m/a.png",): {"scr-mam-dense-yesno": 0}}
+    assert task.skipped == {"media of several kinds": 1, "no media": 1, "open question": 1, "pathway": 1}
+
+
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """Bright images answer "Yes", dark ones "No"; the demo model's initial checkpoint."""
@@ -116,6 +132,7 @@ def test_the_loop_trains_the_encoders_and_leaves_the_language_model(tiny_set, tr
     index = json.loads((final / "encoder_heads.json").read_text())
     assert index["heads"] == [{"template": "scr-mam-dense-yesno", "kind": "image"}]
     assert index["classes"] == {"scr-mam-dense-yesno": ["No", "Yes"]}
+    assert (index["studies"], index["records"], index["records_not_read"]) == (12, 12, {})
     again = train(encoder_run(init, train_file, corpus, tmp_path / "again", 5))
     assert again.losses == result.losses[:5]  # deterministic for a seed (a constant learning rate)
 

@@ -9,9 +9,10 @@ that template's answer. Only the encoder module groups and the heads train (``mo
 export is the model alone, ready for a language training that keeps those encoders frozen
 (``model.trainable=language``); the heads are kept beside it (`encoder_heads.safetensors`) for `score_heads`.
 
-Data: a records JSONL of the training split (``data.format=records``). Closed records only (options and an answer
-index); pathway records are left out (they mix several studies' media, and the medium their answer reads, the
-slide, is trained through the single-study records); records without media are skipped. ``data.slide_mode`` says
+Data: a records JSONL of the training split (``data.format=records``), e.g. a corpus's training records. Closed
+records are read (options and an answer index); open questions, records without media or with media of several
+kinds, and pathway records are not (the latter mix several studies' media, and the medium their answer reads, the
+slide, is trained through the single-study records); how many of each is logged and kept in `encoder_heads.json`. ``data.slide_mode`` says
 how slides reach the model that will be trained from the result: tile features through the slide branch, or the
 thumbnail image through the vision tower.
 
@@ -25,6 +26,7 @@ a side-specific memory useless.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -50,6 +52,8 @@ class EncoderTask:
     classes: dict[str, list[str]]
     media: dict[tuple[str, ...], dict[str, int]] = field(default_factory=dict)  # media paths -> template -> class
     examples: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)  # media paths -> one record
+    skipped: dict[str, int] = field(default_factory=dict)  # records not read, by reason
+    records: int = 0  # records read
 
     def priors(self) -> dict[str, str]:
         """Each template's most frequent training class (of equally frequent ones, the first in class order)."""
@@ -111,25 +115,49 @@ def closed_answer(record: dict[str, Any]) -> str:
     return label["options"][label["answer_index"]]
 
 
-def encoder_task(records: list[dict[str, Any]]) -> EncoderTask:
-    """Classes and per-study labels from closed training records; refuses any record not in the train split."""
+def is_closed(record: dict[str, Any]) -> bool:
+    label = record.get("label") or {}
+    return "options" in label and "answer_index" in label
+
+
+def _skip_reason(record: dict[str, Any]) -> str | None:
     from breastgpt.corpus.pathway import is_pathway
 
-    records = [r for r in records if not is_pathway(r) and r.get("media")]
+    if is_pathway(record):
+        return "pathway"
+    if not record.get("media"):
+        return "no media"
+    if not is_closed(record):
+        return "open question"
+    if len({m["kind"] for m in record["media"]}) > 1:
+        return "media of several kinds"
+    return None
+
+
+def encoder_task(records: list[dict[str, Any]]) -> EncoderTask:
+    """Classes and per-study labels from the closed single-study records among `records` (a corpus's training
+    records: open questions, pathway records and records without media are counted in `skipped`); refuses any
+    record not in the train split."""
+    kept, skipped = [], Counter()
     for record in records:
         if record.get("split") != "train":
             raise ValueError(f"record {record.get('id')}: split {record.get('split')!r}; encoder pre-training reads "
                              "training records only")
+        reason = _skip_reason(record)
+        if reason is None:
+            kept.append(record)
+        else:
+            skipped[reason] += 1
     classes: dict[str, list[str]] = {}
-    for record in records:
+    for record in kept:
         classes.setdefault(record["template_id"], [])
         if closed_answer(record) not in classes[record["template_id"]]:
             classes[record["template_id"]].append(closed_answer(record))
     classes = {t: sorted(c) for t, c in sorted(classes.items())}
-    task = EncoderTask(classes)
+    task = EncoderTask(classes, skipped=dict(sorted(skipped.items())), records=len(kept))
     # studies in record-id order: media file names are content hashes, and an order taken from them would change
     # with the bytes of the PNG encoder
-    for record in sorted(records, key=lambda r: r["id"]):
+    for record in sorted(kept, key=lambda r: r["id"]):
         key = tuple(m["path"] for m in record["media"])
         task.examples.setdefault(key, record)
         task.media.setdefault(key, {})[record["template_id"]] = classes[record["template_id"]].index(
@@ -320,6 +348,9 @@ class EncoderObjective(Objective):
 
         data = self.config.data
         self.task = encoder_task(list(iter_jsonl(Path(data.train))))
+        skipped = ", ".join(f"{n} {reason}" for reason, n in self.task.skipped.items()) or "none"
+        logging.getLogger(__name__).info("encoder objective: %d studies from %d closed records of %s; records not "
+                                         "read: %s", len(self.task.media), self.task.records, data.train, skipped)
         loader, memo = media_loader(self.config, model), data.media_memo_mib << 20
         train = EncoderDataset(encoder_items(self.task, data.slide_mode, data.mirror), processor, loader, memo)
         val = None
@@ -331,13 +362,11 @@ class EncoderObjective(Objective):
     def _held_out(self, records: list[dict[str, Any]], slide_mode: str) -> list[_Item]:
         """Validation items: closed records of a template and media kind that has a head, and whose answer is one
         of the training classes (the loss of any other cannot be computed)."""
-        from breastgpt.corpus.pathway import is_pathway
-
         heads = {(t, head_kind(r, slide_mode)) for r in self.task.examples.values() for t in self.task.media[
             tuple(m["path"] for m in r["media"])]}
         studies: dict[tuple[str, ...], _Item] = {}
         for record in sorted(records, key=lambda r: r["id"]):
-            if is_pathway(record) or not record.get("media"):
+            if _skip_reason(record) is not None:
                 continue
             template, kind = record["template_id"], head_kind(record, slide_mode)
             answer = closed_answer(record)
@@ -382,6 +411,7 @@ class EncoderObjective(Objective):
                   str(folder / HEADS_WEIGHTS))
         index = {"heads": [{"template": t, "kind": k} for t, k in module.head_keys], "classes": module.classes,
                  "priors": module.priors, "slide_mode": self.config.data.slide_mode, "mirror": self.config.data.mirror,
+                 "studies": len(self.task.media), "records": self.task.records, "records_not_read": self.task.skipped,
                  "reads": "mean | side-weighted mean | per-feature maximum of a study's media tokens"}
         (folder / HEADS_INDEX).write_text(json.dumps(index, indent=1))
 
