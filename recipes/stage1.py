@@ -15,7 +15,7 @@ def stage1() -> TrainConfig:
     return TrainConfig(
         name="stage1",
         precision="bf16",
-        data=DataConfig(train="corpus/records.train.jsonl", val="corpus/records.val.jsonl", max_length=10_000),
+        data=DataConfig(train="corpus/records.jsonl", val="corpus/records.jsonl", max_length=10_000),
         model=ModelConfig(path="checkpoints/breastgpt-8b-init", trainable="stage1", gradient_checkpointing=True),
         optim=OptimConfig(lr=1e-4, weight_decay=0.0, grad_clip=1.0),
         schedule=ScheduleConfig(epochs=1, scheduler="cosine", warmup_ratio=0.03, micro_batch_size=1, grad_accum=4),

@@ -16,7 +16,7 @@ def stage2() -> TrainConfig:
     return TrainConfig(
         name="stage2",
         precision="bf16",
-        data=DataConfig(train="corpus/records.train.jsonl", val="corpus/records.val.jsonl", max_length=10_000),
+        data=DataConfig(train="corpus/records.jsonl", val="corpus/records.jsonl", max_length=10_000),
         model=ModelConfig(path="runs/stage1/final", trainable="all", gradient_checkpointing=True),
         optim=OptimConfig(lr=1e-5, weight_decay=0.1, betas=[0.9, 0.999], grad_clip=1.0),
         schedule=ScheduleConfig(epochs=2, scheduler="cosine", warmup_ratio=0.03, micro_batch_size=1, grad_accum=1),

@@ -181,3 +181,20 @@ def test_media_memo_keeps_slide_features_and_thumbnails(tmp_path):
     thumbs = MediaLoader(tmp_path, tmp_path, "thumbnail", None, memo_bytes=1 << 20)
     assert thumbs.part("slide", "s.h5")["image"].shape == (8, 12, 3)
     assert int(thumbs.part("slide", "s.h5")["image"].max()) == 9 and len(thumbs._memo) == 1
+
+
+def test_a_records_file_of_every_split_trains_on_its_training_split(tmp_path):
+    """A corpus's records.jsonl holds every split: data.train_split (default "train") keeps the bench records out."""
+    import json
+
+    from breastgpt.train.data import DataError, read_samples
+    from breastgpt.train.synthetic import synthetic_records
+
+    path = synthetic_records(tmp_path, 8, seed=0)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps({**r, "split": "bench" if i % 2 else "train"}) + "\n"
+                            for i, r in enumerate(rows)))
+    assert [s.id for s in read_samples(path, "records", "train")] == [r["id"] for r in rows[::2]]
+    assert len(read_samples(path, "records", "")) == 8
+    with pytest.raises(DataError, match=r"no record of split 'val' \(the file holds bench, train\)"):
+        read_samples(path, "records", "val")

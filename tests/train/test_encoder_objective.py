@@ -23,7 +23,7 @@ from breastgpt.model.module_groups import encoder_prefixes
 from breastgpt.model.processing import BreastGPTProcessor
 from breastgpt.train.config import ModelConfig
 from breastgpt.train.encoder_objective import (MirroredLoader, encoder_items, encoder_task, load_encoder_heads,
-                                               media_tokens, mirror_classes, mirrored_text, score_heads,
+                                               media_tokens, mirror_classes, mirrored_text, of_split, score_heads,
                                                study_summary, study_tokens)
 from breastgpt.train.loop import train
 from breastgpt.train.model_setup import apply_trainable
@@ -58,13 +58,15 @@ def encoder_run(init: Path, train_file: Path, corpus: Path, out: Path, steps: in
     return config
 
 
-def test_encoder_task_reads_training_records_only() -> None:
-    records = [_record("a", "m/a.png", "Yes"), _record("b", "m/b.png", "No")]
-    task = encoder_task(records)
+def test_the_objective_reads_the_training_split_of_a_file_of_every_split() -> None:
+    records = [_record("a", "m/a.png", "Yes"), _record("b", "m/b.png", "No"), _record("c", "m/c.png", "No", "bench")]
+    assert [r["id"] for r in of_split(records, "train", "records.jsonl")] == ["a", "b"]
+    assert len(of_split(records, "", "records.jsonl")) == 3
+    with pytest.raises(ConfigError, match=r"records.jsonl: no record of split 'val' \(the file holds bench, train\)"):
+        of_split(records, "val", "records.jsonl")
+    task = encoder_task(of_split(records, "train", "records.jsonl"))
     assert task.classes == {"scr-mam-dense-yesno": ["No", "Yes"]}
     assert task.media == {("m/a.png",): {"scr-mam-dense-yesno": 1}, ("m/b.png",): {"scr-mam-dense-yesno": 0}}
-    with pytest.raises(ValueError, match="c.*'bench'.*training records only"):
-        encoder_task([*records, _record("c", "m/c.png", "No", split="bench")])
 
 
 def test_a_corpus_training_file_gives_its_closed_single_study_records() -> None:

@@ -29,6 +29,10 @@ class DataConfig(TrainSection):
     train: str = ""  # JSONL of corpus records (format=records) or ms-swift rows (format=swift)
     val: str = ""
     format: Literal["records", "swift"] = "records"
+    # format=records: only the records of this split are read from data.train / data.val ("" reads every record),
+    # so a corpus's records.jsonl (every split in one file) never trains on its bench records
+    train_split: str = "train"
+    val_split: str = "val"
     media_root: str = ""  # media paths in records are relative to this (default: the train file's folder)
     slide_root: str = ""  # slide feature files (.h5) are relative to this (default: media_root)
     # Slides as tile features for BreastGPT, or as the feature file's clean thumbnail image for a model

@@ -46,15 +46,22 @@ class Sample:
 # ---- reading --------------------------------------------------------------------------------------------
 
 
-def read_samples(path: str | Path, fmt: str) -> list[Sample]:
-    """Read our corpus records (``fmt='records'``) or ms-swift rows (``fmt='swift'``) from JSONL."""
+def read_samples(path: str | Path, fmt: str, split: str = "") -> list[Sample]:
+    """Read our corpus records (``fmt='records'``; with `split`, only that split's) or ms-swift rows
+    (``fmt='swift'``, which carry no split) from JSONL."""
     from breastgpt.corpus.records import iter_jsonl, read_records_jsonl
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: training file not found; build the corpus with `breastgpt corpus build`")
     if fmt == "records":
-        return [sample_from_record(r) for r in read_records_jsonl(path)]
+        records = read_records_jsonl(path)
+        chosen = [sample_from_record(r) for r in records if not split or r.split == split]
+        if records and not chosen:
+            found = sorted({r.split for r in records})
+            raise DataError(f"{path}: no record of split {split!r} (the file holds {', '.join(found)}); set "
+                            "data.train_split / data.val_split, or \"\" to read every record")
+        return chosen
     return [_from_swift(row, f"{path.name}:{i}") for i, row in enumerate(iter_jsonl(path), 1)]
 
 

@@ -9,7 +9,8 @@ that template's answer. Only the encoder module groups and the heads train (``mo
 export is the model alone, ready for a language training that keeps those encoders frozen
 (``model.trainable=language``); the heads are kept beside it (`encoder_heads.safetensors`) for `score_heads`.
 
-Data: a records JSONL of the training split (``data.format=records``), e.g. a corpus's training records. Closed
+Data: a records JSONL (``data.format=records``), e.g. a corpus's ``records.jsonl``, of which the records of
+``data.train_split`` are read (``data.val_split`` of ``data.val``). Closed
 records are read (options and an answer index); open questions, records without media or with media of several
 kinds, and pathway records are not (the latter mix several studies' media, and the medium their answer reads, the
 slide, is trained through the single-study records); how many of each is logged and kept in `encoder_heads.json`. ``data.slide_mode`` says
@@ -134,15 +135,21 @@ def _skip_reason(record: dict[str, Any]) -> str | None:
     return None
 
 
+def of_split(records: list[dict[str, Any]], split: str, where: str) -> list[dict[str, Any]]:
+    """The records of `split` ("": all of them); none of a file that has records is an error naming the splits."""
+    chosen = [r for r in records if not split or r.get("split") == split]
+    if records and not chosen:
+        found = sorted({str(r.get("split")) for r in records})
+        raise ConfigError(f"{where}: no record of split {split!r} (the file holds {', '.join(found)}); set "
+                          "data.train_split / data.val_split, or \"\" to read every record")
+    return chosen
+
+
 def encoder_task(records: list[dict[str, Any]]) -> EncoderTask:
-    """Classes and per-study labels from the closed single-study records among `records` (a corpus's training
-    records: open questions, pathway records and records without media are counted in `skipped`); refuses any
-    record not in the train split."""
+    """Classes and per-study labels from the closed single-study records among `records` (training records: open
+    questions, pathway records and records without media are counted in `skipped`)."""
     kept, skipped = [], Counter()
     for record in records:
-        if record.get("split") != "train":
-            raise ValueError(f"record {record.get('id')}: split {record.get('split')!r}; encoder pre-training reads "
-                             "training records only")
         reason = _skip_reason(record)
         if reason is None:
             kept.append(record)
@@ -347,7 +354,7 @@ class EncoderObjective(Objective):
         from breastgpt.corpus.records import iter_jsonl
 
         data = self.config.data
-        self.task = encoder_task(list(iter_jsonl(Path(data.train))))
+        self.task = encoder_task(of_split(list(iter_jsonl(Path(data.train))), data.train_split, data.train))
         skipped = ", ".join(f"{n} {reason}" for reason, n in self.task.skipped.items()) or "none"
         logging.getLogger(__name__).info("encoder objective: %d studies from %d closed records of %s; records not "
                                          "read: %s", len(self.task.media), self.task.records, data.train, skipped)
@@ -355,8 +362,8 @@ class EncoderObjective(Objective):
         train = EncoderDataset(encoder_items(self.task, data.slide_mode, data.mirror), processor, loader, memo)
         val = None
         if data.val:
-            val = EncoderDataset(self._held_out(list(iter_jsonl(Path(data.val))), data.slide_mode), processor,
-                                 loader, memo)
+            rows = of_split(list(iter_jsonl(Path(data.val))), data.val_split, data.val)
+            val = EncoderDataset(self._held_out(rows, data.slide_mode), processor, loader, memo)
         return train, val
 
     def _held_out(self, records: list[dict[str, Any]], slide_mode: str) -> list[_Item]:
@@ -477,5 +484,5 @@ def score_heads(folder: Path, records: list[dict[str, Any]], media_root: Path, s
 
 
 __all__ = ["EncoderDataset", "EncoderHeads", "EncoderObjective", "EncoderTask", "MirroredLoader", "closed_answer",
-           "encoder_items", "encoder_task", "head_kind", "load_encoder_heads", "media_tokens", "mirror_classes",
+           "encoder_items", "encoder_task", "of_split", "head_kind", "load_encoder_heads", "media_tokens", "mirror_classes",
            "mirrored_text", "score_heads", "study_summary", "study_tokens"]

@@ -142,8 +142,10 @@ class LanguageObjective(Objective):
 
         data = self.config.data
         loader = media_loader(self.config, model)
-        train = TrainDataset(read_samples(data.train, data.format), processor, loader, data)
-        val = TrainDataset(read_samples(data.val, data.format), processor, loader, data) if data.val else None
+        train = TrainDataset(read_samples(data.train, data.format, data.train_split), processor, loader, data)
+        val = None
+        if data.val:
+            val = TrainDataset(read_samples(data.val, data.format, data.val_split), processor, loader, data)
         return train, val
 
     def collate(self, items: list[dict[str, Any]], processor: Any) -> dict[str, Any]:
