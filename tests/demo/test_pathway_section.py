@@ -82,5 +82,7 @@ def test_pathway_records_train_as_they_are_and_stay_out_of_encoder_pretraining()
     assert row["messages"] == record["messages"] and row["images"] == ["media/a.png"]
     assert row["slides"] == ["features/b.h5"] and row["videos"] == []
     single = {**closed_record("s1", "p2", 1), "split": "train", "media": [{"path": "media/c.png", "kind": "image"}]}
-    task = encoder_task([record, single])
-    assert set(task.classes) == {"t-closed"} and list(task.media) == [("media/c.png",)]
+    other = {**closed_record("s2", "p3", 0), "split": "train", "media": [{"path": "media/d.png", "kind": "image"}]}
+    task = encoder_task([record, single, other])
+    assert set(task.classes) == {"t-closed"} and list(task.media) == [("media/c.png",), ("media/d.png",)]
+    assert task.skipped == {"pathway": 1}

@@ -208,3 +208,28 @@ def test_ask_tiles_a_slide_with_the_checkpoints_encoder(tiny_checkpoint: Path, r
                                       str(realdata / "wsi" / "CMU-1-Small-Region.svs"), "Histologic type?"])
     assert result.exit_code == 0, result.output
     assert "with tiny-random" in words(result.stderr)  # the checkpoint's slide_config.encoder_id
+
+
+def test_the_encoder_objective_reads_the_built_corpus_as_it_is(trained: dict[str, Any], tmp_path: Path) -> None:
+    """objective=encoders on a `corpus build` output as it is (every split and question type in records.jsonl, a real
+    CT series among the media). Its training split is one patient, so every closed template has a single answer:
+    nothing for a head to tell apart, which the run says at start instead of training on a loss of zero."""
+    from breastgpt.config import ConfigError
+    from breastgpt.corpus.records import iter_jsonl
+    from breastgpt.train.config import ModelConfig, ScheduleConfig, TrainConfig
+    from breastgpt.train.encoder_objective import encoder_task, of_split
+    from breastgpt.train.loop import train
+
+    corpus = trained["corpus"]
+    rows = list(iter_jsonl(corpus / "records.jsonl"))
+    task = encoder_task(of_split(rows, "train", "records.jsonl"))
+    closed = [r for r in rows if r["split"] == "train" and "options" in (r.get("label") or {}) and r["media"]]
+    assert closed and task.records == 0 and task.skipped["template with one answer"] == len(closed)
+    assert task.skipped["open question"] > 0
+    config = TrainConfig(name="encoders", objective="encoders", output_dir=str(tmp_path / "run"),
+                         data=DataConfig(train=str(corpus / "records.jsonl")),
+                         model=ModelConfig(path=str(trained["init"]), trainable="encoders"),
+                         schedule=ScheduleConfig(epochs=0, max_steps=2))
+    with pytest.raises(ConfigError, match="nothing to learn in data.train: no closed single-study record of a "
+                                          "template with two or more answers"):
+        train(config)

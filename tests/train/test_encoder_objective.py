@@ -72,17 +72,19 @@ def test_the_objective_reads_the_training_split_of_a_file_of_every_split() -> No
 def test_a_corpus_training_file_gives_its_closed_single_study_records() -> None:
     """A corpus's training records mix open questions, reports and pathway conversations with the closed ones: the
     objective reads the closed single-study records and counts the rest by reason."""
-    closed = _record("a", "m/a.png", "Yes")
+    closed, other = _record("a", "m/a.png", "Yes"), _record("a2", "m/a2.png", "No")
+    lone = {**_record("f", "m/f.png", "Yes"), "template_id": "one-answer"}
     open_q = {**_record("b", "m/a.png", "Yes"), "template_id": "open-findings",
               "label": {"answer": "A mass in the upper outer quadrant."}}
     pathway = {**_record("c", "m/a.png", "Yes"), "template_id": "pathway-er-treatment"}
     no_media = {**_record("d", "m/a.png", "No"), "media": []}
     mixed = {**_record("e", "m/e.png", "No"), "media": [{"kind": "image", "path": "m/e.png"},
                                                        {"kind": "volume", "path": "v/e.npz"}]}
-    task = encoder_task([closed, open_q, pathway, no_media, mixed])
-    assert task.records == 1 and task.classes == {"scr-mam-dense-yesno": ["Yes"]}  # the answers trained on
-    assert task.media == {("m/a.png",): {"scr-mam-dense-yesno": 0}}
-    assert task.skipped == {"media of several kinds": 1, "no media": 1, "open question": 1, "pathway": 1}
+    task = encoder_task([closed, other, lone, open_q, pathway, no_media, mixed])
+    assert task.records == 2 and task.classes == {"scr-mam-dense-yesno": ["No", "Yes"]}
+    assert task.media == {("m/a.png",): {"scr-mam-dense-yesno": 1}, ("m/a2.png",): {"scr-mam-dense-yesno": 0}}
+    assert task.skipped == {"media of several kinds": 1, "no media": 1, "open question": 1, "pathway": 1,
+                            "template with one answer": 1}  # a head would have nothing to tell apart
 
 
 @pytest.fixture(scope="module")
@@ -222,15 +224,17 @@ def test_mirrored_copies_carry_mirrored_labels() -> None:
                 "label": {"options": side, "answer_index": 0}},
                {**_record("b", "m/b.png", "Yes"), "template_id": "side", "label": {"options": side, "answer_index": 1}},
                {**_record("c", "m/c.png", "Yes"), "template_id": "odd",
-                "label": {"options": ["left breast", "no lesion"], "answer_index": 0}}]
+                "label": {"options": ["left breast", "no lesion"], "answer_index": 0}},
+               {**_record("d", "m/d.png", "Yes"), "template_id": "odd",
+                "label": {"options": ["left breast", "no lesion"], "answer_index": 1}}]
     task = encoder_task(records)
     plain = encoder_items(task, "features", mirror=False)
     assert [(i.record["id"], i.targets, i.mirrored) for i in plain] == [
-        ("a", {"side": 0}, False), ("b", {"side": 1}, False), ("c", {"odd": 0}, False)]
+        ("a", {"side": 0}, False), ("b", {"side": 1}, False), ("c", {"odd": 0}, False), ("d", {"odd": 1}, False)]
     mirrored = encoder_items(task, "features", mirror=True)
     assert [(i.record["id"], i.targets, i.mirrored) for i in mirrored] == [
         ("a", {"side": 0}, False), ("a", {"side": 1}, True), ("b", {"side": 1}, False), ("b", {"side": 0}, True),
-        ("c", {"odd": 0}, False)]
+        ("c", {"odd": 0}, False), ("d", {"odd": 1}, False)]
 
 
 def test_mirror_augmentation_changes_what_is_trained(tiny_set, tmp_path: Path) -> None:

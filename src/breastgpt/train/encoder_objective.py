@@ -11,8 +11,8 @@ export is the model alone, ready for a language training that keeps those encode
 
 Data: a records JSONL (``data.format=records``), e.g. a corpus's ``records.jsonl``, of which the records of
 ``data.train_split`` are read (``data.val_split`` of ``data.val``). Closed
-records are read (options and an answer index); open questions, records without media or with media of several
-kinds, and pathway records are not (the latter mix several studies' media, and the medium their answer reads, the
+records are read (options and an answer index) of templates with two or more answers among them; open questions,
+records without media or with media of several kinds, templates with one answer, and pathway records are not (the latter mix several studies' media, and the medium their answer reads, the
 slide, is trained through the single-study records); how many of each is logged and kept in `encoder_heads.json`. ``data.slide_mode`` says
 how slides reach the model that will be trained from the result: tile features through the slide branch, or the
 thumbnail image through the vision tower.
@@ -160,7 +160,11 @@ def encoder_task(records: list[dict[str, Any]]) -> EncoderTask:
         classes.setdefault(record["template_id"], [])
         if closed_answer(record) not in classes[record["template_id"]]:
             classes[record["template_id"]].append(closed_answer(record))
-    classes = {t: sorted(c) for t, c in sorted(classes.items())}
+    single = {t for t, c in classes.items() if len(c) < 2}  # one answer: a head has nothing to tell apart
+    if single:
+        skipped["template with one answer"] += sum(r["template_id"] in single for r in kept)
+        kept = [r for r in kept if r["template_id"] not in single]
+    classes = {t: sorted(c) for t, c in sorted(classes.items()) if t not in single}
     task = EncoderTask(classes, skipped=dict(sorted(skipped.items())), records=len(kept))
     # studies in record-id order: media file names are content hashes, and an order taken from them would change
     # with the bytes of the PNG encoder
@@ -257,7 +261,8 @@ class EncoderDataset(torch.utils.data.Dataset):
 
     def __init__(self, items: list[_Item], processor: Any, loader: Any, memo_bytes: int):
         if not items:
-            raise ConfigError("the encoder objective found no closed records with media in data.train")
+            raise ConfigError("the encoder objective found nothing to learn in data.train: no closed single-study "
+                              "record of a template with two or more answers in the training split")
         self.items, self.processor, self.loader, self.memo_bytes = items, processor, loader, memo_bytes
         self.lengths = [1] * len(items)
         self.dropped: list[str] = []
