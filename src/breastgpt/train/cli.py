@@ -38,10 +38,15 @@ def run_command(
 ) -> None:
     """Train with a recipe; checkpoints, logs and the final model go under OUT."""
     from breastgpt.train.config import ConfigError
+
+    try:  # the config first: a mistake in it is reported before torch and the models are imported
+        config = resolve_config(recipe, overrides, output, recipes_dir)
+    except (ConfigError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
     from breastgpt.train.loop import NonFiniteLossError, train
 
     try:
-        config = resolve_config(recipe, overrides, output, recipes_dir)
         if as_json:
             config.logging.progress = False
         result = train(config, resume=resume)

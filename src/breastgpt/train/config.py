@@ -93,11 +93,6 @@ class ModelConfig(TrainSection):
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def check(self) -> None:
-        from breastgpt.model.variants import variant_names
-
-        if self.arch not in variant_names():
-            raise ConfigError(f"model.arch={self.arch!r} is not a registered model variant; known: "
-                              f"{', '.join(variant_names())} (a module in the recipes folder may register more)")
         if self.encoder_memo_mib < 0:
             raise ConfigError(f"model.encoder_memo_mib must be >= 0 (0 turns the memo off), got {self.encoder_memo_mib}")
         if bool(self.flavour) == bool(self.path):
@@ -105,6 +100,11 @@ class ModelConfig(TrainSection):
         if self.path and not (Path(self.path) / "config.json").is_file():
             raise ConfigError(f"model.path={self.path}: not a checkpoint folder (no config.json); give a local folder "
                               "written by `breastgpt model init` or `breastgpt train` (nothing is downloaded)")
+        from breastgpt.model.variants import variant_names  # imports the models: after the checks that need none
+
+        if self.arch not in variant_names():
+            raise ConfigError(f"model.arch={self.arch!r} is not a registered model variant; known: "
+                              f"{', '.join(variant_names())} (a module in the recipes folder may register more)")
 
 
 @dataclass
