@@ -217,7 +217,8 @@ def test_the_encoder_objective_reads_the_built_corpus_as_it_is(trained: dict[str
     from breastgpt.config import ConfigError
     from breastgpt.corpus.records import iter_jsonl
     from breastgpt.train.config import ModelConfig, ScheduleConfig, TrainConfig
-    from breastgpt.train.encoder_objective import encoder_task, of_split
+    from breastgpt.train.data import of_split
+    from breastgpt.train.encoder_objective import encoder_task
     from breastgpt.train.loop import train
 
     corpus = trained["corpus"]

@@ -22,8 +22,9 @@ from breastgpt.model import BreastGPTForConditionalGeneration
 from breastgpt.model.module_groups import encoder_prefixes
 from breastgpt.model.processing import BreastGPTProcessor
 from breastgpt.train.config import ModelConfig
+from breastgpt.train.data import of_split
 from breastgpt.train.encoder_objective import (MirroredLoader, encoder_items, encoder_task, load_encoder_heads,
-                                               media_tokens, mirror_classes, mirrored_text, of_split, score_heads,
+                                               media_tokens, mirror_classes, mirrored_text, score_heads,
                                                study_summary, study_tokens)
 from breastgpt.train.loop import train
 from breastgpt.train.model_setup import apply_trainable

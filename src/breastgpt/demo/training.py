@@ -14,6 +14,12 @@ from breastgpt.demo.state import forget_other_runs, load_done, manifest_sha, sav
 
 # model name -> how slides reach the model (train.config.DataConfig.slide_mode)
 MODELS: dict[str, str] = {"breastgpt": "features", "thumbnail": "thumbnail"}
+ENCODER_RECIPE = "demo-encoders"  # recipes/demo.py: the encoder pre-training of either model
+
+
+def model_recipe(name: str) -> str:
+    """The recipe of demo model `name`'s language training (recipes/demo.py)."""
+    return f"demo-{name}"
 
 
 def corpus_texts(records_path: Path, volume_depth: int) -> list[str]:
@@ -141,7 +147,7 @@ def train_config(ctx: Any, name: str) -> Any:
     from breastgpt.train.recipes import get_recipe
 
     s, corpus = ctx.settings, ctx.state["corpus"]
-    base = get_recipe(f"demo-{name}")
+    base = get_recipe(model_recipe(name))
     return replace(
         base, name=name, seed=s.seed, output_dir=str(ctx.out / "runs" / name),
         data=replace(base.data, train=str(ctx.state["task_set"] / "train_conversations.jsonl"),
@@ -167,7 +173,7 @@ def encoder_config(ctx: Any, name: str) -> Any:
     from breastgpt.train.recipes import get_recipe
 
     s, corpus = ctx.settings, ctx.state["corpus"]
-    base = get_recipe("demo-encoders")
+    base = get_recipe(ENCODER_RECIPE)
     return replace(
         base, name=f"encoders-{name}", seed=s.seed, output_dir=str(ctx.out / "runs" / f"encoders-{name}"),
         data=replace(base.data, train=str(ctx.state["task_set"] / "train.jsonl"), media_root=str(corpus),
@@ -261,7 +267,7 @@ def pretrain_for(ctx: Any, name: str, runner: Runner) -> dict[str, Any] | None:
     stage = f"pretrain {name}"
     key = stage_key("pretrain", name, config.to_dict(), manifest_sha(ctx.out, "model"),
                     manifest_sha(ctx.out, "task set"))
-    done = _run_training(ctx, stage, "demo-encoders", config, key, runner)
+    done = _run_training(ctx, stage, ENCODER_RECIPE, config, key, runner)
     ctx.state[f"encoders:{name}"] = Path(config.output_dir) / "final"
     return {**done, "slide_mode": config.data.slide_mode, "mirror": config.data.mirror}
 
@@ -272,7 +278,7 @@ def train_one(ctx: Any, name: str, runner: Runner) -> dict[str, Any]:
     config = train_config(ctx, name)
     key = stage_key("train", name, config.to_dict(), manifest_sha(ctx.out, "model"),
                     manifest_sha(ctx.out, f"pretrain {name}") if encoders is not None else "")
-    done = _run_training(ctx, f"train {name}", f"demo-{name}", config, key, runner)
+    done = _run_training(ctx, f"train {name}", model_recipe(name), config, key, runner)
     ctx.state[f"model:{name}"] = Path(config.output_dir) / "final"
     return done if encoders is None else {**done, "encoder_pretraining": encoders}
 

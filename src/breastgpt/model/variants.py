@@ -54,7 +54,8 @@ def register_variant(name: str, config_from_flavour: Callable[[Any], Any] | None
     """Class decorator: register a model class as the variant `name`."""
 
     def add(cls: type) -> type:
-        MODEL_VARIANTS.add(name, ModelVariant(name, cls, config_from_flavour or (lambda config: config)))
+        variant = ModelVariant(name, cls) if config_from_flavour is None else ModelVariant(name, cls, config_from_flavour)
+        MODEL_VARIANTS.add(name, variant)
         return cls
 
     return add

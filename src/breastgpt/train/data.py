@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ _STAGE_PROMPT = {"screening": "screening", "diagnosis": "diagnosis", "treatment"
 
 class DataError(ValueError):
     """A training sample that cannot be turned into model inputs."""
+
+
+class SplitError(DataError, ConfigError):
+    """A records file with no record of the split the run reads: the file and the setting disagree."""
 
 
 @dataclass
@@ -55,14 +60,20 @@ def read_samples(path: str | Path, fmt: str, split: str = "") -> list[Sample]:
     if not path.is_file():
         raise DataError(f"{path}: training file not found; build the corpus with `breastgpt corpus build`")
     if fmt == "records":
-        records = read_records_jsonl(path)
-        chosen = [sample_from_record(r) for r in records if not split or r.split == split]
-        if records and not chosen:
-            found = sorted({r.split for r in records})
-            raise DataError(f"{path}: no record of split {split!r} (the file holds {', '.join(found)}); set "
-                            "data.train_split / data.val_split, or \"\" to read every record")
-        return chosen
+        return [sample_from_record(r) for r in of_split(read_records_jsonl(path), split, path, lambda r: r.split)]
     return [_from_swift(row, f"{path.name}:{i}") for i, row in enumerate(iter_jsonl(path), 1)]
+
+
+def of_split(rows: list[Any], split: str, where: Any,
+             split_of: Callable[[Any], Any] = lambda row: row.get("split")) -> list[Any]:
+    """The rows of `split` ("": all of them); a file whose rows are all of other splits is a `SplitError` naming
+    the splits it holds."""
+    chosen = [row for row in rows if not split or split_of(row) == split]
+    if rows and not chosen:
+        found = sorted({str(split_of(row)) for row in rows})
+        raise SplitError(f"{where}: no record of split {split!r} (the file holds {', '.join(found)}); set "
+                         "data.train_split / data.val_split, or \"\" to read every record")
+    return chosen
 
 
 def sample_from_record(rec: Any) -> Sample:
@@ -374,6 +385,6 @@ def resolve_roots(config: DataConfig) -> tuple[Path, Path]:
     return media, slide
 
 
-__all__ = ["DataError", "MediaLoader", "Sample", "TrainDataset", "collate", "corpus_preprocessing", "data_manifest",
-           "encode_sample",
-           "pack", "read_samples", "resolve_roots", "supervised_tokens", "to_messages"]
+__all__ = ["DataError", "MediaLoader", "Sample", "SplitError", "TrainDataset", "collate", "corpus_preprocessing",
+           "data_manifest", "encode_sample", "of_split", "pack", "read_samples", "resolve_roots", "supervised_tokens",
+           "to_messages"]

@@ -10,12 +10,12 @@ export is the model alone, ready for a language training that keeps those encode
 (``model.trainable=language``); the heads are kept beside it (`encoder_heads.safetensors`) for `score_heads`.
 
 Data: a records JSONL (``data.format=records``), e.g. a corpus's ``records.jsonl``, of which the records of
-``data.train_split`` are read (``data.val_split`` of ``data.val``). Closed
-records are read (options and an answer index) of templates with two or more answers among them; open questions,
-records without media or with media of several kinds, templates with one answer, and pathway records are not (the latter mix several studies' media, and the medium their answer reads, the
-slide, is trained through the single-study records); how many of each is logged and kept in `encoder_heads.json`. ``data.slide_mode`` says
-how slides reach the model that will be trained from the result: tile features through the slide branch, or the
-thumbnail image through the vision tower.
+``data.train_split`` are read (``data.val_split`` of ``data.val``). Closed records are read (options and an answer
+index) of templates with two or more answers among them; open questions, records without media or with media of
+several kinds, templates with one answer, and pathway records are not (the latter mix several studies' media, and
+the medium their answer reads, the slide, is trained through the single-study records); how many of each is logged
+and kept in `encoder_heads.json`. ``data.slide_mode`` says how slides reach the model that will be trained from the
+result: tile features through the slide branch, or the thumbnail image through the vision tower.
 
 Mirror augmentation (``data.mirror=true``): every study of images or volumes is in the training set twice, as it is
 and left-right mirrored, its labels mirrored with it (`mirror_classes`: "left breast" becomes "right breast"; a
@@ -133,16 +133,6 @@ def _skip_reason(record: dict[str, Any]) -> str | None:
     if len({m["kind"] for m in record["media"]}) > 1:
         return "media of several kinds"
     return None
-
-
-def of_split(records: list[dict[str, Any]], split: str, where: str) -> list[dict[str, Any]]:
-    """The records of `split` ("": all of them); none of a file that has records is an error naming the splits."""
-    chosen = [r for r in records if not split or r.get("split") == split]
-    if records and not chosen:
-        found = sorted({str(r.get("split")) for r in records})
-        raise ConfigError(f"{where}: no record of split {split!r} (the file holds {', '.join(found)}); set "
-                          "data.train_split / data.val_split, or \"\" to read every record")
-    return chosen
 
 
 def encoder_task(records: list[dict[str, Any]]) -> EncoderTask:
@@ -357,6 +347,7 @@ class EncoderObjective(Objective):
 
     def datasets(self, processor: Any, model: nn.Module) -> tuple[Any, Any | None]:
         from breastgpt.corpus.records import iter_jsonl
+        from breastgpt.train.data import of_split
 
         data = self.config.data
         self.task = encoder_task(of_split(list(iter_jsonl(Path(data.train))), data.train_split, data.train))
@@ -371,11 +362,16 @@ class EncoderObjective(Objective):
             val = EncoderDataset(self._held_out(rows, data.slide_mode), processor, loader, memo)
         return train, val
 
+    def head_keys(self) -> list[tuple[str, str]]:
+        """The (template, media kind) of every head: one per template and kind among the training studies."""
+        slide_mode = self.config.data.slide_mode
+        return sorted({(t, head_kind(record, slide_mode)) for key, record in self.task.examples.items()
+                       for t in self.task.media[key]})
+
     def _held_out(self, records: list[dict[str, Any]], slide_mode: str) -> list[_Item]:
         """Validation items: closed records of a template and media kind that has a head, and whose answer is one
         of the training classes (the loss of any other cannot be computed)."""
-        heads = {(t, head_kind(r, slide_mode)) for r in self.task.examples.values() for t in self.task.media[
-            tuple(m["path"] for m in r["media"])]}
+        heads = set(self.head_keys())
         studies: dict[tuple[str, ...], _Item] = {}
         for record in sorted(records, key=lambda r: r["id"]):
             if _skip_reason(record) is not None:
@@ -389,8 +385,7 @@ class EncoderObjective(Objective):
         return list(studies.values())
 
     def wrap(self, model: nn.Module, train_set: Any) -> nn.Module:
-        keys = sorted({(t, item.kind) for item in train_set.items for t in item.targets})
-        return EncoderHeads(model, self.task.classes, keys, self.config.seed, self.task.priors())
+        return EncoderHeads(model, self.task.classes, self.head_keys(), self.config.seed, self.task.priors())
 
     def collate(self, items: list[dict[str, Any]], processor: Any) -> dict[str, Any]:
         from breastgpt.train.data import collate
@@ -480,14 +475,16 @@ def score_heads(folder: Path, records: list[dict[str, Any]], media_root: Path, s
 
     def summary(rows: list[list[int]]) -> dict[str, Any]:
         right, n, at_prior = (sum(r[i] for r in rows) for i in range(3))
-        return {"n_items": n, "heads": round(right / n, 4) if n else None, "prior": round(at_prior / n, 4) if n else None}
+        return {"n_items": n, "heads": round(right / n, 4) if n else None,
+                "prior": round(at_prior / n, 4) if n else None}
 
     modalities = sorted({m for m, _ in counts})
     return {"all": summary(list(counts.values())),
             "modalities": {m: summary([v for (mm, _), v in counts.items() if mm == m]) for m in modalities},
-            "templates": {t: {"modality": m, **summary([v])} for (m, t), v in sorted(counts.items(), key=lambda x: x[0][1])}}
+            "templates": {t: {"modality": m, **summary([v])}
+                          for (m, t), v in sorted(counts.items(), key=lambda x: x[0][1])}}
 
 
 __all__ = ["EncoderDataset", "EncoderHeads", "EncoderObjective", "EncoderTask", "MirroredLoader", "closed_answer",
-           "encoder_items", "encoder_task", "of_split", "head_kind", "load_encoder_heads", "media_tokens", "mirror_classes",
+           "encoder_items", "encoder_task", "head_kind", "load_encoder_heads", "media_tokens", "mirror_classes",
            "mirrored_text", "score_heads", "study_summary", "study_tokens"]

@@ -53,8 +53,8 @@ class _Run:
     objective: Objective
     optimizer: Any
     scheduler: Any
-    train_set: TrainDataset
-    val_set: TrainDataset | None
+    train_set: Any  # the objective's datasets (`Objective.datasets`)
+    val_set: Any | None
     plan: BatchPlan
     total_steps: int
     out: Path
@@ -177,8 +177,8 @@ def setup(config: TrainConfig, accelerator=None) -> _Run:
     manifest = data_manifest(config.data, len(train_set), train_set.dropped)
     log = MetricsLog(out / "logs", enabled=accelerator.is_main_process, tensorboard=config.logging.tensorboard,
                      jsonl=config.logging.jsonl)
-    return _Run(config, accelerator, model, processor, objective, optimizer, scheduler, train_set, val_set, plan, total, out,
-                manifest["sha256"], log)
+    return _Run(config, accelerator, model, processor, objective, optimizer, scheduler, train_set, val_set, plan, total,
+                out, manifest["sha256"], log)
 
 
 # ---- one step ----------------------------------------------------------------------------------------------

@@ -75,12 +75,6 @@ def get_objective(name: str) -> type[Objective]:
     return OBJECTIVES.get(name)
 
 
-def objective_names() -> tuple[str, ...]:
-    import breastgpt.train.encoder_objective  # noqa: F401
-
-    return OBJECTIVES.names()
-
-
 # ---- the language objective -----------------------------------------------------------------------------------
 
 
@@ -176,4 +170,4 @@ def media_loader(config: Any, model: nn.Module) -> Any:
 
 
 __all__ = ["LanguageObjective", "MODEL_KEYS", "OBJECTIVES", "Objective", "forward_loss_sum", "get_objective",
-           "media_loader", "objective_names", "to_device", "without_right_padding_mask"]
+           "media_loader", "to_device", "without_right_padding_mask"]
