@@ -1,7 +1,9 @@
 """The trainings of `breastgpt demo`, each a copy of tiny-debug changed where the demo differs.
 
 - demo-encoders: the encoder pre-training of each demo model (objective=encoders: the encoder groups learn the
-  training split's closed answers through linear heads, images and volumes also mirrored; 600 steps).
+  training split's closed answers through linear heads, images and volumes also mirrored; 600 steps), on images at
+  their stored size (at most 96 × 96), which the models then read resized up to at least 256 × 256: a coarser
+  training scale than the one used later (docs/training.md, "Training resolution").
 - demo-breastgpt, demo-thumbnail: the two language trainings (the task-set conversations, starting from the
   pre-trained encoders and keeping them frozen, a cosine schedule of 1,400 steps); the comparator sees each slide
   as its thumbnail through the vision tower.
@@ -26,7 +28,7 @@ def demo_encoders() -> TrainConfig:
         output_dir="demo-out/runs/encoders-breastgpt",
         data=replace(base.data, synthetic_records=0, train="demo-out/task_set/train.jsonl", format="records",
                      media_root="demo-out/corpus", slide_root="demo-out/corpus", slide_mode="features", mirror=True,
-                     group_by_length=False),
+                     group_by_length=False, image_min_pixels=64 * 64, image_max_pixels=96 * 96),
         model=replace(base.model, flavour="", path="demo-out/init", trainable="encoders"),
         optim=replace(base.optim, lr=2e-3, weight_decay=0.0, grad_clip=0.0),
         schedule=replace(base.schedule, max_steps=600, scheduler="constant", warmup_ratio=0.0, micro_batch_size=16),

@@ -32,7 +32,8 @@ def test_demo_recipes_are_tiny_debug_changed_where_the_demo_differs() -> None:
     encoders = get_recipe("demo-encoders").to_dict()
     assert _differences(tiny, encoders) == {
         "name", "objective", "deterministic", "output_dir", "data.synthetic_records", "data.train", "data.media_root",
-        "data.slide_root", "data.mirror", "data.group_by_length", "model.flavour", "model.path", "model.trainable",
+        "data.slide_root", "data.mirror", "data.group_by_length", "data.image_min_pixels", "data.image_max_pixels",
+        "model.flavour", "model.path", "model.trainable",
         "optim.lr", "optim.grad_clip", "schedule.max_steps", "schedule.micro_batch_size", "checkpoint.every_steps",
         "checkpoint.keep_last", "logging.every_steps", "logging.progress"}
 
@@ -50,5 +51,6 @@ def test_the_demo_fills_in_its_run() -> None:
     assert encoders.data.train == "/run/task_set/train.jsonl" and encoders.data.slide_mode == "thumbnail"
     assert encoders.schedule.max_steps == FULL.encoder_steps and encoders.schedule.micro_batch_size == 2 * FULL.micro_batch
     assert encoders.data.mirror is FULL.encoder_mirror and encoders.model.path == "/run/init"
+    assert encoders.data.image_max_pixels == FULL.image_long_side ** 2  # pre-trained at the stored size
     ctx.state["encoders:thumbnail"] = Path("/run/runs/encoders-thumbnail/final")
     assert train_config(ctx, "thumbnail").model.path == "/run/runs/encoders-thumbnail/final"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -344,3 +345,42 @@ def test_mirrored_loader_mirrors_images_and_volumes(tiny_set) -> None:
 
     volume = MirroredLoader(Volumes()).part("volume", "v.npz")["volume"]
     assert np.array_equal(volume, Volumes().part("volume", "v.npz")["volume"][:, :, ::-1])
+
+
+def test_training_image_bounds_shape_what_trains_and_not_what_is_exported(tiny_set, tmp_path: Path) -> None:
+    """data.image_min_pixels / image_max_pixels: the training reads its images within them; the exported processor
+    keeps the checkpoint's bounds, which inference uses (the demo pre-trains its encoders this way)."""
+    from breastgpt.train.loop import setup
+
+    init, train_file, corpus = tiny_set
+    upscaling = tmp_path / "init"
+    shutil.copytree(init, upscaling)
+    processor = BreastGPTProcessor.from_pretrained(upscaling)
+    processor.image_min_pixels, processor.image_max_pixels = 256 * 256, 512 * 512
+    processor.save_pretrained(upscaling)
+
+    def grid(**bounds) -> list[int]:
+        config = encoder_run(upscaling, train_file, corpus, tmp_path / "setup", 2, **bounds)
+        return setup(config).train_set[0]["image_grid_thw"][0].tolist()
+
+    assert grid(data__image_min_pixels=0, data__image_max_pixels=0) == [1, 20, 14]  # the checkpoint's: 320 x 224 px
+    assert grid() == [1, 6, 4]  # the recipe's (stored size): 96 x 66 px -> 96 x 64
+    result = train(encoder_run(upscaling, train_file, corpus, tmp_path / "run", 2))
+    exported = BreastGPTProcessor.from_pretrained(result.final_dir)
+    assert (exported.image_min_pixels, exported.image_max_pixels) == (256 * 256, 512 * 512)
+
+
+def test_training_image_bounds_are_checked(tiny_set) -> None:
+    from breastgpt.train.model_setup import training_processor
+
+    config = get_recipe("demo-encoders")
+    for low, high, message in ((-1, 0, "must be >= 0"), (9216, 4096, "is above data.image_max_pixels")):
+        config.data.image_min_pixels, config.data.image_max_pixels = low, high
+        with pytest.raises(ConfigError, match=message):
+            config.data.check()
+    processor = BreastGPTProcessor.from_pretrained(tiny_set[0])
+    config.data.image_min_pixels, config.data.image_max_pixels = 0, 2 * 1024 * 32 * 32
+    with pytest.raises(ConfigError, match="at most 1048576"):
+        training_processor(processor, config.data)
+    config.data.image_max_pixels = 0
+    assert training_processor(processor, config.data) is processor

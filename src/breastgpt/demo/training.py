@@ -167,7 +167,8 @@ def _final_verifies(final: Path) -> bool:
 
 def encoder_config(ctx: Any, name: str) -> Any:
     """The encoder pre-training of demo model `name`: the `demo-encoders` recipe (recipes/demo.py) with this run's
-    paths, the model's slide route and the settings' seed, steps, learning rate and batch (two micro-batches)."""
+    paths, the model's slide route, the settings' seed, steps, learning rate and batch (two micro-batches), and
+    images at their stored size (`image_long_side`)."""
     from dataclasses import replace
 
     from breastgpt.train.recipes import get_recipe
@@ -177,7 +178,8 @@ def encoder_config(ctx: Any, name: str) -> Any:
     return replace(
         base, name=f"encoders-{name}", seed=s.seed, output_dir=str(ctx.out / "runs" / f"encoders-{name}"),
         data=replace(base.data, train=str(ctx.state["task_set"] / "train.jsonl"), media_root=str(corpus),
-                     slide_root=str(corpus), slide_mode=MODELS[name], mirror=s.encoder_mirror),
+                     slide_root=str(corpus), slide_mode=MODELS[name], mirror=s.encoder_mirror,
+                     image_max_pixels=s.image_long_side ** 2),
         model=replace(base.model, path=str(ctx.state["init"])),
         optim=replace(base.optim, lr=s.lr),
         schedule=replace(base.schedule, max_steps=s.encoder_steps, micro_batch_size=2 * s.micro_batch),

@@ -50,9 +50,20 @@ class DataConfig(TrainSection):
     # objective=encoders: each study of images or volumes is also trained left-right mirrored, its labels mirrored
     # with it (breastgpt.train.encoder_objective)
     mirror: bool = False
+    # Images are resized to between these pixel areas while training (0: the processor's own bounds); the exported
+    # processor keeps the checkpoint's bounds, which inference uses. Training at a coarser scale than inference is
+    # FixRes's train-test resolution discrepancy (docs/training.md, "Training resolution").
+    image_min_pixels: int = 0
+    image_max_pixels: int = 0
 
     def check(self) -> None:
         _positive("data.max_length", self.max_length)
+        if self.image_min_pixels < 0 or self.image_max_pixels < 0:
+            raise ConfigError(f"data.image_min_pixels / data.image_max_pixels must be >= 0 (0: the processor's own), "
+                              f"got {self.image_min_pixels} / {self.image_max_pixels}")
+        if 0 < self.image_max_pixels < self.image_min_pixels:
+            raise ConfigError(f"data.image_min_pixels ({self.image_min_pixels}) is above data.image_max_pixels "
+                              f"({self.image_max_pixels})")
         _positive("data.mega_batch_factor", self.mega_batch_factor)
         if self.media_memo_mib < 0:
             raise ConfigError(f"data.media_memo_mib must be >= 0 (0 turns the memo off), got {self.media_memo_mib}")

@@ -33,7 +33,7 @@ def export_final(run: Any) -> Path:
                 state = None
             model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
             run.objective.export_extra(module, tmp)
-            _save_processor(run.processor, tmp)
+            _save_processor(run.exported_processor, tmp)
             _save_preprocessing(run, tmp)
             write_export_manifest(tmp, run.config.to_dict(), run.data_sha256, run.step)
     acc.wait_for_everyone()

@@ -24,7 +24,7 @@ from breastgpt.train import checkpoint as ckpt
 from breastgpt.train.config import ConfigError, TrainConfig
 from breastgpt.train.data import data_manifest
 from breastgpt.train.metrics_log import MetricsLog
-from breastgpt.train.model_setup import build_model, build_processor, trainable_names
+from breastgpt.train.model_setup import build_model, build_processor, trainable_names, training_processor
 from breastgpt.train.objectives import Objective, get_objective
 from breastgpt.train.sampler import BatchPlan
 
@@ -49,7 +49,8 @@ class _Run:
     config: TrainConfig
     accelerator: Any
     model: Any
-    processor: Any
+    processor: Any  # what the training reads its media with (`training_processor`)
+    exported_processor: Any  # what is saved with the model: the checkpoint's own image bounds
     objective: Objective
     optimizer: Any
     scheduler: Any
@@ -159,7 +160,8 @@ def setup(config: TrainConfig, accelerator=None) -> _Run:
     # Frozen encoders give each medium the same visual tokens at every step: compute them once (a no-op when
     # any encoder parameter trains or selection reads the prompt).
     enable_encoder_memo(model, config.model.encoder_memo_mib << 20)
-    processor = build_processor(config.model, model)
+    exported = build_processor(config.model, model)
+    processor = training_processor(exported, config.data)
     objective = get_objective(config.objective)(config)
     train_set, val_set = objective.datasets(processor, model)
     model = objective.wrap(model, train_set)
@@ -177,8 +179,8 @@ def setup(config: TrainConfig, accelerator=None) -> _Run:
     manifest = data_manifest(config.data, len(train_set), train_set.dropped)
     log = MetricsLog(out / "logs", enabled=accelerator.is_main_process, tensorboard=config.logging.tensorboard,
                      jsonl=config.logging.jsonl)
-    return _Run(config, accelerator, model, processor, objective, optimizer, scheduler, train_set, val_set, plan, total,
-                out, manifest["sha256"], log)
+    return _Run(config, accelerator, model, processor, exported, objective, optimizer, scheduler, train_set, val_set,
+                plan, total, out, manifest["sha256"], log)
 
 
 # ---- one step ----------------------------------------------------------------------------------------------

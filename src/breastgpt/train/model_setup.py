@@ -136,6 +136,29 @@ def build_processor(config: ModelConfig, model: nn.Module) -> Any:
     return tiny_processor(**budgets)
 
 
+def training_processor(processor: Any, data: Any) -> Any:
+    """`processor` with the training image bounds of `data` (``data.image_min_pixels`` / ``image_max_pixels``), as
+    a copy: the processor that is exported with the model keeps its own bounds. `processor` itself when neither
+    is set."""
+    import copy
+
+    from breastgpt.model.processing import MAX_IMAGE_PIXELS
+
+    if not (data.image_min_pixels or data.image_max_pixels):
+        return processor
+    if not hasattr(processor, "image_max_pixels"):
+        raise ConfigError(f"data.image_min_pixels / image_max_pixels need a BreastGPT processor; this model's is "
+                          f"{type(processor).__name__}")
+    low = data.image_min_pixels or processor.image_min_pixels
+    high = data.image_max_pixels or processor.image_max_pixels
+    if high > MAX_IMAGE_PIXELS or low > high:
+        raise ConfigError(f"training image bounds {low}..{high} pixels: the area must lie between "
+                          f"data.image_min_pixels and data.image_max_pixels and be at most {MAX_IMAGE_PIXELS}")
+    out = copy.copy(processor)
+    out.image_min_pixels, out.image_max_pixels = low, high
+    return out
+
+
 def _processor_from_folder(config: ModelConfig, budgets: dict[str, int]) -> Any:
     """The folder's own BreastGPT processor when it has one (its image sizes are what the checkpoint was made and
     trained with), with the model's budgets; otherwise one built around the folder's tokenizer (a Qwen3-VL
