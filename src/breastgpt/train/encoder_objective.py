@@ -32,6 +32,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -419,6 +420,8 @@ class EncoderObjective(Objective):
         index = {"heads": [{"template": t, "kind": k} for t, k in module.head_keys], "classes": module.classes,
                  "priors": module.priors, "slide_mode": self.config.data.slide_mode, "mirror": self.config.data.mirror,
                  "studies": len(self.task.media), "records": self.task.records, "records_not_read": self.task.skipped,
+                 "image_min_pixels": self.config.data.image_min_pixels,
+                 "image_max_pixels": self.config.data.image_max_pixels,
                  "reads": "mean | side-weighted mean | per-feature maximum of a study's media tokens"}
         (folder / HEADS_INDEX).write_text(json.dumps(index, indent=1))
 
@@ -446,15 +449,21 @@ def load_encoder_heads(folder: Path) -> EncoderHeads:
 @torch.no_grad()
 def score_heads(folder: Path, records: list[dict[str, Any]], media_root: Path, slide_root: Path | None = None,
                 slide_mode: str = "features") -> dict[str, Any]:
-    """Accuracy of an ``encoders`` run's heads on `records` (one forward per study) beside each template's prior
-    (its most frequent training class), per template, per modality and overall: about what a language model that
-    reads these frozen encoders can reach. A record whose template or media kind has no head counts as wrong."""
+    """Accuracy of an ``encoders`` run's heads on `records` (one forward per study, images at the size the heads were
+    trained on) beside each template's prior (its most frequent training class), per template, per modality and
+    overall: about what a language model that reads these frozen encoders can reach. A record whose template or
+    media kind has no head counts as wrong."""
     from breastgpt.model.configuration import slide_encoder_id
     from breastgpt.model.processing import BreastGPTProcessor
     from breastgpt.train.data import MediaLoader, collate, encode_sample
+    from breastgpt.train.model_setup import training_processor
 
     module = load_encoder_heads(folder)
-    processor = BreastGPTProcessor.from_pretrained(folder, local_files_only=True)
+    index = json.loads((Path(folder) / HEADS_INDEX).read_text())
+    # images at the size the heads were trained on (data.image_min_pixels / image_max_pixels, 0: the processor's)
+    bounds = SimpleNamespace(image_min_pixels=index.get("image_min_pixels", 0),
+                             image_max_pixels=index.get("image_max_pixels", 0))
+    processor = training_processor(BreastGPTProcessor.from_pretrained(folder, local_files_only=True), bounds)
     loader = MediaLoader(Path(media_root), Path(slide_root or media_root), slide_mode,
                          module.model.config.slide.feature_dim, slide_encoder=slide_encoder_id(module.model.config))
     studies: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
