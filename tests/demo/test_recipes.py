@@ -54,3 +54,14 @@ def test_the_demo_fills_in_its_run() -> None:
     assert encoders.data.image_max_pixels == FULL.image_long_side ** 2  # pre-trained at the stored size
     ctx.state["encoders:thumbnail"] = Path("/run/runs/encoders-thumbnail/final")
     assert train_config(ctx, "thumbnail").model.path == "/run/runs/encoders-thumbnail/final"
+
+
+def test_train_seed_redraws_the_trainings_alone() -> None:
+    from dataclasses import replace
+
+    state = {"corpus": Path("/run/corpus"), "task_set": Path("/run/task_set"), "init": Path("/run/init")}
+    default = SimpleNamespace(settings=FULL, out=Path("/run"), state=state)
+    assert train_config(default, "breastgpt").seed == FULL.seed == encoder_config(default, "breastgpt").seed
+    other = SimpleNamespace(settings=replace(FULL, train_seed=7), out=Path("/run"), state=state)
+    assert train_config(other, "breastgpt").seed == 7 == encoder_config(other, "breastgpt").seed
+    assert other.settings.seed == FULL.seed  # the cohort and the initial checkpoint keep theirs

@@ -28,6 +28,10 @@ class DemoSettings:
     sources: tuple[str, ...]
     patients: int  # per source
     seed: int = 0
+    # the trainings' seed (encoder pre-training and language training: data order, head weights), None: `seed`; the
+    # cohort, the initial checkpoint and the bootstrap keep `seed`, so another value is another draw of the training
+    # alone (benchmarks/demo_training_seeds.py)
+    train_seed: int | None = None
     image_long_side: int = 96  # normalised 2-D images (px); the processor resizes them up (`write_initial_checkpoint`)
     volume_inplane: int = 64  # normalised volumes: in-plane long edge (px) ...
     volume_depth: int = 8  # ... and slices (4 frames of 2 after the temporal patch)
@@ -48,6 +52,10 @@ class DemoSettings:
     encoder_steps: int = 0  # > 0: first pre-train the encoders on the training labels (objective=encoders) ...
     freeze_encoders: bool = False  # ... and keep them frozen while the language model trains
     encoder_mirror: bool = True  # ... with every image and volume study also shown mirrored (data.mirror)
+
+    @property
+    def training_seed(self) -> int:
+        return self.seed if self.train_seed is None else self.train_seed
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)

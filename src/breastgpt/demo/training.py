@@ -149,7 +149,7 @@ def train_config(ctx: Any, name: str) -> Any:
     s, corpus = ctx.settings, ctx.state["corpus"]
     base = get_recipe(model_recipe(name))
     return replace(
-        base, name=name, seed=s.seed, output_dir=str(ctx.out / "runs" / name),
+        base, name=name, seed=s.training_seed, output_dir=str(ctx.out / "runs" / name),
         data=replace(base.data, train=str(ctx.state["task_set"] / "train_conversations.jsonl"),
                      media_root=str(corpus), slide_root=str(corpus), slide_mode=MODELS[name]),
         model=replace(base.model, path=str(ctx.state.get(f"encoders:{name}", ctx.state["init"])),
@@ -167,7 +167,7 @@ def _final_verifies(final: Path) -> bool:
 
 def encoder_config(ctx: Any, name: str) -> Any:
     """The encoder pre-training of demo model `name`: the `demo-encoders` recipe (recipes/demo.py) with this run's
-    paths, the model's slide route, the settings' seed, steps, learning rate and batch (two micro-batches), and
+    paths, the model's slide route, the settings' training seed, steps, learning rate and batch (two micro-batches), and
     images at their stored size (`image_long_side`)."""
     from dataclasses import replace
 
@@ -176,7 +176,7 @@ def encoder_config(ctx: Any, name: str) -> Any:
     s, corpus = ctx.settings, ctx.state["corpus"]
     base = get_recipe(ENCODER_RECIPE)
     return replace(
-        base, name=f"encoders-{name}", seed=s.seed, output_dir=str(ctx.out / "runs" / f"encoders-{name}"),
+        base, name=f"encoders-{name}", seed=s.training_seed, output_dir=str(ctx.out / "runs" / f"encoders-{name}"),
         data=replace(base.data, train=str(ctx.state["task_set"] / "train.jsonl"), media_root=str(corpus),
                      slide_root=str(corpus), slide_mode=MODELS[name], mirror=s.encoder_mirror,
                      image_max_pixels=s.image_long_side ** 2),
