@@ -28,7 +28,7 @@ def demo_encoders() -> TrainConfig:
         output_dir="demo-out/runs/encoders-breastgpt",
         data=replace(base.data, synthetic_records=0, train="demo-out/task_set/train.jsonl", format="records",
                      media_root="demo-out/corpus", slide_root="demo-out/corpus", slide_mode="features", mirror=True,
-                     group_by_length=False, image_min_pixels=64 * 64, image_max_pixels=96 * 96),
+                     group_by_length=False, image_min_pixels=64 * 64, image_max_pixels=256 * 256),
         model=replace(base.model, flavour="", path="demo-out/init", trainable="encoders"),
         optim=replace(base.optim, lr=2e-3, weight_decay=0.0, grad_clip=0.0),
         schedule=replace(base.schedule, max_steps=600, scheduler="constant", warmup_ratio=0.0, micro_batch_size=16),

@@ -51,7 +51,7 @@ def test_the_demo_fills_in_its_run() -> None:
     assert encoders.data.train == "/run/task_set/train.jsonl" and encoders.data.slide_mode == "thumbnail"
     assert encoders.schedule.max_steps == FULL.encoder_steps and encoders.schedule.micro_batch_size == 2 * FULL.micro_batch
     assert encoders.data.mirror is FULL.encoder_mirror and encoders.model.path == "/run/init"
-    assert encoders.data.image_max_pixels == FULL.image_long_side ** 2  # pre-trained at the stored size
+    assert encoders.data.image_max_pixels == FULL.thumbnail_px ** 2 > FULL.image_long_side ** 2  # at stored sizes
     ctx.state["encoders:thumbnail"] = Path("/run/runs/encoders-thumbnail/final")
     assert train_config(ctx, "thumbnail").model.path == "/run/runs/encoders-thumbnail/final"
 

@@ -369,7 +369,7 @@ def test_training_image_bounds_shape_what_trains_and_not_what_is_exported(tiny_s
     exported = BreastGPTProcessor.from_pretrained(result.final_dir)
     assert (exported.image_min_pixels, exported.image_max_pixels) == (256 * 256, 512 * 512)
     index = json.loads((result.final_dir / "encoder_heads.json").read_text())  # score_heads reads at the heads' size
-    assert (index["image_min_pixels"], index["image_max_pixels"]) == (64 * 64, 96 * 96)
+    assert (index["image_min_pixels"], index["image_max_pixels"]) == (64 * 64, 256 * 256)
 
 
 def test_training_image_bounds_are_checked(tiny_set) -> None:

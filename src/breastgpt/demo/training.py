@@ -168,7 +168,8 @@ def _final_verifies(final: Path) -> bool:
 def encoder_config(ctx: Any, name: str) -> Any:
     """The encoder pre-training of demo model `name`: the `demo-encoders` recipe (recipes/demo.py) with this run's
     paths, the model's slide route, the settings' training seed, steps, learning rate and batch (two micro-batches), and
-    images at their stored size (`image_long_side`)."""
+    every image at its stored size: at most `image_long_side` for the corpus's images, `thumbnail_px` for the slide
+    thumbnails the comparator reads (a smaller bound would pre-train it on downscaled thumbnails)."""
     from dataclasses import replace
 
     from breastgpt.train.recipes import get_recipe
@@ -179,7 +180,7 @@ def encoder_config(ctx: Any, name: str) -> Any:
         base, name=f"encoders-{name}", seed=s.training_seed, output_dir=str(ctx.out / "runs" / f"encoders-{name}"),
         data=replace(base.data, train=str(ctx.state["task_set"] / "train.jsonl"), media_root=str(corpus),
                      slide_root=str(corpus), slide_mode=MODELS[name], mirror=s.encoder_mirror,
-                     image_max_pixels=s.image_long_side ** 2),
+                     image_max_pixels=max(s.image_long_side, s.thumbnail_px) ** 2),
         model=replace(base.model, path=str(ctx.state["init"])),
         optim=replace(base.optim, lr=s.lr),
         schedule=replace(base.schedule, max_steps=s.encoder_steps, micro_batch_size=2 * s.micro_batch),
