@@ -36,12 +36,12 @@ ENCODER_PARAMS = encoder_prefixes(BreastGPTForConditionalGeneration.module_group
 SYSTEM = "You are BreastGPT. Clinical stage: screening."
 
 
-def _record(rid: str, path: str, answer: str, split: str = "train") -> dict:
+def _record(rid: str, path: str, answer: str, split: str = "train", kind: str = "image") -> dict:
     options = ["No", "Yes"]
-    user = "<image>\nIs the breast dense?\nA. No\nB. Yes\nAnswer with the text of the correct option."
+    user = f"<{kind}>\nIs the breast dense?\nA. No\nB. Yes\nAnswer with the text of the correct option."
     return {"id": rid, "split": split, "template_id": "scr-mam-dense-yesno", "stage": "screening",
             "label": {"options": options, "answer_index": options.index(answer)},
-            "media": [{"kind": "image", "path": path, "sha256": "0" * 64}],
+            "media": [{"kind": kind, "path": path, "sha256": "0" * 64}],
             "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user},
                          {"role": "assistant", "content": answer}]}
 
@@ -220,7 +220,8 @@ def test_each_slide_mode_trains_its_own_route(tiny_set, tmp_path) -> None:
 
 def test_mirrored_copies_carry_mirrored_labels() -> None:
     """data.mirror: each image or volume study once more, mirrored, with its classes mirrored; a template whose
-    classes cannot follow a mirror is not trained on the copy, and a study left with nothing gets no copy."""
+    classes cannot follow a mirror is not trained on the copy, and a study left with nothing gets no copy. A slide
+    study comes twice as it is, so that slides are drawn as often as the studies that have a mirrored copy."""
     side = ["left breast", "right breast"]
     records = [{**_record("a", "m/a.png", "Yes"), "template_id": "side",
                 "label": {"options": side, "answer_index": 0}},
@@ -228,15 +229,19 @@ def test_mirrored_copies_carry_mirrored_labels() -> None:
                {**_record("c", "m/c.png", "Yes"), "template_id": "odd",
                 "label": {"options": ["left breast", "no lesion"], "answer_index": 0}},
                {**_record("d", "m/d.png", "Yes"), "template_id": "odd",
-                "label": {"options": ["left breast", "no lesion"], "answer_index": 1}}]
+                "label": {"options": ["left breast", "no lesion"], "answer_index": 1}},
+               {**_record("e", "s/e.h5", "Yes", kind="slide"), "template_id": "side",
+                "label": {"options": side, "answer_index": 1}}]
     task = encoder_task(records)
     plain = encoder_items(task, "features", mirror=False)
     assert [(i.record["id"], i.targets, i.mirrored) for i in plain] == [
-        ("a", {"side": 0}, False), ("b", {"side": 1}, False), ("c", {"odd": 0}, False), ("d", {"odd": 1}, False)]
+        ("a", {"side": 0}, False), ("b", {"side": 1}, False), ("c", {"odd": 0}, False), ("d", {"odd": 1}, False),
+        ("e", {"side": 1}, False)]
     mirrored = encoder_items(task, "features", mirror=True)
     assert [(i.record["id"], i.targets, i.mirrored) for i in mirrored] == [
         ("a", {"side": 0}, False), ("a", {"side": 1}, True), ("b", {"side": 1}, False), ("b", {"side": 0}, True),
-        ("c", {"odd": 0}, False), ("d", {"odd": 1}, False)]
+        ("c", {"odd": 0}, False), ("d", {"odd": 1}, False), ("e", {"side": 1}, False), ("e", {"side": 1}, False)]
+    assert [i.kind for i in mirrored].count("slide") == 2
 
 
 def test_mirror_augmentation_changes_what_is_trained(tiny_set, tmp_path: Path) -> None:
