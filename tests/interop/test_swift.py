@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from breastgpt.bench.cli import app as bench_app
 from breastgpt.corpus.cli import app as corpus_app
 from breastgpt.model.cli import app as model_app
 from tests.corpus.swift_corpus import write_swift_corpus
-from tests.interop.conftest import run_tool
+from tests.interop.conftest import Tool
 from tests.interop.tiny_qwen import save_qwen_id_checkpoint
 
 HERE = Path(__file__).resolve().parent
@@ -46,19 +47,45 @@ def rows(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def encoded(interop_bin: Path, exported: dict) -> dict[str, dict]:
-    """ms-swift's load-and-encode summary of both exports, in one ms-swift process; relative paths are read from
-    the corpus folder, absolute ones from anywhere."""
-    specs = {"relative": exported["corpus"], "absolute": exported["root"]}
-    result = run_tool([str(interop_bin / "python"), str(HERE / "swift_encode.py"), str(exported["model"]),
-                       *(f"{exported['root'] / f'{name}.jsonl'}={cwd}" for name, cwd in specs.items())],
-                      exported["root"])
+def swift(interop_bin: Path, exported: dict) -> Iterator[dict[str, Tool]]:
+    """The module's three ms-swift runs, started together (each is mostly ms-swift importing its libraries on one
+    core): the load-and-encode check of both exports in one process, two steps of `swift sft`, and `swift infer` on
+    the bench export."""
+    root = exported["root"]
+    specs = {"relative": exported["corpus"], "absolute": root}
+    common = ["--model", str(exported["model"]), "--model_type", "qwen3_vl", "--template", "qwen3_vl",
+              "--torch_dtype", "float32"]
+    tools = {
+        "encode": Tool([str(interop_bin / "python"), str(HERE / "swift_encode.py"), str(exported["model"]),
+                        *(f"{root / f'{name}.jsonl'}={cwd}" for name, cwd in specs.items())], root),
+        "sft": Tool([str(interop_bin / "swift"), "sft", *common, "--dataset", str(root / "relative.jsonl"),
+                     "--tuner_type", "full", "--max_steps", "2", "--per_device_train_batch_size", "1",
+                     "--gradient_accumulation_steps", "1", "--output_dir", str(root / "sft"), "--save_strategy",
+                     "no", "--report_to", "none", "--dataloader_num_workers", "0", "--logging_steps", "1",
+                     "--split_dataset_ratio", "0", "--eval_strategy", "no",
+                     "--check_model", "false"], exported["corpus"]),  # offline: no model-hub freshness check
+        "infer": Tool([str(interop_bin / "swift"), "infer", *common, "--infer_backend", "transformers",
+                       "--val_dataset", str(root / "bench.jsonl"), "--result_path", str(root / "result.jsonl"),
+                       "--max_new_tokens", "3"], root),
+    }
+    try:
+        yield tools
+    finally:
+        for tool in tools.values():
+            tool.stop()
+
+
+@pytest.fixture(scope="module")
+def encoded(swift: dict[str, Tool]) -> dict[str, dict]:
+    """ms-swift's load-and-encode summary of both exports; relative paths are read from the corpus folder, absolute
+    ones from anywhere."""
+    result = swift["encode"].result()
     summaries = {}
     for line in result.stdout.splitlines():
         if line.startswith("SUMMARY "):
             path, summary = line.removeprefix("SUMMARY ").split(" ", 1)
             summaries[Path(path).stem] = json.loads(summary)
-    assert set(summaries) == set(specs), result.stdout[-2000:]
+    assert set(summaries) == {"relative", "absolute"}, result.stdout[-2000:]
     return summaries
 
 
@@ -76,27 +103,18 @@ def test_every_exported_row_loads_and_encodes_with_the_qwen3_vl_template(encoded
     assert summary["rows_with_objects"] == sum(1 for r in written if "objects" in r) > 0
 
 
-def test_swift_sft_trains_two_steps_on_the_export(interop_bin: Path, exported: dict) -> None:
+def test_swift_sft_trains_two_steps_on_the_export(swift: dict[str, Tool], exported: dict) -> None:
+    swift["sft"].result()
     out = exported["root"] / "sft"
-    run_tool([str(interop_bin / "swift"), "sft", "--model", str(exported["model"]), "--model_type", "qwen3_vl",
-              "--template", "qwen3_vl", "--dataset", str(exported["root"] / "relative.jsonl"),
-              "--tuner_type", "full", "--max_steps", "2", "--per_device_train_batch_size", "1",
-              "--gradient_accumulation_steps", "1", "--output_dir", str(out), "--save_strategy", "no",
-              "--report_to", "none", "--dataloader_num_workers", "0", "--torch_dtype", "float32",
-              "--logging_steps", "1", "--split_dataset_ratio", "0", "--eval_strategy", "no",
-              "--check_model", "false"], exported["corpus"])  # offline: no model-hub freshness check
     (log,) = out.glob("*/logging.jsonl")
     steps = [entry for entry in map(json.loads, log.read_text().splitlines()) if "loss" in entry]
     assert [s["global_step/max_steps"] for s in steps] == ["1/2", "2/2"]
     assert all(math.isfinite(float(s["loss"])) for s in steps)
 
 
-def test_a_swift_infer_result_file_imports_matching_every_item(interop_bin: Path, exported: dict) -> None:
+def test_a_swift_infer_result_file_imports_matching_every_item(swift: dict[str, Tool], exported: dict) -> None:
+    swift["infer"].result()
     root = exported["root"]
-    run_tool([str(interop_bin / "swift"), "infer", "--model", str(exported["model"]), "--model_type", "qwen3_vl",
-              "--template", "qwen3_vl", "--infer_backend", "transformers", "--val_dataset",
-              str(root / "bench.jsonl"), "--result_path", str(root / "result.jsonl"), "--max_new_tokens", "3",
-              "--torch_dtype", "float32"], root)
     results = rows(root / "result.jsonl")
     assert len(results) == len(rows(root / "bench.jsonl")) > 0
     assert all("id" not in line for line in results)  # ms-swift drops it: lines are matched by content
