@@ -2,8 +2,9 @@
 
 - demo-encoders: the encoder pre-training of each demo model (objective=encoders: the encoder groups learn the
   training split's closed answers through linear heads, images and volumes also mirrored; 600 steps), on images at
-  their stored size (at most 96 × 96), which the models then read resized up to at least 256 × 256: a coarser
-  training scale than the one used later (docs/training.md, "Training resolution").
+  their stored size (96-px images, 256-px slide thumbnails: bounded at 256 × 256), which the models then read
+  resized up to at least 256 × 256: a coarser training scale than the one used later (docs/training.md, "Training
+  resolution").
 - demo-breastgpt, demo-thumbnail: the two language trainings (the task-set conversations, starting from the
   pre-trained encoders and keeping them frozen, a cosine schedule of 1,400 steps); the comparator sees each slide
   as its thumbnail through the vision tower.

@@ -248,7 +248,8 @@ class _Item:
 
 
 class EncoderDataset(torch.utils.data.Dataset):
-    """One item per study (and one per mirrored study); encoded on first access and kept within `memo_bytes`."""
+    """One item per study (and one per mirrored study); encoded on first access and kept within `memo_bytes`, once
+    per study and side (a slide study's two identical items share one encoding)."""
 
     def __init__(self, items: list[_Item], processor: Any, loader: Any, memo_bytes: int):
         if not items:
@@ -257,7 +258,7 @@ class EncoderDataset(torch.utils.data.Dataset):
         self.items, self.processor, self.loader, self.memo_bytes = items, processor, loader, memo_bytes
         self.lengths = [1] * len(items)
         self.dropped: list[str] = []
-        self._memo: dict[int, dict[str, Any]] = {}
+        self._memo: dict[tuple[str, bool], dict[str, Any]] = {}  # (record id, mirrored) -> encoded sample
         self._held = 0
 
     def __len__(self) -> int:
@@ -267,13 +268,14 @@ class EncoderDataset(torch.utils.data.Dataset):
         from breastgpt.train.data import encode_sample
 
         item = self.items[index]
-        encoded = self._memo.get(index)
+        key = (item.record["id"], item.mirrored)
+        encoded = self._memo.get(key)
         if encoded is None:
             loader = MirroredLoader(self.loader) if item.mirrored else self.loader
             encoded = encode_sample(_sample(item.record), self.processor, loader)
             size = sum(v.numel() * v.element_size() for v in encoded.values() if isinstance(v, torch.Tensor))
             if self._held + size <= self.memo_bytes:
-                self._memo[index], self._held = encoded, self._held + size
+                self._memo[key], self._held = encoded, self._held + size
         return {**encoded, "sample_id": item.record["id"], "kind": item.kind, "targets": dict(item.targets),
                 "n_media": len(item.record["media"])}
 
