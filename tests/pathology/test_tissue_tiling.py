@@ -182,27 +182,37 @@ def test_tissue_mask_equals_float_hsv_mask(tmp_path: Path, seed: int) -> None:
     assert got.threshold == threshold and np.array_equal(got.mask, expected)
 
 
-def _slot_files() -> set[str]:
-    import glob
+def test_worker_batch_buffers_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The buffers this process creates, recorded as they are made: other test processes may be reading slides into
+    # buffers of their own in the same folder at the same time.
     import tempfile
 
-    return set(glob.glob("/dev/shm/breastgpt-tiles-*")) | set(glob.glob(f"{tempfile.gettempdir()}/breastgpt-tiles-*"))
+    made: list[str] = []
+    mkstemp = tempfile.mkstemp
 
+    def recording_mkstemp(*args, **kwargs):
+        handle, name = mkstemp(*args, **kwargs)
+        if os.path.basename(name).startswith("breastgpt-tiles-"):
+            made.append(name)
+        return handle, name
 
-def test_worker_batch_buffers_are_removed(tmp_path: Path) -> None:
+    def present() -> list[str]:
+        return [name for name in made if os.path.exists(name)]
+
+    monkeypatch.setattr(tempfile, "mkstemp", recording_mkstemp)
     path = small_slide(tmp_path / "s.tif", seed=2).path
     with open_slide(path) as slide:
         grid = build_grid(slide, None, TilingConfig(tile_size=256, min_tissue_fraction=0))
-    before = _slot_files()
     batches = iter_tile_batches(SlideSource(str(path)), grid, batch_size=2, workers=2)
     coords, first = next(batches)
-    assert len(_slot_files() - before) == 4  # workers × prefetch shared buffers while reading
+    assert len(present()) == len(made) == 4  # workers × prefetch shared buffers while reading
     kept = first.copy()
     rest = list(batches)
     assert np.array_equal(first, kept)  # a batch handed out is the caller's own, never overwritten by a later one
     assert sum(len(p) for _, p in rest) + len(first) == len(grid.coords)
-    assert _slot_files() == before
+    assert present() == []
     batches = iter_tile_batches(SlideSource(str(path)), grid, batch_size=2, workers=2)
     next(batches)
+    assert len(made) == 8 and len(present()) == 4
     batches.close()  # a consumer that stops early
-    assert _slot_files() == before
+    assert present() == []
