@@ -90,7 +90,8 @@ def test_the_comparator_is_scored_beside_breastgpt(mini_demo) -> None:
     results = summary.results
     assert set(results["models"]) == {"breastgpt", "thumbnail"}
     rows = {row["set"]: row for row in results["slide_vs_thumbnail"]}
-    assert {"all image-dependent", "pathology"} <= set(rows)
+    assert {"all image-dependent", "not pathology", "pathology"} <= set(rows)
+    assert rows["not pathology"]["n_items"] + rows["pathology"]["n_items"] == rows["all image-dependent"]["n_items"]
     for key in ("breastgpt", "thumbnail", "difference"):
         assert rows["pathology"][key]["n_items"] == rows["pathology"]["n_items"] > 0
     assert summary.settings["train_variants"] == 2 and summary.settings["comparator"] is True

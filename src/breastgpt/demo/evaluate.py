@@ -174,7 +174,12 @@ def criterion(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def slide_comparison(a: Scored, b: Scored, n_resamples: int, seed: int) -> list[dict[str, Any]]:
-    """Paired accuracy difference BreastGPT − thumbnail comparator on the same items (same resampled patients)."""
+    """Paired accuracy difference BreastGPT − thumbnail comparator on the same items (same resampled patients).
+
+    Rows: all items; the items other than pathology ("not pathology"), which both models read through the same
+    route, so their difference is that of the two trainings alone (their own encoder pre-training, data order,
+    float rounding) and says how much of the all-items difference is not the slide branch's; pathology, where the
+    routes differ; and each pathology template."""
     from breastgpt.bench.statistics import ClusterResampler, MetricSpec
 
     items = a.items
@@ -182,6 +187,10 @@ def slide_comparison(a: Scored, b: Scored, n_resamples: int, seed: int) -> list[
     template = np.array([it.template_id for it in items])
     masks = {k: v for k, v in _masks(items).items() if k in ("all image-dependent", "pathology")}
     if "pathology" in masks:
+        other = ~masks["pathology"]
+        if other.any():
+            masks = {"all image-dependent": masks["all image-dependent"], "not pathology": other,
+                     "pathology": masks["pathology"]}
         masks.update({t: template == t for t in sorted(set(template[masks["pathology"]]))})
     rows = []
     for where, mask in masks.items():
