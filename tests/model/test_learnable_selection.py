@@ -130,7 +130,7 @@ def test_loss_falls_over_steps_on_a_fixed_batch(processor):
         out.loss.backward()
         opt.step()
         opt.zero_grad()
-        losses.append(float(out.loss))
+        losses.append(out.loss.item())
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, losses
     assert all(not torch.equal(p, before[n]) for n, p in model.named_parameters() if n in before)
 
