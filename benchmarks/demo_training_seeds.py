@@ -7,8 +7,8 @@ pre-training's and the language training's seed; the cohort, the initial checkpo
 in one output folder, so the stages before training are built once and reused. The demo's intervals come from a
 bootstrap over the bench patients and say nothing of the training's own randomness; this measures it. Writes
 benchmarks/results/demo_training_seeds.json: per seed, the image-dependent row (accuracy, no image, shuffled image,
-full − no image, each with its interval), the criterion and the slide-branch − thumbnail differences; and the spread
-of each point figure over the seeds.
+full − no image, each with its interval), the criterion and the slide-branch − thumbnail differences (all items, not
+pathology, pathology); and the spread of each point figure over the seeds.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def seed_figures(summary: dict) -> dict:
     return {"set": row["set"], "n_items": row["n_items"], **{k: _point(row[k]) for k in ROW_KEYS},
             "criterion": model["criterion"],
             "slide_minus_thumbnail": {r["set"]: _point(r["difference"]) for r in summary["results"]["slide_vs_thumbnail"]
-                                      if r["set"] in ("all image-dependent", "pathology")}}
+                                      if r["set"] in ("all image-dependent", "not pathology", "pathology")}}
 
 
 def main() -> None:
