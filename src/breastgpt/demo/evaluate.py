@@ -185,13 +185,13 @@ def slide_comparison(a: Scored, b: Scored, n_resamples: int, seed: int) -> list[
     items = a.items
     rs = ClusterResampler(np.array([it.patient_key for it in items]), n_resamples=n_resamples, seed=seed)
     template = np.array([it.template_id for it in items])
-    masks = {k: v for k, v in _masks(items).items() if k in ("all image-dependent", "pathology")}
-    if "pathology" in masks:
-        other = ~masks["pathology"]
-        if other.any():
-            masks = {"all image-dependent": masks["all image-dependent"], "not pathology": other,
-                     "pathology": masks["pathology"]}
-        masks.update({t: template == t for t in sorted(set(template[masks["pathology"]]))})
+    pathology = np.array([it.modality == "pathology" for it in items], bool)
+    masks = {"all image-dependent": np.ones(len(items), bool)}
+    if pathology.any():
+        if not pathology.all():
+            masks["not pathology"] = ~pathology
+        masks["pathology"] = pathology
+        masks.update({t: template == t for t in sorted(set(template[pathology]))})
     rows = []
     for where, mask in masks.items():
         iv = rs.bootstrap_batch({
