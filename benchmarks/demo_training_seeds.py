@@ -7,8 +7,9 @@ pre-training's and the language training's seed; the cohort, the initial checkpo
 in one output folder, so the stages before training are built once and reused. The demo's intervals come from a
 bootstrap over the bench patients and say nothing of the training's own randomness; this measures it. Writes
 benchmarks/results/demo_training_seeds.json: per seed, the image-dependent row (accuracy, no image, shuffled image,
-full − no image, each with its interval), the criterion and the slide-branch − thumbnail differences (all items, not
-pathology, pathology); and the spread of each point figure over the seeds.
+full − no image, each with its interval), the criterion, the slide-branch − thumbnail differences (all items, not
+pathology, pathology) and each model's own accuracy on those three sets; and the spread of each point figure over the
+seeds.
 """
 
 from __future__ import annotations
@@ -35,10 +36,14 @@ def seed_figures(summary: dict) -> dict:
     """The figures of one demo run that the seeds are compared on (percentage points)."""
     model = summary["results"]["models"]["breastgpt"]
     row = model["table"][0]
+    compared = [r for r in summary["results"]["slide_vs_thumbnail"]
+                if r["set"] in ("all image-dependent", "not pathology", "pathology")]
     return {"set": row["set"], "n_items": row["n_items"], **{k: _point(row[k]) for k in ROW_KEYS},
             "criterion": model["criterion"],
-            "slide_minus_thumbnail": {r["set"]: _point(r["difference"]) for r in summary["results"]["slide_vs_thumbnail"]
-                                      if r["set"] in ("all image-dependent", "not pathology", "pathology")}}
+            "slide_minus_thumbnail": {r["set"]: _point(r["difference"]) for r in compared},
+            # each model's own accuracy on those sets: a difference moves when either model does
+            "slide_vs_thumbnail_accuracy": {r["set"]: {m: _point(r[m]) for m in ("breastgpt", "thumbnail")}
+                                            for r in compared}}
 
 
 def main() -> None:
