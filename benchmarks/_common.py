@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# a benchmark imports this module first: the load when it started, not when it writes its result minutes later
+_LOAD_AT_START = list(os.getloadavg())
 
 
 def machine() -> dict[str, object]:
@@ -19,7 +21,8 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "load_average_at_start": list(os.getloadavg()),
+        "load_average_at_start": _LOAD_AT_START,
+        "load_average_at_end": list(os.getloadavg()),
     }
     try:
         import torch

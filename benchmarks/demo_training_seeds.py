@@ -1,6 +1,6 @@
 """How far the full demo's figures move with the training seed alone: the same cohort, bench and bootstrap.
 
-    python benchmarks/demo_training_seeds.py [--out /tmp/demo-seeds] [--seeds 0 1 2] [--threads 2]
+    python benchmarks/demo_training_seeds.py [--out /tmp/demo-seeds] [--seeds 0 1 2] [--threads 2] [--add]
 
 Runs `breastgpt demo` (the full settings) once per training seed (`DemoSettings.train_seed`: the encoder
 pre-training's and the language training's seed; the cohort, the initial checkpoint and the bootstrap keep seed 0)
@@ -8,13 +8,18 @@ in one output folder, so the stages before training are built once and reused. T
 bootstrap over the bench patients and say nothing of the training's own randomness; this measures it. Writes
 benchmarks/results/demo_training_seeds.json: per seed, the image-dependent row (accuracy, no image, shuffled image,
 full − no image, each with its interval), the criterion, the slide-branch − thumbnail differences (all items, not
-pathology, pathology) and each model's own accuracy on those three sets; and the spread of each point figure over the
-seeds.
+pathology, pathology) and each model's own accuracy on those three sets, when the run started and the load then; and
+the spread of each point figure over the seeds. `--add` keeps the runs already in that file for the seeds not given
+(a run is deterministic for its seed and thread count: seeds re-run in another session gave identical figures), so
+more seeds can be added without running the earlier ones again; the file then lists every command that made it.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -23,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import write_result  # noqa: E402
+from _common import RESULTS, write_result  # noqa: E402
 
 ROW_KEYS = ("full", "no_image", "shuffle_image", "full-no_image")
 
@@ -46,6 +51,48 @@ def seed_figures(summary: dict) -> dict:
                                             for r in compared}}
 
 
+def commands_of(document: dict) -> list[dict]:
+    """The commands that made a result document, each with its seeds, the date it wrote its result and the load
+    then (of a document that names a single `command`: that one, with the document's date and machine load)."""
+    if document.get("commands"):
+        return document["commands"]
+    machine = document.get("machine", {})
+    # a document whose machine block has no end load took its one load reading when it was written
+    load = machine.get("load_average_at_end", machine.get("load_average_at_start"))
+    return [{"command": document["command"], "date": document["date"],
+             "seeds": sorted(int(s) for s in document["runs"]), "load_average_at_end": load}]
+
+
+def check_poolable(earlier: dict, later: dict) -> None:
+    """Refuse to pool the runs of two result documents of other settings or another thread count: their figures
+    differ."""
+    for key in ("threads", "settings"):
+        a, b = earlier.get(key), later.get(key)
+        if key == "settings":
+            a, b = ({k: v for k, v in (d or {}).items() if k != "train_seed"} for d in (a, b))
+        if a != b:
+            raise SystemExit(f"the earlier result was made with other {key} ({a} against {b}): its runs cannot be "
+                             "pooled with these; run every seed again without --add")
+
+
+def merged(earlier: dict, later: dict) -> dict:
+    """Two result documents of the same settings and thread count as one: the earlier one's runs for the seeds the
+    later one did not run, the later one's runs, and the commands of both."""
+    check_poolable(earlier, later)
+    runs = {**{s: r for s, r in earlier["runs"].items() if s not in later["runs"]}, **later["runs"]}
+    runs = dict(sorted(runs.items(), key=lambda item: int(item[0])))
+    return {"commands": commands_of(earlier) + commands_of(later), "threads": later["threads"],
+            "settings": {**later["settings"], "train_seed": [int(s) for s in runs]}, "runs": runs, **summarise(runs)}
+
+
+def summarise(runs: dict[str, dict]) -> dict:
+    """The spread of each point figure over the seeds and how often the criterion passed."""
+    spread = {k: {"min": min(r[k]["point"] for r in runs.values()), "max": max(r[k]["point"] for r in runs.values())}
+              for k in ROW_KEYS}
+    passed = sum(r["criterion"]["passed"] for r in runs.values())
+    return {"spread": spread, "criterion_passed": f"{passed} of {len(runs)}"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/breastgpt-demo-seeds"))
@@ -53,31 +100,40 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads of every run (pinned: the figures depend slightly on it); default 2, "
                              "the committed demo figures' (one per model, trained side by side)")
+    parser.add_argument("--add", action="store_true",
+                        help="keep the runs of benchmarks/results/demo_training_seeds.json for the seeds not given")
     args = parser.parse_args()
     from breastgpt.demo import run_demo
     from breastgpt.demo.settings import FULL
 
-    runs = {}
+    target = RESULTS / "demo_training_seeds.json"
+    this = {"commands": [{"command": "python benchmarks/demo_training_seeds.py --seeds "
+                                     + " ".join(map(str, args.seeds)) + f" --threads {args.threads}"
+                                     + (" --add" if args.add else ""), "seeds": sorted(args.seeds)}],
+            "threads": args.threads, "settings": {**replace(FULL, train_seed=None).as_dict(), "train_seed": args.seeds},
+            "runs": {}}
+    if args.add and not target.is_file():
+        raise SystemExit(f"--add: there is no {target} to add runs to; run without --add")
+    earlier = json.loads(target.read_text()) if args.add else None
+    if earlier is not None:
+        check_poolable(earlier, this)  # before hours of training
     for seed in args.seeds:
-        started = time.perf_counter()
+        started, date, load = time.perf_counter(), dt.datetime.now(dt.timezone.utc), os.getloadavg()
         summary = run_demo(args.out, settings=replace(FULL, train_seed=seed), threads=args.threads,
                            secret=b"benchmark-demo-secret-0123456789").as_dict()
         if not summary["ok"]:
             failed = [s["name"] for s in summary["stages"] if not s["ok"]]
             raise SystemExit(f"training seed {seed}: the demo failed at {failed}; see {args.out}/demo.log")
-        runs[str(seed)] = {**seed_figures(summary), "seconds": round(time.perf_counter() - started, 1)}
-        print(f"training seed {seed}: " + ", ".join(f"{k} {v['point']}" for k, v in runs[str(seed)].items()
+        this["runs"][str(seed)] = {**seed_figures(summary), "seconds": round(time.perf_counter() - started, 1),
+                                   "started": date.isoformat(timespec="seconds"),
+                                   "load_average_at_start": [round(x, 2) for x in load]}
+        print(f"training seed {seed}: " + ", ".join(f"{k} {v['point']}" for k, v in this["runs"][str(seed)].items()
                                                      if k in ROW_KEYS))
-    spread = {k: {"min": min(r[k]["point"] for r in runs.values()), "max": max(r[k]["point"] for r in runs.values())}
-              for k in ROW_KEYS}
-    passed = sum(r["criterion"]["passed"] for r in runs.values())
-    path = write_result("demo_training_seeds", {
-        "command": "python benchmarks/demo_training_seeds.py --seeds " + " ".join(map(str, args.seeds))
-                   + f" --threads {args.threads}",
-        "threads": args.threads,
-        "settings": {**replace(FULL, train_seed=None).as_dict(), "train_seed": args.seeds},
-        "runs": runs, "spread": spread, "criterion_passed": f"{passed} of {len(runs)}"})
-    print(f"criterion passed for {passed} of {len(runs)} training seeds; wrote {path}")
+    this["commands"][0].update(date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                               load_average_at_end=[round(x, 2) for x in os.getloadavg()])
+    document = merged(earlier, this) if earlier is not None else {**this, **summarise(this["runs"])}
+    path = write_result("demo_training_seeds", document)
+    print(f"criterion passed for {document['criterion_passed']} training seeds; wrote {path}")
 
 
 if __name__ == "__main__":
