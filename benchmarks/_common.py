@@ -22,7 +22,6 @@ def machine() -> dict[str, object]:
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "load_average_at_start": _LOAD_AT_START,
-        "load_average_at_end": list(os.getloadavg()),
     }
     try:
         import torch
@@ -71,7 +70,7 @@ def load_record(loads: list[float]) -> dict[str, object]:
 def write_result(name: str, payload: dict[str, object], target: Path | None = None) -> Path:
     """Write `target` (default benchmarks/results/<name>.json) atomically, stamped with date and machine."""
     document = {"benchmark": name, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "machine": machine(), **payload}
+                "machine": {**machine(), "load_average_at_end": list(os.getloadavg())}, **payload}
     target = Path(target) if target is not None else RESULTS / f"{name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_suffix(".json.partial")

@@ -19,6 +19,8 @@ def test_model_gpu_benchmark_tiny_path(tmp_path):
     doc = json.loads(out.read_text())
     assert doc["benchmark"] == "model_gpu" and doc["flavour"] == "tiny" and doc["text_tokens"] == 96
     assert doc["machine"]["cpu_count"] >= 1 and doc["date"]
+    # the load when the script started and when it wrote its result: three averages each
+    assert len(doc["machine"]["load_average_at_start"]) == len(doc["machine"]["load_average_at_end"]) == 3
     for part in ("text_only", "with_slide"):
         assert len(doc["train_step"][part]["seconds"]) == 1 and doc["train_step"][part]["median_seconds"] > 0
     assert doc["slide_latency"]["tiles"] == 24
