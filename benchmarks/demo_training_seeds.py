@@ -8,10 +8,11 @@ in one output folder, so the stages before training are built once and reused. T
 bootstrap over the bench patients and say nothing of the training's own randomness; this measures it. Writes
 benchmarks/results/demo_training_seeds.json: per seed, the image-dependent row (accuracy, no image, shuffled image,
 full − no image, each with its interval), the criterion, the slide-branch − thumbnail differences (all items, not
-pathology, pathology) and each model's own accuracy on those three sets, when the run started and the load then; and
-the spread of each point figure over the seeds. `--add` keeps the runs already in that file for the seeds not given
-(a run is deterministic for its seed and thread count: seeds re-run in another session gave identical figures), so
-more seeds can be added without running the earlier ones again; the file then lists every command that made it.
+pathology, pathology) and each model's own accuracy on those three sets, the care-pathway items with and without their
+earlier media, when the run started and the load then; and the spread of each point figure over the seeds. `--add`
+keeps the runs already in that file for the seeds not given (a run is deterministic for its seed and thread count:
+seeds re-run in another session gave identical figures), so more seeds can be added without running the earlier ones
+again; the file then lists every command that made it.
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ def seed_figures(summary: dict) -> dict:
             "slide_minus_thumbnail": {r["set"]: _point(r["difference"]) for r in compared},
             # each model's own accuracy on those sets: a difference moves when either model does
             "slide_vs_thumbnail_accuracy": {r["set"]: {m: _point(r[m]) for m in ("breastgpt", "thumbnail")}
-                                            for r in compared}}
+                                            for r in compared},
+            # the care-pathway items with and without the earlier stages' media (8 items in the full demo)
+            "pathway": {k: _point(row[k]) for row in summary["results"].get("pathway", [])[:1]
+                        for k in ("full", "no_prior_media", "difference") if k in row}}
 
 
 def commands_of(document: dict) -> list[dict]:
