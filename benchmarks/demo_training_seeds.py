@@ -42,6 +42,7 @@ def seed_figures(summary: dict) -> dict:
     """The figures of one demo run that the seeds are compared on (percentage points)."""
     model = summary["results"]["models"]["breastgpt"]
     row = model["table"][0]
+    pathway = (summary["results"].get("pathway") or [{}])[0]  # the first row: all pathway items
     compared = [r for r in summary["results"]["slide_vs_thumbnail"]
                 if r["set"] in ("all image-dependent", "not pathology", "pathology")]
     return {"set": row["set"], "n_items": row["n_items"], **{k: _point(row[k]) for k in ROW_KEYS},
@@ -51,8 +52,7 @@ def seed_figures(summary: dict) -> dict:
             "slide_vs_thumbnail_accuracy": {r["set"]: {m: _point(r[m]) for m in ("breastgpt", "thumbnail")}
                                             for r in compared},
             # the care-pathway items with and without the earlier stages' media (8 items in the full demo)
-            "pathway": {k: _point(row[k]) for row in summary["results"].get("pathway", [])[:1]
-                        for k in ("full", "no_prior_media", "difference") if k in row}}
+            "pathway": {k: _point(pathway[k]) for k in ("full", "no_prior_media", "difference") if k in pathway}}
 
 
 def commands_of(document: dict) -> list[dict]:
@@ -116,10 +116,11 @@ def main() -> None:
                                      + (" --add" if args.add else ""), "seeds": sorted(args.seeds)}],
             "threads": args.threads, "settings": {**replace(FULL, train_seed=None).as_dict(), "train_seed": args.seeds},
             "runs": {}}
-    if args.add and not target.is_file():
-        raise SystemExit(f"--add: there is no {target} to add runs to; run without --add")
-    earlier = json.loads(target.read_text()) if args.add else None
-    if earlier is not None:
+    earlier = None
+    if args.add:
+        if not target.is_file():
+            raise SystemExit(f"--add: there is no {target} to add runs to; run without --add")
+        earlier = json.loads(target.read_text())
         check_poolable(earlier, this)  # before hours of training
     for seed in args.seeds:
         started, date, load = time.perf_counter(), dt.datetime.now(dt.timezone.utc), os.getloadavg()
