@@ -74,6 +74,7 @@ def check_poolable(earlier: dict, later: dict) -> None:
         a, b = earlier.get(key), later.get(key)
         if key == "settings":
             a, b = ({k: v for k, v in (d or {}).items() if k != "train_seed"} for d in (a, b))
+        a, b = (json.loads(json.dumps(x)) for x in (a, b))  # as written: a tuple of the settings is a list there  # as written: a tuple of the settings is a list there
         if a != b:
             raise SystemExit(f"the earlier result was made with other {key} ({a} against {b}): its runs cannot be "
                              "pooled with these; run every seed again without --add")
@@ -97,6 +98,16 @@ def summarise(runs: dict[str, dict]) -> dict:
     return {"spread": spread, "criterion_passed": f"{passed} of {len(runs)}"}
 
 
+def new_document(seeds: list[int], threads: int, add: bool) -> dict:
+    """The result document of one invocation before its runs: its command, thread count and the demo's settings."""
+    from breastgpt.demo.settings import FULL
+
+    command = (f"python benchmarks/demo_training_seeds.py --seeds {' '.join(map(str, seeds))} --threads {threads}"
+               + (" --add" if add else ""))
+    return {"commands": [{"command": command, "seeds": sorted(seeds)}], "threads": threads,
+            "settings": {**replace(FULL, train_seed=None).as_dict(), "train_seed": seeds}, "runs": {}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/breastgpt-demo-seeds"))
@@ -111,11 +122,7 @@ def main() -> None:
     from breastgpt.demo.settings import FULL
 
     target = RESULTS / "demo_training_seeds.json"
-    this = {"commands": [{"command": "python benchmarks/demo_training_seeds.py --seeds "
-                                     + " ".join(map(str, args.seeds)) + f" --threads {args.threads}"
-                                     + (" --add" if args.add else ""), "seeds": sorted(args.seeds)}],
-            "threads": args.threads, "settings": {**replace(FULL, train_seed=None).as_dict(), "train_seed": args.seeds},
-            "runs": {}}
+    this = new_document(args.seeds, args.threads, args.add)
     earlier = None
     if args.add:
         if not target.is_file():
