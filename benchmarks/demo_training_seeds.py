@@ -74,7 +74,7 @@ def check_poolable(earlier: dict, later: dict) -> None:
         a, b = earlier.get(key), later.get(key)
         if key == "settings":
             a, b = ({k: v for k, v in (d or {}).items() if k != "train_seed"} for d in (a, b))
-        a, b = (json.loads(json.dumps(x)) for x in (a, b))  # as written: a tuple of the settings is a list there  # as written: a tuple of the settings is a list there
+        a, b = (json.loads(json.dumps(x)) for x in (a, b))  # as written: a tuple of the settings is a list there
         if a != b:
             raise SystemExit(f"the earlier result was made with other {key} ({a} against {b}): its runs cannot be "
                              "pooled with these; run every seed again without --add")

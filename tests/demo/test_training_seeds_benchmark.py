@@ -58,7 +58,7 @@ def test_runs_of_another_thread_count_or_settings_are_refused(seeds):
 
 def test_the_committed_runs_pool_with_a_new_invocation_of_the_current_settings(seeds):
     # the settings as written hold lists where the demo's settings hold tuples: read back, they must still match
-    committed = seeds.json.loads((SCRIPT.parents[1] / "benchmarks" / "results" / "demo_training_seeds.json").read_text())
+    committed = seeds.json.loads((SCRIPT.parent / "results" / "demo_training_seeds.json").read_text())
     assert len(committed["runs"]) >= 10
     seeds.check_poolable(committed, seeds.new_document([10], 2, add=True))
     with pytest.raises(SystemExit, match="threads"):

@@ -196,5 +196,12 @@ def test_a_records_file_of_every_split_trains_on_its_training_split(tmp_path):
                             for i, r in enumerate(rows)))
     assert [s.id for s in read_samples(path, "records", "train")] == [r["id"] for r in rows[::2]]
     assert len(read_samples(path, "records", "")) == 8
-    with pytest.raises(DataError, match=r"no record of split 'val' \(the file holds bench, train\)"):
+    with pytest.raises(DataError, match=r"no record of split 'val' \(the file holds bench, train\)") as caught:
         read_samples(path, "records", "val")
+    # one split error type: what catches a bad split setting (corpus.splits.SplitError, a ConfigError) catches this
+    from breastgpt.config import ConfigError
+    from breastgpt.corpus.splits import SplitError
+    from breastgpt.train.data import MissingSplitError
+
+    assert isinstance(caught.value, MissingSplitError) and isinstance(caught.value, SplitError)
+    assert isinstance(caught.value, ConfigError)

@@ -30,7 +30,8 @@ MANIFEST_VERSION = 1
 
 
 class SplitError(ConfigError):
-    """A bad split configuration or a benchmark manifest that does not verify."""
+    """A bad split configuration, a benchmark manifest that does not verify, or a records file without the split a
+    run reads (`train.data.MissingSplitError`)."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from breastgpt.artifacts import sha256_file as file_sha256
+from breastgpt.corpus.splits import SplitError
 from breastgpt.train.config import ConfigError, DataConfig
 
 IGNORE_INDEX = -100
@@ -34,7 +35,7 @@ class DataError(ValueError):
     """A training sample that cannot be turned into model inputs."""
 
 
-class SplitError(DataError, ConfigError):
+class MissingSplitError(DataError, SplitError):
     """A records file with no record of the split the run reads: the file and the setting disagree."""
 
 
@@ -66,12 +67,12 @@ def read_samples(path: str | Path, fmt: str, split: str = "") -> list[Sample]:
 
 def of_split(rows: list[Any], split: str, where: Any,
              split_of: Callable[[Any], Any] = lambda row: row.get("split")) -> list[Any]:
-    """The rows of `split` ("": all of them); a file whose rows are all of other splits is a `SplitError` naming
-    the splits it holds."""
+    """The rows of `split` ("": all of them); a file whose rows are all of other splits is a `MissingSplitError`
+    naming the splits it holds."""
     chosen = [row for row in rows if not split or split_of(row) == split]
     if rows and not chosen:
         found = sorted({str(split_of(row)) for row in rows})
-        raise SplitError(f"{where}: no record of split {split!r} (the file holds {', '.join(found)}); set "
+        raise MissingSplitError(f"{where}: no record of split {split!r} (the file holds {', '.join(found)}); set "
                          "data.train_split / data.val_split, or \"\" to read every record")
     return chosen
 
@@ -385,6 +386,6 @@ def resolve_roots(config: DataConfig) -> tuple[Path, Path]:
     return media, slide
 
 
-__all__ = ["DataError", "MediaLoader", "Sample", "SplitError", "TrainDataset", "collate", "corpus_preprocessing",
-           "data_manifest", "encode_sample", "of_split", "pack", "read_samples", "resolve_roots", "supervised_tokens",
-           "to_messages"]
+__all__ = ["DataError", "MediaLoader", "MissingSplitError", "Sample", "TrainDataset", "collate",
+           "corpus_preprocessing", "data_manifest", "encode_sample", "of_split", "pack", "read_samples",
+           "resolve_roots", "supervised_tokens", "to_messages"]
