@@ -9,7 +9,8 @@ bootstrap over the bench patients and say nothing of the training's own randomne
 benchmarks/results/demo_training_seeds.json: per seed, the image-dependent row (accuracy, no image, shuffled image,
 full − no image, each with its interval), the criterion, the slide-branch − thumbnail differences (all items, not
 pathology, pathology) and each model's own accuracy on those three sets, the care-pathway items with and without their
-earlier media, when the run started and the load then; and the spread of each point figure over the seeds. `--add`
+earlier media, when the run started, the load then and whether its wall time is noisy (that load above the core
+count; the figures themselves do not depend on the load); and the spread of each point figure over the seeds. `--add`
 keeps the runs already in that file for the seeds not given (a run is deterministic for its seed and thread count:
 seeds re-run in another session gave identical figures), so more seeds can be added without running the earlier ones
 again; the file then lists every command that made it.
@@ -29,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, write_result  # noqa: E402
+from _common import RESULTS, load_record, write_result  # noqa: E402
 
 ROW_KEYS = ("full", "no_image", "shuffle_image", "full-no_image")
 
@@ -98,6 +99,13 @@ def summarise(runs: dict[str, dict]) -> dict:
     return {"spread": spread, "criterion_passed": f"{passed} of {len(runs)}"}
 
 
+def run_timing(seconds: float, started: dt.datetime, load: tuple[float, ...]) -> dict:
+    """A run's wall time, start and 1/5/15-minute load at its start; the wall time is noisy when that 1-minute load
+    exceeded the core count (`_common.load_record`)."""
+    return {"seconds": round(seconds, 1), "started": started.isoformat(timespec="seconds"),
+            "load_average_at_start": [round(x, 2) for x in load], "seconds_noisy": load_record([load[0]])["noisy"]}
+
+
 def new_document(seeds: list[int], threads: int, add: bool) -> dict:
     """The result document of one invocation before its runs: its command, thread count and the demo's settings."""
     from breastgpt.demo.settings import FULL
@@ -136,9 +144,7 @@ def main() -> None:
         if not summary["ok"]:
             failed = [s["name"] for s in summary["stages"] if not s["ok"]]
             raise SystemExit(f"training seed {seed}: the demo failed at {failed}; see {args.out}/demo.log")
-        this["runs"][str(seed)] = {**seed_figures(summary), "seconds": round(time.perf_counter() - started, 1),
-                                   "started": date.isoformat(timespec="seconds"),
-                                   "load_average_at_start": [round(x, 2) for x in load]}
+        this["runs"][str(seed)] = {**seed_figures(summary), **run_timing(time.perf_counter() - started, date, load)}
         print(f"training seed {seed}: " + ", ".join(f"{k} {v['point']}" for k, v in this["runs"][str(seed)].items()
                                                      if k in ROW_KEYS))
     this["commands"][0].update(date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
