@@ -236,18 +236,16 @@ def _last_ckpt(run: _Run) -> str:
 
 
 def _clip(run: _Run) -> float:
-    params = [p for p in run.model.parameters() if p.requires_grad]
-    for p in params:
-        # A branch no sample of this step used has no gradient. DDP and DeepSpeed hand such parameters a
-        # zero gradient (so AdamW still applies momentum and decay); do the same in one process, so one
-        # process and many take identical steps.
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
+    # A parameter no sample of this step used (a branch without its media in the batch, the head of a template
+    # not drawn) keeps no gradient, and AdamW leaves it and its moments as they are: plain PyTorch's step, and
+    # DDP's (it leaves a parameter unused on every process without a gradient). A zero gradient instead would move
+    # it on its momentum and shift its bias correction; DeepSpeed's flat buffers do that (docs/training.md).
+    params = [p for p in run.model.parameters() if p.requires_grad and p.grad is not None]
     clip = run.config.optim.grad_clip
     if clip > 0:
         norm = run.accelerator.clip_grad_norm_(params, clip)
     else:
-        grads = [p.grad.detach().float().norm() for p in params if p.grad is not None]
+        grads = [p.grad.detach().float().norm() for p in params]
         norm = torch.stack(grads).norm() if grads else torch.zeros(())
     norm = float(norm) if norm is not None else float("nan")
     if run.accelerator.distributed_type != "DEEPSPEED" and not math.isfinite(norm):
