@@ -253,6 +253,47 @@ def test_mirror_augmentation_changes_what_is_trained(tiny_set, tmp_path: Path) -
     assert mirrored.steps == 4
 
 
+def test_a_head_no_study_of_a_step_reads_stays_as_it_is(tiny_set, tmp_path: Path, monkeypatch) -> None:
+    """A second template on two of the studies: in the steps whose batch holds neither, its head gets no gradient, and
+    AdamW leaves its weights and moments as they were (as in plain PyTorch and under DDP) instead of moving it on the
+    momentum of earlier steps."""
+    init, train_file, corpus = tiny_set
+    rows = [json.loads(line) for line in train_file.read_text().splitlines()]
+    for i in range(2):
+        extra = {**_record(f"s{i}", f"m/{i}.png", "Yes"), "template_id": "scr-mam-side"}
+        extra["label"] = {"options": ["Left", "Right"], "answer_index": i}
+        rows.append(extra)
+    both = tmp_path / "train.jsonl"
+    both.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    steps, real_step = [], torch.optim.AdamW.step
+
+    def state(optimizer, p) -> tuple[torch.Tensor, torch.Tensor | None]:
+        avg = optimizer.state.get(p, {}).get("exp_avg")
+        return p.detach().clone(), None if avg is None else avg.clone()
+
+    def recording_step(self, *args, **kwargs):
+        params = [p for group in self.param_groups for p in group["params"]]
+        # no gradient: none at all, or one of zeros (what the loop must not hand such a parameter)
+        unused = [p.grad is None or not bool(p.grad.any()) for p in params]
+        before = [state(self, p) for p in params]
+        out = real_step(self, *args, **kwargs)
+        steps.append(list(zip(unused, before, [state(self, p) for p in params])))
+        return out
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    # two of the twelve studies also carry the second template; three batches of four per epoch
+    train(encoder_run(init, both, corpus, tmp_path / "e", 8, schedule__micro_batch_size=4))
+    assert len(steps) == 8
+    coasting = 0  # a parameter with momentum from an earlier step and no gradient in this one
+    for unused, (value, avg), (value_after, avg_after) in (entry for step in steps for entry in step):
+        if unused and avg is not None and bool(avg.any()):
+            coasting += 1
+            assert torch.equal(value_after, value) and torch.equal(avg_after, avg)
+    assert coasting > 0  # the set has steps without the second template's studies
+    moved = [not torch.equal(after[0], before[0]) for step in steps for unused, before, after in step if not unused]
+    assert moved and all(moved)
+
+
 def test_score_heads_reports_held_out_accuracy_beside_the_prior(tiny_set, trained) -> None:
     init, train_file, corpus = tiny_set
     rows = [json.loads(line) for line in train_file.read_text().splitlines()]
