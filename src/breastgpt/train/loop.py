@@ -239,7 +239,7 @@ def _clip(run: _Run) -> float:
     # A parameter no sample of this step used (a branch without its media in the batch, the head of a template
     # not drawn) keeps no gradient, and AdamW leaves it and its moments as they are: plain PyTorch's step, and
     # DDP's (it leaves a parameter unused on every process without a gradient). A zero gradient instead would move
-    # it on its momentum and shift its bias correction; DeepSpeed's flat buffers do that (docs/training.md).
+    # it on its momentum and shift its bias correction; DeepSpeed ZeRO's flat partitions do that (docs/training.md).
     params = [p for p in run.model.parameters() if p.requires_grad and p.grad is not None]
     clip = run.config.optim.grad_clip
     if clip > 0:
