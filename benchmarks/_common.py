@@ -15,11 +15,26 @@ RESULTS = Path(__file__).resolve().parent / "results"
 _LOAD_AT_START = list(os.getloadavg())
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo) and its widest vector instruction set. Trained figures depend on the
+    machine: the same code, seeds and thread count can train to other figures on another CPU (other float kernels),
+    so a result that pools runs must say where each ran."""
+    name = platform.processor() or platform.machine()
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return name
+    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), name)
+    flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
+    return f"{name} ({'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'no AVX2'})"
+
+
 def machine() -> dict[str, object]:
     info: dict[str, object] = {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "load_average_at_start": _LOAD_AT_START,
     }

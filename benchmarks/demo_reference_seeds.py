@@ -49,8 +49,8 @@ from types import SimpleNamespace
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, write_result  # noqa: E402
-from demo_training_seeds import commands_of, run_timing, seed_figures, summarise  # noqa: E402
+from _common import RESULTS, cpu_model, write_result  # noqa: E402
+from demo_training_seeds import check_same_cpu, commands_of, run_timing, seed_figures, summarise  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_VARIABLE = "BREASTGPT_REFERENCE_TRAIN_SEED"
@@ -164,6 +164,15 @@ def permutation_p(a: list[float], b: list[float], n: int = 20_000, seed: int = 0
     return (hits + 1) / (n + 1)
 
 
+def cpus(runs: dict[str, dict]) -> dict[str, list[int]]:
+    """The seeds run on each CPU ("not recorded" for runs made before runs recorded it): figures depend on the CPU,
+    so a comparison must say where each side ran."""
+    where: dict[str, list[int]] = {}
+    for seed, run in runs.items():
+        where.setdefault(run.get("cpu") or "not recorded", []).append(int(seed))
+    return where
+
+
 def compare(current: dict[str, dict], reference: dict[str, dict]) -> dict:
     """Per figure: both means and ranges, current − reference with Welch's 95 % interval, and the permutation p."""
     rows = {}
@@ -190,6 +199,7 @@ def check_poolable(earlier: dict, later: dict) -> None:
 def merged(earlier: dict, later: dict) -> dict:
     """The runs of two documents of the same revision, patch and thread count as one (the later run of a seed wins)."""
     check_poolable(earlier, later)
+    check_same_cpu(earlier["runs"], later["runs"])
     runs = {**{s: r for s, r in earlier["runs"].items() if s not in later["runs"]}, **later["runs"]}
     runs = dict(sorted(runs.items(), key=lambda item: int(item[0])))
     return {**later, "commands": commands_of(earlier) + commands_of(later),
@@ -220,6 +230,7 @@ def main() -> None:
             raise SystemExit(f"--add: there is no {target} to add runs to; run without --add")
         earlier = json.loads(target.read_text())
         check_poolable(earlier, this)  # before hours of training
+        check_same_cpu(earlier["runs"], {"this machine": {"cpu": cpu_model()}})
     code = args.out / "code"
     extract(sha, code)
     for seed in args.seeds:
@@ -243,6 +254,7 @@ def main() -> None:
     if current_file.is_file():
         current = json.loads(current_file.read_text())["runs"]
         document["comparison"] = {"current": "benchmarks/results/demo_training_seeds.json",
+                                  "cpus": {"current": cpus(current), "reference": cpus(document["runs"])},
                                   "figures": compare(current, document["runs"])}
     path = write_result("demo_reference_seeds", document)
     print(f"criterion met for {document['criterion_passed']} training seeds of {sha[:7]}; wrote {path}")

@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, load_record, write_result  # noqa: E402
+from _common import RESULTS, cpu_model, load_record, write_result  # noqa: E402
 
 ROW_KEYS = ("full", "no_image", "shuffle_image", "full-no_image")
 
@@ -81,10 +81,20 @@ def check_poolable(earlier: dict, later: dict) -> None:
                              "pooled with these; run every seed again without --add")
 
 
+def check_same_cpu(earlier_runs: dict[str, dict], later_runs: dict[str, dict]) -> None:
+    """Refuse to pool runs made on other CPUs: the same seed trains to other figures there. A run made before runs
+    recorded their CPU does not count (its CPU is unknown)."""
+    known = [{r["cpu"] for r in runs.values() if r.get("cpu")} for runs in (earlier_runs, later_runs)]
+    if all(known) and known[0] != known[1]:
+        raise SystemExit(f"the earlier runs ran on {sorted(known[0])}, these on {sorted(known[1])}: trained figures "
+                         "differ between CPUs, so they cannot be pooled; run every seed on one machine without --add")
+
+
 def merged(earlier: dict, later: dict) -> dict:
     """Two result documents of the same settings and thread count as one: the earlier one's runs for the seeds the
     later one did not run, the later one's runs, and the commands of both."""
     check_poolable(earlier, later)
+    check_same_cpu(earlier["runs"], later["runs"])
     runs = {**{s: r for s, r in earlier["runs"].items() if s not in later["runs"]}, **later["runs"]}
     runs = dict(sorted(runs.items(), key=lambda item: int(item[0])))
     return {"commands": commands_of(earlier) + commands_of(later), "threads": later["threads"],
@@ -100,9 +110,9 @@ def summarise(runs: dict[str, dict]) -> dict:
 
 
 def run_timing(seconds: float, started: dt.datetime, load: tuple[float, ...]) -> dict:
-    """A run's wall time, start and 1/5/15-minute load at its start; the wall time is noisy when that 1-minute load
-    exceeded the core count (`_common.load_record`)."""
-    return {"seconds": round(seconds, 1), "started": started.isoformat(timespec="seconds"),
+    """A run's wall time, start, CPU and 1/5/15-minute load at its start; the wall time is noisy when that 1-minute
+    load exceeded the core count (`_common.load_record`). The CPU is recorded because the figures depend on it."""
+    return {"seconds": round(seconds, 1), "started": started.isoformat(timespec="seconds"), "cpu": cpu_model(),
             "load_average_at_start": [round(x, 2) for x in load], "seconds_noisy": load_record([load[0]])["noisy"]}
 
 
@@ -137,6 +147,7 @@ def main() -> None:
             raise SystemExit(f"--add: there is no {target} to add runs to; run without --add")
         earlier = json.loads(target.read_text())
         check_poolable(earlier, this)  # before hours of training
+        check_same_cpu(earlier["runs"], {"this machine": {"cpu": cpu_model()}})
     for seed in args.seeds:
         started, date, load = time.perf_counter(), dt.datetime.now(dt.timezone.utc), os.getloadavg()
         summary = run_demo(args.out, settings=replace(FULL, train_seed=seed), threads=args.threads,

@@ -96,3 +96,12 @@ def test_runs_pool_only_with_the_same_revision_patch_and_threads(ref):
     for key, value in (("revision", "b" * 40), ("threads", 1), ("patch", {"uses": 2})):
         with pytest.raises(SystemExit, match=key):
             ref.check_poolable(earlier, {**later, key: value})
+
+
+def test_runs_of_another_cpu_are_not_pooled_and_the_comparison_says_where_each_ran(ref):
+    epyc, xeon = {"cpu": "AMD EPYC (AVX-512)"}, {"cpu": "Intel Xeon (AVX-512)"}
+    ref.check_same_cpu({"0": epyc, "1": {}}, {"2": epyc})  # a run without a CPU is unknown, not different
+    ref.check_same_cpu({"0": {}}, {"2": xeon})
+    with pytest.raises(SystemExit, match="differ between CPUs"):
+        ref.check_same_cpu({"0": epyc, "1": {}}, {"2": xeon})
+    assert ref.cpus({"0": epyc, "1": {}, "2": epyc}) == {"AMD EPYC (AVX-512)": [0, 2], "not recorded": [1]}

@@ -68,7 +68,8 @@ def test_the_committed_runs_pool_with_a_new_invocation_of_the_current_settings(s
 def test_a_run_started_above_the_core_count_has_noisy_seconds(seeds, monkeypatch):
     monkeypatch.setattr(seeds.os, "cpu_count", lambda: 2)
     started = seeds.dt.datetime(2026, 12, 7, 6, 0, tzinfo=seeds.dt.timezone.utc)
+    monkeypatch.setattr(seeds, "cpu_model", lambda: "AMD EPYC (AVX-512)")
     busy = seeds.run_timing(393.24, started, (2.05, 2.0, 2.0))
-    assert busy == {"seconds": 393.2, "started": "2026-12-07T06:00:00+00:00",
+    assert busy == {"seconds": 393.2, "started": "2026-12-07T06:00:00+00:00", "cpu": "AMD EPYC (AVX-512)",
                     "load_average_at_start": [2.05, 2.0, 2.0], "seconds_noisy": True}
     assert seeds.run_timing(350.0, started, (1.83, 2.07, 1.96))["seconds_noisy"] is False  # the 1-minute load decides
