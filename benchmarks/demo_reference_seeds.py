@@ -49,8 +49,9 @@ from types import SimpleNamespace
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, cpu_model, write_result  # noqa: E402
-from demo_training_seeds import check_same_cpu, commands_of, run_timing, seed_figures, summarise  # noqa: E402
+from _common import RESULTS, write_result  # noqa: E402
+from demo_training_seeds import (  # noqa: E402
+    check_same_cpu, commands_of, earlier_document, run_timing, seed_figures, summarise)
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_VARIABLE = "BREASTGPT_REFERENCE_TRAIN_SEED"
@@ -224,13 +225,7 @@ def main() -> None:
             "patch": {"file": PATCHED_FILE, "pattern": SEED_USE.pattern, "replacement": SEED_READ,
                       "uses": EXPECTED_USES},
             "commands": [{"command": command, "seeds": sorted(args.seeds)}], "runs": {}}
-    earlier = None
-    if args.add:
-        if not target.is_file():
-            raise SystemExit(f"--add: there is no {target} to add runs to; run without --add")
-        earlier = json.loads(target.read_text())
-        check_poolable(earlier, this)  # before hours of training
-        check_same_cpu(earlier["runs"], {"this machine": {"cpu": cpu_model()}})
+    earlier = earlier_document(target, this, check_poolable) if args.add else None
     code = args.out / "code"
     extract(sha, code)
     for seed in args.seeds:

@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -90,6 +91,17 @@ def check_same_cpu(earlier_runs: dict[str, dict], later_runs: dict[str, dict]) -
                          "differ between CPUs, so they cannot be pooled; run every seed on one machine without --add")
 
 
+def earlier_document(target: Path, this: dict, check: Callable[[dict, dict], None]) -> dict:
+    """For --add: the result document to add runs to, refused before hours of training when `check` or the CPU
+    says its runs cannot be pooled with this invocation's."""
+    if not target.is_file():
+        raise SystemExit(f"--add: there is no {target} to add runs to; run without --add")
+    earlier = json.loads(target.read_text())
+    check(earlier, this)
+    check_same_cpu(earlier["runs"], {"this machine": {"cpu": cpu_model()}})
+    return earlier
+
+
 def merged(earlier: dict, later: dict) -> dict:
     """Two result documents of the same settings and thread count as one: the earlier one's runs for the seeds the
     later one did not run, the later one's runs, and the commands of both."""
@@ -141,13 +153,7 @@ def main() -> None:
 
     target = RESULTS / "demo_training_seeds.json"
     this = new_document(args.seeds, args.threads, args.add)
-    earlier = None
-    if args.add:
-        if not target.is_file():
-            raise SystemExit(f"--add: there is no {target} to add runs to; run without --add")
-        earlier = json.loads(target.read_text())
-        check_poolable(earlier, this)  # before hours of training
-        check_same_cpu(earlier["runs"], {"this machine": {"cpu": cpu_model()}})
+    earlier = earlier_document(target, this, check_poolable) if args.add else None
     for seed in args.seeds:
         started, date, load = time.perf_counter(), dt.datetime.now(dt.timezone.utc), os.getloadavg()
         summary = run_demo(args.out, settings=replace(FULL, train_seed=seed), threads=args.threads,
