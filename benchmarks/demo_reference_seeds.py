@@ -23,8 +23,8 @@ over training seeds, the way demo_training_seeds.py runs the current code:
 Writes benchmarks/results/demo_reference_seeds.json: the revision (full hash), the patch, the thread count, the
 earlier demo's settings, per seed the figures of demo_training_seeds.json, and the comparison of the two files:
 per figure the means, Welch's 95 % interval of current − reference, and a permutation p over 20,000 relabellings.
-`--add` keeps the runs already in that file for the seeds not given (refused for another revision or thread
-count). The run folders (about 400 MB each) are deleted after scoring unless `--keep-runs`.
+`--add` keeps the runs already in that file for the seeds not given (refused for another revision, patch, thread
+count or CPU). The run folders (about 400 MB each) are deleted after scoring unless `--keep-runs`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, write_result  # noqa: E402
 from demo_training_seeds import (  # noqa: E402
-    check_same_cpu, commands_of, earlier_document, run_timing, seed_figures, summarise)
+    commands_of, earlier_document, pooled_runs, run_timing, seed_figures, summarise)
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_VARIABLE = "BREASTGPT_REFERENCE_TRAIN_SEED"
@@ -200,9 +200,7 @@ def check_poolable(earlier: dict, later: dict) -> None:
 def merged(earlier: dict, later: dict) -> dict:
     """The runs of two documents of the same revision, patch and thread count as one (the later run of a seed wins)."""
     check_poolable(earlier, later)
-    check_same_cpu(earlier["runs"], later["runs"])
-    runs = {**{s: r for s, r in earlier["runs"].items() if s not in later["runs"]}, **later["runs"]}
-    runs = dict(sorted(runs.items(), key=lambda item: int(item[0])))
+    runs = pooled_runs(earlier["runs"], later["runs"])
     return {**later, "commands": commands_of(earlier) + commands_of(later),
             "settings": {**later["settings"], "train_seed": [int(s) for s in runs]}, "runs": runs}
 

@@ -102,13 +102,19 @@ def earlier_document(target: Path, this: dict, check: Callable[[dict, dict], Non
     return earlier
 
 
+def pooled_runs(earlier_runs: dict[str, dict], later_runs: dict[str, dict]) -> dict[str, dict]:
+    """The earlier runs for the seeds the later ones did not run, and the later runs, by seed; refused for runs made
+    on another CPU."""
+    check_same_cpu(earlier_runs, later_runs)
+    runs = {**{s: r for s, r in earlier_runs.items() if s not in later_runs}, **later_runs}
+    return dict(sorted(runs.items(), key=lambda item: int(item[0])))
+
+
 def merged(earlier: dict, later: dict) -> dict:
     """Two result documents of the same settings and thread count as one: the earlier one's runs for the seeds the
     later one did not run, the later one's runs, and the commands of both."""
     check_poolable(earlier, later)
-    check_same_cpu(earlier["runs"], later["runs"])
-    runs = {**{s: r for s, r in earlier["runs"].items() if s not in later["runs"]}, **later["runs"]}
-    runs = dict(sorted(runs.items(), key=lambda item: int(item[0])))
+    runs = pooled_runs(earlier["runs"], later["runs"])
     return {"commands": commands_of(earlier) + commands_of(later), "threads": later["threads"],
             "settings": {**later["settings"], "train_seed": [int(s) for s in runs]}, "runs": runs, **summarise(runs)}
 

@@ -100,8 +100,8 @@ def test_runs_pool_only_with_the_same_revision_patch_and_threads(ref):
 
 def test_runs_of_another_cpu_are_not_pooled_and_the_comparison_says_where_each_ran(ref):
     epyc, xeon = {"cpu": "AMD EPYC (AVX-512)"}, {"cpu": "Intel Xeon (AVX-512)"}
-    ref.check_same_cpu({"0": epyc, "1": {}}, {"2": epyc})  # a run without a CPU is unknown, not different
-    ref.check_same_cpu({"0": {}}, {"2": xeon})
+    assert list(ref.pooled_runs({"0": epyc, "1": {}}, {"2": epyc})) == ["0", "1", "2"]  # no CPU: unknown, not other
+    assert list(ref.pooled_runs({"10": {}}, {"2": xeon})) == ["2", "10"]
     with pytest.raises(SystemExit, match="differ between CPUs"):
-        ref.check_same_cpu({"0": epyc, "1": {}}, {"2": xeon})
+        ref.pooled_runs({"0": epyc, "1": {}}, {"2": xeon})
     assert ref.cpus({"0": epyc, "1": {}, "2": epyc}) == {"AMD EPYC (AVX-512)": [0, 2], "not recorded": [1]}
